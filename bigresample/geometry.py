@@ -1,0 +1,221 @@
+"""Grid geometry: spacing, output grids, index maps and output affines.
+
+numpy only, no files.  Everything here works on a ``(shape, affine)`` pair so it
+can be tested without a single image (as ``nibabel.spaces`` does).
+
+Conventions (DESIGN.md, "Geometry").  Per spatial axis: ``n`` input voxels,
+spacing ``s`` (the norm of that affine column, so rotated affines work),
+requested spacing ``t``, ratio ``r = t / s``, output size
+``m = max(1, int(round(n * (s / t))))`` (as ``scipy.ndimage.zoom`` computes it
+from the zoom factor ``s / t``).  The continuous input index sampled by output
+index ``o`` is
+
+=========  =================================  ==================================
+grid       x(o)                               output affine
+=========  =================================  ==================================
+center     (o - (m-1)/2) * r + (n-1)/2         columns * r, origin A_in @ x(0)
+origin     o * r                               columns * r, origin unchanged
+zoom       o * (n-1)/(m-1)   (0 if m == 1)     columns * (n-1)/(m-1)
+=========  =================================  ==================================
+
+and for every grid ``A_out @ [o, 1] == A_in @ [x(o), 1]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+GRIDS = ("center", "origin", "zoom")
+
+
+class GeometryError(ValueError):
+    """A shape, spacing or affine that cannot describe a resampling."""
+
+
+def parse_grid(grid: str) -> str:
+    if grid not in GRIDS:
+        raise GeometryError(f"grid must be one of {', '.join(GRIDS)}; got {grid!r}")
+    return grid
+
+
+def voxel_spacing(affine) -> np.ndarray:
+    """Voxel spacing per axis: the norms of the affine's first three columns.
+
+    Parameters
+    ----------
+    affine : (4, 4) array
+
+    Returns
+    -------
+    spacing : (3,) float64 array
+        Rotation-safe: an oblique affine gives the true spacing, not the
+        diagonal.
+    """
+    affine = np.asarray(affine, dtype=np.float64)
+    if affine.shape != (4, 4):
+        raise GeometryError(f"affine must be 4x4; got shape {affine.shape}")
+    return np.sqrt(np.sum(affine[:3, :3] ** 2, axis=0))
+
+
+def parse_spacing(values, ndim: int, name: str = "spacing") -> tuple[float, ...]:
+    """Return ``ndim`` finite positive floats or raise GeometryError naming the value."""
+    try:
+        seq = [float(v) for v in values]
+    except (TypeError, ValueError):
+        raise GeometryError(f"{name} must be {ndim} numbers; got {values!r}") from None
+    if len(seq) != ndim:
+        raise GeometryError(f"{name} must have {ndim} values; got {len(seq)}: {list(values)!r}")
+    for v in seq:
+        if not np.isfinite(v) or v <= 0:
+            raise GeometryError(f"{name} values must be finite and > 0; got {v!r}")
+    return tuple(seq)
+
+
+@dataclass(frozen=True)
+class AxisMap:
+    """The index map of one spatial axis: output index ``o`` -> input index ``x(o)``.
+
+    ``coordinates`` reproduces, bit for bit, the coordinate the whole-array
+    scipy reference computes, so that nearest-neighbour ties fall the same way:
+
+    * ``zoom``: ``scipy.ndimage.zoom(grid_mode=False)`` computes
+      ``o * ((n-1)/(m-1))`` (factor 1 when ``m == 1``);
+    * ``center``/``origin``: ``scipy.ndimage.affine_transform`` with a diagonal
+      matrix ``r`` and offset ``x0`` computes ``(o + x0/r) * r``.
+    """
+
+    n: int
+    m: int
+    ratio: float  # r = t / s, the requested ratio
+    step: float  # the coordinate step actually used: r, or (n-1)/(m-1) for zoom
+    offset: float  # x(0)
+    kind: str  # "affine" or "zoom"
+
+    def coordinates(self, start: int = 0, stop: int | None = None) -> np.ndarray:
+        stop = self.m if stop is None else stop
+        o = np.arange(start, stop, dtype=np.float64)
+        if self.kind == "zoom":
+            return o * self.step
+        return (o + self.offset / self.ratio) * self.ratio
+
+    @property
+    def is_identity(self) -> bool:
+        """True when every output sample is an input sample at the same index."""
+        return self.n == self.m and self.step == 1.0 and self.offset == 0.0
+
+    @property
+    def affine_scale(self) -> float:
+        """Factor applied to this axis' affine column.
+
+        In the ``zoom`` grid an axis with ``n == 1`` or ``m == 1`` has all its
+        samples at ``x = 0`` and so no true spacing: its column is scaled by the
+        requested ratio instead (the one exception to the affine invariant).
+        """
+        if self.kind == "zoom" and (self.n == 1 or self.m == 1):
+            return self.ratio
+        return self.step
+
+
+def axis_map(n: int, spacing: float, new_spacing: float, grid: str = "center") -> AxisMap:
+    """Index map of one axis of ``n`` voxels from ``spacing`` to ``new_spacing``."""
+    grid = parse_grid(grid)
+    n = int(n)
+    if n < 1:
+        raise GeometryError(f"axis length must be >= 1; got {n}")
+    s, t = float(spacing), float(new_spacing)
+    if not (np.isfinite(s) and s > 0):
+        raise GeometryError(f"input spacing must be finite and > 0; got {s!r}")
+    if not (np.isfinite(t) and t > 0):
+        raise GeometryError(f"new spacing must be finite and > 0; got {t!r}")
+    zoom_factor = s / t
+    m = max(1, int(round(n * zoom_factor)))
+    r = t / s
+    if grid == "zoom":
+        # np.divide(n - 1, m - 1) with factor 1 where m == 1, as scipy.ndimage.zoom
+        step = (n - 1) / (m - 1) if m > 1 else 1.0
+        return AxisMap(n, m, r, step, 0.0, "zoom")
+    if grid == "origin":
+        return AxisMap(n, m, r, r, 0.0, "affine")
+    offset = (n - 1) / 2.0 - (m - 1) / 2.0 * r
+    return AxisMap(n, m, r, r, offset, "affine")
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The output grid of a resampling of the first ``len(axes)`` axes."""
+
+    axes: tuple[AxisMap, ...]
+    grid: str
+
+    @property
+    def in_shape(self) -> tuple[int, ...]:
+        return tuple(a.n for a in self.axes)
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return tuple(a.m for a in self.axes)
+
+    @property
+    def is_copy(self) -> bool:
+        """True for a zoom grid with every spacing unchanged: scipy.ndimage.zoom
+        then returns its input as it is."""
+        return self.grid == "zoom" and all(a.ratio == 1.0 for a in self.axes)
+
+    @property
+    def ratios(self) -> np.ndarray:
+        return np.array([a.ratio for a in self.axes])
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """x(0) per axis."""
+        return np.array([a.offset for a in self.axes])
+
+    @property
+    def steps(self) -> np.ndarray:
+        return np.array([a.step for a in self.axes])
+
+    def output_affine(self, affine) -> np.ndarray:
+        """Affine of the output grid: ``A_out @ [o, 1] == A_in @ [x(o), 1]``.
+
+        Parameters
+        ----------
+        affine : (4, 4) array
+            Input affine; only its first ``len(axes)`` columns are used for the
+            spatial axes.
+        """
+        a_in = np.asarray(affine, dtype=np.float64)
+        k = len(self.axes)
+        out = a_in.copy()
+        for i, ax in enumerate(self.axes):
+            out[:3, i] = a_in[:3, i] * ax.affine_scale
+        x0 = np.zeros(a_in.shape[0] - 1)
+        x0[:k] = self.offsets
+        out[:3, 3] = a_in[:3, :3] @ x0[:3] + a_in[:3, 3]
+        return out
+
+    def output_spacing(self, spacing) -> np.ndarray:
+        """True output spacing: ``s * step`` (differs from the request in the zoom grid)."""
+        return np.asarray(spacing, dtype=np.float64) * np.array(
+            [ax.affine_scale for ax in self.axes]
+        )
+
+
+def make_grid(shape, spacing, new_spacing, grid: str = "center") -> Grid:
+    """Output grid for resampling ``shape`` (spatial axes only) to ``new_spacing``.
+
+    Parameters
+    ----------
+    shape : sequence of int, length k
+    spacing, new_spacing : sequence of float, length k
+    grid : {"center", "origin", "zoom"}
+    """
+    shape = tuple(int(v) for v in shape)
+    k = len(shape)
+    spacing = parse_spacing(spacing, k, "input spacing")
+    new_spacing = parse_spacing(new_spacing, k, "new spacing")
+    return Grid(
+        tuple(axis_map(n, s, t, grid) for n, s, t in zip(shape, spacing, new_spacing)),
+        parse_grid(grid),
+    )
