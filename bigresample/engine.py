@@ -258,6 +258,11 @@ class Resampler:
     def ndim(self) -> int:
         return len(self.grid.axes)
 
+    @property
+    def halo(self) -> int:
+        """Prefilter halo in voxels (0 for orders 0 and 1)."""
+        return splines.halo(self.order, self.ndim)
+
     def plans(self, region: tuple[slice, ...]) -> list[AxisPlan]:
         """Per-axis plans of the output block ``region`` (spatial slices first)."""
         return [

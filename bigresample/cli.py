@@ -1,0 +1,169 @@
+"""Command line: ``bigresample INPUT OUTPUT --spacing X Y Z`` and the seed's options.
+
+A thin layer over ``bigresample.pipeline.resample``.  Bad arguments or input
+give one line on stderr naming the problem and the value, exit status 2, no
+traceback (unless ``--debug``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from . import __version__
+from .geometry import GeometryError
+from .nifti import InputError
+from .pipeline import UsageError, resample
+from .plan import PlanError
+from .splines import MODES, SplineError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "float32", "float64")
+ERRORS = (UsageError, InputError, GeometryError, SplineError, PlanError)
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line, not usage + line
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="bigresample",
+        description="Resample a NIfTI volume to a new voxel spacing, exactly and in bounded memory.",
+        epilog="Spacing values are in millimetres (0.1 mm = 100 microns) unless --units um.",
+    )
+    p.add_argument("input", nargs="?", help="input image (.nii, .nii.gz, .hdr/.img, .mgz, ...)")
+    p.add_argument("output", nargs="?", help="output NIfTI file (.nii or .nii.gz)")
+    sp = p.add_argument_group("spacing (use --spacing, or any of the per-axis options)")
+    sp.add_argument("--spacing", nargs="+", metavar="X", help="new spacing as three values (x y z)")
+    sp.add_argument("--xyz-spacing", nargs="+", metavar="X", help="alternative syntax for --spacing")
+    sp.add_argument("--x-spacing", metavar="X", help="new x-spacing (others keep theirs)")
+    sp.add_argument("--y-spacing", metavar="Y", help="new y-spacing")
+    sp.add_argument("--z-spacing", metavar="Z", help="new z-spacing")
+    sp.add_argument("--units", choices=("mm", "um"), default="mm", help="units of the spacing values (default mm)")
+    it = p.add_argument_group("interpolation")
+    it.add_argument(
+        "--order", type=int, default=1, metavar="{0..5}",
+        help="spline order: 0=nearest, 1=linear (default), 2=quadratic, 3=cubic, 4, 5",
+    )
+    it.add_argument("--grid", choices=("center", "origin", "zoom"), default="center",
+                    help="output grid convention (default center; see README)")
+    it.add_argument("--mode", default="nearest", metavar="MODE",
+                    help=f"boundary mode, as scipy.ndimage: {', '.join(MODES)} (default nearest)")
+    it.add_argument("--cval", type=float, default=0.0, help="value outside the input for constant modes")
+    it.add_argument("--dtype", choices=DTYPES, help="output data type (default: the input's stored type)")
+    run = p.add_argument_group("execution")
+    run.add_argument("--chunks", nargs=3, type=int, metavar=("X", "Y", "Z"), help="output block shape in voxels")
+    run.add_argument("--memory-limit", metavar="SIZE", help="memory budget, e.g. 2GB (default: half of available)")
+    run.add_argument("--workers", type=int, metavar="N", help="threads computing blocks (default: CPU count)")
+    run.add_argument("--tmp-dir", metavar="DIR", help="folder for the zarr store (default: the output's folder)")
+    run.add_argument("--keep-zarr", action="store_true", help="keep the zarr store after success")
+    out = p.add_argument_group("output")
+    out.add_argument("--compare", action="store_true", help="print min/max/mean/std of input and output")
+    out.add_argument("--quiet", action="store_true", help="no report, no progress bars")
+    out.add_argument("--no-progress", action="store_true", help="no progress bars")
+    out.add_argument("--debug", action="store_true", help="show tracebacks")
+    out.add_argument("--demo", action="store_true",
+                     help="make a brain phantom at 100 um in ./bigresample-demo and resample it to 100x100x150 um")
+    out.add_argument("--version", action="version", version=f"bigresample {__version__}")
+    return p
+
+
+def _spacing_from_args(args) -> tuple[list, str]:
+    full = args.spacing if args.spacing is not None else args.xyz_spacing
+    if args.spacing is not None and args.xyz_spacing is not None:
+        raise UsageError("give --spacing or --xyz-spacing, not both")
+    axes = (args.x_spacing, args.y_spacing, args.z_spacing)
+    if full is not None:
+        if any(v is not None for v in axes):
+            raise UsageError("give either --spacing X Y Z or --x/--y/--z-spacing, not both")
+        if len(full) != 3:
+            raise UsageError(f"--spacing needs 3 values (x y z); got {len(full)}: {' '.join(full)}")
+        return list(full), ", ".join(f"{a}={v}" for a, v in zip("xyz", full))
+    if all(v is None for v in axes):
+        raise UsageError("no spacing given: use --spacing X Y Z or --x-spacing/--y-spacing/--z-spacing")
+    return list(axes), ", ".join(f"{a}={v}" for a, v in zip("xyz", axes) if v is not None)
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    log = None if args.quiet else print
+    progress = not (args.quiet or args.no_progress) and sys.stderr.isatty()
+    try:
+        if args.demo:
+            return _demo(args, log, progress)
+        if args.input is None or args.output is None:
+            raise UsageError("need INPUT and OUTPUT (or --demo)")
+        if args.order not in range(6):
+            raise UsageError(f"--order must be 0-5; got {args.order}")
+        spacing, label = _spacing_from_args(args)
+        resample(
+            args.input,
+            args.output,
+            spacing=spacing,
+            units=args.units,
+            order=args.order,
+            grid=args.grid,
+            mode=args.mode,
+            cval=args.cval,
+            dtype=np.dtype(args.dtype) if args.dtype else None,
+            chunks=args.chunks,
+            memory_limit=args.memory_limit,
+            workers=args.workers,
+            tmp_dir=args.tmp_dir,
+            keep_zarr=args.keep_zarr,
+            compare=args.compare,
+            progress=progress,
+            log=log,
+            spacing_label=label,
+        )
+        return 0
+    except ERRORS as exc:
+        if args.debug:
+            raise
+        print(f"bigresample: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("bigresample: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _demo(args, log, progress) -> int:
+    from .demo import DEMO_SHAPE, make_phantom
+
+    folder = Path("bigresample-demo")
+    folder.mkdir(exist_ok=True)
+    src = folder / "phantom_100um.nii"
+    if log:
+        log(f"Making a brain phantom {DEMO_SHAPE} at 100 um: {src}")
+    make_phantom(src)
+    if log:
+        log("")
+    resample(
+        src,
+        folder / "phantom_100x100x150um.nii",
+        spacing=[None, None, 0.15],
+        order=args.order,
+        grid=args.grid,
+        mode=args.mode,
+        chunks=args.chunks,
+        memory_limit=args.memory_limit,
+        workers=args.workers,
+        compare=True,
+        progress=progress,
+        log=log,
+        spacing_label="z=0.15",
+    )
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,309 @@
+"""NIfTI in and out: the input's raw voxels through a proxy, headers, streaming writer.
+
+Reading: anything nibabel opens as a spatial image.  The voxels are read
+through an ``ArrayProxy`` region by region, never whole, as *stored* (raw)
+values: scl_slope/scl_inter are carried to the output header instead (B-splines
+sum to one, so resampling raw values then scaling equals resampling the scaled
+values).  A gzip-compressed file is first decompressed in one sequential pass
+into the scratch folder, because random access into gzip re-decompresses from
+the start on every backward seek (quadratic); the pass also checks the gzip
+CRC of the whole file.
+
+Writing: the header first, then the data in on-disk order (x fastest), slab by
+slab, so the volume is never held whole.  NIfTI-1 stores each dimension in 16
+bits: a NIfTI-2 file is written when any dimension exceeds 32767.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+from nibabel.arrayproxy import ArrayProxy
+
+from .geometry import Grid, voxel_spacing
+
+NIFTI1_MAX_DIM = 32767
+OUTPUT_SUFFIXES = (".nii", ".nii.gz")
+#: Units of the NIfTI header that we convert requested spacings into.
+UNIT_TO_MM = {"mm": 1.0, "micron": 1e-3, "meter": 1e3, "unknown": 1.0}
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+class InputError(ValueError):
+    """An input file that cannot be resampled; the message names the file and the problem."""
+
+
+def output_kind(path) -> str:
+    """'.nii' or '.nii.gz', or InputError naming the unsupported suffix."""
+    name = str(path).lower()
+    for suffix in (".nii.gz", ".nii"):
+        if name.endswith(suffix):
+            return suffix
+    raise InputError(
+        f"output must end in {' or '.join(OUTPUT_SUFFIXES)}; got {Path(path).name!r}"
+    )
+
+
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+def decompress(src: Path, dst: Path, chunk: int = 16 * 2**20, progress=None) -> None:
+    """Sequentially decompress ``src`` into ``dst``, verifying the gzip CRC.
+
+    Python's gzip reader checks each member's CRC-32 and length when it reaches
+    the member's end, so a corrupted stream raises here, not silently later.
+    """
+    try:
+        with gzip.open(src, "rb") as fin, open(dst, "wb") as fout:
+            while True:
+                buf = fin.read(chunk)
+                if not buf:
+                    break
+                fout.write(buf)
+                if progress is not None:
+                    progress(fin.fileobj.tell() if hasattr(fin, "fileobj") else len(buf))
+    except (OSError, EOFError, zlib.error) as exc:
+        dst.unlink(missing_ok=True)
+        raise InputError(f"{src}: corrupted or truncated gzip stream ({exc})") from None
+
+
+@dataclass
+class InputVolume:
+    """An opened input: geometry, raw-value reader and the header to carry over."""
+
+    path: Path
+    image: nib.spatialimages.SpatialImage
+    source: ArrayProxy  # raw stored values, read lazily
+    shape: tuple[int, ...]
+    affine: np.ndarray
+    spacing: np.ndarray  # in header units
+    units: str  # 'mm', 'micron', ...
+    slope: float
+    inter: float
+    scratch: Path | None = None  # decompressed copy, removed by close()
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.source.dtype
+
+    @property
+    def unit_to_mm(self) -> float:
+        return UNIT_TO_MM.get(self.units, 1.0)
+
+    def close(self) -> None:
+        if self.scratch is not None:
+            self.scratch.unlink(missing_ok=True)
+            self.scratch = None
+
+
+def open_input(path, scratch_dir=None) -> InputVolume:
+    """Open ``path`` for block-wise reading of its raw stored values.
+
+    Parameters
+    ----------
+    path : str or Path
+    scratch_dir : Path, optional
+        Where a gzip-compressed input is decompressed (default: beside it).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"input file not found: {path}")
+    if path.is_dir():
+        raise InputError(f"input is a folder, not an image file: {path}")
+    scratch = None
+    load_path = path
+    if path.stat().st_size >= 2 and _is_gzip(path):
+        folder = Path(scratch_dir) if scratch_dir is not None else path.parent
+        stem = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
+        if path.name.lower().endswith(".mgz"):
+            stem = path.name[:-4] + ".mgh"
+        scratch = folder / f".bigresample-{os.getpid()}-{stem}"
+        decompress(path, scratch)
+        load_path = scratch
+    try:
+        try:
+            img = nib.load(load_path)
+        except Exception as exc:  # nibabel raises many types for unreadable files
+            raise InputError(f"{path}: not an image nibabel can read ({exc})") from None
+        if not isinstance(img, nib.spatialimages.SpatialImage):
+            raise InputError(f"{path}: not a spatial image ({type(img).__name__})")
+        proxy = img.dataobj
+        if not isinstance(proxy, ArrayProxy):
+            raise InputError(f"{path}: image data cannot be read lazily ({type(proxy).__name__})")
+        shape = tuple(int(n) for n in img.shape)
+        if len(shape) < 3:
+            raise InputError(f"{path}: need a 3D or 4D image; got shape {shape}")
+        if any(n < 1 for n in shape):
+            raise InputError(f"{path}: image has an empty dimension; shape {shape}")
+        affine = np.asarray(img.affine, dtype=np.float64)
+        if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+            raise InputError(f"{path}: affine is singular or not finite:\n{affine}")
+        slope, inter = proxy.slope, proxy.inter
+        raw = ArrayProxy(
+            proxy.file_like,
+            (proxy.shape, proxy.dtype, proxy.offset, 1.0, 0.0),
+            order=proxy.order,
+            keep_file_open=False,
+        )
+        _check_size(path, load_path, raw)
+        units = "mm"
+        if hasattr(img.header, "get_xyzt_units"):
+            units = img.header.get_xyzt_units()[0] or "unknown"
+        return InputVolume(
+            path=path,
+            image=img,
+            source=raw,
+            shape=shape,
+            affine=affine,
+            spacing=voxel_spacing(affine),
+            units=units,
+            slope=float(slope) if np.isfinite(slope) else 1.0,
+            inter=float(inter) if np.isfinite(inter) else 0.0,
+            scratch=scratch,
+        )
+    except BaseException:
+        if scratch is not None:
+            scratch.unlink(missing_ok=True)
+        raise
+
+
+def _check_size(path: Path, data_path: Path, proxy: ArrayProxy) -> None:
+    """A truncated file would otherwise read as garbage or fail half-way."""
+    fname = proxy.file_like if isinstance(proxy.file_like, str) else None
+    if fname is None or not os.path.exists(fname) or _is_gzip(Path(fname)):
+        return
+    need = int(proxy.offset) + int(np.prod(proxy.shape)) * proxy.dtype.itemsize
+    have = os.path.getsize(fname)
+    if have < need:
+        raise InputError(f"{path}: file is truncated: {have} bytes, header needs {need}")
+
+
+# --------------------------------------------------------------------------
+# output header
+# --------------------------------------------------------------------------
+
+_NOT_COPIED = {"sizeof_hdr", "magic", "dim", "vox_offset", "datatype", "bitpix", "scl_slope", "scl_inter"}
+
+
+def output_header(vol: InputVolume, grid: Grid, out_dtype) -> nib.Nifti1Header:
+    """The output's header: the input's, with shape, dtype, spacing and affines updated.
+
+    qform and sform keep their codes; each is mapped by the grid from the
+    input's own qform/sform.  Units, intent, description, time step and
+    extensions are kept.  NIfTI-2 when any dimension exceeds 32767.
+    """
+    out_shape = tuple(grid.out_shape) + tuple(vol.shape[3:])
+    nifti2 = max(out_shape) > NIFTI1_MAX_DIM
+    hdr = nib.Nifti2Header() if nifti2 else nib.Nifti1Header()
+    src = vol.image.header
+    if isinstance(src, (nib.Nifti1Header, nib.Nifti2Header)):
+        for name in src.keys():
+            if name in _NOT_COPIED or name not in hdr.keys():
+                continue
+            try:
+                hdr[name] = src[name]
+            except (ValueError, TypeError):
+                pass
+        for ext in src.extensions:
+            hdr.extensions.append(ext)
+        qform, qcode = src.get_qform(coded=True)
+        sform, scode = src.get_sform(coded=True)
+    else:
+        qform, qcode = None, 0
+        sform, scode = vol.affine, 2  # scanner-independent "aligned" space
+        if hasattr(src, "get_xyzt_units"):
+            hdr.set_xyzt_units(*src.get_xyzt_units())
+    hdr.set_data_shape(out_shape)
+    hdr.set_data_dtype(np.dtype(out_dtype).newbyteorder("="))
+    zooms = list(grid.output_spacing(vol.spacing)) + list(vol.image.header.get_zooms()[3:])
+    hdr.set_zooms(zooms)
+    if qcode:
+        hdr.set_qform(grid.output_affine(qform), int(qcode))
+    else:
+        hdr.set_qform(None, 0)
+    if scode:
+        hdr.set_sform(grid.output_affine(sform), int(scode))
+    else:
+        hdr.set_sform(None, 0)
+    if not (vol.slope == 1.0 and vol.inter == 0.0):
+        hdr.set_slope_inter(vol.slope, vol.inter)
+    else:
+        hdr.set_slope_inter(np.nan, np.nan)
+    return hdr
+
+
+def header_bytes(hdr) -> bytes:
+    """Header, extension flag and extensions, with vox_offset set (multiple of 16)."""
+    import io
+
+    buf = io.BytesIO()
+    hdr.set_data_offset(0)
+    hdr.write_to(buf)
+    size = len(buf.getvalue())
+    offset = (size + 15) // 16 * 16
+    hdr.set_data_offset(offset)
+    buf = io.BytesIO()
+    hdr.write_to(buf)
+    data = buf.getvalue()
+    return data + b"\0" * (offset - len(data))
+
+
+class NiftiWriter:
+    """Write a NIfTI file as a header then slabs of data in file order.
+
+    Usage::
+
+        with NiftiWriter(path, header, compresslevel=1) as w:
+            for slab in slabs_in_file_order:   # (X, Y, dz) arrays
+                w.write(slab)
+    """
+
+    def __init__(self, path, header, compresslevel: int = 1):
+        self.path = Path(path)
+        self.header = header
+        self.dtype = header.get_data_dtype()
+        self._gz = output_kind(path) == ".nii.gz"
+        self._compresslevel = compresslevel
+        self._f = None
+        self.bytes_written = 0
+
+    def __enter__(self):
+        raw = open(self.path, "wb")
+        self._raw = raw
+        self._f = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=self._compresslevel, mtime=0) if self._gz else raw
+        self._f.write(header_bytes(self.header))
+        return self
+
+    def write(self, slab: np.ndarray) -> None:
+        """Write ``slab`` (the next voxels in file order, x fastest)."""
+        arr = np.asarray(slab)
+        if arr.dtype != self.dtype:
+            arr = arr.astype(self.dtype)
+        data = np.asfortranarray(arr)
+        self._f.write(memoryview(data.reshape(-1, order="F")).cast("B"))
+        self.bytes_written += data.nbytes
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._gz:
+            self._f.close()
+        self._raw.flush()
+        if exc_type is None:
+            os.fsync(self._raw.fileno())
+        self._raw.close()
+        return False
+
+
+def slab_order(shape: tuple[int, ...], zchunk: int):
+    """Regions of a (X, Y, Z, ...) volume in NIfTI file order, ``zchunk`` planes each."""
+    extra = shape[3:]
+    for idx in np.ndindex(*extra):
+        for z0 in range(0, shape[2], zchunk):
+            yield (slice(None), slice(None), slice(z0, min(z0 + zchunk, shape[2]))) + tuple(idx)

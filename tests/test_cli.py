@@ -1,0 +1,268 @@
+"""The seed's command line and API on real files, checked with nibabel and scipy."""
+
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bigresample import make_grid, resample, resample_nifti_spacing, voxel_spacing
+from bigresample.cli import main
+from bigresample.nifti import NiftiWriter
+
+from .conftest import assert_matches_reference, scipy_reference
+
+SEED_BASIC = [
+    ["--z-spacing", "0.15"],
+    ["--x-spacing", "0.2", "--z-spacing", "0.15"],
+    ["--spacing", "0.1", "0.1", "0.15"],
+    ["--z-spacing", "0.05", "--order", "3"],
+    ["--spacing", "0.2", "0.2", "0.2"],
+    ["--z-spacing", "0.15", "--compare"],
+]
+SEED_ADVANCED = [
+    ["--x-spacing", "0.5", "--y-spacing", "0.5", "--z-spacing", "0.05"],
+    ["--xyz-spacing", "0.15", "0.15", "0.15", "--order", "1"],
+]
+
+
+def make_volume(path, shape=(24, 20, 14), spacing=(0.1, 0.1, 0.1), dtype=np.float32, seed=0, header=None):
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind in "iu":
+        data = rng.integers(0, 1000, size=shape).astype(dtype)
+    else:
+        data = (rng.random(shape) * 1000).astype(dtype)
+    affine = np.diag(list(spacing) + [1.0])
+    affine[:3, 3] = [-3.0, 4.0, 5.0]
+    img = nib.Nifti1Image(data, affine, header=header)
+    img.header.set_qform(affine, 1)
+    img.header.set_sform(affine, 2)
+    img.header.set_xyzt_units("mm", "sec")
+    nib.save(img, path)
+    return data, affine
+
+
+def check_output(in_path, out_path, target_mm, order=1, grid="center"):
+    """Shape, spacing, affine invariant and data against the whole-array reference."""
+    src = nib.load(in_path)
+    raw = np.asanyarray(src.dataobj.get_unscaled())
+    g = make_grid(src.shape[:3], voxel_spacing(src.affine), target_mm, grid)
+    out = nib.load(out_path)
+    assert out.shape == g.out_shape + src.shape[3:]
+    np.testing.assert_allclose(voxel_spacing(out.affine), g.output_spacing(voxel_spacing(src.affine)), rtol=1e-6)
+    # the written affine obeys A_out @ [o, 1] == A_in @ [x(o), 1]
+    o = np.array([1.0, 2.0, 1.0, 1.0])
+    x = np.array([a.coordinates(1 if i != 1 else 2, 3 if i != 1 else 3)[0] for i, a in enumerate(g.axes)] + [1.0])
+    np.testing.assert_allclose(out.affine @ o, src.affine @ x, atol=1e-4)
+    got = np.asanyarray(out.dataobj.get_unscaled())
+    assert_matches_reference(got, scipy_reference(raw, g, order, "nearest"), raw, order)
+    return src, out
+
+
+@pytest.fixture(params=[".nii", ".nii.gz"])
+def suffix(request):
+    return request.param
+
+
+@pytest.mark.parametrize("args", SEED_BASIC + SEED_ADVANCED, ids=lambda a: " ".join(a))
+def test_every_seed_example_command_works_on_real_files(tmp_path, suffix, args, capsys):
+    src = tmp_path / f"input{suffix}"
+    spacing = (0.1, 0.1, 0.1) if "--xyz-spacing" not in args else (0.1, 0.1, 0.3)
+    make_volume(src, spacing=spacing)
+    out = tmp_path / f"output{suffix}"
+    assert main([str(src), str(out), "--no-progress", *args]) == 0
+    report = capsys.readouterr().out
+    target = list(spacing)
+    if "--spacing" in args or "--xyz-spacing" in args:
+        i = args.index("--spacing" if "--spacing" in args else "--xyz-spacing")
+        target = [float(v) for v in args[i + 1 : i + 4]]
+    for k, opt in enumerate(("--x-spacing", "--y-spacing", "--z-spacing")):
+        if opt in args:
+            target[k] = float(args[args.index(opt) + 1])
+    order = int(args[args.index("--order") + 1]) if "--order" in args else 1
+    check_output(src, out, target, order)
+    for line in ("Original volume shape", "Zoom factors", "Interpolation method", "Verified new spacing (mm)",
+                 "Verified new spacing (μm)", "Done!"):
+        assert line in report
+    if "--compare" in args:
+        assert "min" in report and "std" in report and "input" in report and "output" in report
+
+
+def test_the_report_says_up_down_or_no_change_per_axis(tmp_path, capsys):
+    src = tmp_path / "in.nii"
+    make_volume(src)
+    main([str(src), str(tmp_path / "out.nii"), "--x-spacing", "0.05", "--z-spacing", "0.2", "--no-progress"])
+    report = capsys.readouterr().out
+    assert "x-axis: Upsampling (2.0000x)" in report
+    assert "y-axis: No change" in report
+    assert "z-axis: Downsampling (0.5000x)" in report
+    assert "Z: 14 → 7 (-50.0%)" in report
+    assert "Elapsed" in report and "Mvoxel/s" in report and "Block plan" in report and "Memory budget" in report
+
+
+def test_python_api_method_1_and_2_of_the_seed(tmp_path):
+    src = tmp_path / "input.nii.gz"
+    make_volume(src)
+    resample_nifti_spacing(str(src), str(tmp_path / "a.nii.gz"), new_z_spacing=0.15, verbose=False)
+    check_output(src, tmp_path / "a.nii.gz", [0.1, 0.1, 0.15])
+    resample_nifti_spacing(str(src), str(tmp_path / "b.nii.gz"), new_x_spacing=0.2, new_z_spacing=0.15,
+                           verbose=False)
+    check_output(src, tmp_path / "b.nii.gz", [0.2, 0.1, 0.15])
+    resample_nifti_spacing(str(src), str(tmp_path / "c.nii.gz"), new_x_spacing=0.15, new_y_spacing=0.15,
+                           new_z_spacing=0.2, verbose=False)
+    check_output(src, tmp_path / "c.nii.gz", [0.15, 0.15, 0.2])
+    r = resample_nifti_spacing(str(src), str(tmp_path / "d.nii.gz"), new_spacing=(0.1, 0.1, 0.15), verbose=False)
+    check_output(src, tmp_path / "d.nii.gz", [0.1, 0.1, 0.15])
+    assert r.out_shape == (24, 20, 9)
+
+
+def test_general_api_returns_shapes_spacings_affine_and_timings(tmp_path):
+    src = tmp_path / "in.nii"
+    make_volume(src)
+    r = resample(src, tmp_path / "out.nii", spacing=(None, 0.05, 0.2), order=3, grid="zoom")
+    assert r.in_shape == (24, 20, 14) and r.out_shape == (24, 40, 7)
+    assert r.out_spacing_mm[1] == pytest.approx(0.1 * 19 / 39)  # the zoom grid's true spacing
+    np.testing.assert_allclose(r.verified_spacing_mm, r.out_spacing_mm, rtol=1e-6)
+    assert {"compute", "write", "total"} <= set(r.timings)
+    check_output(src, tmp_path / "out.nii", [0.1, 0.05, 0.2], order=3, grid="zoom")
+
+
+def test_the_command_runs_as_a_subprocess(tmp_path):
+    src = tmp_path / "in.nii.gz"
+    make_volume(src)
+    out = tmp_path / "out.nii.gz"
+    proc = subprocess.run(
+        [sys.executable, "-m", "bigresample", str(src), str(out), "--z-spacing", "0.15"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Done!" in proc.stdout
+    assert proc.stderr == ""  # no progress bar when stderr is not a terminal
+    check_output(src, out, [0.1, 0.1, 0.15])
+
+
+def test_header_fields_are_kept(tmp_path):
+    src = tmp_path / "in.nii"
+    hdr = nib.Nifti1Header()
+    hdr["descrip"] = b"seed phantom"
+    hdr["intent_code"] = 1002  # NIFTI_INTENT_LABEL
+    hdr["intent_name"] = b"labels"
+    hdr.extensions.append(nib.nifti1.Nifti1Extension("comment", b"kept through resampling"))
+    make_volume(src, header=hdr)
+    out = tmp_path / "out.nii"
+    resample(src, out, spacing=(0.2, None, None))
+    h = nib.load(out).header
+    assert h["descrip"] == b"seed phantom"
+    assert h["intent_code"] == 1002 and h["intent_name"] == b"labels"
+    assert h.get_qform(coded=True)[1] == 1 and h.get_sform(coded=True)[1] == 2
+    assert h.get_xyzt_units() == ("mm", "sec")
+    assert [e.get_content() for e in h.extensions] == [b"kept through resampling"]
+
+
+def test_4d_keeps_the_time_axis_and_time_step(tmp_path):
+    src = tmp_path / "in4d.nii.gz"
+    data = np.random.default_rng(3).random((12, 10, 8, 3)).astype(np.float32)
+    img = nib.Nifti1Image(data, np.diag([0.1, 0.1, 0.1, 1]))
+    img.header.set_zooms((0.1, 0.1, 0.1, 2.5))
+    img.header.set_xyzt_units("mm", "sec")
+    nib.save(img, src)
+    out = tmp_path / "out4d.nii.gz"
+    resample(src, out, spacing=(None, None, 0.15), order=3)
+    o = nib.load(out)
+    assert o.shape == (12, 10, 5, 3)
+    assert o.header.get_zooms()[3] == pytest.approx(2.5)
+    check_output(src, out, [0.1, 0.1, 0.15], order=3)
+
+
+def test_int16_with_scl_slope_resamples_raw_values_and_keeps_the_scaling(tmp_path):
+    src = tmp_path / "scaled.nii"
+    data = np.random.default_rng(4).integers(-3000, 3000, size=(16, 14, 12)).astype(np.int16)
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(data.shape)
+    hdr.set_data_dtype(np.int16)
+    hdr.set_qform(np.diag([0.1, 0.1, 0.1, 1]), 1)
+    hdr.set_slope_inter(0.5, -10.0)
+    with NiftiWriter(src, hdr) as w:  # nibabel's own writer would choose its own scaling
+        w.write(data)
+    assert (nib.load(src).dataobj.slope, nib.load(src).dataobj.inter) == (0.5, -10.0)
+    out = tmp_path / "out.nii"
+    resample(src, out, spacing=(0.07, 0.13, 0.1), order=3)
+    o = nib.load(out)
+    assert o.get_data_dtype() == np.int16
+    assert (o.dataobj.slope, o.dataobj.inter) == (0.5, -10.0)
+    check_output(src, out, [0.07, 0.13, 0.1], order=3)
+
+
+def test_a_header_in_microns_stays_in_microns_and_spacing_is_read_in_mm(tmp_path):
+    src = tmp_path / "um.nii"
+    data = np.random.default_rng(5).random((16, 16, 12)).astype(np.float32)
+    img = nib.Nifti1Image(data, np.diag([100.0, 100.0, 100.0, 1]))  # 100 um voxels
+    img.header.set_xyzt_units("micron")
+    nib.save(img, src)
+    out = tmp_path / "out.nii"
+    r = resample(src, out, spacing=(None, None, 0.15))
+    o = nib.load(out)
+    assert o.header.get_xyzt_units()[0] == "micron"
+    np.testing.assert_allclose(o.header.get_zooms()[:3], [100, 100, 150], rtol=1e-6)
+    assert r.out_shape == (16, 16, 8)
+    r2 = resample(src, tmp_path / "out2.nii", spacing=(None, None, 150), units="um")
+    assert r2.out_shape == (16, 16, 8)
+
+
+def test_nifti2_is_written_when_a_dimension_exceeds_32767(tmp_path):
+    src = tmp_path / "thin.nii"
+    data = (np.arange(20000 * 2 * 2) % 251).reshape(20000, 2, 2).astype(np.uint8)
+    nib.save(nib.Nifti1Image(data, np.diag([0.1, 0.1, 0.1, 1])), src)
+    out = tmp_path / "long.nii"
+    r = resample(src, out, spacing=(0.05, None, None), order=1)
+    assert r.nifti2
+    o = nib.load(out)
+    assert isinstance(o.header, nib.Nifti2Header)
+    assert o.shape == (40000, 2, 2)
+    check_output(src, out, [0.05, 0.1, 0.1])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--spacing", "0.1", "0.1"], "--spacing needs 3 values"),
+        (["--spacing", "0.1", "0.1", "0.1", "--z-spacing", "0.2"], "not both"),
+        ([], "no spacing given"),
+        (["--z-spacing", "0"], "z-spacing must be finite and > 0; got '0'"),
+        (["--z-spacing", "abc"], "z-spacing must be a number; got 'abc'"),
+        (["--z-spacing", "0.2", "--order", "7"], "--order must be 0-5; got 7"),
+    ],
+)
+def test_bad_arguments_give_one_line_and_exit_status_2(tmp_path, args, message, capsys):
+    src = tmp_path / "in.nii"
+    make_volume(src)
+    out = tmp_path / "out.nii"
+    assert main([str(src), str(out), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not out.exists()
+    assert [p.name for p in tmp_path.iterdir()] == ["in.nii"]
+
+
+def test_the_phantom_is_brain_like_and_written_slab_by_slab(tmp_path):
+    from bigresample.demo import make_phantom
+
+    path = make_phantom(tmp_path / "p.nii.gz", shape=(64, 64, 40), slab=7)
+    img = nib.load(path)
+    data = np.asanyarray(img.dataobj)
+    assert img.shape == (64, 64, 40)
+    np.testing.assert_allclose(voxel_spacing(img.affine), [0.1] * 3)
+    # background, CSF/ventricles, white matter, grey matter, skull: distinct tissue levels
+    levels = np.histogram(data, bins=[-100, 50, 200, 400, 650, 800, 950, 2000])[0]
+    assert (levels > 0).sum() >= 6
+
+
+@pytest.mark.slow
+def test_the_demo_runs_the_main_job(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["--demo", "--no-progress"]) == 0
+    report = capsys.readouterr().out
+    assert "Resampled volume shape: (512, 512, 200)" in report and "Done!" in report
+    out = nib.load(tmp_path / "bigresample-demo" / "phantom_100x100x150um.nii")
+    np.testing.assert_allclose(voxel_spacing(out.affine), [0.1, 0.1, 0.15], rtol=1e-6)
