@@ -4,7 +4,6 @@ __version__ = "0.1.0"
 
 from .engine import Resampler
 from .geometry import Grid, GeometryError, make_grid, voxel_spacing
-from .lazy import resample_array
 from .pipeline import ResampleResult, resample, resample_nifti_spacing
 from .splines import MODES, SplineError, halo
 
@@ -23,3 +22,12 @@ __all__ = [
     "resample_nifti_spacing",
     "voxel_spacing",
 ]
+
+
+def __getattr__(name):
+    # dask.array costs 0.6 s to import; only the lazy array API needs it
+    if name == "resample_array":
+        from .lazy import resample_array
+
+        return resample_array
+    raise AttributeError(f"module 'bigresample' has no attribute {name!r}")

@@ -16,17 +16,19 @@ bits: a NIfTI-2 file is written when any dimension exceeds 32767.
 
 from __future__ import annotations
 
-import gzip
 import os
 import zlib
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import nibabel as nib
 import numpy as np
 from nibabel.arrayproxy import ArrayProxy
 
+from .codec import gzip_member, open_gzip
 from .geometry import Grid, voxel_spacing
+from .rawio import RawReader
 
 NIFTI1_MAX_DIM = 32767
 OUTPUT_SUFFIXES = (".nii", ".nii.gz")
@@ -61,16 +63,17 @@ def decompress(src: Path, dst: Path, chunk: int = 16 * 2**20, progress=None) -> 
     Python's gzip reader checks each member's CRC-32 and length when it reaches
     the member's end, so a corrupted stream raises here, not silently later.
     """
+    buf = bytearray(chunk)
     try:
-        with gzip.open(src, "rb") as fin, open(dst, "wb") as fout:
+        with open_gzip(src) as fin, open(dst, "wb") as fout:
             while True:
-                buf = fin.read(chunk)
-                if not buf:
+                n = fin.readinto(buf)
+                if not n:
                     break
-                fout.write(buf)
+                fout.write(memoryview(buf)[:n])
                 if progress is not None:
-                    progress(fin.fileobj.tell() if hasattr(fin, "fileobj") else len(buf))
-    except (OSError, EOFError, zlib.error) as exc:
+                    progress(n)
+    except (OSError, EOFError, zlib.error, ValueError) as exc:
         dst.unlink(missing_ok=True)
         raise InputError(f"{src}: corrupted or truncated gzip stream ({exc})") from None
 
@@ -81,7 +84,7 @@ class InputVolume:
 
     path: Path
     image: nib.spatialimages.SpatialImage
-    source: ArrayProxy  # raw stored values, read lazily
+    source: object  # raw stored values, read region by region (RawReader or ArrayProxy)
     shape: tuple[int, ...]
     affine: np.ndarray
     spacing: np.ndarray  # in header units
@@ -89,6 +92,7 @@ class InputVolume:
     slope: float
     inter: float
     scratch: Path | None = None  # decompressed copy, removed by close()
+    timings: dict = field(default_factory=dict)
 
     @property
     def dtype(self) -> np.dtype:
@@ -120,13 +124,16 @@ def open_input(path, scratch_dir=None) -> InputVolume:
         raise InputError(f"input is a folder, not an image file: {path}")
     scratch = None
     load_path = path
+    timings = {}
     if path.stat().st_size >= 2 and _is_gzip(path):
         folder = Path(scratch_dir) if scratch_dir is not None else path.parent
         stem = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
         if path.name.lower().endswith(".mgz"):
             stem = path.name[:-4] + ".mgh"
         scratch = folder / f".bigresample-{os.getpid()}-{stem}"
+        t0 = time.perf_counter()
         decompress(path, scratch)
+        timings["decompress"] = time.perf_counter() - t0
         load_path = scratch
     try:
         try:
@@ -154,6 +161,9 @@ def open_input(path, scratch_dir=None) -> InputVolume:
             keep_file_open=False,
         )
         _check_size(path, load_path, raw)
+        if isinstance(proxy.file_like, str) and proxy.order == "F" and not _is_gzip(Path(proxy.file_like)):
+            # positional reads into the workers' own buffers (bigresample.rawio)
+            raw = RawReader(proxy.file_like, proxy.offset, proxy.shape, proxy.dtype)
         units = "mm"
         if hasattr(img.header, "get_xyzt_units"):
             units = img.header.get_xyzt_units()[0] or "unknown"
@@ -168,6 +178,7 @@ def open_input(path, scratch_dir=None) -> InputVolume:
             slope=float(slope) if np.isfinite(slope) else 1.0,
             inter=float(inter) if np.isfinite(inter) else 0.0,
             scratch=scratch,
+            timings=timings,
         )
     except BaseException:
         if scratch is not None:
@@ -259,46 +270,66 @@ def header_bytes(hdr) -> bytes:
 class NiftiWriter:
     """Write a NIfTI file as a header then slabs of data in file order.
 
-    Usage::
+    A .nii.gz is written as one gzip member for the header and one per slab
+    (see ``bigresample.codec``).  Usage::
 
-        with NiftiWriter(path, header, compresslevel=1) as w:
+        with NiftiWriter(path, header) as w:
             for slab in slabs_in_file_order:   # (X, Y, dz) arrays
                 w.write(slab)
     """
 
-    def __init__(self, path, header, compresslevel: int = 1):
+    def __init__(self, path, header):
         self.path = Path(path)
         self.header = header
         self.dtype = header.get_data_dtype()
-        self._gz = output_kind(path) == ".nii.gz"
-        self._compresslevel = compresslevel
+        self.gz = output_kind(path) == ".nii.gz"
         self._f = None
         self.bytes_written = 0
 
     def __enter__(self):
-        raw = open(self.path, "wb")
-        self._raw = raw
-        self._f = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=self._compresslevel, mtime=0) if self._gz else raw
-        self._f.write(header_bytes(self.header))
+        self._f = open(self.path, "wb")
+        head = header_bytes(self.header)
+        self._f.write(gzip_member(head) if self.gz else head)
         return self
 
     def write(self, slab: np.ndarray) -> None:
         """Write ``slab`` (the next voxels in file order, x fastest)."""
-        arr = np.asarray(slab)
-        if arr.dtype != self.dtype:
-            arr = arr.astype(self.dtype)
-        data = np.asfortranarray(arr)
-        self._f.write(memoryview(data.reshape(-1, order="F")).cast("B"))
-        self.bytes_written += data.nbytes
+        self.write_file_order(np.ascontiguousarray(np.asarray(slab).T, dtype=self.dtype))
+
+    def write_file_order(self, block: np.ndarray) -> None:
+        """Write a C-ordered block whose axes are reversed (``(..., z, y, x)``)."""
+        if block.dtype != self.dtype or not block.flags.c_contiguous:
+            block = np.ascontiguousarray(block, dtype=self.dtype)
+        self.write_bytes(gzip_member(block) if self.gz else memoryview(block).cast("B"))
+        self.bytes_written += block.nbytes
+
+    def write_bytes(self, data) -> None:
+        self._f.write(data)
 
     def __exit__(self, exc_type, exc, tb):
-        if self._gz:
-            self._f.close()
-        self._raw.flush()
+        self._f.flush()
         if exc_type is None:
-            os.fsync(self._raw.fileno())
-        self._raw.close()
+            os.fsync(self._f.fileno())
+        self._f.close()
         return False
+
+
+def create_raw_output(path, header) -> tuple[int, int]:
+    """Create an uncompressed NIfTI of full size with its header; (fd, data offset).
+
+    Blocks are then written at their offsets (``rawio.RawWriter``); the rest
+    of the file reads as zeros until they are.
+    """
+    head = header_bytes(header)
+    size = len(head) + int(np.prod(header.get_data_shape(), dtype=np.int64)) * header.get_data_dtype().itemsize
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.pwrite(fd, head, 0)
+        os.ftruncate(fd, size)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd, len(head)
 
 
 def slab_order(shape: tuple[int, ...], zchunk: int):

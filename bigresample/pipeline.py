@@ -1,11 +1,15 @@
-"""File-level resampling: NIfTI in, zarr store, NIfTI out.
+"""File-level resampling: NIfTI in, blocks out, NIfTI out.
 
-    input (nibabel proxy, raw values) --blocks--> zarr store --slabs--> output .nii/.nii.gz
+    input (raw values, read region by region) --blocks--> output .nii / .nii.gz
 
-The zarr store holds the output blocks as they are computed (the unit of
-resume and of distributed writes); the NIfTI is then streamed out of it in
-file order.  Neither step ever holds the volume.  The output is written under a
-temporary name in its own folder, checked, and renamed onto the output path.
+By default worker threads write each block straight into the output: at its
+file offsets for .nii, as a gzip member appended in file order for .nii.gz
+(benchmarks/bench_speed.py measured going through a zarr store first at
+several times the cost of the whole resampling).  With ``keep_zarr`` the
+blocks go to a zarr v3 store through a dask graph and the NIfTI is streamed out
+of it in file order.  Neither path ever holds the volume.  The output is
+written under a temporary name in its own folder, checked, and renamed onto
+the output path.
 """
 
 from __future__ import annotations
@@ -17,19 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
 
-import dask
-import dask.array as da
 import nibabel as nib
 import numpy as np
-import zarr
-from dask.callbacks import Callback
 
 from . import __version__
+from .codec import gzip_member
 from .engine import Resampler
 from .geometry import make_grid, parse_grid, voxel_spacing
-from .lazy import resample_with
-from .nifti import NiftiWriter, InputVolume, open_input, output_header, output_kind, slab_order
+from .nifti import InputVolume, NiftiWriter, create_raw_output, open_input, output_header, output_kind, slab_order
 from .plan import Plan, default_memory_limit, format_bytes, parse_memory, plan_blocks
+from .rawio import RawWriter
+from .runner import block_regions, run_blocks
 from .splines import parse_mode, parse_order
 
 INTERPOLATION_NAMES = {
@@ -107,28 +109,29 @@ def resolve_spacing(current_mm: np.ndarray, spacing, units: str = "mm") -> np.nd
     return np.array(out)
 
 
-class _Progress(Callback):
-    """Counts finished tasks of one dask layer into a tqdm bar."""
-
-    def __init__(self, bar, name):
-        super().__init__()
-        self.bar, self.name = bar, name
-
-    def _posttask(self, key, result, dsk, state, id):
-        if isinstance(key, tuple) and key and key[0] == self.name:
-            self.bar.update(1)
-
-
 def _store_block(block, store, block_info=None):
     loc = block_info[0]["array-location"]
     store[tuple(slice(a, b) for a, b in loc)] = block
     return np.ones((1,) * block.ndim, dtype=bool)
 
 
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
 def _bar(total, desc, enabled, unit="block"):
+    if not enabled:
+        return _NoBar()
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit=unit, disable=not enabled, leave=False, dynamic_ncols=True)
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -256,8 +259,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     resampler = Resampler(g, order, mode, cval)
     plan: Plan = plan_blocks(resampler, vol.dtype.itemsize, out_dtype.itemsize, limit, workers, chunks)
     extra = vol.shape[3:]
-    arr = resample_with(resampler, vol.source, chunks=plan.block, dtype=out_dtype)
-    n_blocks = arr.npartitions
+    n_blocks = len(block_regions(tuple(g.out_shape) + tuple(extra), plan.block))
     say(
         f"Block plan: {'x'.join(map(str, plan.block))} output voxels per block, {n_blocks} blocks, "
         f"{workers} worker{'s' if workers != 1 else ''}, ~{format_bytes(plan.block_bytes)} per block"
@@ -270,36 +272,25 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     tmp_out = out_path.parent / f".{out_path.name[: -len(kind)]}.bigresample-tmp-{os.getpid()}{kind}"
     hdr = output_header(vol, g, out_dtype)
     nifti2 = isinstance(hdr, nib.Nifti2Header)
-    timings = {}
+    out_full = tuple(g.out_shape) + tuple(extra)
+    timings = dict(vol.timings)
+    via_zarr = keep_zarr or (kind == ".nii.gz" and not _file_contiguous(plan.block, g.out_shape))
+    store = None
     try:
-        # 1. blocks -> zarr store
         t0 = time.perf_counter()
-        store = zarr.create_array(
-            store=str(store_path),
-            shape=arr.shape,
-            chunks=tuple(c[0] for c in arr.chunks),
-            dtype=out_dtype,
-            fill_value=0,
-            compressors=None,
-            zarr_format=3,
-            overwrite=True,
-        )
-        written = arr.map_blocks(
-            _store_block, store, dtype=bool, chunks=tuple((1,) * len(c) for c in arr.chunks),
-            name=f"store-{arr.name}",
-        )
-        with _bar(n_blocks, "resampling", progress) as bar, _Progress(bar, written.name):
-            written.compute(scheduler="threads", num_workers=workers)
-        timings["compute"] = time.perf_counter() - t0
-
-        # 2. zarr store -> NIfTI, in file order
-        t0 = time.perf_counter()
-        zchunk = store.chunks[2]
-        slabs = list(slab_order(store.shape, zchunk))
-        with _bar(len(slabs), "writing", progress, unit="slab") as bar, NiftiWriter(tmp_out, hdr) as w:
-            for region in slabs:
-                w.write(store[region])
-                bar.update(1)
+        if via_zarr:
+            store = _compute_to_zarr(resampler, vol.source, out_dtype, plan, store_path, workers, progress)
+            timings["compute"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            slabs = list(slab_order(store.shape, store.chunks[2]))
+            with _bar(len(slabs), "writing", progress, unit="slab") as bar, NiftiWriter(tmp_out, hdr) as w:
+                for region in slabs:
+                    w.write(store[region])
+                    bar.update(1)
+        else:
+            _compute_direct(resampler, vol.source, out_dtype, plan, out_full, hdr, tmp_out, kind, workers, progress)
+            timings["compute"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
         _check_written(tmp_out, hdr, kind)
         os.replace(tmp_out, out_path)
         timings["write"] = time.perf_counter() - t0
@@ -310,9 +301,9 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     stats = None
     if compare:
         t0 = time.perf_counter()
-        stats = _compare_stats(vol, store, plan, workers)
+        stats = _compare_stats(vol, out_path, plan, workers)
         timings["compare"] = time.perf_counter() - t0
-    if not keep_zarr:
+    if store is not None and not keep_zarr:
         shutil.rmtree(store_path, ignore_errors=True)
 
     out_img = nib.load(out_path)
@@ -344,7 +335,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     n_out = int(np.prod(out_shape))
     say("")
     say(
-        f"Elapsed: {timings['total']:.2f} s (resampling {timings['compute']:.2f} s, writing {timings['write']:.2f} s); "
+        f"Elapsed: {timings['total']:.2f} s ({_timing_text(timings)}); "
         f"throughput {n_out / timings['total'] / 1e6:.1f} Mvoxel/s"
     )
     say("")
@@ -373,6 +364,92 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     )
 
 
+def _timing_text(t: dict) -> str:
+    parts = []
+    if "decompress" in t:
+        parts.append(f"decompressing input {t['decompress']:.2f} s")
+    parts.append(f"resampling {t['compute']:.2f} s")
+    if t.get("write", 0) >= 0.005:
+        parts.append(f"writing {t['write']:.2f} s")
+    if "compare" in t:
+        parts.append(f"comparing {t['compare']:.2f} s")
+    return ", ".join(parts)
+
+
+def _file_contiguous(block, out_shape) -> bool:
+    """Blocks of this shape, in file order, are consecutive stretches of the file."""
+    bx, by, bz = block
+    x, y, _ = out_shape
+    return (bx == x and by == y) or (bx == x and bz == 1) or (by == 1 and bz == 1)
+
+
+def _compute_direct(resampler, source, out_dtype, plan, out_full, hdr, tmp_out, kind, workers, progress):
+    """Blocks straight into the output file: at their offsets (.nii), or as
+    gzip members appended in file order (.nii.gz)."""
+    regions = block_regions(out_full, plan.block)
+    with _bar(len(regions), "resampling", progress) as bar:
+        if kind == ".nii":
+            fd, offset = create_raw_output(tmp_out, hdr)
+            try:
+                writer = RawWriter(fd, offset, out_full, hdr.get_data_dtype())
+                run_blocks(
+                    resampler, source, out_dtype, regions, workers,
+                    work=writer.write_from,
+                    commit=lambda i, _: bar.update(1),
+                )
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        else:
+            with NiftiWriter(tmp_out, hdr) as w:
+
+                def commit(i, member):
+                    w.write_bytes(member)
+                    bar.update(1)
+
+                run_blocks(
+                    resampler, source, out_dtype, regions, workers,
+                    work=lambda region, block: gzip_member(block),
+                    commit=commit,
+                )
+
+
+def _compute_to_zarr(resampler, source, out_dtype, plan, store_path, workers, progress):
+    """Blocks into a zarr v3 store through a dask graph (kept with --keep-zarr)."""
+    import zarr
+    from dask.callbacks import Callback
+
+    from .lazy import resample_with
+
+    arr = resample_with(resampler, source, chunks=plan.block, dtype=out_dtype)
+    store = zarr.create_array(
+        store=str(store_path),
+        shape=arr.shape,
+        chunks=tuple(c[0] for c in arr.chunks),
+        dtype=out_dtype,
+        fill_value=0,
+        compressors=None,
+        zarr_format=3,
+        overwrite=True,
+    )
+    written = arr.map_blocks(
+        _store_block, store, dtype=bool, chunks=tuple((1,) * len(c) for c in arr.chunks), name=f"store-{arr.name}"
+    )
+
+    class Progress(Callback):
+        def __init__(self, bar):
+            super().__init__()
+            self.bar = bar
+
+        def _posttask(self, key, result, dsk, state, id):
+            if isinstance(key, tuple) and key and key[0] == written.name:
+                self.bar.update(1)
+
+    with _bar(arr.npartitions, "resampling", progress) as bar, Progress(bar):
+        written.compute(scheduler="threads", num_workers=workers)
+    return store
+
+
 def _check_written(path: Path, hdr, kind: str) -> None:
     """The file at ``path`` has a readable header of the right shape and, for
     .nii, exactly the right size."""
@@ -385,19 +462,38 @@ def _check_written(path: Path, hdr, kind: str) -> None:
             raise RuntimeError(f"written file has {path.stat().st_size} bytes, expected {need}")
 
 
-def _compare_stats(vol: InputVolume, store, plan: Plan, workers: int) -> dict:
-    """min/max/mean/std of input and output in scaled units, block by block."""
-    zin = max(1, plan.block[2])
-    src = da.from_array(vol.source, chunks=(vol.shape[0], vol.shape[1], zin) + (1,) * len(vol.shape[3:]),
-                        lock=False, asarray=True, fancy=False)
-    out = da.from_zarr(store)
+def _compare_stats(vol: InputVolume, out_path: Path, plan: Plan, workers: int) -> dict:
+    """min/max/mean/std of input and output in scaled units, block by block.
+
+    Slab by slab over each file (never whole); moments accumulated in float64
+    around each slab's mean (Chan et al.'s parallel update), so the standard
+    deviation is accurate for large volumes.
+    """
+    out_img = nib.load(out_path)
     res = {}
-    for label, a in (("input", src), ("output", out)):
-        a = a.astype(np.float64)
-        mn, mx, mean, std = dask.compute(a.min(), a.max(), a.mean(), a.std(), scheduler="threads",
-                                         num_workers=workers)
-        lo, hi = sorted([mn * vol.slope + vol.inter, mx * vol.slope + vol.inter])
-        res[label] = {"min": lo, "max": hi, "mean": mean * vol.slope + vol.inter, "std": std * abs(vol.slope)}
+    sources = (("input", vol.source, vol.slope, vol.inter), ("output", out_img.dataobj, 1.0, 0.0))
+    for label, src, slope, inter in sources:
+        shape = src.shape
+        mn, mx, n, mean, m2 = np.inf, -np.inf, 0, 0.0, 0.0
+        dz = max(1, plan.block[2])
+        for idx in np.ndindex(*shape[3:]):
+            for z0 in range(0, shape[2], dz):
+                sl = (slice(None), slice(None), slice(z0, min(z0 + dz, shape[2]))) + tuple(
+                    slice(i, i + 1) for i in idx
+                )
+                a = np.asarray(src[sl], dtype=np.float64)
+                if a.size == 0:
+                    continue
+                mn, mx = min(mn, a.min()), max(mx, a.max())
+                k, am = a.size, a.mean()
+                d = am - mean
+                tot = n + k
+                mean += d * k / tot
+                m2 += ((a - am) ** 2).sum() + d * d * n * k / tot
+                n = tot
+        std = np.sqrt(m2 / n) if n else 0.0
+        lo, hi = sorted([mn * slope + inter, mx * slope + inter])
+        res[label] = {"min": lo, "max": hi, "mean": mean * slope + inter, "std": std * abs(slope)}
     return res
 
 

@@ -1,0 +1,123 @@
+"""Positional reads and writes of uncompressed image data into reused buffers.
+
+A NIfTI (or Analyze, MGH) image's voxels are one array on disk at a byte
+offset, x fastest.  Reading a region with ``os.preadv`` straight into a buffer
+the worker already owns costs a copy from the page cache and nothing else,
+where going through a fresh array costs a page fault per 4 KiB, several times
+more on these machines (benchmarks/bench_engine.py).  Writing a block of the
+output is the same in reverse (``os.pwrite`` at the block's offsets), so
+blocks can be written by the threads that computed them, in any order.
+
+Arrays handed to ``read_into`` / ``write_from`` are in *file order*: C-ordered
+with the axes reversed (``(..., z, y, x)``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import threading
+
+import numpy as np
+
+
+def _spans(shape, slices):
+    """Contiguous file spans of a region of an x-fastest array.
+
+    Yields ``(element_offset, count, index)``: ``index`` selects the piece of
+    the file-order region array (axes reversed) that the span fills.
+    """
+    rshape = tuple(shape)[::-1]
+    rsl = [s.indices(n)[:2] for s, n in zip(tuple(slices)[::-1], rshape)]
+    nd = len(rshape)
+    j = nd - 1
+    while j > 0 and rsl[j] == (0, rshape[j]):
+        j -= 1
+    inner = int(np.prod(rshape[j + 1 :], dtype=np.int64))
+    strides = [int(np.prod(rshape[i + 1 :], dtype=np.int64)) for i in range(nd)]
+    a_j, b_j = rsl[j]
+    count = (b_j - a_j) * inner
+    for idx in itertools.product(*[range(a, b) for a, b in rsl[:j]]):
+        off = sum(i * st for i, st in zip(idx, strides)) + a_j * strides[j]
+        local = tuple(i - a for i, (a, _) in zip(idx, rsl[:j]))
+        yield off, count, local
+
+
+class RawReader:
+    """Array-like over an uncompressed, x-fastest image file.
+
+    ``reader[slices]`` returns a new array (spatial-first axes, like nibabel's
+    proxy); ``reader.read_into(slices, out)`` fills a file-order buffer.  It
+    pickles as its path and layout, so dask tasks can carry it: each process
+    opens the file itself.
+    """
+
+    def __init__(self, path, offset: int, shape, dtype):
+        self.path = str(path)
+        self.offset = int(offset)
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+        self._local = threading.local()
+
+    def __getstate__(self):
+        return {"path": self.path, "offset": self.offset, "shape": self.shape, "dtype": self.dtype.str}
+
+    def __setstate__(self, state):
+        self.__init__(state["path"], state["offset"], state["shape"], state["dtype"])
+
+    def __repr__(self):
+        return f"RawReader({self.path!r}, offset={self.offset}, shape={self.shape}, dtype={self.dtype.str!r})"
+
+    def _fd(self) -> int:
+        fd = getattr(self._local, "fd", None)
+        if fd is None:
+            fd = os.open(self.path, os.O_RDONLY)
+            self._local.fd = fd
+        return fd
+
+    def read_into(self, slices, out: np.ndarray) -> np.ndarray:
+        slices = tuple(slices) + (slice(None),) * (self.ndim - len(slices))
+        fd = self._fd()
+        item = self.dtype.itemsize
+        for off, count, local in _spans(self.shape, slices):
+            dst = out[local].reshape(-1)
+            view = memoryview(dst).cast("B")
+            pos, want = self.offset + off * item, count * item
+            got = 0
+            while got < want:
+                n = os.preadv(fd, [view[got:]], pos + got)
+                if n <= 0:
+                    raise OSError(f"{self.path}: file ends before its data does (truncated?)")
+                got += n
+        return out
+
+    def __getitem__(self, slices):
+        slices = tuple(slices) + (slice(None),) * (self.ndim - len(slices))
+        shape = tuple(len(range(*s.indices(n))) for s, n in zip(slices, self.shape))
+        if any(s.step not in (None, 1) for s in slices):
+            full = tuple(slice(*s.indices(n)[:2]) for s, n in zip(slices, self.shape))
+            base = self[full]
+            return base[tuple(slice(None, None, s.step) for s in slices)]
+        out = np.empty(shape[::-1], dtype=self.dtype)
+        self.read_into(slices, out)
+        return out.T
+
+
+class RawWriter:
+    """Positional writes of file-order blocks into an x-fastest data array."""
+
+    def __init__(self, fd: int, offset: int, shape, dtype):
+        self.fd, self.offset = fd, int(offset)
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+
+    def write_from(self, slices, block: np.ndarray) -> None:
+        if block.dtype != self.dtype or not block.flags.c_contiguous:
+            block = np.ascontiguousarray(block, dtype=self.dtype)
+        item = self.dtype.itemsize
+        for off, count, local in _spans(self.shape, slices):
+            view = memoryview(block[local].reshape(-1)).cast("B")
+            pos, done = self.offset + off * item, 0
+            while done < count * item:
+                done += os.pwrite(self.fd, view[done:], pos + done)
