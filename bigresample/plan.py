@@ -79,21 +79,44 @@ def format_bytes(n: float) -> str:
 
 
 def block_bytes(resampler: Resampler, block: tuple[int, ...], in_itemsize: int, out_itemsize: int) -> int:
-    """Estimated peak bytes of computing one output block of shape ``block``.
+    """Estimated peak bytes of one worker computing an output block of shape ``block``.
 
-    The input window (block / zoom + 2 halos per resampled axis) in its stored
-    type, a float64 copy and the prefiltered coefficients, the per-axis float64
-    intermediates (at most two alive at a time, each at most window-sized), and
-    the output block.
+    What ``Resampler.compute_into`` keeps in its workspace: the input window
+    (block / zoom, plus the prefilter halo on resampled axes) in the stored
+    type, twice when scipy's pre-padding applies; the float64 prefilter
+    coefficients (orders >= 2); two float64 intermediates when more than one
+    axis is resampled; the output block; its gzip member; and plane-sized
+    float64 accumulators.
     """
-    h = 2 * resampler.halo + resampler.order + 2
-    window = 1
-    for ax, b in zip(resampler.grid.axes, block):
-        span = b if ax.is_identity else int(np.ceil(b * max(ax.step, 1e-9))) + h
-        window *= min(span, ax.n + 2 * 12)
+    order = resampler.order
+    window, plane, active = 1, 1, 0
+    for i, (ax, b) in enumerate(zip(resampler.grid.axes, block)):
+        if ax.is_identity:
+            span = b
+        else:
+            active += 1
+            span = int(np.ceil(b * max(ax.step, 1e-9))) + order + 1
+            if order > 1:
+                span += 2 * resampler.halo
+            span = min(span, ax.n + (24 if order > 1 else 0))
+        window *= span
+        if i < 2:
+            plane *= max(span, b)
     out = int(np.prod(block))
-    work = max(window, out)
-    return window * in_itemsize + 3 * work * 8 + out * out_itemsize
+    total = window * in_itemsize * (2 if order > 1 else 1) + 2 * out * out_itemsize + 4 * plane * 8
+    if order > 1:
+        total += window * 8
+    if active > 1:
+        total += 2 * max(window, out) * 8
+    return int(total)
+
+
+#: Per-block working set the planner aims for when the budget allows more:
+#: big enough to amortise the prefilter halo (orders >= 2) and the per-block
+#: overheads, small enough that each worker's buffers stay few and cheap to
+#: fault in (benchmarks/bench_speed.py, --chunks sweeps).
+TARGET_BLOCK_BYTES = {0: 48 * 2**20, 1: 48 * 2**20}
+TARGET_BLOCK_BYTES_SPLINE = 320 * 2**20
 
 
 @dataclass(frozen=True)
@@ -130,6 +153,7 @@ def plan_blocks(
         block = tuple(min(b, m) for b, m in zip(block, out))
         return Plan(block, workers, memory_limit, block_bytes(resampler, block, in_itemsize, out_itemsize))
     per_block = max(1, (memory_limit - reserve) // workers)
+    per_block = min(per_block, TARGET_BLOCK_BYTES.get(resampler.order, TARGET_BLOCK_BYTES_SPLINE))
 
     def cost(b):
         return block_bytes(resampler, b, in_itemsize, out_itemsize)
