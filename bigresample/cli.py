@@ -8,7 +8,9 @@ traceback (unless ``--debug``).
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +18,7 @@ import numpy as np
 from . import __version__
 from .geometry import GeometryError
 from .nifti import InputError
-from .pipeline import UsageError, resample
+from .pipeline import Interrupted, UsageError, resample
 from .plan import PlanError
 from .splines import MODES, SplineError
 
@@ -67,11 +69,17 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--compare", action="store_true", help="print min/max/mean/std of input and output")
     out.add_argument("--quiet", action="store_true", help="no report, no progress bars")
     out.add_argument("--no-progress", action="store_true", help="no progress bars")
+    out.add_argument("--force", action="store_true", help="write an output more than 16x the input's size")
     out.add_argument("--debug", action="store_true", help="show tracebacks")
     out.add_argument("--demo", action="store_true",
                      help="make a brain phantom at 100 um in ./bigresample-demo and resample it to 100x100x150 um")
     out.add_argument("--version", action="version", version=f"bigresample {__version__}")
     return p
+
+
+def _terminate(signum, frame):
+    """SIGTERM (job schedulers, kill): stop like Ctrl-C, keeping finished blocks."""
+    raise KeyboardInterrupt
 
 
 def _spacing_from_args(args) -> tuple[list, str]:
@@ -94,6 +102,8 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     log = None if args.quiet else print
+    main_thread = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     progress = not (args.quiet or args.no_progress) and sys.stderr.isatty()
     try:
         if args.demo:
@@ -122,6 +132,7 @@ def main(argv=None) -> int:
             progress=progress,
             log=log,
             spacing_label=label,
+            force=args.force,
         )
         return 0
     except ERRORS as exc:
@@ -129,11 +140,19 @@ def main(argv=None) -> int:
             raise
         print(f"bigresample: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except Interrupted as exc:
+        print(
+            f"bigresample: interrupted after {exc.done} of {exc.total} blocks; the finished ones are kept in "
+            f"{exc.partial} -- run the same command again to resume",
+            file=sys.stderr,
+        )
+        return EXIT_INTERRUPTED
     except KeyboardInterrupt:
-        if args.debug:
-            raise
         print("bigresample: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    finally:
+        if main_thread:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _demo(args, log, progress) -> int:

@@ -17,7 +17,6 @@ bits: a NIfTI-2 file is written when any dimension exceeds 32767.
 from __future__ import annotations
 
 import os
-import zlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -73,9 +72,9 @@ def decompress(src: Path, dst: Path, chunk: int = 16 * 2**20, progress=None) -> 
                 fout.write(memoryview(buf)[:n])
                 if progress is not None:
                     progress(n)
-    except (OSError, EOFError, zlib.error, ValueError) as exc:
+    except Exception as exc:  # zlib.error, isal's error, EOFError, BadGzipFile...
         dst.unlink(missing_ok=True)
-        raise InputError(f"{src}: corrupted or truncated gzip stream ({exc})") from None
+        raise InputError(f"{src}: corrupted or truncated gzip stream ({_one_line(exc)})") from None
 
 
 @dataclass
@@ -111,62 +110,73 @@ class InputVolume:
 def open_input(path, scratch_dir=None) -> InputVolume:
     """Open ``path`` for block-wise reading of its raw stored values.
 
+    The header is read and checked first (shape, data type, affine); only
+    then is a gzip-compressed image decompressed, in one sequential pass into
+    ``scratch_dir`` (default: beside the input), after checking that the
+    folder has room for it.
+
     Parameters
     ----------
     path : str or Path
     scratch_dir : Path, optional
-        Where a gzip-compressed input is decompressed (default: beside it).
+        Where a gzip-compressed input is decompressed.
     """
     path = Path(path)
     if not path.exists():
         raise InputError(f"input file not found: {path}")
     if path.is_dir():
         raise InputError(f"input is a folder, not an image file: {path}")
-    scratch = None
-    load_path = path
-    timings = {}
-    if path.stat().st_size >= 2 and _is_gzip(path):
-        folder = Path(scratch_dir) if scratch_dir is not None else path.parent
-        stem = path.name[:-3] if path.name.lower().endswith(".gz") else path.name
-        if path.name.lower().endswith(".mgz"):
-            stem = path.name[:-4] + ".mgh"
-        scratch = folder / f".bigresample-{os.getpid()}-{stem}"
-        t0 = time.perf_counter()
-        decompress(path, scratch)
-        timings["decompress"] = time.perf_counter() - t0
-        load_path = scratch
+    if path.stat().st_size == 0:
+        raise InputError(f"input file is empty: {path}")
     try:
-        try:
-            img = nib.load(load_path)
-        except Exception as exc:  # nibabel raises many types for unreadable files
-            raise InputError(f"{path}: not an image nibabel can read ({exc})") from None
-        if not isinstance(img, nib.spatialimages.SpatialImage):
-            raise InputError(f"{path}: not a spatial image ({type(img).__name__})")
-        proxy = img.dataobj
-        if not isinstance(proxy, ArrayProxy):
-            raise InputError(f"{path}: image data cannot be read lazily ({type(proxy).__name__})")
-        shape = tuple(int(n) for n in img.shape)
-        if len(shape) < 3:
-            raise InputError(f"{path}: need a 3D or 4D image; got shape {shape}")
-        if any(n < 1 for n in shape):
-            raise InputError(f"{path}: image has an empty dimension; shape {shape}")
-        affine = np.asarray(img.affine, dtype=np.float64)
-        if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
-            raise InputError(f"{path}: affine is singular or not finite:\n{affine}")
-        slope, inter = proxy.slope, proxy.inter
-        raw = ArrayProxy(
-            proxy.file_like,
-            (proxy.shape, proxy.dtype, proxy.offset, 1.0, 0.0),
-            order=proxy.order,
-            keep_file_open=False,
-        )
-        _check_size(path, load_path, raw)
-        if isinstance(proxy.file_like, str) and proxy.order == "F" and not _is_gzip(Path(proxy.file_like)):
+        img = nib.load(path)
+    except Exception as exc:  # nibabel raises many types for unreadable files
+        raise InputError(f"{path}: not an image nibabel can read ({_one_line(exc)})") from None
+    if not isinstance(img, nib.spatialimages.SpatialImage):
+        raise InputError(f"{path}: not a spatial image ({type(img).__name__})")
+    proxy = img.dataobj
+    if not isinstance(proxy, ArrayProxy):
+        raise InputError(f"{path}: image data cannot be read lazily ({type(proxy).__name__})")
+    shape = tuple(int(n) for n in img.shape)
+    if len(shape) < 3:
+        raise InputError(f"{path}: need a 3D or 4D image; got shape {shape}")
+    if any(n < 1 for n in shape):
+        raise InputError(f"{path}: image has an empty dimension; shape {shape}")
+    affine = np.asarray(img.affine, dtype=np.float64)
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError(f"{path}: affine is singular or not finite: {np.array2string(affine, separator=',').replace(chr(10), '')}")
+    slope, inter = proxy.slope, proxy.inter
+    units = "mm"
+    if hasattr(img.header, "get_xyzt_units"):
+        units = img.header.get_xyzt_units()[0] or "unknown"
+    data_file = proxy.file_like if isinstance(proxy.file_like, str) else None
+    scratch = None
+    timings = {}
+    try:
+        if data_file is not None and _is_gzip(Path(data_file)):
+            need = int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * proxy.dtype.itemsize
+            folder = Path(scratch_dir) if scratch_dir is not None else path.parent
+            check_free_space(folder, need, "decompressing the input")
+            name = Path(data_file).name
+            stem = name[:-3] if name.lower().endswith(".gz") else name
+            if name.lower().endswith(".mgz"):
+                stem = name[:-4] + ".mgh"
+            scratch = folder / f".bigresample-{os.getpid()}-{stem}"
+            t0 = time.perf_counter()
+            decompress(Path(data_file), scratch)
+            timings["decompress"] = time.perf_counter() - t0
+            data_file = str(scratch)
+        if data_file is not None and proxy.order == "F":
             # positional reads into the workers' own buffers (bigresample.rawio)
-            raw = RawReader(proxy.file_like, proxy.offset, proxy.shape, proxy.dtype)
-        units = "mm"
-        if hasattr(img.header, "get_xyzt_units"):
-            units = img.header.get_xyzt_units()[0] or "unknown"
+            raw = RawReader(data_file, proxy.offset, proxy.shape, proxy.dtype)
+        else:
+            raw = ArrayProxy(
+                proxy.file_like,
+                (proxy.shape, proxy.dtype, proxy.offset, 1.0, 0.0),
+                order=proxy.order,
+                keep_file_open=False,
+            )
+        _check_size(path, data_file, proxy)
         return InputVolume(
             path=path,
             image=img,
@@ -186,15 +196,36 @@ def open_input(path, scratch_dir=None) -> InputVolume:
         raise
 
 
-def _check_size(path: Path, data_path: Path, proxy: ArrayProxy) -> None:
-    """A truncated file would otherwise read as garbage or fail half-way."""
-    fname = proxy.file_like if isinstance(proxy.file_like, str) else None
-    if fname is None or not os.path.exists(fname) or _is_gzip(Path(fname)):
+def _one_line(exc) -> str:
+    return " ".join(str(exc).split())
+
+
+class DiskSpaceError(InputError):
+    """Not enough free space for what the run must write."""
+
+
+def check_free_space(folder, need: int, what: str) -> None:
+    """Refuse before starting when ``folder``'s filesystem lacks ``need`` bytes."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
         return
-    need = int(proxy.offset) + int(np.prod(proxy.shape)) * proxy.dtype.itemsize
-    have = os.path.getsize(fname)
+    free = st.f_bavail * st.f_frsize
+    if free < need:
+        raise DiskSpaceError(
+            f"not enough disk space in {folder} for {what}: need {need / 2**30:.2f} GiB, "
+            f"{free / 2**30:.2f} GiB free"
+        )
+
+
+def _check_size(path: Path, data_file: str | None, proxy: ArrayProxy) -> None:
+    """A truncated file would otherwise read as garbage or fail half-way."""
+    if data_file is None or not os.path.exists(data_file):
+        return
+    need = int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * proxy.dtype.itemsize
+    have = os.path.getsize(data_file)
     if have < need:
-        raise InputError(f"{path}: file is truncated: {have} bytes, header needs {need}")
+        raise InputError(f"{path}: file is truncated: {have} bytes of data file, header needs {need}")
 
 
 # --------------------------------------------------------------------------

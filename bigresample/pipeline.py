@@ -28,7 +28,18 @@ from . import __version__
 from .codec import gzip_member
 from .engine import Resampler
 from .geometry import make_grid, parse_grid, voxel_spacing
-from .nifti import InputVolume, NiftiWriter, create_raw_output, open_input, output_header, output_kind, slab_order
+from .journal import Journal, input_identity
+from .nifti import check_free_space
+from .nifti import (
+    InputVolume,
+    NiftiWriter,
+    create_raw_output,
+    header_bytes,
+    open_input,
+    output_header,
+    output_kind,
+    slab_order,
+)
 from .plan import Plan, default_memory_limit, format_bytes, parse_memory, plan_blocks
 from .rawio import RawWriter
 from .runner import block_regions, run_blocks
@@ -161,6 +172,7 @@ def resample(
     progress: bool = False,
     log: Callable[[str], None] | None = None,
     spacing_label: str | None = None,
+    force: bool = False,
 ) -> ResampleResult:
     """Resample a NIfTI (or any nibabel spatial image) file to a new spacing.
 
@@ -190,6 +202,9 @@ def resample(
         Show tqdm progress bars on stderr.
     log : callable, optional
         Receives the report, line by line.
+    force : bool
+        Write an output more than 16x the input's size (refused otherwise, as
+        most likely a typo in the spacing).
     """
     t_start = time.perf_counter()
     say = log or (lambda line: None)
@@ -202,6 +217,8 @@ def resample(
         raise UsageError(f"output would overwrite the input: {out_path}")
     if not out_path.parent.is_dir():
         raise UsageError(f"output folder does not exist: {out_path.parent}")
+    if not os.access(out_path.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"output folder is not writable: {out_path.parent}")
     limit = parse_memory(memory_limit) if memory_limit is not None else default_memory_limit()
     workers = int(workers) if workers is not None else (os.cpu_count() or 1)
     if workers < 1:
@@ -215,14 +232,14 @@ def resample(
     try:
         return _run(
             vol, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit, workers,
-            scratch, keep_zarr, compare, progress, say, spacing_label, t_start,
+            scratch, keep_zarr, compare, progress, say, spacing_label, t_start, force,
         )
     finally:
         vol.close()
 
 
 def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit,
-         workers, scratch, keep_zarr, compare, progress, say, spacing_label, t_start) -> ResampleResult:
+         workers, scratch, keep_zarr, compare, progress, say, spacing_label, t_start, force) -> ResampleResult:
     to_mm = vol.unit_to_mm
     cur_mm = vol.spacing * to_mm
     target_mm = resolve_spacing(cur_mm, spacing, units)
@@ -265,20 +282,37 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         f"{workers} worker{'s' if workers != 1 else ''}, ~{format_bytes(plan.block_bytes)} per block"
     )
     say(f"Memory budget: {format_bytes(limit)}")
+    _check_output_size(vol, out_path, kind, g, extra, out_dtype, force)
     say("")
     say("Resampling volume...")
 
     store_path = scratch / f".{out_path.name}.bigresample.zarr"
-    tmp_out = out_path.parent / f".{out_path.name[: -len(kind)]}.bigresample-tmp-{os.getpid()}{kind}"
+    stem = out_path.name[: -len(kind)]
+    tmp_out = out_path.parent / f".{stem}.bigresample-partial{kind}"
+    journal = Journal(
+        out_path.parent / f".{out_path.name}.bigresample-journal",
+        {
+            "input": input_identity(vol.path),
+            "output": str(out_path.resolve()),
+            "spacing": [repr(float(v)) for v in target_mm / to_mm],
+            "order": order,
+            "mode": mode,
+            "cval": repr(float(cval)),
+            "grid": grid,
+            "dtype": out_dtype.str,
+            "block": list(plan.block),
+            "version": __version__,
+        },
+    )
     hdr = output_header(vol, g, out_dtype)
     nifti2 = isinstance(hdr, nib.Nifti2Header)
     out_full = tuple(g.out_shape) + tuple(extra)
     timings = dict(vol.timings)
     via_zarr = keep_zarr or (kind == ".nii.gz" and not _file_contiguous(plan.block, g.out_shape))
     store = None
-    try:
-        t0 = time.perf_counter()
-        if via_zarr:
+    t0 = time.perf_counter()
+    if via_zarr:
+        try:
             store = _compute_to_zarr(resampler, vol.source, out_dtype, plan, store_path, workers, progress)
             timings["compute"] = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -287,16 +321,24 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
                 for region in slabs:
                     w.write(store[region])
                     bar.update(1)
-        else:
-            _compute_direct(resampler, vol.source, out_dtype, plan, out_full, hdr, tmp_out, kind, workers, progress)
-            timings["compute"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-        _check_written(tmp_out, hdr, kind)
-        os.replace(tmp_out, out_path)
-        timings["write"] = time.perf_counter() - t0
-    except BaseException:
-        tmp_out.unlink(missing_ok=True)
-        raise
+        except BaseException:
+            tmp_out.unlink(missing_ok=True)
+            raise
+    else:
+        done, note = journal.load()
+        if note and tmp_out.exists():
+            say(f"Note: not resuming the partial output {tmp_out.name}: {note}; starting again.")
+        resumed = _compute_direct(
+            resampler, vol.source, out_dtype, plan, out_full, hdr, tmp_out, kind, workers, progress, journal, done
+        )
+        if resumed:
+            say(f"Resumed: {resumed} of {n_blocks} blocks were already done by an interrupted run.")
+        timings["compute"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+    _check_written(tmp_out, hdr, kind)
+    os.replace(tmp_out, out_path)
+    journal.remove()
+    timings["write"] = time.perf_counter() - t0
 
     stats = None
     if compare:
@@ -364,6 +406,27 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     )
 
 
+#: An output this many times the input's size is refused without ``force``.
+MAX_GROWTH = 16
+
+
+def _check_output_size(vol, out_path, kind, g, extra, out_dtype, force) -> None:
+    """Refuse, before writing anything, an output that cannot be meant or cannot fit."""
+    n_out = int(np.prod(tuple(g.out_shape) + tuple(extra), dtype=np.int64))
+    out_bytes = n_out * out_dtype.itemsize
+    in_bytes = int(np.prod(vol.shape, dtype=np.int64)) * vol.dtype.itemsize
+    if not force and out_bytes > max(MAX_GROWTH * in_bytes, 2**30):
+        raise UsageError(
+            f"output would be {format_bytes(out_bytes)}, {out_bytes / max(in_bytes, 1):.0f}x the input "
+            f"(shape {tuple(g.out_shape) + tuple(extra)}): check the spacing, or add --force"
+        )
+    need = out_bytes if kind == ".nii" else out_bytes // 2  # compressed: an estimate
+    partial = out_path.parent / f".{out_path.name[: -len(kind)]}.bigresample-partial{kind}"
+    if partial.exists():
+        need -= partial.stat().st_size
+    check_free_space(out_path.parent, need, f"the output ({format_bytes(out_bytes)} uncompressed)")
+
+
 def _timing_text(t: dict) -> str:
     parts = []
     if "decompress" in t:
@@ -383,35 +446,87 @@ def _file_contiguous(block, out_shape) -> bool:
     return (bx == x and by == y) or (bx == x and bz == 1) or (by == 1 and bz == 1)
 
 
-def _compute_direct(resampler, source, out_dtype, plan, out_full, hdr, tmp_out, kind, workers, progress):
-    """Blocks straight into the output file: at their offsets (.nii), or as
-    gzip members appended in file order (.nii.gz)."""
+class Interrupted(KeyboardInterrupt):
+    """Stopped by Ctrl-C or SIGTERM; the partial output and its journal are kept."""
+
+    def __init__(self, partial: Path, done: int, total: int):
+        super().__init__(f"{done} of {total} blocks done")
+        self.partial, self.done, self.total = partial, done, total
+
+
+def _compute_direct(resampler, source, out_dtype, plan, out_full, hdr, tmp_out, kind, workers, progress,
+                    journal, done) -> int:
+    """Blocks straight into the partial output: at their offsets (.nii), or as
+    gzip members appended in file order (.nii.gz).  Blocks in ``done`` (from
+    the journal of an interrupted run) are not computed again.  Returns how
+    many blocks were reused."""
     regions = block_regions(out_full, plan.block)
-    with _bar(len(regions), "resampling", progress) as bar:
-        if kind == ".nii":
-            fd, offset = create_raw_output(tmp_out, hdr)
-            try:
-                writer = RawWriter(fd, offset, out_full, hdr.get_data_dtype())
-                run_blocks(
-                    resampler, source, out_dtype, regions, workers,
-                    work=writer.write_from,
-                    commit=lambda i, _: bar.update(1),
-                )
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        else:
-            with NiftiWriter(tmp_out, hdr) as w:
+    size = int(np.prod(out_full, dtype=np.int64)) * hdr.get_data_dtype().itemsize
+    head = header_bytes(hdr)
+    finished = [0]
+    if kind == ".nii":
+        resume = bool(done) and tmp_out.exists() and tmp_out.stat().st_size == len(head) + size
+        done = done if resume else {}
+    else:
+        # members are appended in order: keep the unbroken prefix 0..k-1
+        k = 0
+        while k in done:
+            k += 1
+        length = done[k - 1] if k else None
+        resume = k > 0 and tmp_out.exists() and tmp_out.stat().st_size >= length
+        done = {i: done[i] for i in range(k)} if resume else {}
+    journal.start(keep=resume)
+    reused = len(done)
+    try:
+        with _bar(len(regions), "resampling", progress) as bar:
+            bar.update(reused)
 
-                def commit(i, member):
-                    w.write_bytes(member)
-                    bar.update(1)
+            def counted(i):
+                finished[0] += 1
+                bar.update(1)
 
-                run_blocks(
-                    resampler, source, out_dtype, regions, workers,
-                    work=lambda region, block: gzip_member(block),
-                    commit=commit,
-                )
+            if kind == ".nii":
+                if resume:
+                    fd, offset = os.open(tmp_out, os.O_RDWR), len(head)
+                else:
+                    fd, offset = create_raw_output(tmp_out, hdr)
+                try:
+                    writer = RawWriter(fd, offset, out_full, hdr.get_data_dtype())
+
+                    def commit(i, _):
+                        journal.record(i)
+                        counted(i)
+
+                    run_blocks(resampler, source, out_dtype, regions, workers,
+                               work=writer.write_from, commit=commit, skip=done.__contains__)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            else:
+                mode = "r+b" if resume else "wb"
+                with open(tmp_out, mode) as f:
+                    if resume:
+                        f.truncate(length)
+                        f.seek(length)
+                    else:
+                        f.write(gzip_member(head))
+
+                    def commit(i, member):
+                        f.write(member)
+                        journal.record(i, f.tell())
+                        counted(i)
+
+                    run_blocks(resampler, source, out_dtype, regions, workers,
+                               work=lambda region, block: gzip_member(block), commit=commit,
+                               skip=done.__contains__)
+                    f.flush()
+                    os.fsync(f.fileno())
+    except KeyboardInterrupt:
+        journal.close()
+        raise Interrupted(tmp_out, reused + finished[0], len(regions)) from None
+    finally:
+        journal.close()
+    return reused
 
 
 def _compute_to_zarr(resampler, source, out_dtype, plan, store_path, workers, progress):

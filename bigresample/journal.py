@@ -1,0 +1,88 @@
+"""What a partial output was made for, and which of its blocks are finished.
+
+Beside the partial output (``.NAME.bigresample-partial.nii[.gz]`` in the
+output's folder) sits ``.NAME.bigresample-journal``: a first line with the
+identity of the run (the input file's path, size, modification time and inode,
+and every parameter that changes the output's bytes), then one line per
+finished block, appended after the block's bytes are in the file.  A process
+killed at any moment leaves at worst a block that is written but not yet
+journaled; it is recomputed on the next run, which is harmless because writing
+a block is idempotent.  A torn last line is ignored.
+
+For a .nii.gz the blocks are gzip members appended in order; a block's line
+also records the file length after its member, so a rerun truncates the
+partial file to the last journaled member and carries on from there.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+FORMAT = 1
+
+
+def input_identity(path) -> dict:
+    st = os.stat(path)
+    return {
+        "path": str(Path(path).resolve()),
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+        "inode": st.st_ino,
+    }
+
+
+class Journal:
+    def __init__(self, path, identity: dict):
+        self.path = Path(path)
+        self.identity = {"format": FORMAT, **identity}
+        self._f = None
+
+    def load(self) -> tuple[dict[int, int | None], str | None]:
+        """Finished blocks of a previous run for the same identity.
+
+        Returns ``(done, note)``: ``done`` maps block index to the file length
+        after it (or None); ``note`` explains why an existing journal was not
+        used (None when there was none or it matched).
+        """
+        if not self.path.exists():
+            return {}, None
+        try:
+            lines = self.path.read_text().splitlines()
+            head = json.loads(lines[0]) if lines else None
+        except (OSError, ValueError, UnicodeDecodeError):
+            return {}, "its journal is unreadable"
+        if head != self.identity:
+            return {}, "it was made for another input file or other parameters"
+        done: dict[int, int | None] = {}
+        for line in lines[1:]:
+            parts = line.split()
+            try:
+                if len(parts) == 1:
+                    done[int(parts[0])] = None
+                elif len(parts) == 2:
+                    done[int(parts[0])] = int(parts[1])
+            except ValueError:
+                break  # a torn last line
+        return done, None
+
+    def start(self, keep: bool) -> None:
+        """Open for appending; a fresh journal unless ``keep``."""
+        if not keep:
+            with open(self.path, "w") as f:
+                f.write(json.dumps(self.identity, sort_keys=True) + "\n")
+        self._f = open(self.path, "a")
+
+    def record(self, index: int, length: int | None = None) -> None:
+        self._f.write(f"{index}\n" if length is None else f"{index} {length}\n")
+        self._f.flush()
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
+            self._f = None
+
+    def remove(self) -> None:
+        self.close()
+        self.path.unlink(missing_ok=True)
