@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     out.add_argument("--compare", action="store_true", help="print min/max/mean/std of input and output")
     out.add_argument("--quiet", action="store_true", help="no report, no progress bars")
     out.add_argument("--no-progress", action="store_true", help="no progress bars")
+    out.add_argument("--dry-run", action="store_true",
+                     help="print the plan (shapes, blocks, memory and disk needed) and stop")
     out.add_argument("--force", action="store_true", help="write an output more than 16x the input's size")
     out.add_argument("--debug", action="store_true", help="show tracebacks")
     out.add_argument("--demo", action="store_true",
@@ -133,6 +135,7 @@ def main(argv=None) -> int:
             log=log,
             spacing_label=label,
             force=args.force,
+            dry_run=args.dry_run,
         )
         return 0
     except ERRORS as exc:

@@ -95,7 +95,16 @@ class InputVolume:
 
     @property
     def dtype(self) -> np.dtype:
-        return self.source.dtype
+        return self.image.dataobj.dtype
+
+    @property
+    def compressed(self) -> bool:
+        f = self.image.dataobj.file_like
+        return isinstance(f, str) and _is_gzip(Path(f))
+
+    @property
+    def data_bytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
     @property
     def unit_to_mm(self) -> float:
@@ -107,7 +116,7 @@ class InputVolume:
             self.scratch = None
 
 
-def open_input(path, scratch_dir=None) -> InputVolume:
+def open_input(path, scratch_dir=None, read_data: bool = True) -> InputVolume:
     """Open ``path`` for block-wise reading of its raw stored values.
 
     The header is read and checked first (shape, data type, affine); only
@@ -120,6 +129,8 @@ def open_input(path, scratch_dir=None) -> InputVolume:
     path : str or Path
     scratch_dir : Path, optional
         Where a gzip-compressed input is decompressed.
+    read_data : bool
+        False: the header only (``source`` is None), for a dry run.
     """
     path = Path(path)
     if not path.exists():
@@ -153,7 +164,9 @@ def open_input(path, scratch_dir=None) -> InputVolume:
     scratch = None
     timings = {}
     try:
-        if data_file is not None and _is_gzip(Path(data_file)):
+        if not read_data:
+            raw = None
+        elif data_file is not None and _is_gzip(Path(data_file)):
             need = int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * proxy.dtype.itemsize
             folder = Path(scratch_dir) if scratch_dir is not None else path.parent
             check_free_space(folder, need, "decompressing the input")
@@ -166,7 +179,9 @@ def open_input(path, scratch_dir=None) -> InputVolume:
             decompress(Path(data_file), scratch)
             timings["decompress"] = time.perf_counter() - t0
             data_file = str(scratch)
-        if data_file is not None and proxy.order == "F":
+        if not read_data:
+            pass
+        elif data_file is not None and proxy.order == "F":
             # positional reads into the workers' own buffers (bigresample.rawio)
             raw = RawReader(data_file, proxy.offset, proxy.shape, proxy.dtype)
         else:
@@ -176,7 +191,8 @@ def open_input(path, scratch_dir=None) -> InputVolume:
                 order=proxy.order,
                 keep_file_open=False,
             )
-        _check_size(path, data_file, proxy)
+        if read_data:
+            _check_size(path, data_file, proxy)
         return InputVolume(
             path=path,
             image=img,

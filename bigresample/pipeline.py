@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -173,6 +174,7 @@ def resample(
     log: Callable[[str], None] | None = None,
     spacing_label: str | None = None,
     force: bool = False,
+    dry_run: bool = False,
 ) -> ResampleResult:
     """Resample a NIfTI (or any nibabel spatial image) file to a new spacing.
 
@@ -205,6 +207,9 @@ def resample(
     force : bool
         Write an output more than 16x the input's size (refused otherwise, as
         most likely a typo in the spacing).
+    dry_run : bool
+        Print the plan (output shape and bytes, block shape, concurrent
+        blocks, memory and disk needed) and stop before reading any voxel.
     """
     t_start = time.perf_counter()
     say = log or (lambda line: None)
@@ -228,18 +233,19 @@ def resample(
         raise UsageError(f"--tmp-dir folder does not exist: {scratch}")
 
     say(f"Loading NIfTI file: {in_path}")
-    vol = open_input(in_path, scratch_dir=scratch)
+    vol = open_input(in_path, scratch_dir=scratch, read_data=not dry_run)
     try:
         return _run(
             vol, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit, workers,
-            scratch, keep_zarr, compare, progress, say, spacing_label, t_start, force,
+            scratch, keep_zarr, compare, progress, say, spacing_label, t_start, force, dry_run,
         )
     finally:
         vol.close()
 
 
 def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit,
-         workers, scratch, keep_zarr, compare, progress, say, spacing_label, t_start, force) -> ResampleResult:
+         workers, scratch, keep_zarr, compare, progress, say, spacing_label, t_start, force,
+         dry_run) -> ResampleResult:
     to_mm = vol.unit_to_mm
     cur_mm = vol.spacing * to_mm
     target_mm = resolve_spacing(cur_mm, spacing, units)
@@ -274,7 +280,9 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
 
     out_dtype = np.dtype(vol.dtype if dtype is None else dtype).newbyteorder("=")
     resampler = Resampler(g, order, mode, cval)
-    plan: Plan = plan_blocks(resampler, vol.dtype.itemsize, out_dtype.itemsize, limit, workers, chunks)
+    plan: Plan = plan_blocks(
+        resampler, vol.dtype.itemsize, out_dtype.itemsize, limit, workers, chunks, gzip=kind == ".nii.gz"
+    )
     extra = vol.shape[3:]
     n_blocks = len(block_regions(tuple(g.out_shape) + tuple(extra), plan.block))
     say(
@@ -282,6 +290,9 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         f"{workers} worker{'s' if workers != 1 else ''}, ~{format_bytes(plan.block_bytes)} per block"
     )
     say(f"Memory budget: {format_bytes(limit)}")
+    out_full = tuple(g.out_shape) + tuple(extra)
+    if dry_run:
+        return _dry_run(vol, resampler, out_path, kind, g, out_full, out_dtype, plan, limit, scratch, say, target_mm, to_mm)
     _check_output_size(vol, out_path, kind, g, extra, out_dtype, force)
     say("")
     say("Resampling volume...")
@@ -308,7 +319,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     nifti2 = isinstance(hdr, nib.Nifti2Header)
     out_full = tuple(g.out_shape) + tuple(extra)
     timings = dict(vol.timings)
-    via_zarr = keep_zarr or (kind == ".nii.gz" and not _file_contiguous(plan.block, g.out_shape))
+    via_zarr = keep_zarr
     store = None
     t0 = time.perf_counter()
     if via_zarr:
@@ -404,6 +415,39 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         timings=timings,
         stats=stats,
     )
+
+
+def _dry_run(vol, resampler, out_path, kind, g, out_full, out_dtype, plan, limit, scratch, say, target_mm, to_mm):
+    """Report what a run would need, and stop."""
+    out_bytes = int(np.prod(out_full, dtype=np.int64)) * out_dtype.itemsize
+    peak = plan.workers * plan.block_bytes + PROCESS_BASE_BYTES
+    say("")
+    say("Dry run: nothing is read or written.")
+    say(f"  Output shape: {out_full} ({out_dtype.name}), {format_bytes(out_bytes)} uncompressed"
+        + (" (NIfTI-2)" if max(out_full) > 32767 else ""))
+    say(f"  Blocks: {len(block_regions(out_full, plan.block))} of {'x'.join(map(str, plan.block))} voxels, "
+        f"{plan.workers} at a time")
+    say(f"  Memory: ~{format_bytes(plan.block_bytes)} per block, ~{format_bytes(peak)} peak "
+        f"(budget {format_bytes(limit)})")
+    disk = [f"output {format_bytes(out_bytes if kind == '.nii' else out_bytes // 2)}"
+            + (" (compressed: an estimate)" if kind == ".nii.gz" else "") + f" in {out_path.parent}"]
+    if vol.compressed:
+        disk.append(f"decompressed input {format_bytes(vol.data_bytes)} in {scratch} (removed afterwards)")
+    say(f"  Disk: {'; '.join(disk)}")
+    return ResampleResult(
+        input=str(vol.path), output=str(out_path), in_shape=tuple(vol.shape), out_shape=out_full,
+        in_spacing_mm=tuple(float(v) for v in vol.spacing * to_mm),
+        requested_spacing_mm=tuple(float(v) for v in target_mm),
+        out_spacing_mm=tuple(float(v) for v in g.output_spacing(vol.spacing) * to_mm), verified_spacing_mm=(),
+        affine=g.output_affine(vol.affine), grid=g.grid, order=resampler.order, mode=resampler.mode, dtype=out_dtype.name,
+        block=plan.block, n_blocks=len(block_regions(out_full, plan.block)), workers=plan.workers,
+        memory_limit=limit, nifti2=max(out_full) > 32767,
+    )
+
+
+#: Resident memory of the process before any block: interpreter, numpy,
+#: nibabel (measured ~90 MiB; benchmarks/bench_memory.py).
+PROCESS_BASE_BYTES = 100 * 2**20
 
 
 #: An output this many times the input's size is refused without ``force``.
@@ -511,13 +555,17 @@ def _compute_direct(resampler, source, out_dtype, plan, out_full, hdr, tmp_out, 
                     else:
                         f.write(gzip_member(head))
 
-                    def commit(i, member):
-                        f.write(member)
-                        journal.record(i, f.tell())
-                        counted(i)
+                    if _file_contiguous(plan.block, out_full[:3]):
 
-                    run_blocks(resampler, source, out_dtype, regions, workers,
-                               work=lambda region, block: gzip_member(block), commit=commit,
+                        def commit(i, member):
+                            f.write(member)
+                            journal.record(i, f.tell())
+                            counted(i)
+
+                        work = lambda region, block: gzip_member(block)  # noqa: E731
+                    else:
+                        work, commit = _slab_assembler(regions, out_full, hdr.get_data_dtype(), f, journal, counted)
+                    run_blocks(resampler, source, out_dtype, regions, workers, work=work, commit=commit,
                                skip=done.__contains__)
                     f.flush()
                     os.fsync(f.fileno())
@@ -527,6 +575,48 @@ def _compute_direct(resampler, source, out_dtype, plan, out_full, hdr, tmp_out, 
     finally:
         journal.close()
     return reused
+
+
+def _slab_assembler(regions, out_full, dtype, f, journal, counted):
+    """``work``/``commit`` for .nii.gz blocks that are not stretches of the file.
+
+    Workers copy their block into the buffer of its slab (whole x-y planes,
+    as thick as the block); when a slab's last block is committed, the slab is
+    compressed into one gzip member and appended, and all its blocks are
+    journaled.  Buffers are reused; at most a few slabs are open at a time.
+    """
+    keys = [(r[2].start,) + tuple(s.start for s in r[3:]) for r in regions]
+    first, last = {}, {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+        last[key] = i
+    open_slabs, free, lock = {}, [], threading.Lock()
+
+    def work(region, block):
+        key = (region[2].start,) + tuple(s.start for s in region[3:])
+        shape = block.shape[:-2] + (out_full[1], out_full[0])
+        with lock:
+            buf = open_slabs.get(key)
+            if buf is None:
+                spare = free.pop() if free else None
+                n = int(np.prod(shape)) * dtype.itemsize
+                if spare is None or spare.nbytes < n:
+                    spare = np.empty(n, dtype=np.uint8)
+                buf = open_slabs[key] = spare[:n].view(dtype).reshape(shape)
+        buf[..., region[1], region[0]] = block
+
+    def commit(i, _):
+        counted(i)
+        key = keys[i]
+        if i == last[key]:
+            buf = open_slabs.pop(key)
+            f.write(gzip_member(buf))
+            length = f.tell()
+            for j in range(first[key], i + 1):
+                journal.record(j, length)
+            free.append(buf.reshape(-1).view(np.uint8))
+
+    return work, commit
 
 
 def _compute_to_zarr(resampler, source, out_dtype, plan, store_path, workers, progress):

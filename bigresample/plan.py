@@ -9,6 +9,7 @@ fit, planes are split along y, then x.
 
 from __future__ import annotations
 
+import itertools
 import os
 import re
 from dataclasses import dataclass
@@ -78,6 +79,21 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} TiB"  # pragma: no cover
 
 
+def window_shape(resampler: Resampler, block: tuple[int, ...]) -> tuple[int, ...]:
+    """Input voxels per axis that an output block of shape ``block`` reads."""
+    order = resampler.order
+    shape = []
+    for ax, b in zip(resampler.grid.axes, block):
+        if ax.is_identity:
+            shape.append(b)
+            continue
+        span = int(np.ceil(b * max(ax.step, 1e-9))) + order + 1
+        if order > 1:
+            span += 2 * resampler.halo
+        shape.append(min(span, ax.n + (24 if order > 1 else 0)))
+    return tuple(shape)
+
+
 def block_bytes(resampler: Resampler, block: tuple[int, ...], in_itemsize: int, out_itemsize: int) -> int:
     """Estimated peak bytes of one worker computing an output block of shape ``block``.
 
@@ -89,20 +105,11 @@ def block_bytes(resampler: Resampler, block: tuple[int, ...], in_itemsize: int, 
     float64 accumulators.
     """
     order = resampler.order
-    window, plane, active = 1, 1, 0
-    for i, (ax, b) in enumerate(zip(resampler.grid.axes, block)):
-        if ax.is_identity:
-            span = b
-        else:
-            active += 1
-            span = int(np.ceil(b * max(ax.step, 1e-9))) + order + 1
-            if order > 1:
-                span += 2 * resampler.halo
-            span = min(span, ax.n + (24 if order > 1 else 0))
-        window *= span
-        if i < 2:
-            plane *= max(span, b)
-    out = int(np.prod(block))
+    wshape = window_shape(resampler, block)
+    window = int(np.prod(wshape, dtype=np.int64))
+    plane = max(wshape[0], block[0]) * max(wshape[1], block[1])
+    active = sum(not ax.is_identity for ax in resampler.grid.axes)
+    out = int(np.prod(block, dtype=np.int64))
     total = window * in_itemsize * (2 if order > 1 else 1) + 2 * out * out_itemsize + 4 * plane * 8
     if order > 1:
         total += window * 8
@@ -139,10 +146,12 @@ def plan_blocks(
     workers: int,
     block=None,
     reserve: int = 160 * 2**20,
+    gzip: bool = False,
 ) -> Plan:
     """Choose the block shape (or check the given one) for the budget.
 
-    ``reserve`` is kept for the interpreter, libraries and the writer's slab.
+    ``reserve`` is kept for the interpreter and libraries.  ``gzip``: the
+    output is a .nii.gz (slabs of whole planes are compressed).
     """
     out = resampler.grid.out_shape
     workers = max(1, int(workers))
@@ -158,40 +167,61 @@ def plan_blocks(
     def cost(b):
         return block_bytes(resampler, b, in_itemsize, out_itemsize)
 
-    x, y, z = out[0], out[1], out[2]
-    # whole planes, as many as fit (but keep >= 2 blocks per worker for balance)
-    best = None
-    for dz in _candidates(z):
-        if cost((x, y, dz)) <= per_block:
-            best = (x, y, dz)
-            break
-    if best is None:
-        for dy in _candidates(y):
-            if cost((x, dy, 1)) <= per_block:
-                best = (x, dy, 1)
-                break
-    if best is None:
-        for dx in _candidates(x):
-            if cost((dx, 1, 1)) <= per_block:
-                best = (dx, 1, 1)
-                break
+    # Every shape from halving each axis; keep those that fit the budget and
+    # pick the one reading the fewest input voxels in all (halo overlap counts
+    # twice), plus a fixed cost per block.  Whole x-y planes win whenever they
+    # fit; under a tight budget and a spline halo, splitting y keeps the slabs
+    # thick instead of reading each plane 30 times over.
+    best, best_score = None, None
+    x, y = out[0], out[1]
+    budget = max(1, memory_limit - reserve)
+    for b in itertools.product(*[_halvings(n) for n in out]):
+        c = cost(b)
+        if c > per_block:
+            continue
+        contiguous = (b[0] == x and b[1] == y) or (b[0] == x and b[2] == 1) or (b[1] == 1 and b[2] == 1)
+        # a .nii.gz is compressed a slab of whole planes at a time: blocks that
+        # are not stretches of the file are assembled into (at most two) slabs
+        if gzip and not contiguous and 2 * x * y * b[2] * out_itemsize + workers * c > budget:
+            continue
+        n_blocks = int(np.prod([-(-n // bi) for n, bi in zip(out, b)]))
+        wshape = window_shape(resampler, b)
+        # contiguous file stretches a block reads and writes: one, or one per
+        # plane, or one per row
+        if b[0] == x and b[1] == y:
+            spans = 1
+        elif b[0] == x:
+            spans = wshape[2] + b[2]
+        else:
+            spans = (wshape[2] + b[2]) * b[1]
+        score = n_blocks * (int(np.prod(wshape, dtype=np.int64)) + BLOCK_OVERHEAD_VOXELS + spans * SPAN_VOXELS)
+        if not contiguous:
+            score *= SPLIT_PENALTY
+        if best_score is None or score < best_score:
+            best, best_score = b, score
     if best is None:
         raise PlanError(f"memory limit {format_bytes(memory_limit)} is too small for even a single row of voxels")
     # enough blocks to keep every worker busy, and a progress bar that moves
-    min_blocks = 4 * workers
     bx, by, bz = best
-    while bz > 1 and -(-z // bz) * -(-y // by) * -(-x // bx) < min_blocks:
+    while bz > 1 and int(np.prod([-(-n // bi) for n, bi in zip(out, (bx, by, bz))])) < 4 * workers:
         bz = -(-bz // 2)
     best = (bx, by, bz)
     return Plan(best, workers, memory_limit, cost(best))
 
 
-def _candidates(n: int):
-    """n, then shrinking sizes down to 1."""
-    seen = set()
-    v = n
-    while v >= 1:
-        if v not in seen:
-            seen.add(v)
-            yield v
-        v = v * 3 // 4 if v > 4 else v - 1
+#: Fixed cost of a block in the planner, in input voxels (Python overhead):
+#: discourages needlessly small blocks.
+BLOCK_OVERHEAD_VOXELS = 20_000
+#: Cost of one positional read or write, in input voxels.
+SPAN_VOXELS = 4_096
+#: Blocks that are not stretches of the output file cost this much more
+#: (written in pieces; a .nii.gz must assemble and compress them serially).
+SPLIT_PENALTY = 1.25
+
+
+def _halvings(n: int) -> list[int]:
+    """n, ceil(n/2), ceil(n/4), ... 1."""
+    out = [n]
+    while out[-1] > 1:
+        out.append(-(-out[-1] // 2))
+    return out

@@ -266,3 +266,26 @@ def test_the_demo_runs_the_main_job(tmp_path, monkeypatch, capsys):
     assert "Resampled volume shape: (512, 512, 200)" in report and "Done!" in report
     out = nib.load(tmp_path / "bigresample-demo" / "phantom_100x100x150um.nii")
     np.testing.assert_allclose(voxel_spacing(out.affine), [0.1, 0.1, 0.15], rtol=1e-6)
+
+
+@pytest.mark.parametrize("chunks", [(24, 20, 3), (24, 5, 4), (7, 6, 5), (24, 1, 1), (5, 1, 1)],
+                         ids=["planes", "split-y", "split-xy", "rows", "row-pieces"])
+def test_any_block_shape_writes_the_same_file(tmp_path, suffix, chunks):
+    """Blocks that are not stretches of the file: written in pieces (.nii) or
+    assembled into slabs before compression (.nii.gz)."""
+    src = tmp_path / f"in{suffix}"
+    make_volume(src)
+    out = tmp_path / f"out{suffix}"
+    resample(src, out, spacing=(0.13, None, 0.07), order=3, chunks=chunks, workers=2)
+    check_output(src, out, [0.13, 0.1, 0.07], order=3)
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path, capsys):
+    src = tmp_path / "in.nii.gz"
+    make_volume(src)
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main([str(src), str(tmp_path / "out.nii"), "--z-spacing", "0.05", "--dry-run"]) == 0
+    report = capsys.readouterr().out
+    assert "Dry run" in report and "Output shape: (24, 20, 28)" in report
+    assert "Blocks:" in report and "Memory:" in report and "decompressed input" in report
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
