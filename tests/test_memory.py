@@ -1,0 +1,55 @@
+"""Peak memory is bounded by the budget, not by the volume (measured in a subprocess)."""
+
+import subprocess
+import sys
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+from bigresample.nifti import NiftiWriter
+
+RUNNER = """
+import resource, sys
+from bigresample.cli import main
+rc = main(sys.argv[1:])
+print("MAXRSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+sys.exit(rc)
+"""
+
+
+def _volume(path, shape):
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(shape)
+    hdr.set_data_dtype(np.float32)
+    hdr.set_qform(np.diag([0.1, 0.1, 0.1, 1]), 1)
+    rng = np.random.default_rng(0)
+    with NiftiWriter(path, hdr) as w:  # slab by slab: the test never holds the volume either
+        for z0 in range(0, shape[2], 64):
+            w.write(rng.random(shape[:2] + (min(64, shape[2] - z0),), dtype=np.float32))
+
+
+def _peak(args) -> int:
+    proc = subprocess.run([sys.executable, "-c", RUNNER, *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout.split("MAXRSS")[-1])
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("order, suffix", [(1, ".nii"), (3, ".nii.gz")])
+def test_peak_rss_does_not_grow_with_the_volume_and_stays_under_the_budget(tmp_path, order, suffix):
+    limit = 300 * 2**20
+    peaks = []
+    for nz in (1280, 5120):  # 4x more voxels: 47 MB and 188 MB, both beyond one block
+        src = tmp_path / f"in{nz}.nii"
+        _volume(src, (96, 100, nz))
+        out = tmp_path / f"out{nz}{suffix}"
+        peaks.append(_peak([src, out, "--x-spacing", "0.07", "--z-spacing", "0.13", "--order", order,
+                            "--memory-limit", limit, "--quiet"]))
+        assert nib.load(out).shape == (137, 100, int(round(nz * 0.1 / 0.13)))
+        src.unlink()
+        out.unlink()
+    small, large = peaks
+    assert large <= small * 1.15 + 16 * 2**20, f"peak RSS grew from {small >> 20} MiB to {large >> 20} MiB"
+    assert large <= limit, f"peak RSS {large >> 20} MiB over the {limit >> 20} MiB budget"
