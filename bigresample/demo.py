@@ -46,19 +46,23 @@ def phantom_slab(shape, z0: int, z1: int, seed: int = 0) -> np.ndarray:
     return img * 1000
 
 
-def make_phantom(path, shape=DEMO_SHAPE, spacing=DEMO_SPACING, slab: int = 16) -> Path:
-    """Write the phantom to ``path`` (.nii or .nii.gz), never holding it whole."""
+def make_phantom(path, shape=DEMO_SHAPE, spacing=DEMO_SPACING, slab: int = 16, dtype=np.float32) -> Path:
+    """Write the phantom to ``path`` (.nii or .nii.gz), never holding it whole.
+
+    ``dtype`` int16 stores the phantom's values (0-1000) rounded.
+    """
     path = Path(path)
     affine = np.diag([spacing, spacing, spacing, 1.0])
     affine[:3, 3] = -(np.array(shape) - 1) / 2 * spacing
     hdr = nib.Nifti1Header()
     hdr.set_data_shape(shape)
-    hdr.set_data_dtype(np.float32)
+    hdr.set_data_dtype(dtype)
     hdr.set_qform(affine, 1)
     hdr.set_sform(affine, 1)
     hdr.set_xyzt_units("mm")
     hdr["descrip"] = b"bigresample brain phantom, 100 um"
     with NiftiWriter(path, hdr) as w:
         for z0 in range(0, shape[2], slab):
-            w.write(phantom_slab(shape, z0, min(z0 + slab, shape[2])))
+            values = phantom_slab(shape, z0, min(z0 + slab, shape[2]))
+            w.write(values if np.dtype(dtype).kind == "f" else np.rint(values).astype(dtype))
     return path
