@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from .cluster import ClusterError
 from .geometry import GeometryError
 from .nifti import InputError
 from .pipeline import Interrupted, UsageError, resample
@@ -25,7 +26,7 @@ from .splines import MODES, SplineError
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "float32", "float64")
-ERRORS = (UsageError, InputError, GeometryError, SplineError, PlanError)
+ERRORS = (UsageError, InputError, GeometryError, SplineError, PlanError, ClusterError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -63,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--chunks", nargs=3, type=int, metavar=("X", "Y", "Z"), help="output block shape in voxels")
     run.add_argument("--memory-limit", metavar="SIZE", help="memory budget, e.g. 2GB (default: half of available)")
     run.add_argument("--workers", type=int, metavar="N", help="threads computing blocks (default: CPU count)")
+    run.add_argument("--scheduler", metavar="ADDRESS",
+                     help="run the blocks on a running dask scheduler, e.g. tcp://10.0.0.5:8786")
+    run.add_argument("--local-cluster", type=int, metavar="N",
+                     help="start a dask LocalCluster of N worker processes for the run")
     run.add_argument("--tmp-dir", metavar="DIR", help="folder for the zarr store (default: the output's folder)")
     run.add_argument("--keep-zarr", action="store_true", help="keep the zarr store after success")
     out = p.add_argument_group("output")
@@ -136,6 +141,8 @@ def main(argv=None) -> int:
             spacing_label=label,
             force=args.force,
             dry_run=args.dry_run,
+            scheduler=args.scheduler,
+            local_cluster=args.local_cluster,
         )
         return 0
     except ERRORS as exc:

@@ -377,11 +377,3 @@ def create_raw_output(path, header) -> tuple[int, int]:
         os.close(fd)
         raise
     return fd, len(head)
-
-
-def slab_order(shape: tuple[int, ...], zchunk: int):
-    """Regions of a (X, Y, Z, ...) volume in NIfTI file order, ``zchunk`` planes each."""
-    extra = shape[3:]
-    for idx in np.ndindex(*extra):
-        for z0 in range(0, shape[2], zchunk):
-            yield (slice(None), slice(None), slice(z0, min(z0 + zchunk, shape[2]))) + tuple(idx)

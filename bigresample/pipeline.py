@@ -26,6 +26,7 @@ import nibabel as nib
 import numpy as np
 
 from . import __version__
+from .cluster import check_visible, compute_blocks, connect, describe
 from .codec import gzip_member
 from .engine import Resampler
 from .geometry import make_grid, parse_grid, voxel_spacing
@@ -39,7 +40,6 @@ from .nifti import (
     open_input,
     output_header,
     output_kind,
-    slab_order,
 )
 from .plan import Plan, default_memory_limit, format_bytes, parse_memory, plan_blocks
 from .rawio import RawWriter
@@ -122,8 +122,10 @@ def resolve_spacing(current_mm: np.ndarray, spacing, units: str = "mm") -> np.nd
 
 
 def _store_block(block, store, block_info=None):
+    """Write one block into the file-order zarr store (the whole chunk, so a
+    rerun of the task writes the same bytes)."""
     loc = block_info[0]["array-location"]
-    store[tuple(slice(a, b) for a, b in loc)] = block
+    store[tuple(slice(a, b) for a, b in loc)[::-1]] = block.T
     return np.ones((1,) * block.ndim, dtype=bool)
 
 
@@ -175,6 +177,9 @@ def resample(
     spacing_label: str | None = None,
     force: bool = False,
     dry_run: bool = False,
+    scheduler: str | None = None,
+    local_cluster: int | None = None,
+    client=None,
 ) -> ResampleResult:
     """Resample a NIfTI (or any nibabel spatial image) file to a new spacing.
 
@@ -210,6 +215,11 @@ def resample(
     dry_run : bool
         Print the plan (output shape and bytes, block shape, concurrent
         blocks, memory and disk needed) and stop before reading any voxel.
+    scheduler, local_cluster, client
+        Run the blocks on a dask.distributed cluster: a running scheduler's
+        address, a number of local worker processes, or a ``Client``.  With
+        none of them, an active ``Client`` is used if there is one.  The input
+        and ``tmp_dir`` must be visible to every worker.
     """
     t_start = time.perf_counter()
     say = log or (lambda line: None)
@@ -232,20 +242,21 @@ def resample(
     if not scratch.is_dir():
         raise UsageError(f"--tmp-dir folder does not exist: {scratch}")
 
-    say(f"Loading NIfTI file: {in_path}")
-    vol = open_input(in_path, scratch_dir=scratch, read_data=not dry_run)
-    try:
-        return _run(
-            vol, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit, workers,
-            scratch, keep_zarr, compare, progress, say, spacing_label, t_start, force, dry_run,
-        )
-    finally:
-        vol.close()
+    with connect(scheduler, local_cluster, client) as cl:
+        say(f"Loading NIfTI file: {in_path}")
+        vol = open_input(in_path, scratch_dir=scratch, read_data=not dry_run)
+        try:
+            return _run(
+                vol, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit, workers,
+                scratch, keep_zarr, compare, progress, say, spacing_label, t_start, force, dry_run, cl,
+            )
+        finally:
+            vol.close()
 
 
 def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit,
          workers, scratch, keep_zarr, compare, progress, say, spacing_label, t_start, force,
-         dry_run) -> ResampleResult:
+         dry_run, client) -> ResampleResult:
     to_mm = vol.unit_to_mm
     cur_mm = vol.spacing * to_mm
     target_mm = resolve_spacing(cur_mm, spacing, units)
@@ -319,18 +330,28 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     nifti2 = isinstance(hdr, nib.Nifti2Header)
     out_full = tuple(g.out_shape) + tuple(extra)
     timings = dict(vol.timings)
-    via_zarr = keep_zarr
+    via_zarr = keep_zarr or client is not None
     store = None
+    if client is not None:
+        data_file = getattr(vol.source, "path", None) or str(vol.path)
+        check_visible(client, [data_file, str(scratch)])
+        say(f"Cluster: {describe(client)}; zarr store {store_path}")
     t0 = time.perf_counter()
     if via_zarr:
         try:
-            store = _compute_to_zarr(resampler, vol.source, out_dtype, plan, store_path, workers, progress)
+            store = _compute_to_zarr(resampler, vol.source, out_dtype, plan, store_path, workers, progress, client)
             timings["compute"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            slabs = list(slab_order(store.shape, store.chunks[2]))
+            nd = len(store.shape)
+            zaxis = nd - 3  # z in file order (..., z, y, x)
+            slabs = [
+                idx + (slice(z0, min(z0 + store.chunks[zaxis], store.shape[zaxis])),)
+                for idx in np.ndindex(*store.shape[:zaxis])
+                for z0 in range(0, store.shape[zaxis], store.chunks[zaxis])
+            ]
             with _bar(len(slabs), "writing", progress, unit="slab") as bar, NiftiWriter(tmp_out, hdr) as w:
                 for region in slabs:
-                    w.write(store[region])
+                    w.write_file_order(store[region])
                     bar.update(1)
         except BaseException:
             tmp_out.unlink(missing_ok=True)
@@ -619,18 +640,21 @@ def _slab_assembler(regions, out_full, dtype, f, journal, counted):
     return work, commit
 
 
-def _compute_to_zarr(resampler, source, out_dtype, plan, store_path, workers, progress):
-    """Blocks into a zarr v3 store through a dask graph (kept with --keep-zarr)."""
+def _compute_to_zarr(resampler, source, out_dtype, plan, store_path, workers, progress, client=None):
+    """Blocks into a zarr v3 store through a dask graph: on local threads
+    (``--keep-zarr``) or on a dask.distributed cluster."""
     import zarr
     from dask.callbacks import Callback
 
     from .lazy import resample_with
 
     arr = resample_with(resampler, source, chunks=plan.block, dtype=out_dtype)
+    # the store is in file order (axes reversed, C-ordered): its chunks are
+    # the blocks' bytes as they go into the NIfTI, no transposing either way
     store = zarr.create_array(
         store=str(store_path),
-        shape=arr.shape,
-        chunks=tuple(c[0] for c in arr.chunks),
+        shape=arr.shape[::-1],
+        chunks=tuple(c[0] for c in arr.chunks)[::-1],
         dtype=out_dtype,
         fill_value=0,
         compressors=None,
@@ -650,8 +674,12 @@ def _compute_to_zarr(resampler, source, out_dtype, plan, store_path, workers, pr
             if isinstance(key, tuple) and key and key[0] == written.name:
                 self.bar.update(1)
 
-    with _bar(arr.npartitions, "resampling", progress) as bar, Progress(bar):
-        written.compute(scheduler="threads", num_workers=workers)
+    with _bar(arr.npartitions, "resampling", progress) as bar:
+        if client is not None:
+            compute_blocks(client, written, bar)
+        else:
+            with Progress(bar):
+                written.compute(scheduler="threads", num_workers=workers)
     return store
 
 

@@ -9,11 +9,14 @@ import pytest
 
 from bigresample.nifti import NiftiWriter
 
+# VmHWM: the peak RSS of this process image.  (ru_maxrss would not do: Linux
+# carries it across exec, so a child of a large pytest process reports pytest's.)
 RUNNER = """
-import resource, sys
+import sys
 from bigresample.cli import main
 rc = main(sys.argv[1:])
-print("MAXRSS", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024)
+hwm = [l for l in open("/proc/self/status") if l.startswith("VmHWM:")][0]
+print("MAXRSS", int(hwm.split()[1]) * 1024)
 sys.exit(rc)
 """
 

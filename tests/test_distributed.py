@@ -1,0 +1,172 @@
+"""Runs on dask.distributed: identical results, no voxels in the graph, workers may die."""
+
+import os
+import pickle
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+from bigresample import resample  # noqa: E402
+from bigresample.cli import main  # noqa: E402
+from bigresample.cluster import ClusterError, check_visible  # noqa: E402
+
+from .test_cli import check_output, make_volume  # noqa: E402
+
+pytestmark = pytest.mark.cluster
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _data(path):
+    return np.asanyarray(nib.load(path).dataobj.get_unscaled()).tobytes()
+
+
+@pytest.mark.slow
+def test_local_cluster_gives_the_threaded_output_byte_for_byte(tmp_path, capsys):
+    src = tmp_path / "in.nii.gz"
+    make_volume(src, shape=(40, 36, 30))
+    args = ["--spacing", "0.07", "0.1", "0.13", "--order", "3", "--chunks", "20", "36", "8", "--quiet"]
+    assert main([str(src), str(tmp_path / "threads.nii"), *args]) == 0
+    assert main([str(src), str(tmp_path / "cluster.nii"), *args, "--local-cluster", "2",
+                 "--tmp-dir", str(tmp_path)]) == 0
+    assert _data(tmp_path / "cluster.nii") == _data(tmp_path / "threads.nii")
+    assert (tmp_path / "cluster.nii").read_bytes() == (tmp_path / "threads.nii").read_bytes()
+    check_output(src, tmp_path / "cluster.nii", [0.07, 0.1, 0.13], order=3)
+    assert not list(tmp_path.glob(".*zarr"))  # the store is removed on success
+
+
+@pytest.fixture
+def real_cluster(tmp_path):
+    """`dask scheduler` and two `dask worker` processes on loopback."""
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    dask_cli = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
+    procs = [subprocess.Popen([*dask_cli, "--host", "127.0.0.1", "--port", str(port), "--dashboard-address", ":0"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    workers = []
+    for i in range(2):
+        w = subprocess.Popen([sys.executable, "-m", "distributed.cli.dask_worker", address, "--nthreads", "1",
+                              "--nworkers", "1", "--no-nanny", "--dashboard-address", ":0",
+                              "--local-directory", str(tmp_path / f"w{i}")],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        workers.append(w)
+    procs += workers
+    client = distributed.Client(address, timeout="30s")
+    try:
+        client.wait_for_workers(2, timeout=60)
+    finally:
+        client.close()
+    yield address, workers
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+@pytest.mark.slow
+def test_the_cli_runs_against_a_real_scheduler_with_two_worker_processes(tmp_path, real_cluster):
+    address, _ = real_cluster
+    src = tmp_path / "in.nii"
+    make_volume(src, shape=(40, 36, 30))
+    out = tmp_path / "out.nii.gz"
+    proc = subprocess.run([sys.executable, "-m", "bigresample", src, out, "--z-spacing", "0.13", "--order", "3",
+                           "--chunks", "40", "36", "4", "--scheduler", address, "--tmp-dir", tmp_path],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "2 dask workers" in proc.stdout
+    assert main([str(src), str(tmp_path / "ref.nii.gz"), "--z-spacing", "0.13", "--order", "3", "--chunks",
+                 "40", "36", "4", "--quiet"]) == 0
+    assert _data(out) == _data(tmp_path / "ref.nii.gz")
+
+
+@pytest.mark.slow
+def test_a_worker_that_dies_mid_run_does_not_change_the_output(tmp_path, real_cluster):
+    address, workers = real_cluster
+    src = tmp_path / "in.nii"
+    make_volume(src, shape=(64, 64, 400), seed=3)
+    args = ["--z-spacing", "0.13", "--order", "5", "--chunks", "64", "64", "2", "--tmp-dir", str(tmp_path)]
+    out = tmp_path / "out.nii"
+    proc = subprocess.Popen([sys.executable, "-m", "bigresample", src, out, *args, "--scheduler", address],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    store = tmp_path / ".out.nii.bigresample.zarr"
+    deadline = time.time() + 120
+    while time.time() < deadline and proc.poll() is None:
+        chunks = [p for p in store.rglob("*") if p.is_file() and p.name != "zarr.json"] if store.exists() else []
+        if len(chunks) >= 10:
+            break
+        time.sleep(0.01)
+    assert proc.poll() is None, "the run finished before a worker could be killed"
+    workers[0].send_signal(signal.SIGKILL)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 0, stderr
+    assert main([str(src), str(tmp_path / "ref.nii"), *args, "--quiet"]) == 0
+    assert _data(out) == _data(tmp_path / "ref.nii")
+
+
+def test_an_unreachable_scheduler_is_one_clear_line(tmp_path, capsys, good_volume):
+    address = f"tcp://127.0.0.1:{_free_port()}"
+    assert main([str(good_volume), str(tmp_path / "o.nii"), "--z-spacing", "0.2", "--scheduler", address]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"cannot reach the dask scheduler at {address}" in err
+    assert not (tmp_path / "o.nii").exists()
+
+
+def test_a_worker_that_cannot_see_a_path_is_named():
+    class FakeClient:
+        def run(self, fn, paths):
+            return {"tcp://10.0.0.7:4000": ([paths[1]], "node7"), "tcp://10.0.0.8:4000": ([], "node8")}
+
+    with pytest.raises(ClusterError, match=r"worker tcp://10.0.0.7:4000 \(host node7\) cannot see /scratch/x"):
+        check_visible(FakeClient(), ["/data/in.nii", "/scratch/x"])
+
+
+def test_without_distributed_the_cluster_options_say_what_to_install(tmp_path, capsys, good_volume, monkeypatch):
+    monkeypatch.setitem(sys.modules, "distributed", None)  # import fails
+    assert main([str(good_volume), str(tmp_path / "o.nii"), "--z-spacing", "0.2", "--local-cluster", "2"]) == 2
+    assert "pip install 'bigresample[distributed]'" in capsys.readouterr().err
+
+
+def test_the_cluster_graph_carries_readers_not_voxels(tmp_path):
+    """Pickled graph per block: bounded, and the same for a volume 8x larger."""
+    import zarr
+
+    from bigresample.engine import Resampler
+    from bigresample.geometry import make_grid
+    from bigresample.lazy import resample_with
+    from bigresample.nifti import open_input
+    from bigresample.pipeline import _store_block
+
+    sizes = []
+    for nz in (32, 256):
+        src = tmp_path / f"v{nz}.nii"
+        make_volume(src, shape=(64, 64, nz))
+        vol = open_input(src)
+        g = make_grid(vol.shape, vol.spacing, (0.1, 0.1, 0.15))
+        arr = resample_with(Resampler(g, 3), vol.source, chunks=(64, 64, 8))
+        store = zarr.create_array(store=str(tmp_path / f"s{nz}.zarr"), shape=arr.shape[::-1],
+                                  chunks=(8, 64, 64), dtype=arr.dtype, compressors=None)
+        written = arr.map_blocks(_store_block, store, dtype=bool, chunks=tuple((1,) * len(c) for c in arr.chunks))
+        graph = dict(written.__dask_graph__())
+        size = len(pickle.dumps(graph))
+        assert size < vol.data_bytes / 10
+        sizes.append(size / written.npartitions)
+    assert sizes[1] <= sizes[0] * 1.2
+
+
+@pytest.fixture
+def good_volume(tmp_path):
+    path = tmp_path / "in.nii"
+    make_volume(path)
+    return path
