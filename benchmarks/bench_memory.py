@@ -3,7 +3,8 @@
 Builds each input on disk slab by slab (never held in memory), runs the
 bigresample command on it in a subprocess with ``--memory-limit``, and prints
 a table: shape, input size, wall time, time per output voxel, peak RSS of the
-process tree (polled) and the kernel's own maximum (ru_maxrss of the child).
+process tree (polled) (bench_speed.measure: polled sums, and each process's VmHWM, the
+kernel's own high-water mark).
 
     python benchmarks/bench_memory.py --shapes 512x512x300 2048x2048x1600 \\
         --memory-limit 1GB --order 1 --format .nii
@@ -17,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +25,9 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_speed import measure  # noqa: E402
 
 from bigresample.demo import make_phantom
 from bigresample.nifti import NiftiWriter
@@ -49,27 +52,13 @@ def make_gradient(path, shape, dtype, slab=32):
             w.write(((base + z * 0.5) % 1000).astype(dtype))
 
 
-def run_measured(cmd) -> tuple[float, int, int]:
-    """Wall time, polled peak RSS of the process tree, and the child's own
-    ru_maxrss (from wait4: exact, whatever the polling missed)."""
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    ps = psutil.Process(proc.pid)
-    peak = 0
-    while True:
-        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
-        if pid:
-            break
-        try:
-            peak = max(peak, ps.memory_info().rss + sum(c.memory_info().rss for c in ps.children(recursive=True)))
-        except psutil.Error:
-            pass
-        time.sleep(0.01)
-    wall = time.perf_counter() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(map(str, cmd))} failed:\n{proc.stderr.read().decode()}")
-    return wall, peak, usage.ru_maxrss * 1024
+def run_measured(cmd, log_dir: Path) -> tuple[float, int]:
+    """Wall time and peak RSS of the process tree (bench_speed.measure: polled
+    sums and each process's VmHWM)."""
+    run = measure(cmd, log_dir)
+    if run.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed:\n{run.stderr}")
+    return run.seconds, run.peak_rss
 
 
 def main(argv=None) -> int:
@@ -91,8 +80,8 @@ def main(argv=None) -> int:
     print(f"# {os.cpu_count()} CPUs, {psutil.virtual_memory().total / 2**30:.1f} GiB RAM; "
           f"budget {args.memory_limit}; order {args.order}; {args.dtype} {args.format}; work dir {work}")
     print()
-    print("| shape | input GB | make s | wall s | ns / output voxel | peak RSS MiB (polled) | ru_maxrss MiB | under budget |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| shape | input GB | make s | wall s | ns / output voxel | peak RSS MiB | under budget |")
+    print("|---|---|---|---|---|---|---|")
     for text in args.shapes:
         shape = tuple(int(v) for v in text.lower().split("x"))
         src = work / f"in_{text}{args.format}"
@@ -106,11 +95,10 @@ def main(argv=None) -> int:
         n_in = int(np.prod(shape)) * np.dtype(args.dtype).itemsize
         cmd = [sys.executable, "-m", "bigresample", str(src), str(out), "--z-spacing", "0.15", "--order",
                str(args.order), "--memory-limit", args.memory_limit, "--quiet"]
-        wall, peak, maxrss = run_measured(cmd)
+        wall, peak = run_measured(cmd, work)
         m = shape[0] * shape[1] * int(round(shape[2] / 1.5))
         print(f"| {text} | {n_in / 1e9:.2f} | {made:.0f} | {wall:.1f} | {wall / m * 1e9:.2f} | "
-              f"{peak / 2**20:.0f} | {maxrss / 2**20:.0f} | {'yes' if max(peak, maxrss) <= limit else 'NO'} |",
-              flush=True)
+              f"{peak / 2**20:.0f} | {'yes' if peak <= limit else 'NO'} |", flush=True)
         out.unlink(missing_ok=True)
         if not args.keep:
             src.unlink(missing_ok=True)
