@@ -123,7 +123,7 @@ def block_bytes(resampler: Resampler, block: tuple[int, ...], in_itemsize: int, 
 #: overheads, small enough that each worker's buffers stay few and cheap to
 #: fault in (benchmarks/bench_speed.py, --chunks sweeps).
 TARGET_BLOCK_BYTES = {0: 48 * 2**20, 1: 48 * 2**20}
-TARGET_BLOCK_BYTES_SPLINE = 320 * 2**20
+TARGET_BLOCK_BYTES_SPLINE = 128 * 2**20
 
 
 @dataclass(frozen=True)
@@ -182,7 +182,9 @@ def plan_blocks(
         contiguous = (b[0] == x and b[1] == y) or (b[0] == x and b[2] == 1) or (b[1] == 1 and b[2] == 1)
         # a .nii.gz is compressed a slab of whole planes at a time: blocks that
         # are not stretches of the file are assembled into (at most two) slabs
-        if gzip and not contiguous and 2 * x * y * b[2] * out_itemsize + workers * c > budget:
+        if gzip and not contiguous and (
+            2 * x * y * b[2] * out_itemsize + workers * c > budget or x * y * b[2] * out_itemsize > per_block
+        ):
             continue
         n_blocks = int(np.prod([-(-n // bi) for n, bi in zip(out, b)]))
         wshape = window_shape(resampler, b)
@@ -196,7 +198,7 @@ def plan_blocks(
             spans = (wshape[2] + b[2]) * b[1]
         score = n_blocks * (int(np.prod(wshape, dtype=np.int64)) + BLOCK_OVERHEAD_VOXELS + spans * SPAN_VOXELS)
         if not contiguous:
-            score *= SPLIT_PENALTY
+            score *= SPLIT_PENALTY_GZIP if gzip else SPLIT_PENALTY
         if best_score is None or score < best_score:
             best, best_score = b, score
     if best is None:
@@ -217,6 +219,10 @@ SPAN_VOXELS = 4_096
 #: Blocks that are not stretches of the output file cost this much more
 #: (written in pieces; a .nii.gz must assemble and compress them serially).
 SPLIT_PENALTY = 1.25
+#: ... and for a .nii.gz, whose assembled slabs are compressed by one thread
+#: where stretches are compressed by every worker (order 3, 512x512x300:
+#: 2.8 s with whole planes, 3.7 s with split ones; bench_speed.py).
+SPLIT_PENALTY_GZIP = 2.0
 
 
 def _halvings(n: int) -> list[int]:
