@@ -441,7 +441,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
 def _dry_run(vol, resampler, out_path, kind, g, out_full, out_dtype, plan, limit, scratch, say, target_mm, to_mm):
     """Report what a run would need, and stop."""
     out_bytes = int(np.prod(out_full, dtype=np.int64)) * out_dtype.itemsize
-    peak = plan.workers * plan.block_bytes + PROCESS_BASE_BYTES
+    peak = plan.peak_bytes(out_full, out_dtype.itemsize, kind == ".nii.gz")
     say("")
     say("Dry run: nothing is read or written.")
     say(f"  Output shape: {out_full} ({out_dtype.name}), {format_bytes(out_bytes)} uncompressed"
@@ -464,11 +464,6 @@ def _dry_run(vol, resampler, out_path, kind, g, out_full, out_dtype, plan, limit
         block=plan.block, n_blocks=len(block_regions(out_full, plan.block)), workers=plan.workers,
         memory_limit=limit, nifti2=max(out_full) > 32767,
     )
-
-
-#: Resident memory of the process before any block: interpreter, numpy,
-#: nibabel (measured ~90 MiB; benchmarks/bench_memory.py).
-PROCESS_BASE_BYTES = 100 * 2**20
 
 
 #: An output this many times the input's size is refused without ``force``.

@@ -133,9 +133,23 @@ class Plan:
     memory_limit: int
     block_bytes: int  # estimated peak per block
 
-    @property
-    def peak_bytes(self) -> int:
-        return self.block_bytes * self.workers
+    def peak_bytes(self, out_shape, out_itemsize: int, gzip: bool, base: int = 100 * 2**20) -> int:
+        """Estimated peak resident memory of a run with this plan.
+
+        ``base``: the interpreter with numpy and nibabel (~90 MiB measured).
+        Workspaces of every worker; for a .nii.gz also the gzip members in
+        flight, or the (two) slabs being assembled when blocks are not file
+        stretches, plus one slab's compressed member.
+        """
+        x, y = out_shape[0], out_shape[1]
+        bx, by, bz = self.block[:3]
+        peak = base + self.workers * self.block_bytes
+        if gzip:
+            if (bx == x and by == y) or (bx == x and bz == 1) or (by == 1 and bz == 1):
+                peak += (self.workers + 2) * bx * by * bz * out_itemsize
+            else:
+                peak += 3 * x * y * bz * out_itemsize
+        return int(peak)
 
 
 def plan_blocks(
@@ -183,7 +197,7 @@ def plan_blocks(
         # a .nii.gz is compressed a slab of whole planes at a time: blocks that
         # are not stretches of the file are assembled into (at most two) slabs
         if gzip and not contiguous and (
-            2 * x * y * b[2] * out_itemsize + workers * c > budget or x * y * b[2] * out_itemsize > per_block
+            3 * x * y * b[2] * out_itemsize + workers * c > budget or x * y * b[2] * out_itemsize > per_block
         ):
             continue
         n_blocks = int(np.prod([-(-n // bi) for n, bi in zip(out, b)]))
