@@ -19,7 +19,8 @@ from . import __version__
 from .cluster import ClusterError
 from .geometry import GeometryError
 from .nifti import InputError
-from .pipeline import Interrupted, UsageError, resample
+from .output import Interrupted
+from .pipeline import UsageError, resample
 from .plan import PlanError
 from .splines import MODES, SplineError
 

@@ -1,13 +1,11 @@
 """Runs on dask.distributed: identical results, no voxels in the graph, workers may die."""
 
-import os
 import pickle
 import signal
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -15,7 +13,6 @@ import pytest
 
 distributed = pytest.importorskip("distributed")
 
-from bigresample import resample  # noqa: E402
 from bigresample.cli import main  # noqa: E402
 from bigresample.cluster import ClusterError, check_visible  # noqa: E402
 
@@ -146,7 +143,7 @@ def test_the_cluster_graph_carries_readers_not_voxels(tmp_path):
     from bigresample.geometry import make_grid
     from bigresample.lazy import resample_with
     from bigresample.nifti import open_input
-    from bigresample.pipeline import _store_block
+    from bigresample.output import _store_block
 
     sizes = []
     for nz in (32, 256):

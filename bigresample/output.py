@@ -1,0 +1,255 @@
+"""Writing the blocks of a run: into the output file directly, or through a zarr store.
+
+Direct (the default): worker threads write each finished block into the
+partial output, at its offsets for .nii or as a gzip member appended in file
+order for .nii.gz, and the journal records it (``bigresample.journal``).
+Through a zarr store (cluster runs, ``--keep-zarr``): blocks are tasks of a
+dask graph writing whole chunks of a file-order store, streamed out afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from .cluster import compute_blocks
+from .codec import gzip_member
+from .nifti import NiftiWriter, create_raw_output, header_bytes
+from .rawio import RawWriter
+from .runner import block_regions, run_blocks
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _bar(total, desc, enabled, unit="block"):
+    if not enabled:
+        return _NoBar()
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+
+
+def _file_contiguous(block, out_shape) -> bool:
+    """Blocks of this shape, in file order, are consecutive stretches of the file."""
+    bx, by, bz = block
+    x, y, _ = out_shape
+    return (bx == x and by == y) or (bx == x and bz == 1) or (by == 1 and bz == 1)
+
+
+class Interrupted(KeyboardInterrupt):
+    """Stopped by Ctrl-C or SIGTERM; the partial output and its journal are kept."""
+
+    def __init__(self, partial: Path, done: int, total: int):
+        super().__init__(f"{done} of {total} blocks done")
+        self.partial, self.done, self.total = partial, done, total
+
+
+def compute_direct(resampler, source, out_dtype, plan, out_full, hdr, tmp_out, kind, workers, progress,
+                    journal, done) -> int:
+    """Blocks straight into the partial output: at their offsets (.nii), or as
+    gzip members appended in file order (.nii.gz).  Blocks in ``done`` (from
+    the journal of an interrupted run) are not computed again.  Returns how
+    many blocks were reused."""
+    regions = block_regions(out_full, plan.block)
+    size = int(np.prod(out_full, dtype=np.int64)) * hdr.get_data_dtype().itemsize
+    head = header_bytes(hdr)
+    finished = [0]
+    if kind == ".nii":
+        resume = bool(done) and tmp_out.exists() and tmp_out.stat().st_size == len(head) + size
+        done = done if resume else {}
+    else:
+        # members are appended in order: keep the unbroken prefix 0..k-1
+        k = 0
+        while k in done:
+            k += 1
+        length = done[k - 1] if k else None
+        resume = k > 0 and tmp_out.exists() and tmp_out.stat().st_size >= length
+        done = {i: done[i] for i in range(k)} if resume else {}
+    journal.start(keep=resume)
+    reused = len(done)
+    try:
+        with _bar(len(regions), "resampling", progress) as bar:
+            bar.update(reused)
+
+            def counted(i):
+                finished[0] += 1
+                bar.update(1)
+
+            if kind == ".nii":
+                if resume:
+                    fd, offset = os.open(tmp_out, os.O_RDWR), len(head)
+                else:
+                    fd, offset = create_raw_output(tmp_out, hdr)
+                try:
+                    writer = RawWriter(fd, offset, out_full, hdr.get_data_dtype())
+
+                    def commit(i, _):
+                        journal.record(i)
+                        counted(i)
+
+                    run_blocks(resampler, source, out_dtype, regions, workers,
+                               work=writer.write_from, commit=commit, skip=done.__contains__)
+                    os.fsync(fd)
+                finally:
+                    os.close(fd)
+            else:
+                mode = "r+b" if resume else "wb"
+                with open(tmp_out, mode) as f:
+                    if resume:
+                        f.truncate(length)
+                        f.seek(length)
+                    else:
+                        f.write(gzip_member(head))
+
+                    if _file_contiguous(plan.block, out_full[:3]):
+
+                        def commit(i, member):
+                            f.write(member)
+                            journal.record(i, f.tell())
+                            counted(i)
+
+                        work = lambda region, block: gzip_member(block)  # noqa: E731
+                    else:
+                        work, commit = _slab_assembler(regions, out_full, hdr.get_data_dtype(), f, journal, counted)
+                    run_blocks(resampler, source, out_dtype, regions, workers, work=work, commit=commit,
+                               skip=done.__contains__)
+                    f.flush()
+                    os.fsync(f.fileno())
+    except KeyboardInterrupt:
+        journal.close()
+        raise Interrupted(tmp_out, reused + finished[0], len(regions)) from None
+    finally:
+        journal.close()
+    return reused
+
+
+def _slab_assembler(regions, out_full, dtype, f, journal, counted):
+    """``work``/``commit`` for .nii.gz blocks that are not stretches of the file.
+
+    Workers copy their block into the buffer of its slab (whole x-y planes,
+    as thick as the block); when a slab's last block is committed, the slab is
+    compressed into one gzip member and appended, and all its blocks are
+    journaled.  Buffers are reused; at most a few slabs are open at a time.
+    """
+    keys = [(r[2].start,) + tuple(s.start for s in r[3:]) for r in regions]
+    first, last = {}, {}
+    for i, key in enumerate(keys):
+        first.setdefault(key, i)
+        last[key] = i
+    open_slabs, free, lock = {}, [], threading.Lock()
+
+    def work(region, block):
+        key = (region[2].start,) + tuple(s.start for s in region[3:])
+        shape = block.shape[:-2] + (out_full[1], out_full[0])
+        with lock:
+            buf = open_slabs.get(key)
+            if buf is None:
+                spare = free.pop() if free else None
+                n = int(np.prod(shape)) * dtype.itemsize
+                if spare is None or spare.nbytes < n:
+                    spare = np.empty(n, dtype=np.uint8)
+                buf = open_slabs[key] = spare[:n].view(dtype).reshape(shape)
+        buf[..., region[1], region[0]] = block
+
+    def commit(i, _):
+        counted(i)
+        key = keys[i]
+        if i == last[key]:
+            buf = open_slabs.pop(key)
+            f.write(gzip_member(buf))
+            length = f.tell()
+            for j in range(first[key], i + 1):
+                journal.record(j, length)
+            free.append(buf.reshape(-1).view(np.uint8))
+
+    return work, commit
+
+
+def compute_to_zarr(resampler, source, out_dtype, plan, store_path, workers, progress, client=None):
+    """Blocks into a zarr v3 store through a dask graph: on local threads
+    (``--keep-zarr``) or on a dask.distributed cluster."""
+    import zarr
+    from dask.callbacks import Callback
+
+    from .lazy import resample_with
+
+    arr = resample_with(resampler, source, chunks=plan.block, dtype=out_dtype)
+    # the store is in file order (axes reversed, C-ordered): its chunks are
+    # the blocks' bytes as they go into the NIfTI, no transposing either way
+    store = zarr.create_array(
+        store=str(store_path),
+        shape=arr.shape[::-1],
+        chunks=tuple(c[0] for c in arr.chunks)[::-1],
+        dtype=out_dtype,
+        fill_value=0,
+        compressors=None,
+        zarr_format=3,
+        overwrite=True,
+    )
+    written = arr.map_blocks(
+        _store_block, store, dtype=bool, chunks=tuple((1,) * len(c) for c in arr.chunks), name=f"store-{arr.name}"
+    )
+
+    class Progress(Callback):
+        def __init__(self, bar):
+            super().__init__()
+            self.bar = bar
+
+        def _posttask(self, key, result, dsk, state, id):
+            if isinstance(key, tuple) and key and key[0] == written.name:
+                self.bar.update(1)
+
+    with _bar(arr.npartitions, "resampling", progress) as bar:
+        if client is not None:
+            compute_blocks(client, written, bar)
+        else:
+            with Progress(bar):
+                written.compute(scheduler="threads", num_workers=workers)
+    return store
+
+
+def check_written(path: Path, hdr, kind: str) -> None:
+    """The file at ``path`` has a readable header of the right shape and, for
+    .nii, exactly the right size."""
+    img = nib.load(path)
+    if tuple(img.shape) != tuple(int(d) for d in hdr.get_data_shape()):
+        raise RuntimeError(f"written file has shape {img.shape}, expected {hdr.get_data_shape()}")
+    if kind == ".nii":
+        need = int(hdr.get_data_offset()) + int(np.prod(hdr.get_data_shape())) * hdr.get_data_dtype().itemsize
+        if path.stat().st_size != need:
+            raise RuntimeError(f"written file has {path.stat().st_size} bytes, expected {need}")
+
+
+def _store_block(block, store, block_info=None):
+    """Write one block into the file-order zarr store (the whole chunk, so a
+    rerun of the task writes the same bytes)."""
+    loc = block_info[0]["array-location"]
+    store[tuple(slice(a, b) for a, b in loc)[::-1]] = block.T
+    return np.ones((1,) * block.ndim, dtype=bool)
+
+
+def stream_store(store, path, hdr, progress) -> None:
+    """Stream a file-order zarr store into the NIfTI ``path``, slab by slab."""
+    zaxis = len(store.shape) - 3  # z in file order (..., z, y, x)
+    slabs = [
+        idx + (slice(z0, min(z0 + store.chunks[zaxis], store.shape[zaxis])),)
+        for idx in np.ndindex(*store.shape[:zaxis])
+        for z0 in range(0, store.shape[zaxis], store.chunks[zaxis])
+    ]
+    with _bar(len(slabs), "writing", progress, unit="slab") as bar, NiftiWriter(path, hdr) as w:
+        for region in slabs:
+            w.write_file_order(store[region])
+            bar.update(1)
