@@ -126,24 +126,12 @@ def main(argv=None) -> int:
             args.output,
             spacing=spacing,
             units=args.units,
-            order=args.order,
-            grid=args.grid,
-            mode=args.mode,
-            cval=args.cval,
-            dtype=np.dtype(args.dtype) if args.dtype else None,
-            chunks=args.chunks,
-            memory_limit=args.memory_limit,
-            workers=args.workers,
-            tmp_dir=args.tmp_dir,
-            keep_zarr=args.keep_zarr,
             compare=args.compare,
             progress=progress,
             log=log,
             spacing_label=label,
-            force=args.force,
             dry_run=args.dry_run,
-            scheduler=args.scheduler,
-            local_cluster=args.local_cluster,
+            **_options(args),
         )
         return 0
     except ERRORS as exc:
@@ -166,6 +154,25 @@ def main(argv=None) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
+def _options(args) -> dict:
+    """The keyword arguments of ``resample`` that options set directly."""
+    return dict(
+        order=args.order,
+        grid=args.grid,
+        mode=args.mode,
+        cval=args.cval,
+        dtype=np.dtype(args.dtype) if args.dtype else None,
+        chunks=args.chunks,
+        memory_limit=args.memory_limit,
+        workers=args.workers,
+        tmp_dir=args.tmp_dir,
+        keep_zarr=args.keep_zarr,
+        force=args.force,
+        scheduler=args.scheduler,
+        local_cluster=args.local_cluster,
+    )
+
+
 def _demo(args, log, progress) -> int:
     from .demo import DEMO_SHAPE, make_phantom
 
@@ -181,16 +188,11 @@ def _demo(args, log, progress) -> int:
         src,
         folder / "phantom_100x100x150um.nii",
         spacing=[None, None, 0.15],
-        order=args.order,
-        grid=args.grid,
-        mode=args.mode,
-        chunks=args.chunks,
-        memory_limit=args.memory_limit,
-        workers=args.workers,
         compare=True,
         progress=progress,
         log=log,
         spacing_label="z=0.15",
+        **_options(args),
     )
     return 0
 
