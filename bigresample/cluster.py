@@ -86,7 +86,17 @@ def _one_line(exc) -> str:
 
 
 def _visible(paths):
-    return [p for p in paths if not os.path.exists(p)], socket.gethostname()
+    from .store import is_url, problem
+
+    missing = []
+    for p in paths:
+        if is_url(p):
+            why = problem(p)
+            if why:
+                missing.append(f"{p} ({why})")
+        elif not os.path.exists(p):
+            missing.append(p)
+    return missing, socket.gethostname()
 
 
 def check_visible(client, paths) -> int:
@@ -94,7 +104,7 @@ def check_visible(client, paths) -> int:
 
     Returns the number of workers.
     """
-    paths = [os.path.abspath(p) for p in paths]
+    paths = [p if "://" in str(p) else os.path.abspath(p) for p in paths]
     results = client.run(_visible, paths)
     if not results:
         raise ClusterError("the dask cluster has no workers")
@@ -102,7 +112,7 @@ def check_visible(client, paths) -> int:
         if missing:
             raise ClusterError(
                 f"dask worker {worker} (host {host}) cannot see {missing[0]}: put the input and --tmp-dir on a "
-                "filesystem every worker mounts"
+                "filesystem (or object store) every worker reaches"
             )
     return len(results)
 
@@ -114,10 +124,12 @@ def describe(client) -> str:
     return f"{len(workers)} dask workers ({threads} threads) at {info.get('address', '?')}"
 
 
-def compute_blocks(client, collection, bar) -> None:
-    """Compute every block of ``collection`` on the cluster, ticking ``bar``."""
+def compute_blocks(client, tasks, keys, finished) -> None:
+    """Compute the dask ``tasks`` on the cluster, calling ``finished(key)``
+    with the matching one of ``keys`` as each completes."""
     distributed = _distributed()
-    futures = client.compute(collection.to_delayed().ravel().tolist())
+    futures = client.compute(tasks)
+    key_of = dict(zip((f.key for f in futures), keys))
     for fut in distributed.as_completed(futures, loop=client.loop):
         fut.result()
-        bar.update(1)
+        finished(key_of[fut.key])

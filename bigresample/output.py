@@ -16,6 +16,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
+from . import store as store_location
 from .cluster import compute_blocks
 from .codec import gzip_member
 from .nifti import NiftiWriter, create_raw_output, header_bytes
@@ -178,9 +179,19 @@ def _slab_assembler(regions, out_full, dtype, f, journal, counted):
     return work, commit
 
 
-def compute_to_zarr(resampler, source, out_dtype, plan, store_path, workers, progress, client=None):
+def compute_to_zarr(resampler, source, out_dtype, plan, store_path, workers, progress, journal, done,
+                    client=None):
     """Blocks into a zarr v3 store through a dask graph: on local threads
-    (``--keep-zarr``) or on a dask.distributed cluster."""
+    (``--keep-zarr``) or on a dask.distributed cluster.
+
+    A block is one whole chunk of the store.  The journal records a block
+    once its task has returned, i.e. once its chunk is written (zarr writes a
+    chunk equal to the fill value not at all, so the store itself cannot tell
+    a finished block from a missing one).  Blocks in ``done``, from the
+    journal of an interrupted run, are not computed again when the store they
+    went to is still there.  Returns ``(store, reused)``.
+    """
+    import dask
     import zarr
     from dask.callbacks import Callback
 
@@ -189,36 +200,52 @@ def compute_to_zarr(resampler, source, out_dtype, plan, store_path, workers, pro
     arr = resample_with(resampler, source, chunks=plan.block, dtype=out_dtype)
     # the store is in file order (axes reversed, C-ordered): its chunks are
     # the blocks' bytes as they go into the NIfTI, no transposing either way
-    store = zarr.create_array(
-        store=str(store_path),
-        shape=arr.shape[::-1],
-        chunks=tuple(c[0] for c in arr.chunks)[::-1],
-        dtype=out_dtype,
-        fill_value=0,
-        compressors=None,
-        zarr_format=3,
-        overwrite=True,
-    )
+    layout = dict(shape=arr.shape[::-1], chunks=tuple(c[0] for c in arr.chunks)[::-1], dtype=out_dtype)
+    options = store_location.storage_options(str(store_path))
+    store = None
+    if done:
+        try:
+            store = zarr.open_array(str(store_path), mode="r+", storage_options=options)
+        except (FileNotFoundError, ValueError, KeyError):
+            store = None
+        if store is not None and (store.shape, store.chunks, store.dtype) != tuple(layout.values()):
+            store = None
+    if store is None:
+        done = {}
+        store = zarr.create_array(store=str(store_path), storage_options=options, **layout, fill_value=0,
+                                  compressors=None, zarr_format=3, overwrite=True)
     written = arr.map_blocks(
         _store_block, store, dtype=bool, chunks=tuple((1,) * len(c) for c in arr.chunks), name=f"store-{arr.name}"
     )
+    tasks = written.to_delayed().ravel().tolist()
+    todo = [i for i in range(len(tasks)) if i not in done]
+    journal.start(keep=bool(done))
+    finished = [0]
 
-    class Progress(Callback):
-        def __init__(self, bar):
-            super().__init__()
-            self.bar = bar
+    with _bar(len(tasks), "resampling", progress) as bar:
+        bar.update(len(tasks) - len(todo))
 
-        def _posttask(self, key, result, dsk, state, id):
-            if isinstance(key, tuple) and key and key[0] == written.name:
-                self.bar.update(1)
+        def finish(i):
+            journal.record(i)
+            finished[0] += 1
+            bar.update(1)
 
-    with _bar(arr.npartitions, "resampling", progress) as bar:
-        if client is not None:
-            compute_blocks(client, written, bar)
-        else:
-            with Progress(bar):
-                written.compute(scheduler="threads", num_workers=workers)
-    return store
+        class Record(Callback):
+            def _posttask(self, key, result, dsk, state, id):
+                if isinstance(key, tuple) and key and key[0] == written.name:
+                    finish(int(np.ravel_multi_index(key[1:], written.numblocks)))
+
+        try:
+            if client is not None:
+                compute_blocks(client, [tasks[i] for i in todo], todo, finish)
+            else:
+                with Record():
+                    dask.compute(*[tasks[i] for i in todo], scheduler="threads", num_workers=workers)
+        except KeyboardInterrupt:
+            raise Interrupted(Path(str(store_path)), len(tasks) - len(todo) + finished[0], len(tasks)) from None
+        finally:
+            journal.close()
+    return store, len(tasks) - len(todo)
 
 
 def check_written(path: Path, hdr, kind: str) -> None:

@@ -15,7 +15,6 @@ the output path.
 from __future__ import annotations
 
 import os
-import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +24,7 @@ import nibabel as nib
 import numpy as np
 
 from . import __version__
+from . import store as store_location
 from .cluster import check_visible, connect, describe
 from .engine import Resampler
 from .geometry import make_grid, parse_grid, voxel_spacing
@@ -162,8 +162,12 @@ def resample(
         Budget for the computation (default: half the available memory).
     workers : int, optional
         Threads computing blocks (default: the number of CPUs).
-    tmp_dir : path, optional
-        Folder of the intermediate zarr store (default: the output's folder).
+    tmp_dir : path or URL, optional
+        Scratch folder (default: the output's folder) for a decompressed
+        ``.nii.gz`` input and the intermediate zarr store of cluster and
+        ``keep_zarr`` runs.  A URL that zarr opens through fsspec
+        (``s3://bucket/prefix``, ``file:///shared/scratch``) holds the zarr
+        store only; the other scratch files then go beside the output.
     keep_zarr : bool
         Keep the zarr store after success.
     compare : bool
@@ -201,9 +205,13 @@ def resample(
     workers = int(workers) if workers is not None else (os.cpu_count() or 1)
     if workers < 1:
         raise UsageError(f"workers must be >= 1; got {workers}")
-    scratch = Path(tmp_dir) if tmp_dir is not None else out_path.parent
-    if not scratch.is_dir():
-        raise UsageError(f"--tmp-dir folder does not exist: {scratch}")
+    store_root = str(tmp_dir) if tmp_dir is not None else str(out_path.parent)
+    why = store_location.problem(store_root)
+    if why:
+        raise UsageError(f"--tmp-dir {'URL' if store_location.is_url(store_root) else 'folder'} "
+                         f"cannot be used: {store_root}: {why}")
+    # a URL holds only the zarr store; other scratch files stay beside the output
+    scratch = out_path.parent if store_location.is_url(store_root) else Path(store_root)
 
     with connect(scheduler, local_cluster, client) as cl:
         say(f"Loading NIfTI file: {in_path}")
@@ -211,14 +219,14 @@ def resample(
         try:
             return _run(
                 vol, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit, workers,
-                scratch, keep_zarr, compare, progress, say, spacing_label, t_start, force, dry_run, cl,
+                scratch, store_root, keep_zarr, compare, progress, say, spacing_label, t_start, force, dry_run, cl,
             )
         finally:
             vol.close()
 
 
 def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit,
-         workers, scratch, keep_zarr, compare, progress, say, spacing_label, t_start, force,
+         workers, scratch, store_root, keep_zarr, compare, progress, say, spacing_label, t_start, force,
          dry_run, client) -> ResampleResult:
     to_mm = vol.unit_to_mm
     cur_mm = vol.spacing * to_mm
@@ -265,13 +273,15 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     )
     say(f"Memory budget: {format_bytes(limit)}")
     out_full = tuple(g.out_shape) + tuple(extra)
+    via_zarr = keep_zarr or client is not None
     if dry_run:
-        return _dry_run(vol, resampler, out_path, kind, g, out_full, out_dtype, plan, limit, scratch, say, target_mm, to_mm)
-    _check_output_size(vol, out_path, kind, g, extra, out_dtype, force)
+        return _dry_run(vol, resampler, out_path, kind, g, out_full, out_dtype, plan, limit, scratch,
+                        store_root if via_zarr else None, say, target_mm, to_mm)
+    _check_output_size(vol, out_path, kind, g, extra, out_dtype, force, store_root if via_zarr else None)
     say("")
     say("Resampling volume...")
 
-    store_path = scratch / f".{out_path.name}.bigresample.zarr"
+    store_path = store_location.address(store_root, f".{out_path.name}.bigresample.zarr")
     stem = out_path.name[: -len(kind)]
     tmp_out = out_path.parent / f".{stem}.bigresample-partial{kind}"
     journal = Journal(
@@ -286,6 +296,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
             "grid": grid,
             "dtype": out_dtype.str,
             "block": list(plan.block),
+            "store": store_path if via_zarr else None,  # block numbers differ between the two ways of writing
             "version": __version__,
         },
     )
@@ -293,16 +304,22 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     nifti2 = isinstance(hdr, nib.Nifti2Header)
     out_full = tuple(g.out_shape) + tuple(extra)
     timings = dict(vol.timings)
-    via_zarr = keep_zarr or client is not None
     store = None
     if client is not None:
         data_file = getattr(vol.source, "path", None) or str(vol.path)
-        check_visible(client, [data_file, str(scratch)])
+        check_visible(client, [data_file, store_root])
         say(f"Cluster: {describe(client)}; zarr store {store_path}")
     t0 = time.perf_counter()
     if via_zarr:
+        done, note = journal.load()
+        if note:
+            say(f"Note: not resuming the zarr store {store_path}: {note}; starting again.")
         try:
-            store = compute_to_zarr(resampler, vol.source, out_dtype, plan, store_path, workers, progress, client)
+            store, resumed = compute_to_zarr(resampler, vol.source, out_dtype, plan, store_path, workers, progress,
+                                             journal, done, client)
+            if resumed:
+                say(f"Resumed: {resumed} of {n_blocks} blocks were already in the zarr store from an "
+                    "interrupted run.")
             timings["compute"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             stream_store(store, tmp_out, hdr, progress)
@@ -331,7 +348,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         stats = compare_stats(vol, out_path, plan, workers)
         timings["compare"] = time.perf_counter() - t0
     if store is not None and not keep_zarr:
-        shutil.rmtree(store_path, ignore_errors=True)
+        store_location.remove(store_path)
 
     out_img = nib.load(out_path)
     verified_mm = voxel_spacing(out_img.affine) * to_mm
@@ -391,7 +408,8 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     )
 
 
-def _dry_run(vol, resampler, out_path, kind, g, out_full, out_dtype, plan, limit, scratch, say, target_mm, to_mm):
+def _dry_run(vol, resampler, out_path, kind, g, out_full, out_dtype, plan, limit, scratch, store_root, say,
+             target_mm, to_mm):
     """Report what a run would need, and stop."""
     out_bytes = int(np.prod(out_full, dtype=np.int64)) * out_dtype.itemsize
     peak = plan.peak_bytes(out_full, out_dtype.itemsize, kind == ".nii.gz")
@@ -407,6 +425,8 @@ def _dry_run(vol, resampler, out_path, kind, g, out_full, out_dtype, plan, limit
             + (" (compressed: an estimate)" if kind == ".nii.gz" else "") + f" in {out_path.parent}"]
     if vol.compressed:
         disk.append(f"decompressed input {format_bytes(vol.data_bytes)} in {scratch} (removed afterwards)")
+    if store_root is not None:
+        disk.append(f"zarr store {format_bytes(out_bytes)} in {store_root}")
     say(f"  Disk: {'; '.join(disk)}")
     return ResampleResult(
         input=str(vol.path), output=str(out_path), in_shape=tuple(vol.shape), out_shape=out_full,
@@ -423,8 +443,9 @@ def _dry_run(vol, resampler, out_path, kind, g, out_full, out_dtype, plan, limit
 MAX_GROWTH = 16
 
 
-def _check_output_size(vol, out_path, kind, g, extra, out_dtype, force) -> None:
-    """Refuse, before writing anything, an output that cannot be meant or cannot fit."""
+def _check_output_size(vol, out_path, kind, g, extra, out_dtype, force, store_root=None) -> None:
+    """Refuse, before writing anything, an output that cannot be meant or cannot fit
+    (with the uncompressed zarr store under ``store_root``, when there is one)."""
     n_out = int(np.prod(tuple(g.out_shape) + tuple(extra), dtype=np.int64))
     out_bytes = n_out * out_dtype.itemsize
     in_bytes = int(np.prod(vol.shape, dtype=np.int64)) * vol.dtype.itemsize
@@ -437,7 +458,20 @@ def _check_output_size(vol, out_path, kind, g, extra, out_dtype, force) -> None:
     partial = out_path.parent / f".{out_path.name[: -len(kind)]}.bigresample-partial{kind}"
     if partial.exists():
         need -= partial.stat().st_size
-    check_free_space(out_path.parent, need, f"the output ({format_bytes(out_bytes)} uncompressed)")
+    what = f"the output ({format_bytes(out_bytes)} uncompressed)"
+    if store_root is not None and not store_location.is_url(store_root):
+        if _same_filesystem(store_root, out_path.parent):
+            need, what = need + out_bytes, what + f" and the zarr store ({format_bytes(out_bytes)})"
+        else:
+            check_free_space(store_root, out_bytes, f"the zarr store ({format_bytes(out_bytes)})")
+    check_free_space(out_path.parent, need, what)
+
+
+def _same_filesystem(a, b) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:
+        return True
 
 
 def _timing_text(t: dict) -> str:

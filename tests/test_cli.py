@@ -232,6 +232,12 @@ def test_nifti2_is_written_when_a_dimension_exceeds_32767(tmp_path):
         (["--z-spacing", "0"], "z-spacing must be finite and > 0; got '0'"),
         (["--z-spacing", "abc"], "z-spacing must be a number; got 'abc'"),
         (["--z-spacing", "0.2", "--order", "7"], "--order must be 0-5; got 7"),
+        (["--z-spacing", "0.2", "--tmp-dir", "/no/such/dir"],
+         "--tmp-dir folder cannot be used: /no/such/dir: no such folder"),
+        (["--z-spacing", "0.2", "--tmp-dir", "nosuchproto://bucket/x"],
+         "--tmp-dir URL cannot be used: nosuchproto://bucket/x: Protocol not known: nosuchproto"),
+        (["--z-spacing", "0.2", "--tmp-dir", "s3://bucket/x"],
+         "--tmp-dir URL cannot be used: s3://bucket/x: Install s3fs to access S3"),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_status_2(tmp_path, args, message, capsys):
@@ -289,3 +295,32 @@ def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path, capsys):
     assert "Dry run" in report and "Output shape: (24, 20, 28)" in report
     assert "Blocks:" in report and "Memory:" in report and "decompressed input" in report
     assert sorted(p.name for p in tmp_path.iterdir()) == before
+
+
+@pytest.mark.parametrize("url", [False, True], ids=["folder", "file-url"])
+def test_keep_zarr_keeps_a_file_order_store_holding_the_output(tmp_path, url):
+    """--keep-zarr goes through the zarr store (as cluster runs do); --tmp-dir
+    may be a URL that zarr opens through fsspec."""
+    import zarr
+
+    src = tmp_path / "in.nii"
+    make_volume(src)
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    out = tmp_path / "out.nii"
+    resample(src, out, spacing=(0.13, None, 0.07), order=3, chunks=(8, 7, 5), keep_zarr=True,
+             tmp_dir=scratch.as_uri() if url else scratch)
+    check_output(src, out, [0.13, 0.1, 0.07], order=3)
+    store = zarr.open_array(str(scratch / ".out.nii.bigresample.zarr"), mode="r")
+    assert store.chunks == (5, 7, 8)  # file order: z, y, x
+    np.testing.assert_array_equal(store[:], np.asanyarray(nib.load(out).dataobj).T)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nii", "out.nii", "scratch"]
+
+
+def test_dry_run_counts_the_zarr_store_when_there_is_one(tmp_path, capsys):
+    src = tmp_path / "in.nii"
+    make_volume(src)
+    assert main([str(src), str(tmp_path / "out.nii"), "--z-spacing", "0.05", "--dry-run", "--keep-zarr",
+                 "--tmp-dir", tmp_path.as_uri()]) == 0
+    # 24 x 20 x 28 float32 = 53760 bytes
+    assert f"zarr store 52.5 KiB in {tmp_path.as_uri()}" in capsys.readouterr().out

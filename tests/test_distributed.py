@@ -120,6 +120,26 @@ def test_an_unreachable_scheduler_is_one_clear_line(tmp_path, capsys, good_volum
     assert not (tmp_path / "o.nii").exists()
 
 
+def test_the_store_may_live_at_a_url_every_worker_opens(tmp_path):
+    """--tmp-dir as a URL zarr opens through fsspec (file:// here; s3:// and the
+    like the same way with their fsspec library installed)."""
+    from bigresample import resample
+
+    src = tmp_path / "in.nii"
+    make_volume(src, shape=(30, 26, 20))
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    kw = dict(spacing=(0.13, None, 0.07), order=3, chunks=(16, 26, 6))
+    resample(src, tmp_path / "threads.nii", **kw)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        resample(src, tmp_path / "cluster.nii", **kw, tmp_dir=scratch.as_uri(), client=client)
+        with pytest.raises(ClusterError, match=r"cannot see nosuchproto://b/x \(Protocol not known"):
+            check_visible(client, ["nosuchproto://b/x"])
+    assert _data(tmp_path / "cluster.nii") == _data(tmp_path / "threads.nii")
+    assert list(scratch.iterdir()) == []  # the store is removed on success
+
+
 def test_a_worker_that_cannot_see_a_path_is_named():
     class FakeClient:
         def run(self, fn, paths):

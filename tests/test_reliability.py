@@ -12,6 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from bigresample import resample
 from bigresample.cli import main
 
 from .test_cli import make_volume
@@ -262,6 +263,38 @@ def test_a_kill_at_any_moment_then_a_rerun_gives_the_uninterrupted_output(tmp_pa
     assert "Resumed:" in stdout
     assert _decompressed(out) == _decompressed(refs[kind])
     assert not partial.exists() and not journal.exists()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rerun_on", ["threads", "cluster"])
+def test_a_run_through_the_zarr_store_resumes_after_a_kill(tmp_path, slow_case, rerun_on):
+    """--keep-zarr and cluster runs write blocks into the zarr store; the
+    journal lists the finished ones, so a rerun (on threads or on a cluster)
+    computes only the others."""
+    src, args, refs = slow_case
+    out = tmp_path / "out.nii"
+    journal = tmp_path / f".{out.name}.bigresample-journal"
+    proc = run_cli(src, out, *args, "--keep-zarr")
+    while _journal_blocks(journal) < 20 and proc.poll() is None:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not out.exists() and (tmp_path / ".out.nii.bigresample.zarr").is_dir()
+    if rerun_on == "threads":
+        rerun = run_cli(src, out, *[a for a in args if a != "--quiet"], "--keep-zarr")
+        stdout, stderr = rerun.communicate(timeout=120)
+        assert rerun.returncode == 0, stderr
+    else:
+        distributed = pytest.importorskip("distributed")
+        lines = []
+        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                      dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+            resample(src, out, spacing=(None, None, 0.13), order=3, workers=1, chunks=(64, 64, 2),
+                     keep_zarr=True, client=client, log=lines.append)
+        stdout = "\n".join(lines)
+    assert "Resumed:" in stdout and "already in the zarr store" in stdout
+    assert out.read_bytes() == refs[".nii"].read_bytes()
+    assert not journal.exists()
 
 
 @pytest.mark.slow
