@@ -17,6 +17,7 @@ nibabel array proxy, a zarr array...) and never touches anything else.
 from __future__ import annotations
 
 import itertools
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -218,6 +219,19 @@ class Workspace:
     @property
     def nbytes(self) -> int:
         return sum(b.nbytes for b in self._bufs.values())
+
+
+_thread = threading.local()
+
+
+def thread_workspace() -> Workspace:
+    """The calling thread's own Workspace, kept for the thread's life (for
+    tasks run by a pool, e.g. a dask worker's threads; its size is one
+    block's working set)."""
+    ws = getattr(_thread, "ws", None)
+    if ws is None:
+        ws = _thread.ws = Workspace()
+    return ws
 
 
 class _Fresh(Workspace):

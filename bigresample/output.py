@@ -18,6 +18,7 @@ import numpy as np
 
 from . import store as store_location
 from .cluster import compute_blocks
+from .engine import thread_workspace
 from .codec import gzip_member
 from .nifti import NiftiWriter, create_raw_output, header_bytes
 from .rawio import RawWriter
@@ -179,7 +180,31 @@ def _slab_assembler(regions, out_full, dtype, f, journal, counted):
     return work, commit
 
 
-def compute_to_zarr(resampler, source, out_dtype, plan, store_path, workers, progress, journal, done,
+def store_tasks(resampler, source, out_dtype, out_full, block, store) -> list:
+    """One dask task per block of ``out_full`` (in file order): compute the
+    block in the worker thread's reused buffers and write it as one whole
+    chunk of the file-order ``store``, so a rerun of the task writes the same
+    bytes.  The graph holds the resampler, the source's reader and the
+    store's address once each, never voxels."""
+    import uuid
+
+    from dask import delayed
+
+    token = uuid.uuid4().hex
+    res = delayed(resampler, name=f"resampler-{token}")
+    src = delayed(source, name=f"source-{token}")
+    dst = delayed(store, name=f"store-{token}")
+    write = delayed(_compute_and_store, pure=False)
+    return [write(res, src, region, out_dtype, dst, dask_key_name=f"block-{token}-{i}")
+            for i, region in enumerate(block_regions(out_full, block))]
+
+
+def _compute_and_store(resampler, source, region, dtype, store) -> None:
+    block = resampler.compute_into(source, region, dtype, thread_workspace())  # file order, C-contiguous
+    store[tuple(region)[::-1]] = block
+
+
+def compute_to_zarr(resampler, source, out_dtype, out_full, plan, store_path, workers, progress, journal, done,
                     client=None):
     """Blocks into a zarr v3 store through a dask graph: on local threads
     (``--keep-zarr``) or on a dask.distributed cluster.
@@ -195,12 +220,10 @@ def compute_to_zarr(resampler, source, out_dtype, plan, store_path, workers, pro
     import zarr
     from dask.callbacks import Callback
 
-    from .lazy import resample_with
-
-    arr = resample_with(resampler, source, chunks=plan.block, dtype=out_dtype)
     # the store is in file order (axes reversed, C-ordered): its chunks are
     # the blocks' bytes as they go into the NIfTI, no transposing either way
-    layout = dict(shape=arr.shape[::-1], chunks=tuple(c[0] for c in arr.chunks)[::-1], dtype=out_dtype)
+    chunks = tuple(plan.block) + (1,) * (len(out_full) - len(plan.block))
+    layout = dict(shape=tuple(out_full)[::-1], chunks=chunks[::-1], dtype=np.dtype(out_dtype))
     options = store_location.storage_options(str(store_path))
     store = None
     if done:
@@ -214,10 +237,7 @@ def compute_to_zarr(resampler, source, out_dtype, plan, store_path, workers, pro
         done = {}
         store = zarr.create_array(store=str(store_path), storage_options=options, **layout, fill_value=0,
                                   compressors=None, zarr_format=3, overwrite=True)
-    written = arr.map_blocks(
-        _store_block, store, dtype=bool, chunks=tuple((1,) * len(c) for c in arr.chunks), name=f"store-{arr.name}"
-    )
-    tasks = written.to_delayed().ravel().tolist()
+    tasks = store_tasks(resampler, source, out_dtype, out_full, plan.block, store)
     todo = [i for i in range(len(tasks)) if i not in done]
     journal.start(keep=bool(done))
     finished = [0]
@@ -232,8 +252,8 @@ def compute_to_zarr(resampler, source, out_dtype, plan, store_path, workers, pro
 
         class Record(Callback):
             def _posttask(self, key, result, dsk, state, id):
-                if isinstance(key, tuple) and key and key[0] == written.name:
-                    finish(int(np.ravel_multi_index(key[1:], written.numblocks)))
+                if isinstance(key, str) and key.startswith("block-"):
+                    finish(int(key.rsplit("-", 1)[1]))
 
         try:
             if client is not None:
@@ -260,14 +280,6 @@ def check_written(path: Path, hdr, kind: str) -> None:
             raise RuntimeError(f"written file has {path.stat().st_size} bytes, expected {need}")
 
 
-def _store_block(block, store, block_info=None):
-    """Write one block into the file-order zarr store (the whole chunk, so a
-    rerun of the task writes the same bytes)."""
-    loc = block_info[0]["array-location"]
-    store[tuple(slice(a, b) for a, b in loc)[::-1]] = block.T
-    return np.ones((1,) * block.ndim, dtype=bool)
-
-
 def stream_store(store, path, hdr, progress) -> None:
     """Stream a file-order zarr store into the NIfTI ``path``, slab by slab."""
     zaxis = len(store.shape) - 3  # z in file order (..., z, y, x)
@@ -276,7 +288,14 @@ def stream_store(store, path, hdr, progress) -> None:
         for idx in np.ndindex(*store.shape[:zaxis])
         for z0 in range(0, store.shape[zaxis], store.chunks[zaxis])
     ]
+    from zarr.core.buffer.cpu import NDBuffer
+
+    # one reused slab buffer: reading into fresh arrays costs 4-7x more here
+    # (first-touch page faults; 0.06 s vs 0.24-0.42 s for 200 MB)
+    buf = np.empty((store.chunks[zaxis],) + tuple(store.shape[zaxis + 1:]), dtype=store.dtype)
     with _bar(len(slabs), "writing", progress, unit="slab") as bar, NiftiWriter(path, hdr) as w:
         for region in slabs:
-            w.write_file_order(store[region])
+            slab = buf[: region[-1].stop - region[-1].start]
+            store.get_basic_selection(region, out=NDBuffer.from_ndarray_like(slab))
+            w.write_file_order(slab)
             bar.update(1)

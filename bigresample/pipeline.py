@@ -315,8 +315,8 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         if note:
             say(f"Note: not resuming the zarr store {store_path}: {note}; starting again.")
         try:
-            store, resumed = compute_to_zarr(resampler, vol.source, out_dtype, plan, store_path, workers, progress,
-                                             journal, done, client)
+            store, resumed = compute_to_zarr(resampler, vol.source, out_dtype, out_full, plan, store_path, workers,
+                                             progress, journal, done, client)
             if resumed:
                 say(f"Resumed: {resumed} of {n_blocks} blocks were already in the zarr store from an "
                     "interrupted run.")

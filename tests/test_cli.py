@@ -324,3 +324,13 @@ def test_dry_run_counts_the_zarr_store_when_there_is_one(tmp_path, capsys):
                  "--tmp-dir", tmp_path.as_uri()]) == 0
     # 24 x 20 x 28 float32 = 53760 bytes
     assert f"zarr store 52.5 KiB in {tmp_path.as_uri()}" in capsys.readouterr().out
+
+
+def test_4d_through_the_zarr_store_equals_the_direct_path(tmp_path):
+    src = tmp_path / "in.nii"
+    data = (np.random.default_rng(0).random((20, 18, 12, 3)) * 100).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.diag([0.1, 0.1, 0.1, 1.0])), src)
+    kw = dict(spacing=(0.13, None, 0.07), order=3, chunks=(8, 18, 5))
+    resample(src, tmp_path / "direct.nii", **kw)
+    resample(src, tmp_path / "store.nii", **kw, keep_zarr=True)
+    assert (tmp_path / "store.nii").read_bytes() == (tmp_path / "direct.nii").read_bytes()
