@@ -245,8 +245,9 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     say(f"Target spacing (μm): {_fmt3(target_mm * 1000, '.2f')}")
     say("")
 
-    g = make_grid(vol.shape[:3], vol.spacing, target_mm / to_mm, grid)
-    zoom = vol.spacing / (target_mm / to_mm)
+    target = same_as_stored(target_mm / to_mm, vol.spacing)
+    g = make_grid(vol.shape[:3], vol.spacing, target, grid)
+    zoom = vol.spacing / target
     say(f"Zoom factors: {_fmt3(zoom, '.4f')}")
     for a, z in zip(AXES, zoom):
         if z == 1.0:
@@ -289,7 +290,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         {
             "input": input_identity(vol.path),
             "output": str(out_path.resolve()),
-            "spacing": [repr(float(v)) for v in target_mm / to_mm],
+            "spacing": [repr(float(v)) for v in target],
             "order": order,
             "mode": mode,
             "cval": repr(float(cval)),
@@ -437,6 +438,21 @@ def _dry_run(vol, resampler, out_path, kind, g, out_full, out_dtype, plan, limit
         block=plan.block, n_blocks=len(block_regions(out_full, plan.block)), workers=plan.workers,
         memory_limit=limit, nifti2=max(out_full) > 32767,
     )
+
+
+def same_as_stored(target, spacing):
+    """``target`` with each axis whose value equals the input's spacing in
+    float32 (the precision a NIfTI header stores it in) set to that spacing.
+
+    ``--spacing 0.1 0.1 0.15`` on a 0.1 mm volume then leaves x and y alone,
+    as meant: the header holds 0.1 as 0.10000000149, and the ratio 1 + 1.5e-8
+    would otherwise shift every sample by a few millionths of a voxel and
+    interpolate axes nobody asked to change.  The output's header could not
+    tell the two grids apart anyway (it stores the spacing in float32 too).
+    """
+    target = np.asarray(target, dtype=np.float64)
+    spacing = np.asarray(spacing, dtype=np.float64)
+    return np.where(target.astype(np.float32) == spacing.astype(np.float32), spacing, target)
 
 
 #: An output this many times the input's size is refused without ``force``.

@@ -334,3 +334,18 @@ def test_4d_through_the_zarr_store_equals_the_direct_path(tmp_path):
     resample(src, tmp_path / "direct.nii", **kw)
     resample(src, tmp_path / "store.nii", **kw, keep_zarr=True)
     assert (tmp_path / "store.nii").read_bytes() == (tmp_path / "direct.nii").read_bytes()
+
+
+def test_a_requested_spacing_equal_to_the_stored_one_changes_nothing(tmp_path, capsys):
+    """0.1 on a 0.1 mm volume (stored as float32 0.10000000149) keeps the axis
+    as it is, as --z-spacing alone does."""
+    src = tmp_path / "in.nii"
+    make_volume(src, shape=(24, 20, 14))
+    assert main([str(src), str(tmp_path / "all.nii"), "--spacing", "0.1", "0.1", "0.15", "--order", "3"]) == 0
+    report = capsys.readouterr().out
+    assert "x-axis: No change" in report and "y-axis: No change" in report
+    assert main([str(src), str(tmp_path / "z.nii"), "--z-spacing", "0.15", "--order", "3", "--quiet"]) == 0
+    assert (tmp_path / "all.nii").read_bytes() == (tmp_path / "z.nii").read_bytes()
+    # and the unchanged axes are the input's samples
+    a = np.asanyarray(nib.load(tmp_path / "all.nii").dataobj)
+    assert a.shape[:2] == (24, 20)
