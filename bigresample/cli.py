@@ -41,8 +41,14 @@ def build_parser() -> argparse.ArgumentParser:
         description="Resample a NIfTI volume to a new voxel spacing, exactly and in bounded memory.",
         epilog="Spacing values are in millimetres (0.1 mm = 100 microns) unless --units um.",
     )
-    p.add_argument("input", nargs="?", help="input image (.nii, .nii.gz, .hdr/.img, .mgz, ...)")
-    p.add_argument("output", nargs="?", help="output NIfTI file (.nii or .nii.gz)")
+    p.add_argument("paths", nargs="*", metavar="INPUT OUTPUT",
+                   help="input image (.nii, .nii.gz, .hdr/.img, .mgz, ...) and output NIfTI file (.nii or .nii.gz); "
+                        "with --output-dir, any number of inputs")
+    bt = p.add_argument_group("several inputs")
+    bt.add_argument("--output-dir", metavar="DIR",
+                    help="resample every INPUT into DIR, keeping its name (plus --suffix); one failure does not "
+                         "stop the others; exit status 2 if any failed")
+    bt.add_argument("--suffix", default="", help="added to each output name before its extension (with --output-dir)")
     sp = p.add_argument_group("spacing (use --spacing, or any of the per-axis options)")
     sp.add_argument("--spacing", nargs="+", metavar="X", help="new spacing as three values (x y z)")
     sp.add_argument("--xyz-spacing", nargs="+", metavar="X", help="alternative syntax for --spacing")
@@ -69,7 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="run the blocks on a running dask scheduler, e.g. tcp://10.0.0.5:8786")
     run.add_argument("--local-cluster", type=int, metavar="N",
                      help="start a dask LocalCluster of N worker processes for the run")
-    run.add_argument("--tmp-dir", metavar="DIR", help="folder for the zarr store (default: the output's folder)")
+    run.add_argument("--tmp-dir", metavar="DIR",
+                     help="scratch folder for a decompressed .nii.gz input and the zarr store (default: the output's "
+                          "folder), or a URL (s3://...) for the zarr store")
     run.add_argument("--keep-zarr", action="store_true", help="keep the zarr store after success")
     out = p.add_argument_group("output")
     out.add_argument("--compare", action="store_true", help="print min/max/mean/std of input and output")
@@ -116,23 +124,15 @@ def main(argv=None) -> int:
     try:
         if args.demo:
             return _demo(args, log, progress)
-        if args.input is None or args.output is None:
-            raise UsageError("need INPUT and OUTPUT (or --demo)")
         if args.order not in range(6):
             raise UsageError(f"--order must be 0-5; got {args.order}")
+        if args.output_dir is not None:
+            spacing, label = _spacing_from_args(args)
+            return _batch(args, spacing, label, log, progress)
+        if len(args.paths) != 2:
+            raise UsageError(f"need INPUT and OUTPUT (or --output-dir DIR, or --demo); got {len(args.paths)} paths")
         spacing, label = _spacing_from_args(args)
-        resample(
-            args.input,
-            args.output,
-            spacing=spacing,
-            units=args.units,
-            compare=args.compare,
-            progress=progress,
-            log=log,
-            spacing_label=label,
-            dry_run=args.dry_run,
-            **_options(args),
-        )
+        _run_one(args, args.paths[0], args.paths[1], spacing, label, log, progress)
         return 0
     except ERRORS as exc:
         if args.debug:
@@ -152,6 +152,65 @@ def main(argv=None) -> int:
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _run_one(args, input, output, spacing, label, log, progress):
+    return resample(
+        input,
+        output,
+        spacing=spacing,
+        units=args.units,
+        compare=args.compare,
+        progress=progress,
+        log=log,
+        spacing_label=label,
+        dry_run=args.dry_run,
+        **_options(args),
+    )
+
+
+def batch_output(input, output_dir, suffix="") -> Path:
+    """``output_dir/NAME{suffix}.EXT``: the input's name and, for .nii and
+    .nii.gz, its extension (other formats become .nii.gz)."""
+    name = Path(input).name
+    for ext in (".nii.gz", ".nii"):
+        if name.lower().endswith(ext):
+            return Path(output_dir) / f"{name[: -len(ext)]}{suffix}{name[-len(ext):]}"
+    stem = name.rsplit(".", 2)[0] if name.lower().endswith((".img.gz", ".hdr.gz")) else Path(name).stem
+    return Path(output_dir) / f"{stem}{suffix}.nii.gz"
+
+
+def _batch(args, spacing, label, log, progress) -> int:
+    """Every input into ``--output-dir``; one summary line each; exit status 2
+    if any failed.  Ctrl-C stops the batch (the interrupted file resumes on a
+    rerun, as a single run would)."""
+    if not args.paths:
+        raise UsageError("--output-dir needs at least one INPUT")
+    if not Path(args.output_dir).is_dir():
+        raise UsageError(f"--output-dir does not exist: {args.output_dir}")
+    failed = 0
+    for input in args.paths:
+        output = batch_output(input, args.output_dir, args.suffix)
+        try:
+            r = _run_one(args, input, output, spacing, label, log, progress)
+        except ERRORS as exc:
+            failed += 1
+            print(f"bigresample: FAILED {input}: {exc}", flush=True)
+            continue
+        except (KeyboardInterrupt, SystemExit):
+            raise
+        except Exception as exc:  # the others still run; --debug shows it
+            if args.debug:
+                raise
+            failed += 1
+            print(f"bigresample: FAILED {input}: {type(exc).__name__}: {' '.join(str(exc).split())}", flush=True)
+            continue
+        shapes = "x".join(map(str, r.in_shape)) + " -> " + "x".join(map(str, r.out_shape))
+        took = f", {r.timings['total']:.2f} s" if "total" in r.timings else ""
+        print(f"bigresample: ok {input} -> {output} ({shapes}{took})", flush=True)
+    print(f"bigresample: {len(args.paths) - failed} of {len(args.paths)} done"
+          + (f", {failed} failed" if failed else ""), flush=True)
+    return EXIT_USAGE if failed else 0
 
 
 def _options(args) -> dict:

@@ -349,3 +349,43 @@ def test_a_requested_spacing_equal_to_the_stored_one_changes_nothing(tmp_path, c
     # and the unchanged axes are the input's samples
     a = np.asanyarray(nib.load(tmp_path / "all.nii").dataobj)
     assert a.shape[:2] == (24, 20)
+
+
+def test_batch_resamples_every_input_into_the_output_dir_and_goes_on_after_a_failure(tmp_path, capsys):
+    a, b = tmp_path / "a.nii", tmp_path / "b.nii.gz"
+    make_volume(a)
+    make_volume(b, seed=1)
+    bad = tmp_path / "bad.nii.gz"
+    bad.write_text("not an image")
+    out = tmp_path / "out"
+    out.mkdir()
+    code = main([str(a), str(bad), str(b), "--output-dir", str(out), "--suffix", "_150um",
+                 "--z-spacing", "0.15", "--quiet"])
+    assert code == 2  # one failed
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4
+    assert lines[0].startswith(f"bigresample: ok {a} -> {out / 'a_150um.nii'} (24x20x14 -> 24x20x9")
+    assert lines[1].startswith(f"bigresample: FAILED {bad}: ")
+    assert lines[2].startswith(f"bigresample: ok {b} -> {out / 'b_150um.nii.gz'}")
+    assert lines[3] == "bigresample: 2 of 3 done, 1 failed"
+    assert sorted(p.name for p in out.iterdir()) == ["a_150um.nii", "b_150um.nii.gz"]
+    for src, dst in ((a, out / "a_150um.nii"), (b, out / "b_150um.nii.gz")):
+        check_output(src, dst, [0.1, 0.1, 0.15], order=1)
+
+
+def test_batch_exit_status_is_0_when_all_succeed_and_names_are_kept(tmp_path, capsys):
+    a = tmp_path / "a.nii"
+    make_volume(a)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main([str(a), "--output-dir", str(out), "--z-spacing", "0.15", "--quiet"]) == 0
+    assert [p.name for p in out.iterdir()] == ["a.nii"]
+    assert capsys.readouterr().out.splitlines()[-1] == "bigresample: 1 of 1 done"
+
+
+@pytest.mark.parametrize("name, expected", [("x.nii", "x_s.nii"), ("x.NII.GZ", "x_s.NII.GZ"),
+                                            ("x.mgz", "x_s.nii.gz"), ("x.img", "x_s.nii.gz")])
+def test_batch_output_names(name, expected):
+    from bigresample.cli import batch_output
+
+    assert batch_output(f"/data/{name}", "/out", "_s").name == expected
