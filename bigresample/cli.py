@@ -11,6 +11,7 @@ import argparse
 import signal
 import sys
 import threading
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +21,7 @@ from .cluster import ClusterError
 from .geometry import GeometryError
 from .nifti import InputError
 from .output import Interrupted
-from .pipeline import UsageError, resample
+from .pipeline import LabelMapWarning, UsageError, resample
 from .plan import PlanError
 from .splines import MODES, SplineError
 
@@ -44,6 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="INPUT OUTPUT",
                    help="input image (.nii, .nii.gz, .hdr/.img, .mgz, ...) and output NIfTI file (.nii or .nii.gz); "
                         "with --output-dir, any number of inputs")
+    p.add_argument("--labels", action="store_true",
+                   help="the input is a label map: nearest neighbour (order 0), every output value an input label")
     bt = p.add_argument_group("several inputs")
     bt.add_argument("--output-dir", metavar="DIR",
                     help="resample every INPUT into DIR, keeping its name (plus --suffix); one failure does not "
@@ -114,7 +117,18 @@ def _spacing_from_args(args) -> tuple[list, str]:
     return list(axes), ", ".join(f"{a}={v}" for a, v in zip("xyz", axes) if v is not None)
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    print(f"bigresample: warning: {message}", file=sys.stderr)
+
+
 def main(argv=None) -> int:
+    with warnings.catch_warnings():  # warnings as one line on stderr, for this call only
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("always", LabelMapWarning)
+        return _main(argv)
+
+
+def _main(argv) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     log = None if args.quiet else print
@@ -227,6 +241,7 @@ def _options(args) -> dict:
         tmp_dir=args.tmp_dir,
         keep_zarr=args.keep_zarr,
         force=args.force,
+        labels=args.labels,
         scheduler=args.scheduler,
         local_cluster=args.local_cluster,
     )

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -140,6 +141,7 @@ def resample(
     spacing_label: str | None = None,
     force: bool = False,
     dry_run: bool = False,
+    labels: bool = False,
     scheduler: str | None = None,
     local_cluster: int | None = None,
     client=None,
@@ -179,6 +181,11 @@ def resample(
     force : bool
         Write an output more than 16x the input's size (refused otherwise, as
         most likely a typo in the spacing).
+    labels : bool
+        The input is a label map: nearest-neighbour (order 0) whatever
+        ``order`` says, so every output value is one of the input's labels.
+        Without it, an integer image with few distinct values resampled with
+        order > 0 gets a ``LabelMapWarning``.
     dry_run : bool
         Print the plan (output shape and bytes, block shape, concurrent
         blocks, memory and disk needed) and stop before reading any voxel.
@@ -190,7 +197,7 @@ def resample(
     """
     t_start = time.perf_counter()
     say = log or (lambda line: None)
-    order = parse_order(order)
+    order = 0 if labels else parse_order(order)
     mode = parse_mode(mode)
     grid = parse_grid(grid)
     in_path, out_path = Path(input), Path(output)
@@ -217,6 +224,11 @@ def resample(
         say(f"Loading NIfTI file: {in_path}")
         vol = open_input(in_path, scratch_dir=scratch, read_data=not dry_run)
         try:
+            why = None if (labels or order == 0 or dry_run) else looks_like_labels(vol)
+            if why:
+                warnings.warn(LabelMapWarning(
+                    f"{in_path} looks like a label map ({why}): order {order} blends neighbouring labels into "
+                    "values that are not labels; use --labels (or --order 0)"), stacklevel=2)
             return _run(
                 vol, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit, workers,
                 scratch, store_root, keep_zarr, compare, progress, say, spacing_label, t_start, force, dry_run, cl,
@@ -438,6 +450,32 @@ def _dry_run(vol, resampler, out_path, kind, g, out_full, out_dtype, plan, limit
         block=plan.block, n_blocks=len(block_regions(out_full, plan.block)), workers=plan.workers,
         memory_limit=limit, nifti2=max(out_full) > 32767,
     )
+
+
+class LabelMapWarning(UserWarning):
+    """An integer image with few distinct values is resampled with order > 0."""
+
+
+def looks_like_labels(vol: InputVolume) -> str | None:
+    """Why ``vol`` looks like a label map, or None: unscaled integers with few
+    distinct values in its middle z-plane (first volume), the only voxels read.
+    Intensity images have thousands of distinct values there; atlases and
+    segmentations have tens to a few hundred."""
+    if vol.dtype.kind not in "iu" or not (vol.slope == 1.0 and vol.inter == 0.0):
+        return None
+    nz = vol.shape[2]
+    plane = np.asarray(vol.source[(slice(None), slice(None), slice(nz // 2, nz // 2 + 1))
+                                  + tuple(slice(0, 1) for _ in vol.shape[3:])])
+    values = np.unique(plane)
+    n = len(values)
+    if n < 2:
+        return None  # an empty slice tells nothing
+    # a few values, or at most 1000 (and 1% of the slice) spread sparsely over
+    # their range: 8-bit intensities fill most of 0-255, atlas labels do not
+    sparse = n <= min(1000, plane.size // 100) and n < (int(values[-1]) - int(values[0]) + 1) / 2
+    if n <= 16 or sparse:
+        return f"{vol.dtype.name}, {n} distinct values in the middle slice"
+    return None
 
 
 def same_as_stored(target, spacing):

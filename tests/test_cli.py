@@ -389,3 +389,57 @@ def test_batch_output_names(name, expected):
     from bigresample.cli import batch_output
 
     assert batch_output(f"/data/{name}", "/out", "_s").name == expected
+
+
+def _label_volume(path, shape=(24, 20, 14)):
+    rng = np.random.default_rng(3)
+    labels = np.array([0, 2, 7, 40, 1000], dtype=np.int16)
+    data = labels[rng.integers(0, len(labels), size=shape)]
+    nib.save(nib.Nifti1Image(data, np.diag([0.1, 0.1, 0.1, 1.0])), path)
+    return data, labels
+
+
+def test_labels_forces_nearest_neighbour_so_every_value_is_a_label(tmp_path, capsys):
+    src = tmp_path / "seg.nii.gz"
+    data, labels = _label_volume(src)
+    out = tmp_path / "out.nii.gz"
+    assert main([str(src), str(out), "--spacing", "0.13", "0.07", "0.15", "--order", "3", "--labels"]) == 0
+    captured = capsys.readouterr()
+    assert "Nearest" in captured.out and "warning" not in captured.err
+    got = np.asanyarray(nib.load(out).dataobj)
+    assert got.dtype == np.int16 and set(np.unique(got)) <= set(labels.tolist())
+    check_output(src, out, [0.13, 0.07, 0.15], order=0)  # identical to scipy at order 0
+
+
+def test_a_label_map_resampled_with_order_above_0_gets_a_one_line_warning(tmp_path, capsys):
+    src = tmp_path / "seg.nii"
+    _label_volume(src)
+    assert main([str(src), str(tmp_path / "o.nii"), "--z-spacing", "0.15", "--quiet"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1
+    assert err.startswith("bigresample: warning: ") and "looks like a label map (int16, 5 distinct values" in err
+    assert "use --labels" in err
+    # an intensity image does not
+    make_volume(tmp_path / "t1.nii", dtype=np.int16)
+    assert main([str(tmp_path / "t1.nii"), str(tmp_path / "o2.nii"), "--z-spacing", "0.15", "--quiet"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+@pytest.mark.parametrize("values, expected", [
+    ([0, 1], True),                              # a mask
+    (list(range(0, 2000, 7)), True),             # 286 sparse atlas labels
+    (list(range(256)), False),                   # 8-bit intensities fill their range
+    ([5], False),                                # an empty slice tells nothing
+])
+def test_what_looks_like_a_label_map(tmp_path, values, expected):
+    from bigresample.nifti import open_input
+    from bigresample.pipeline import looks_like_labels
+
+    rng = np.random.default_rng(0)
+    data = rng.choice(np.array(values, dtype=np.int16), size=(200, 200, 3))
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "v.nii")
+    vol = open_input(tmp_path / "v.nii")
+    try:
+        assert bool(looks_like_labels(vol)) is expected
+    finally:
+        vol.close()
