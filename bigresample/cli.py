@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-zarr", action="store_true", help="keep the zarr store after success")
     out = p.add_argument_group("output")
     out.add_argument("--compare", action="store_true", help="print min/max/mean/std of input and output")
+    out.add_argument("--qc", metavar="PNG",
+                     help="also draw orthogonal slices of input and output through the same point (needs matplotlib)")
     out.add_argument("--quiet", action="store_true", help="no report, no progress bars")
     out.add_argument("--no-progress", action="store_true", help="no progress bars")
     out.add_argument("--dry-run", action="store_true",
@@ -242,6 +244,7 @@ def _options(args) -> dict:
         keep_zarr=args.keep_zarr,
         force=args.force,
         labels=args.labels,
+        qc=args.qc,
         scheduler=args.scheduler,
         local_cluster=args.local_cluster,
     )

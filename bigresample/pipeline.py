@@ -33,6 +33,7 @@ from .journal import Journal, input_identity
 from .nifti import InputVolume, check_free_space, open_input, output_header, output_kind
 from .output import check_written, compute_direct, compute_to_zarr, stream_store
 from .plan import Plan, default_memory_limit, format_bytes, parse_memory, plan_blocks
+from .qc import require_matplotlib, write_qc
 from .runner import block_regions
 from .stats import compare_stats
 from .splines import parse_mode, parse_order
@@ -142,6 +143,7 @@ def resample(
     force: bool = False,
     dry_run: bool = False,
     labels: bool = False,
+    qc=None,
     scheduler: str | None = None,
     local_cluster: int | None = None,
     client=None,
@@ -181,6 +183,9 @@ def resample(
     force : bool
         Write an output more than 16x the input's size (refused otherwise, as
         most likely a typo in the spacing).
+    qc : path, optional
+        Also draw orthogonal slices of input and output through the same
+        physical point into this PNG (needs matplotlib).
     labels : bool
         The input is a label map: nearest-neighbour (order 0) whatever
         ``order`` says, so every output value is one of the input's labels.
@@ -202,6 +207,13 @@ def resample(
     grid = parse_grid(grid)
     in_path, out_path = Path(input), Path(output)
     kind = output_kind(out_path)
+    if qc is not None:
+        try:
+            require_matplotlib()
+        except ImportError as e:
+            raise UsageError(str(e)) from None
+        if not Path(qc).parent.is_dir():
+            raise UsageError(f"--qc folder does not exist: {Path(qc).parent}")
     if in_path.resolve() == out_path.resolve() or _same_file(in_path, out_path):
         raise UsageError(f"output would overwrite the input: {out_path}")
     if not out_path.parent.is_dir():
@@ -232,6 +244,7 @@ def resample(
             return _run(
                 vol, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit, workers,
                 scratch, store_root, keep_zarr, compare, progress, say, spacing_label, t_start, force, dry_run, cl,
+                qc,
             )
         finally:
             vol.close()
@@ -239,7 +252,7 @@ def resample(
 
 def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit,
          workers, scratch, store_root, keep_zarr, compare, progress, say, spacing_label, t_start, force,
-         dry_run, client) -> ResampleResult:
+         dry_run, client, qc=None) -> ResampleResult:
     to_mm = vol.unit_to_mm
     cur_mm = vol.spacing * to_mm
     target_mm = resolve_spacing(cur_mm, spacing, units)
@@ -388,6 +401,12 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         for label in ("input", "output"):
             s = stats[label]
             say(f"  {label:8s} {s['min']:14.6g} {s['max']:14.6g} {s['mean']:14.6g} {s['std']:14.6g}")
+    if qc is not None:
+        t0 = time.perf_counter()
+        write_qc(qc, vol.source, vol.shape, vol.affine, cur_mm, out_img.dataobj, out_shape, out_img.affine, true_mm,
+                 vol.slope, vol.inter, title=f"{vol.path.name} -> {out_path.name}, {INTERPOLATION_NAMES[order]}")
+        timings["qc"] = time.perf_counter() - t0
+        say(f"QC picture: {qc}")
     timings["total"] = time.perf_counter() - t_start
     n_out = int(np.prod(out_shape))
     say("")
@@ -537,6 +556,8 @@ def _timing_text(t: dict) -> str:
         parts.append(f"writing {t['write']:.2f} s")
     if "compare" in t:
         parts.append(f"comparing {t['compare']:.2f} s")
+    if "qc" in t:
+        parts.append(f"QC picture {t['qc']:.2f} s")
     return ", ".join(parts)
 
 

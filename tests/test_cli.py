@@ -443,3 +443,43 @@ def test_what_looks_like_a_label_map(tmp_path, values, expected):
         assert bool(looks_like_labels(vol)) is expected
     finally:
         vol.close()
+
+
+def test_qc_planes_go_through_the_same_physical_point():
+    from bigresample.qc import centre_indices
+
+    rot = np.array([[0.0, -1.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 1.0]])
+    a_in = np.eye(4)
+    a_in[:3, :3] = rot @ np.diag([0.1, 0.1, 0.1])
+    a_in[:3, 3] = [5.0, -3.0, 2.0]
+    g = make_grid((60, 50, 40), (0.1, 0.1, 0.1), (0.13, 0.1, 0.07), "center")
+    a_out = g.output_affine(a_in)
+    xi, xo = centre_indices(a_in, a_out, g.out_shape)
+    gap = a_in @ np.append(xi, 1.0) - a_out @ np.append(xo, 1.0)
+    assert np.all(np.abs(np.linalg.solve(a_in[:3, :3], gap[:3])) <= 0.5)  # within half an input voxel
+
+
+def test_qc_draws_input_and_output_slices_into_a_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    from matplotlib.image import imread
+
+    src = tmp_path / "in.nii.gz"
+    make_volume(src, shape=(40, 36, 30))
+    png = tmp_path / "qc.png"
+    assert main([str(src), str(tmp_path / "out.nii"), "--spacing", "0.2", "0.1", "0.15", "--qc", str(png)]) == 0
+    assert f"QC picture: {png}" in capsys.readouterr().out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    img = imread(png)
+    assert img.shape[:2] == (900, 1200) and img[..., :3].std() > 0.05
+
+
+def test_qc_without_matplotlib_says_what_to_install(tmp_path, capsys, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    src = tmp_path / "in.nii"
+    make_volume(src)
+    assert main([str(src), str(tmp_path / "out.nii"), "--z-spacing", "0.15", "--qc", str(tmp_path / "q.png")]) == 2
+    assert "--qc needs matplotlib: pip install 'bigresample[qc]'" in capsys.readouterr().err
+    assert not (tmp_path / "out.nii").exists()
