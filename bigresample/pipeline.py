@@ -287,6 +287,9 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     say(f"Boundary mode: {mode}" + (f" (cval={cval:g})" if "constant" in mode else ""))
 
     out_dtype = np.dtype(vol.dtype if dtype is None else dtype).newbyteorder("=")
+    if "constant" in mode and not np.isfinite(cval) and out_dtype.kind in "iub":
+        raise UsageError(f"--cval {cval:g} needs a float output (e.g. --dtype float32); the output type is "
+                         f"{out_dtype.name}")
     resampler = Resampler(g, order, mode, cval)
     plan: Plan = plan_blocks(
         resampler, vol.dtype.itemsize, out_dtype.itemsize, limit, workers, chunks, gzip=kind == ".nii.gz"

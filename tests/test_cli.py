@@ -483,3 +483,30 @@ def test_qc_without_matplotlib_says_what_to_install(tmp_path, capsys, monkeypatc
     assert main([str(src), str(tmp_path / "out.nii"), "--z-spacing", "0.15", "--qc", str(tmp_path / "q.png")]) == 2
     assert "--qc needs matplotlib: pip install 'bigresample[qc]'" in capsys.readouterr().err
     assert not (tmp_path / "out.nii").exists()
+
+
+@pytest.mark.parametrize("mode", ["constant", "grid-constant"])
+def test_nan_as_cval_marks_outside_voxels_in_a_float_output(tmp_path, mode):
+    src = tmp_path / "in.nii"
+    make_volume(src, shape=(20, 18, 12))
+    out = tmp_path / "out.nii"
+    assert main([str(src), str(out), "--spacing", "0.13", "0.07", "0.15", "--order", "3", "--mode", mode,
+                 "--cval", "nan", "--quiet"]) == 0
+    img = nib.load(src)
+    raw = np.asanyarray(img.dataobj)
+    g = make_grid(raw.shape, voxel_spacing(img.affine), (0.13, 0.07, 0.15), "center")
+    ref = scipy_reference(raw, g, 3, mode, cval=np.nan)
+    got = np.asanyarray(nib.load(out).dataobj)
+    assert np.isnan(got).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(ref))
+    assert_matches_reference(np.nan_to_num(got), np.nan_to_num(ref), raw, 3)
+
+
+def test_nan_as_cval_with_an_integer_output_is_refused(tmp_path, capsys):
+    src = tmp_path / "in.nii"
+    make_volume(src, dtype=np.int16)
+    out = tmp_path / "out.nii"
+    assert main([str(src), str(out), "--z-spacing", "0.15", "--mode", "constant", "--cval", "nan"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--cval nan needs a float output" in err and "int16" in err
+    assert not out.exists()
