@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--x-spacing", metavar="X", help="new x-spacing (others keep theirs)")
     sp.add_argument("--y-spacing", metavar="Y", help="new y-spacing")
     sp.add_argument("--z-spacing", metavar="Z", help="new z-spacing")
+    sp.add_argument("--shape", nargs="+", metavar="X",
+                    help="instead of a spacing: the output shape in voxels (x y z); the field of view is kept")
     sp.add_argument("--units", choices=("mm", "um"), default="mm", help="units of the spacing values (default mm)")
     it = p.add_argument_group("interpolation")
     it.add_argument(
@@ -103,6 +105,19 @@ def _terminate(signum, frame):
     raise KeyboardInterrupt
 
 
+def _target_from_args(args) -> tuple[dict, str]:
+    """``resample`` keywords for the target (spacing or shape) and the report's label."""
+    if args.shape is not None:
+        given = [args.spacing, args.xyz_spacing, args.x_spacing, args.y_spacing, args.z_spacing]
+        if any(v is not None for v in given):
+            raise UsageError("give either a spacing or --shape, not both")
+        if len(args.shape) != 3:
+            raise UsageError(f"--shape needs 3 values (x y z); got {len(args.shape)}: {' '.join(args.shape)}")
+        return {"shape": list(args.shape)}, "shape=" + "x".join(args.shape)
+    spacing, label = _spacing_from_args(args)
+    return {"spacing": spacing}, label
+
+
 def _spacing_from_args(args) -> tuple[list, str]:
     full = args.spacing if args.spacing is not None else args.xyz_spacing
     if args.spacing is not None and args.xyz_spacing is not None:
@@ -115,7 +130,7 @@ def _spacing_from_args(args) -> tuple[list, str]:
             raise UsageError(f"--spacing needs 3 values (x y z); got {len(full)}: {' '.join(full)}")
         return list(full), ", ".join(f"{a}={v}" for a, v in zip("xyz", full))
     if all(v is None for v in axes):
-        raise UsageError("no spacing given: use --spacing X Y Z or --x-spacing/--y-spacing/--z-spacing")
+        raise UsageError("no spacing given: use --spacing X Y Z, --x-spacing/--y-spacing/--z-spacing or --shape X Y Z")
     return list(axes), ", ".join(f"{a}={v}" for a, v in zip("xyz", axes) if v is not None)
 
 
@@ -143,12 +158,12 @@ def _main(argv) -> int:
         if args.order not in range(6):
             raise UsageError(f"--order must be 0-5; got {args.order}")
         if args.output_dir is not None:
-            spacing, label = _spacing_from_args(args)
-            return _batch(args, spacing, label, log, progress)
+            target, label = _target_from_args(args)
+            return _batch(args, target, label, log, progress)
         if len(args.paths) != 2:
             raise UsageError(f"need INPUT and OUTPUT (or --output-dir DIR, or --demo); got {len(args.paths)} paths")
-        spacing, label = _spacing_from_args(args)
-        _run_one(args, args.paths[0], args.paths[1], spacing, label, log, progress)
+        target, label = _target_from_args(args)
+        _run_one(args, args.paths[0], args.paths[1], target, label, log, progress)
         return 0
     except ERRORS as exc:
         if args.debug:
@@ -170,11 +185,11 @@ def _main(argv) -> int:
             signal.signal(signal.SIGTERM, previous)
 
 
-def _run_one(args, input, output, spacing, label, log, progress):
+def _run_one(args, input, output, target, label, log, progress):
     return resample(
         input,
         output,
-        spacing=spacing,
+        **target,
         units=args.units,
         compare=args.compare,
         progress=progress,
@@ -196,7 +211,7 @@ def batch_output(input, output_dir, suffix="") -> Path:
     return Path(output_dir) / f"{stem}{suffix}.nii.gz"
 
 
-def _batch(args, spacing, label, log, progress) -> int:
+def _batch(args, target, label, log, progress) -> int:
     """Every input into ``--output-dir``; one summary line each; exit status 2
     if any failed.  Ctrl-C stops the batch (the interrupted file resumes on a
     rerun, as a single run would)."""
@@ -208,7 +223,7 @@ def _batch(args, spacing, label, log, progress) -> int:
     for input in args.paths:
         output = batch_output(input, args.output_dir, args.suffix)
         try:
-            r = _run_one(args, input, output, spacing, label, log, progress)
+            r = _run_one(args, input, output, target, label, log, progress)
         except ERRORS as exc:
             failed += 1
             print(f"bigresample: FAILED {input}: {exc}", flush=True)

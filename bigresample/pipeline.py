@@ -124,7 +124,8 @@ def resample(
     input,
     output,
     *,
-    spacing: Sequence[float | None],
+    spacing: Sequence[float | None] | None = None,
+    shape: Sequence[int] | None = None,
     units: str = "mm",
     order: int = 1,
     grid: str = "center",
@@ -156,6 +157,9 @@ def resample(
         Output must end in .nii or .nii.gz.
     spacing : 3 floats or None
         Requested spacing of x, y, z; None keeps that axis' spacing.
+    shape : 3 ints, optional
+        Instead of ``spacing``: the output shape; the spacing is then
+        ``s * n / m`` per axis (the field of view is kept).
     units : {'mm', 'um'}
         Units of ``spacing``.
     order, grid, mode, cval, dtype
@@ -202,6 +206,11 @@ def resample(
     """
     t_start = time.perf_counter()
     say = log or (lambda line: None)
+    if (spacing is None) == (shape is None):
+        raise UsageError("give the target as spacing or as shape, not both" if shape is not None
+                         else "no spacing given: use --spacing X Y Z, --x/--y/--z-spacing or --shape X Y Z")
+    if shape is not None:
+        shape = parse_shape(shape)
     order = 0 if labels else parse_order(order)
     mode = parse_mode(mode)
     grid = parse_grid(grid)
@@ -244,7 +253,7 @@ def resample(
             return _run(
                 vol, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit, workers,
                 scratch, store_root, keep_zarr, compare, progress, say, spacing_label, t_start, force, dry_run, cl,
-                qc,
+                qc, shape,
             )
         finally:
             vol.close()
@@ -252,10 +261,14 @@ def resample(
 
 def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit,
          workers, scratch, store_root, keep_zarr, compare, progress, say, spacing_label, t_start, force,
-         dry_run, client, qc=None) -> ResampleResult:
+         dry_run, client, qc=None, shape=None) -> ResampleResult:
     to_mm = vol.unit_to_mm
     cur_mm = vol.spacing * to_mm
-    target_mm = resolve_spacing(cur_mm, spacing, units)
+    if shape is not None:
+        # the spacing that gives this shape with the field of view kept (n*s = m*t)
+        target_mm = cur_mm * np.array(vol.shape[:3], dtype=np.float64) / np.array(shape, dtype=np.float64)
+    else:
+        target_mm = resolve_spacing(cur_mm, spacing, units)
     say("")
     say(f"Original volume shape: {vol.shape}")
     say(f"Original spacing (mm): {_fmt3(cur_mm, '.4f')}")
@@ -272,6 +285,8 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
 
     target = same_as_stored(target_mm / to_mm, vol.spacing)
     g = make_grid(vol.shape[:3], vol.spacing, target, grid)
+    if shape is not None and tuple(g.out_shape) != shape:  # pragma: no cover - m = round(n*s/t) is exact here
+        raise RuntimeError(f"asked for shape {shape}, the grid has {g.out_shape}")
     zoom = vol.spacing / target
     say(f"Zoom factors: {_fmt3(zoom, '.4f')}")
     for a, z in zip(AXES, zoom):
@@ -498,6 +513,23 @@ def looks_like_labels(vol: InputVolume) -> str | None:
     if n <= 16 or sparse:
         return f"{vol.dtype.name}, {n} distinct values in the middle slice"
     return None
+
+
+def parse_shape(shape) -> tuple[int, int, int]:
+    """Three positive whole numbers of output voxels, or UsageError naming the value."""
+    values = list(shape)
+    if len(values) != 3:
+        raise UsageError(f"--shape needs 3 values (x y z); got {len(values)}: {' '.join(map(str, values))}")
+    out = []
+    for a, v in zip("xyz", values):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise UsageError(f"--shape {a} must be a whole number; got {v!r}") from None
+        if not (np.isfinite(f) and f == int(f) and f >= 1):
+            raise UsageError(f"--shape {a} must be a whole number >= 1; got {v!r}")
+        out.append(int(f))
+    return tuple(out)
 
 
 def same_as_stored(target, spacing):

@@ -510,3 +510,31 @@ def test_nan_as_cval_with_an_integer_output_is_refused(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "--cval nan needs a float output" in err and "int16" in err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("grid", ["center", "zoom"])
+def test_shape_gives_the_target_as_output_voxels(tmp_path, grid, capsys):
+    src = tmp_path / "in.nii.gz"
+    make_volume(src, shape=(24, 20, 14))
+    out = tmp_path / "out.nii"
+    assert main([str(src), str(out), "--shape", "17", "31", "9", "--order", "3", "--grid", grid]) == 0
+    assert "Changing spacing: shape=17x31x9" in capsys.readouterr().out
+    assert nib.load(out).shape == (17, 31, 9)
+    s = voxel_spacing(nib.load(src).affine)
+    check_output(src, out, s * np.array([24, 20, 14]) / np.array([17, 31, 9]), order=3, grid=grid)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--shape", "10", "10"], "--shape needs 3 values (x y z); got 2"),
+    (["--shape", "10", "0", "10"], "--shape y must be a whole number >= 1; got '0'"),
+    (["--shape", "10", "1.5", "10"], "--shape y must be a whole number >= 1; got '1.5'"),
+    (["--shape", "10", "abc", "10"], "--shape y must be a whole number; got 'abc'"),
+    (["--shape", "10", "10", "10", "--z-spacing", "0.2"], "give either a spacing or --shape, not both"),
+])
+def test_bad_shapes_give_one_line(tmp_path, args, message, capsys):
+    src = tmp_path / "in.nii"
+    make_volume(src)
+    assert main([str(src), str(tmp_path / "out.nii"), *args]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert [p.name for p in tmp_path.iterdir()] == ["in.nii"]
