@@ -71,6 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     it.add_argument("--mode", default="nearest", metavar="MODE",
                     help=f"boundary mode, as scipy.ndimage: {', '.join(MODES)} (default nearest)")
     it.add_argument("--cval", type=float, default=0.0, help="value outside the input for constant modes")
+    it.add_argument("--antialias", action="store_true",
+                    help="Gaussian smoothing of downsampled axes before sampling (sigma (r-1)/2 input voxels)")
     it.add_argument("--dtype", choices=DTYPES, help="output data type (default: the input's stored type)")
     run = p.add_argument_group("execution")
     run.add_argument("--chunks", nargs=3, type=int, metavar=("X", "Y", "Z"), help="output block shape in voxels")
@@ -259,6 +261,7 @@ def _options(args) -> dict:
         keep_zarr=args.keep_zarr,
         force=args.force,
         labels=args.labels,
+        antialias=args.antialias,
         qc=args.qc,
         scheduler=args.scheduler,
         local_cluster=args.local_cluster,

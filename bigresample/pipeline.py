@@ -26,6 +26,8 @@ import numpy as np
 
 from . import __version__
 from . import store as store_location
+from .antialias import Smoothed
+from .antialias import sigmas as antialias_sigmas
 from .cluster import check_visible, connect, describe
 from .engine import Resampler
 from .geometry import make_grid, parse_grid, voxel_spacing
@@ -144,6 +146,7 @@ def resample(
     force: bool = False,
     dry_run: bool = False,
     labels: bool = False,
+    antialias: bool = False,
     qc=None,
     scheduler: str | None = None,
     local_cluster: int | None = None,
@@ -187,6 +190,11 @@ def resample(
     force : bool
         Write an output more than 16x the input's size (refused otherwise, as
         most likely a typo in the spacing).
+    antialias : bool
+        Smooth each downsampled axis with a Gaussian before sampling (sigma
+        ``(r - 1) / 2`` input voxels, scikit-image's rule; see
+        ``bigresample.antialias``).  Off by default, so that the ``zoom`` grid
+        stays equal to ``scipy.ndimage.zoom``.
     qc : path, optional
         Also draw orthogonal slices of input and output through the same
         physical point into this PNG (needs matplotlib).
@@ -253,7 +261,7 @@ def resample(
             return _run(
                 vol, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit, workers,
                 scratch, store_root, keep_zarr, compare, progress, say, spacing_label, t_start, force, dry_run, cl,
-                qc, shape,
+                qc, shape, antialias,
             )
         finally:
             vol.close()
@@ -261,7 +269,7 @@ def resample(
 
 def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit,
          workers, scratch, store_root, keep_zarr, compare, progress, say, spacing_label, t_start, force,
-         dry_run, client, qc=None, shape=None) -> ResampleResult:
+         dry_run, client, qc=None, shape=None, antialias=False) -> ResampleResult:
     to_mm = vol.unit_to_mm
     cur_mm = vol.spacing * to_mm
     if shape is not None:
@@ -306,6 +314,15 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         raise UsageError(f"--cval {cval:g} needs a float output (e.g. --dtype float32); the output type is "
                          f"{out_dtype.name}")
     resampler = Resampler(g, order, mode, cval)
+    source, smoothing = vol.source, None
+    if antialias:
+        smoothing = antialias_sigmas(g.ratios)
+        if any(sg > 0 for sg in smoothing):
+            source = Smoothed(vol.source, smoothing)
+            say("Anti-aliasing: Gaussian sigma (input voxels) "
+                + ", ".join(f"{a}={sg:.3g}" for a, sg in zip("xyz", smoothing)) + " ((r-1)/2, as scikit-image)")
+        else:
+            say("Anti-aliasing: no axis is downsampled, nothing to smooth")
     plan: Plan = plan_blocks(
         resampler, vol.dtype.itemsize, out_dtype.itemsize, limit, workers, chunks, gzip=kind == ".nii.gz"
     )
@@ -340,7 +357,8 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
             "grid": grid,
             "dtype": out_dtype.str,
             "block": list(plan.block),
-            "store": store_path if via_zarr else None,  # block numbers differ between the two ways of writing
+            "store": store_path if via_zarr else None,
+            "antialias": list(smoothing) if smoothing else None,  # block numbers differ between the two ways of writing
             "version": __version__,
         },
     )
@@ -359,7 +377,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         if note:
             say(f"Note: not resuming the zarr store {store_path}: {note}; starting again.")
         try:
-            store, resumed = compute_to_zarr(resampler, vol.source, out_dtype, out_full, plan, store_path, workers,
+            store, resumed = compute_to_zarr(resampler, source, out_dtype, out_full, plan, store_path, workers,
                                              progress, journal, done, client)
             if resumed:
                 say(f"Resumed: {resumed} of {n_blocks} blocks were already in the zarr store from an "
@@ -375,7 +393,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         if note and tmp_out.exists():
             say(f"Note: not resuming the partial output {tmp_out.name}: {note}; starting again.")
         resumed = compute_direct(
-            resampler, vol.source, out_dtype, plan, out_full, hdr, tmp_out, kind, workers, progress, journal, done
+            resampler, source, out_dtype, plan, out_full, hdr, tmp_out, kind, workers, progress, journal, done
         )
         if resumed:
             say(f"Resumed: {resumed} of {n_blocks} blocks were already done by an interrupted run.")
