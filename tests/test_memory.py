@@ -56,3 +56,16 @@ def test_peak_rss_does_not_grow_with_the_volume_and_stays_under_the_budget(tmp_p
     small, large = peaks
     assert large <= small * 1.15 + 16 * 2**20, f"peak RSS grew from {small >> 20} MiB to {large >> 20} MiB"
     assert large <= limit, f"peak RSS {large >> 20} MiB over the {limit >> 20} MiB budget"
+
+
+@pytest.mark.slow
+def test_antialias_stays_under_the_budget(tmp_path):
+    """The smoothed float64 window counts in the plan."""
+    limit = 200 * 2**20
+    src = tmp_path / "in.nii"
+    _volume(src, (200, 200, 400))  # 64 MB
+    out = tmp_path / "out.nii"
+    peak = _peak([src, out, "--spacing", "0.4", "0.3", "0.25", "--order", "3", "--antialias",
+                  "--memory-limit", limit, "--quiet"])
+    assert nib.load(out).shape == (50, 67, 160)
+    assert peak <= limit, f"peak RSS {peak >> 20} MiB over the {limit >> 20} MiB budget"
