@@ -43,8 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Spacing values are in millimetres (0.1 mm = 100 microns) unless --units um.",
     )
     p.add_argument("paths", nargs="*", metavar="INPUT OUTPUT",
-                   help="input image (.nii, .nii.gz, .hdr/.img, .mgz, ...) and output NIfTI file (.nii or .nii.gz); "
-                        "with --output-dir, any number of inputs")
+                   help="input image (.nii, .nii.gz, .hdr/.img, .mgz, ...) and output (.nii, .nii.gz, or .zarr "
+                        "for OME-Zarr); with --output-dir, any number of inputs")
     p.add_argument("--labels", action="store_true",
                    help="the input is a label map: nearest neighbour (order 0), every output value an input label")
     bt = p.add_argument_group("several inputs")

@@ -30,7 +30,7 @@ from .geometry import Grid, voxel_spacing
 from .rawio import RawReader
 
 NIFTI1_MAX_DIM = 32767
-OUTPUT_SUFFIXES = (".nii", ".nii.gz")
+OUTPUT_SUFFIXES = (".nii", ".nii.gz", ".zarr")
 #: Units of the NIfTI header that we convert requested spacings into.
 UNIT_TO_MM = {"mm": 1.0, "micron": 1e-3, "meter": 1e3, "unknown": 1.0}
 GZIP_MAGIC = b"\x1f\x8b"
@@ -41,13 +41,13 @@ class InputError(ValueError):
 
 
 def output_kind(path) -> str:
-    """'.nii' or '.nii.gz', or InputError naming the unsupported suffix."""
+    """'.nii', '.nii.gz' or '.zarr' (OME-Zarr), or InputError naming the unsupported suffix."""
     name = str(path).lower()
-    for suffix in (".nii.gz", ".nii"):
+    for suffix in (".nii.gz", ".nii", ".zarr"):
         if name.endswith(suffix):
             return suffix
     raise InputError(
-        f"output must end in {' or '.join(OUTPUT_SUFFIXES)}; got {Path(path).name!r}"
+        f"output must end in {', '.join(OUTPUT_SUFFIXES[:-1])} or {OUTPUT_SUFFIXES[-1]}; got {Path(path).name!r}"
     )
 
 

@@ -15,6 +15,7 @@ the output path.
 from __future__ import annotations
 
 import os
+import shutil
 import time
 import warnings
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ import nibabel as nib
 import numpy as np
 
 from . import __version__
+from . import ome
 from . import store as store_location
 from .antialias import Smoothed
 from .antialias import sigmas as antialias_sigmas
@@ -338,7 +340,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     )
     say(f"Memory budget: {format_bytes(limit)}")
     out_full = tuple(g.out_shape) + tuple(extra)
-    via_zarr = keep_zarr or client is not None
+    via_zarr = (keep_zarr or client is not None) and kind != ".zarr"  # an OME-Zarr output is its own store
     if dry_run:
         return _dry_run(vol, resampler, out_path, kind, g, out_full, out_dtype, plan, limit, scratch,
                         store_root if via_zarr else None, say, target_mm, to_mm)
@@ -361,7 +363,8 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
             "grid": grid,
             "dtype": out_dtype.str,
             "block": list(plan.block),
-            "store": store_path if via_zarr else None,  # block numbers differ between the two ways of writing
+            # block numbers differ between the two ways of writing
+            "store": store_path if via_zarr else (str(tmp_out / "0") if kind == ".zarr" else None),
             "antialias": list(smoothing) if smoothing else None,
             "version": __version__,
         },
@@ -373,10 +376,29 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     store = None
     if client is not None:
         data_file = getattr(vol.source, "path", None) or str(vol.path)
-        check_visible(client, [data_file, store_root])
+        check_visible(client, [data_file, str(out_path.parent) if kind == ".zarr" else store_root])
         say(f"Cluster: {describe(client)}; zarr store {store_path}")
     t0 = time.perf_counter()
-    if via_zarr:
+    if kind == ".zarr":
+        done, note = journal.load()
+        if note:
+            say(f"Note: not resuming the partial output {tmp_out.name}: {note}; starting again.")
+        if not (done and (tmp_out / "zarr.json").exists()):
+            done = {}
+            shutil.rmtree(tmp_out, ignore_errors=True)
+            ome.create_group(tmp_out, ome.metadata(out_path.name[: -len(kind)], g.output_affine(vol.affine),
+                                                   vol.units, extra, *_time_axis(vol)))
+        _, resumed = compute_to_zarr(resampler, source, out_dtype, out_full, plan, str(tmp_out / "0"), workers,
+                                     progress, journal, done, client)
+        if resumed:
+            say(f"Resumed: {resumed} of {n_blocks} blocks were already done by an interrupted run.")
+        timings["compute"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        written = ome.open_image(tmp_out)
+        if written.shape != tuple(out_full):
+            raise RuntimeError(f"written OME-Zarr has shape {written.shape}, expected {out_full}")
+        _replace_folder(tmp_out, out_path)
+    elif via_zarr:
         done, note = journal.load()
         if note:
             say(f"Note: not resuming the zarr store {store_path}: {note}; starting again.")
@@ -403,23 +425,31 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
             say(f"Resumed: {resumed} of {n_blocks} blocks were already done by an interrupted run.")
         timings["compute"] = time.perf_counter() - t0
         t0 = time.perf_counter()
-    check_written(tmp_out, hdr, kind)
-    os.replace(tmp_out, out_path)
+    if kind != ".zarr":
+        check_written(tmp_out, hdr, kind)
+        os.replace(tmp_out, out_path)
     journal.remove()
     timings["write"] = time.perf_counter() - t0
 
     stats = None
+    if kind == ".zarr":
+        out_data, out_affine = ome.open_image(out_path), g.output_affine(vol.affine)
+        written_scale = ome.written_scale(out_path)
+        verified_mm = np.array(written_scale[-3:][::-1]) * to_mm
+        nifti2 = False
+    else:
+        out_img = nib.load(out_path)
+        out_data, out_affine = out_img.dataobj, out_img.affine
+        verified_mm = voxel_spacing(out_img.affine) * to_mm
     if compare:
         t0 = time.perf_counter()
-        stats = compare_stats(vol, out_path, plan, workers)
+        stats = compare_stats(vol, out_data, plan, workers)
         timings["compare"] = time.perf_counter() - t0
     if store is not None and not keep_zarr:
         store_location.remove(store_path)
 
-    out_img = nib.load(out_path)
-    verified_mm = voxel_spacing(out_img.affine) * to_mm
     true_mm = g.output_spacing(vol.spacing) * to_mm
-    out_shape = tuple(int(n) for n in out_img.shape)
+    out_shape = tuple(int(n) for n in out_data.shape)
     say(f"Resampled volume shape: {out_shape}")
     for a, n, m in zip("XYZ", vol.shape, out_shape):
         say(f"  {a}: {n} → {m} ({(m - n) / n * 100:+.1f}%)")
@@ -443,7 +473,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
             say(f"  {label:8s} {s['min']:14.6g} {s['max']:14.6g} {s['mean']:14.6g} {s['std']:14.6g}")
     if qc is not None:
         t0 = time.perf_counter()
-        write_qc(qc, vol.source, vol.shape, vol.affine, cur_mm, out_img.dataobj, out_shape, out_img.affine, true_mm,
+        write_qc(qc, vol.source, vol.shape, vol.affine, cur_mm, out_data, out_shape, out_affine, true_mm,
                  vol.slope, vol.inter, title=f"{vol.path.name} -> {out_path.name}, {INTERPOLATION_NAMES[order]}")
         timings["qc"] = time.perf_counter() - t0
         say(f"QC picture: {qc}")
@@ -465,7 +495,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         requested_spacing_mm=tuple(float(v) for v in target_mm),
         out_spacing_mm=tuple(float(v) for v in true_mm),
         verified_spacing_mm=tuple(float(v) for v in verified_mm),
-        affine=out_img.affine,
+        affine=out_affine,
         grid=grid,
         order=order,
         mode=mode,
@@ -493,7 +523,7 @@ def _dry_run(vol, resampler, out_path, kind, g, out_full, out_dtype, plan, limit
         f"{plan.workers} at a time")
     say(f"  Memory: ~{format_bytes(plan.block_bytes)} per block, ~{format_bytes(peak)} peak "
         f"(budget {format_bytes(limit)})")
-    disk = [f"output {format_bytes(out_bytes if kind == '.nii' else out_bytes // 2)}"
+    disk = [f"output {format_bytes(out_bytes // 2 if kind == '.nii.gz' else out_bytes)}"
             + (" (compressed: an estimate)" if kind == ".nii.gz" else "") + f" in {out_path.parent}"]
     if vol.compressed:
         disk.append(f"decompressed input {format_bytes(vol.data_bytes)} in {scratch} (removed afterwards)")
@@ -584,7 +614,7 @@ def _check_output_size(vol, out_path, kind, g, extra, out_dtype, force, store_ro
             f"output would be {format_bytes(out_bytes)}, {out_bytes / max(in_bytes, 1):.0f}x the input "
             f"(shape {tuple(g.out_shape) + tuple(extra)}): check the spacing, or add --force"
         )
-    need = out_bytes if kind == ".nii" else out_bytes // 2  # compressed: an estimate
+    need = out_bytes // 2 if kind == ".nii.gz" else out_bytes  # compressed: an estimate
     partial = out_path.parent / f".{out_path.name[: -len(kind)]}.bigresample-partial{kind}"
     if partial.exists():
         need -= partial.stat().st_size
@@ -595,6 +625,28 @@ def _check_output_size(vol, out_path, kind, g, extra, out_dtype, force, store_ro
         else:
             check_free_space(store_root, out_bytes, f"the zarr store ({format_bytes(out_bytes)})")
     check_free_space(out_path.parent, need, what)
+
+
+def _time_axis(vol: InputVolume) -> tuple[float | None, str]:
+    """Time step and its unit from the header (for a 4D image)."""
+    hdr = vol.image.header
+    zooms = hdr.get_zooms()
+    unit = hdr.get_xyzt_units()[1] if hasattr(hdr, "get_xyzt_units") else "sec"
+    return (float(zooms[3]) if len(zooms) > 3 else None), (unit or "sec")
+
+
+def _replace_folder(new: Path, target: Path) -> None:
+    """Put the finished folder ``new`` at ``target``; an existing ``target``
+    stays whole until then (moved aside, removed after)."""
+    old = target.parent / f".{target.name}.bigresample-old"
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists() or target.is_symlink():
+        os.replace(target, old)
+    os.replace(new, target)
+    if old.is_dir() and not old.is_symlink():
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        old.unlink(missing_ok=True)
 
 
 def _same_filesystem(a, b) -> bool:

@@ -11,16 +11,16 @@ from .nifti import InputVolume
 from .plan import Plan
 
 
-def compare_stats(vol: InputVolume, out_path: Path, plan: Plan, workers: int) -> dict:
+def compare_stats(vol: InputVolume, out, plan: Plan, workers: int) -> dict:
     """min/max/mean/std of input and output in scaled units, block by block.
 
     Slab by slab over each file (never whole); moments accumulated in float64
     around each slab's mean (Chan et al.'s parallel update), so the standard
     deviation is accurate for large volumes.
     """
-    out_img = nib.load(out_path)
+    out_data = nib.load(out).dataobj if isinstance(out, (str, Path)) else out  # a path or scaled array-like
     res = {}
-    sources = (("input", vol.source, vol.slope, vol.inter), ("output", out_img.dataobj, 1.0, 0.0))
+    sources = (("input", vol.source, vol.slope, vol.inter), ("output", out_data, 1.0, 0.0))
     for label, src, slope, inter in sources:
         shape = src.shape
         mn, mx, n, mean, m2 = np.inf, -np.inf, 0, 0.0, 0.0

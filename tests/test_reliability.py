@@ -169,7 +169,7 @@ def test_an_output_folder_that_is_not_writable(tmp_path, capsys, good):  # pragm
 def test_an_output_extension_that_is_not_supported(tmp_path, capsys, good):
     assert main([str(good), str(tmp_path / "out.mha"), "--z-spacing", "0.2"]) == 2
     err = capsys.readouterr().err
-    assert "output must end in .nii or .nii.gz; got 'out.mha'" in err
+    assert "output must end in .nii, .nii.gz or .zarr; got 'out.mha'" in err
 
 
 def test_an_output_so_large_it_cannot_be_meant_needs_force(tmp_path, capsys, good):
