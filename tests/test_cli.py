@@ -237,9 +237,9 @@ def test_nifti2_is_written_when_a_dimension_exceeds_32767(tmp_path):
          "--tmp-dir folder cannot be used: /no/such/dir: no such folder"),
         (["--z-spacing", "0.2", "--tmp-dir", "nosuchproto://bucket/x"],
          "--tmp-dir URL cannot be used: nosuchproto://bucket/x: Protocol not known: nosuchproto"),
-        pytest.param(["--z-spacing", "0.2", "--tmp-dir", "s3://bucket/x"],
-                     "--tmp-dir URL cannot be used: s3://bucket/x: Install s3fs to access S3",
-                     marks=pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs installed")),
+        pytest.param(["--z-spacing", "0.2", "--tmp-dir", "gs://bucket/x"],
+                     "--tmp-dir URL cannot be used: gs://bucket/x: Please install gcsfs to access Google Storage",
+                     marks=pytest.mark.skipif(importlib.util.find_spec("gcsfs") is not None, reason="gcsfs installed")),
     ],
 )
 def test_bad_arguments_give_one_line_and_exit_status_2(tmp_path, args, message, capsys):
