@@ -88,6 +88,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--keep-zarr", action="store_true", help="keep the zarr store after success")
     out = p.add_argument_group("output")
     out.add_argument("--compare", action="store_true", help="print min/max/mean/std of input and output")
+    out.add_argument("--levels", type=int, default=1, metavar="N",
+                     help="OME-Zarr output: a pyramid of N levels, level k at 2^k times the spacing (default 1)")
     out.add_argument("--qc", metavar="PNG",
                      help="also draw orthogonal slices of input and output through the same point (needs matplotlib)")
     out.add_argument("--quiet", action="store_true", help="no report, no progress bars")
@@ -262,6 +264,7 @@ def _options(args) -> dict:
         force=args.force,
         labels=args.labels,
         antialias=args.antialias,
+        levels=args.levels,
         qc=args.qc,
         scheduler=args.scheduler,
         local_cluster=args.local_cluster,

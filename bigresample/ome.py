@@ -31,36 +31,32 @@ def is_axis_aligned(affine) -> bool:
     return bool(np.all(a[~np.eye(3, dtype=bool)] == 0) and np.all(np.diag(a) > 0))
 
 
-def metadata(name: str, affine, units: str, extra_shape=(), time_step=None, time_unit="sec") -> dict:
-    """The group's attributes for one image with output ``affine`` (spatial axes x, y, z)."""
-    a = np.asarray(affine, dtype=np.float64)
-    spacing = voxel_spacing(a)
-    origin = a[:3, 3]
-    unit = UNITS.get(units, "millimeter")
-    axes = [{"name": ax, "type": "space", "unit": unit} for ax in "zyx"]
-    scale = [float(v) for v in spacing[::-1]]
-    translation = [float(v) for v in origin[::-1]]
+def metadata(name: str, affines, units: str, extra_shape=(), time_step=None, time_unit="sec") -> dict:
+    """The group's attributes for one image whose levels ``0, 1, ...`` have
+    the output ``affines`` (spatial axes x, y, z)."""
     if len(extra_shape) > 1:
         raise ValueError("OME-Zarr output takes 3D or 4D (time) images")
+    unit = UNITS.get(units, "millimeter")
+    axes = [{"name": ax, "type": "space", "unit": unit} for ax in "zyx"]
     if extra_shape:
         axes.insert(0, {"name": "t", "type": "time", "unit": TIME_UNITS.get(time_unit, "second")})
-        scale.insert(0, float(time_step) if time_step and time_step > 0 else 1.0)
-        translation.insert(0, 0.0)
-    attrs = {
-        "ome": {
-            "version": NGFF_VERSION,
-            "multiscales": [{
-                "name": name,
-                "axes": axes,
-                "datasets": [{"path": "0", "coordinateTransformations": [
-                    {"type": "scale", "scale": scale},
-                    {"type": "translation", "translation": translation},
-                ]}],
-            }],
-        },
-        "bigresample": {"nifti_affine": a.tolist(), "axis_aligned": is_axis_aligned(a)},
+    datasets = []
+    for level, affine in enumerate(affines):
+        a = np.asarray(affine, dtype=np.float64)
+        scale = [float(v) for v in voxel_spacing(a)[::-1]]
+        translation = [float(v) for v in a[:3, 3][::-1]]
+        if extra_shape:
+            scale.insert(0, float(time_step) if time_step and time_step > 0 else 1.0)
+            translation.insert(0, 0.0)
+        datasets.append({"path": str(level), "coordinateTransformations": [
+            {"type": "scale", "scale": scale},
+            {"type": "translation", "translation": translation},
+        ]})
+    a0 = np.asarray(affines[0], dtype=np.float64)
+    return {
+        "ome": {"version": NGFF_VERSION, "multiscales": [{"name": name, "axes": axes, "datasets": datasets}]},
+        "bigresample": {"nifti_affine": a0.tolist(), "axis_aligned": is_axis_aligned(a0)},
     }
-    return attrs
 
 
 def create_group(path, attrs: dict) -> None:

@@ -149,6 +149,7 @@ def resample(
     dry_run: bool = False,
     labels: bool = False,
     antialias: bool = False,
+    levels: int = 1,
     qc=None,
     scheduler: str | None = None,
     local_cluster: int | None = None,
@@ -197,6 +198,9 @@ def resample(
         ``(r - 1) / 2`` input voxels, scikit-image's rule; see
         ``bigresample.antialias``).  Off by default, so that the ``zoom`` grid
         stays equal to ``scipy.ndimage.zoom``.
+    levels : int
+        For an OME-Zarr output: a multiscale pyramid of this many levels,
+        level k at 2^k times the spacing (each resampled from the input).
     qc : path, optional
         Also draw orthogonal slices of input and output through the same
         physical point into this PNG (needs matplotlib).
@@ -226,6 +230,10 @@ def resample(
     grid = parse_grid(grid)
     in_path, out_path = Path(input), Path(output)
     kind = output_kind(out_path)
+    if not (isinstance(levels, (int, np.integer)) and levels >= 1):
+        raise UsageError(f"--levels must be a whole number >= 1; got {levels!r}")
+    if levels > 1 and kind != ".zarr":
+        raise UsageError(f"--levels needs an OME-Zarr output (.zarr); got {out_path.name!r}")
     if qc is not None:
         try:
             require_matplotlib()
@@ -263,7 +271,7 @@ def resample(
             return _run(
                 vol, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit, workers,
                 scratch, store_root, keep_zarr, compare, progress, say, spacing_label, t_start, force, dry_run, cl,
-                qc, shape, antialias,
+                qc, shape, antialias, int(levels),
             )
         finally:
             vol.close()
@@ -271,7 +279,7 @@ def resample(
 
 def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit,
          workers, scratch, store_root, keep_zarr, compare, progress, say, spacing_label, t_start, force,
-         dry_run, client, qc=None, shape=None, antialias=False) -> ResampleResult:
+         dry_run, client, qc=None, shape=None, antialias=False, levels=1) -> ResampleResult:
     to_mm = vol.unit_to_mm
     cur_mm = vol.spacing * to_mm
     if shape is not None:
@@ -379,19 +387,37 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         check_visible(client, [data_file, str(out_path.parent) if kind == ".zarr" else store_root])
         say(f"Cluster: {describe(client)}; zarr store {store_path}")
     t0 = time.perf_counter()
+    level_journals = []
     if kind == ".zarr":
         done, note = journal.load()
         if note:
             say(f"Note: not resuming the partial output {tmp_out.name}: {note}; starting again.")
+        # level k of a pyramid: the input resampled to 2^k times the spacing, on the same grid convention
+        grids = [g] + [make_grid(vol.shape[:3], vol.spacing, target * 2.0**k, grid) for k in range(1, levels)]
+        if levels > 1:
+            say(f"Pyramid: {levels} levels, " + ", ".join("x".join(map(str, gk.out_shape)) for gk in grids))
         if not (done and (tmp_out / "zarr.json").exists()):
             done = {}
             shutil.rmtree(tmp_out, ignore_errors=True)
-            ome.create_group(tmp_out, ome.metadata(out_path.name[: -len(kind)], g.output_affine(vol.affine),
+            ome.create_group(tmp_out, ome.metadata(out_path.name[: -len(kind)],
+                                                   [gk.output_affine(vol.affine) for gk in grids],
                                                    vol.units, extra, *_time_axis(vol)))
         _, resumed = compute_to_zarr(resampler, source, out_dtype, out_full, plan, str(tmp_out / "0"), workers,
                                      progress, journal, done, client)
         if resumed:
             say(f"Resumed: {resumed} of {n_blocks} blocks were already done by an interrupted run.")
+        for k, gk in enumerate(grids[1:], start=1):
+            rk = Resampler(gk, order, mode, cval)
+            sig = antialias_sigmas(gk.ratios) if antialias else ()
+            sk = Smoothed(vol.source, sig) if any(v > 0 for v in sig) else vol.source
+            pk = plan_blocks(rk, 16 if sk is not vol.source else vol.dtype.itemsize, out_dtype.itemsize, limit,
+                             workers, chunks)
+            jk = Journal(journal.path.with_name(f"{journal.path.name}-level{k}"),
+                         {**journal.identity, "level": k, "block": list(pk.block)})
+            done_k, _ = jk.load()
+            compute_to_zarr(rk, sk, out_dtype, tuple(gk.out_shape) + tuple(extra), pk, str(tmp_out / str(k)),
+                            workers, progress, jk, done_k, client)
+            level_journals.append(jk)
         timings["compute"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         written = ome.open_image(tmp_out)
@@ -429,6 +455,8 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         check_written(tmp_out, hdr, kind)
         os.replace(tmp_out, out_path)
     journal.remove()
+    for jk in level_journals:
+        jk.remove()
     timings["write"] = time.perf_counter() - t0
 
     stats = None

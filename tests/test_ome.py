@@ -78,3 +78,33 @@ def test_an_existing_ome_zarr_output_is_replaced_whole(tmp_path):
     resample(src, out, spacing=(None, None, 0.05))
     assert _read(out)[0].shape == (28, 20, 24)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nii", "out.zarr"]
+
+
+def test_levels_make_a_pyramid_each_level_resampled_from_the_input(tmp_path):
+    from ome_zarr.io import parse_url
+    from ome_zarr.reader import Reader
+
+    src = tmp_path / "in.nii"
+    make_volume(src, shape=(40, 36, 30))
+    out = tmp_path / "out.zarr"
+    assert main([str(src), str(out), "--spacing", "0.1", "0.1", "0.07", "--order", "3", "--levels", "3",
+                 "--quiet"]) == 0
+    node = list(Reader(parse_url(str(out)))())[0]
+    assert len(node.data) == 3
+    scales = [t[0]["scale"] for t in node.metadata["coordinateTransformations"]]
+    np.testing.assert_allclose(scales, [[0.07 * 2**k, 0.1 * 2**k, 0.1 * 2**k] for k in range(3)], rtol=1e-6)
+    for k in (1, 2):
+        ref = tmp_path / f"level{k}.nii"
+        resample(src, ref, spacing=(0.1 * 2**k, 0.1 * 2**k, 0.07 * 2**k), order=3)
+        # the pyramid doubles the stored spacing (0.10000000149), the reference asks for 0.2 exactly: the
+        # grids differ by a few 1e-8 voxels, so equal to the order-3 tolerance (1e-5 of the 0-1000 range)
+        np.testing.assert_allclose(np.asarray(node.data[k]), np.asanyarray(nib.load(ref).dataobj).T, rtol=0,
+                                   atol=1e-5 * 1000)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nii", "level1.nii", "level2.nii", "out.zarr"]
+
+
+def test_levels_need_an_ome_zarr_output(tmp_path, capsys):
+    src = tmp_path / "in.nii"
+    make_volume(src)
+    assert main([str(src), str(tmp_path / "o.nii"), "--z-spacing", "0.2", "--levels", "2"]) == 2
+    assert "--levels needs an OME-Zarr output (.zarr); got 'o.nii'" in capsys.readouterr().err
