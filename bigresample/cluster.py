@@ -104,7 +104,9 @@ def check_visible(client, paths) -> int:
 
     Returns the number of workers.
     """
-    paths = [p if "://" in str(p) else os.path.abspath(p) for p in paths]
+    from .store import is_url
+
+    paths = [p if is_url(p) else os.path.abspath(p) for p in paths]
     results = client.run(_visible, paths)
     if not results:
         raise ClusterError("the dask cluster has no workers")

@@ -9,9 +9,10 @@ killed at any moment leaves at worst a block that is written but not yet
 journaled; it is recomputed on the next run, which is harmless because writing
 a block is idempotent.  A torn last line is ignored.
 
-Runs through the zarr store (cluster, ``--keep-zarr``) use the same journal,
-numbering blocks in the dask array's block order and recording one when its
-task has returned; the store's address is part of the identity.
+Runs through a zarr store (cluster, ``--keep-zarr``, OME-Zarr output) use
+the same journal and block numbers (``runner.block_regions``' file order),
+recording a block when its task has returned; the store's address is part of
+the identity.
 
 For a .nii.gz the blocks are gzip members appended in order; a block's line
 also records the file length after its member, so a rerun truncates the

@@ -36,7 +36,7 @@ from .geometry import make_grid, parse_grid, voxel_spacing
 from .journal import Journal, input_identity
 from .nifti import InputVolume, check_free_space, open_input, output_header, output_kind
 from .output import check_written, compute_direct, compute_to_zarr, stream_store
-from .plan import Plan, default_memory_limit, format_bytes, parse_memory, plan_blocks
+from .plan import default_memory_limit, format_bytes, parse_memory, plan_blocks
 from .qc import require_matplotlib, write_qc
 from .runner import block_regions
 from .stats import compare_stats
@@ -323,23 +323,14 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     if "constant" in mode and not np.isfinite(cval) and out_dtype.kind in "iub":
         raise UsageError(f"--cval {cval:g} needs a float output (e.g. --dtype float32); the output type is "
                          f"{out_dtype.name}")
-    resampler = Resampler(g, order, mode, cval)
-    source, smoothing = vol.source, None
-    if antialias:
-        smoothing = antialias_sigmas(g.ratios)
+    resampler, source, smoothing, plan = _prepare(vol, g, order, mode, cval, antialias, out_dtype, limit, workers,
+                                                  chunks, gzip=kind == ".nii.gz")
+    if smoothing is not None:
         if any(sg > 0 for sg in smoothing):
-            source = Smoothed(vol.source, smoothing)
             say("Anti-aliasing: Gaussian sigma (input voxels) "
                 + ", ".join(f"{a}={sg:.3g}" for a, sg in zip("xyz", smoothing)) + " ((r-1)/2, as scikit-image)")
         else:
             say("Anti-aliasing: no axis is downsampled, nothing to smooth")
-    # a smoothed window is float64 and briefly held twice while filtered:
-    # counted as 16 bytes per input voxel (512x512x300 order 3 to 0.4x0.4x0.3
-    # mm under --memory-limit 400MB: 263 MiB peak; at 8 bytes, 376 MiB)
-    in_itemsize = 16 if source is not vol.source else vol.dtype.itemsize
-    plan: Plan = plan_blocks(
-        resampler, in_itemsize, out_dtype.itemsize, limit, workers, chunks, gzip=kind == ".nii.gz"
-    )
     extra = vol.shape[3:]
     n_blocks = len(block_regions(tuple(g.out_shape) + tuple(extra), plan.block))
     say(
@@ -371,7 +362,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
             "grid": grid,
             "dtype": out_dtype.str,
             "block": list(plan.block),
-            # block numbers differ between the two ways of writing
+            # where the finished blocks are: the partial NIfTI, a zarr store, or the OME-Zarr's level 0
             "store": store_path if via_zarr else (str(tmp_out / "0") if kind == ".zarr" else None),
             "antialias": list(smoothing) if smoothing else None,
             "version": __version__,
@@ -407,11 +398,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         if resumed:
             say(f"Resumed: {resumed} of {n_blocks} blocks were already done by an interrupted run.")
         for k, gk in enumerate(grids[1:], start=1):
-            rk = Resampler(gk, order, mode, cval)
-            sig = antialias_sigmas(gk.ratios) if antialias else ()
-            sk = Smoothed(vol.source, sig) if any(v > 0 for v in sig) else vol.source
-            pk = plan_blocks(rk, 16 if sk is not vol.source else vol.dtype.itemsize, out_dtype.itemsize, limit,
-                             workers, chunks)
+            rk, sk, _, pk = _prepare(vol, gk, order, mode, cval, antialias, out_dtype, limit, workers, chunks)
             jk = Journal(journal.path.with_name(f"{journal.path.name}-level{k}"),
                          {**journal.identity, "level": k, "block": list(pk.block)})
             done_k, _ = jk.load()
@@ -536,6 +523,23 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         timings=timings,
         stats=stats,
     )
+
+
+def _prepare(vol, g, order, mode, cval, antialias, out_dtype, limit, workers, chunks, gzip=False):
+    """The resampler, the source it reads (smoothed when anti-aliasing), the
+    Gaussian sigmas (None without ``antialias``) and the block plan for the grid ``g``."""
+    resampler = Resampler(g, order, mode, cval)
+    source, smoothing = vol.source, None
+    if antialias:
+        smoothing = antialias_sigmas(g.ratios)
+        if any(sg > 0 for sg in smoothing):
+            source = Smoothed(vol.source, smoothing)
+    # a smoothed window is float64 and briefly held twice while filtered:
+    # counted as 16 bytes per input voxel (512x512x300 order 3 to 0.4x0.4x0.3
+    # mm under --memory-limit 400MB: 263 MiB peak; at 8 bytes, 376 MiB)
+    in_itemsize = 16 if source is not vol.source else vol.dtype.itemsize
+    plan = plan_blocks(resampler, in_itemsize, out_dtype.itemsize, limit, workers, chunks, gzip=gzip)
+    return resampler, source, smoothing, plan
 
 
 def _dry_run(vol, resampler, out_path, kind, g, out_full, out_dtype, plan, limit, scratch, store_root, say,

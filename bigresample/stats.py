@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import nibabel as nib
 import numpy as np
 
 from .nifti import InputVolume
 from .plan import Plan
 
 
-def compare_stats(vol: InputVolume, out, plan: Plan, workers: int) -> dict:
+def compare_stats(vol: InputVolume, out_data, plan: Plan, workers: int) -> dict:
     """min/max/mean/std of input and output in scaled units, block by block.
 
     Slab by slab over each file (never whole); moments accumulated in float64
     around each slab's mean (Chan et al.'s parallel update), so the standard
     deviation is accurate for large volumes.
     """
-    out_data = nib.load(out).dataobj if isinstance(out, (str, Path)) else out  # a path or scaled array-like
-    res = {}
+    res = {}  # out_data: the written output, scaled values, spatial axes first (nibabel proxy or ome.SpatialView)
     sources = (("input", vol.source, vol.slope, vol.inter), ("output", out_data, 1.0, 0.0))
     for label, src, slope, inter in sources:
         shape = src.shape
