@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--z-spacing", metavar="Z", help="new z-spacing")
     sp.add_argument("--shape", nargs="+", metavar="X",
                     help="instead of a spacing: the output shape in voxels (x y z); the field of view is kept")
+    sp.add_argument("--reference", metavar="IMAGE",
+                    help="instead of a spacing: resample onto this image's grid (its shape and affine, "
+                         "rotated or not); NIfTI or OME-Zarr")
     sp.add_argument("--units", choices=("mm", "um"), default="mm", help="units of the spacing values (default mm)")
     it = p.add_argument_group("interpolation")
     it.add_argument(
@@ -110,7 +113,14 @@ def _terminate(signum, frame):
 
 
 def _target_from_args(args) -> tuple[dict, str]:
-    """``resample`` keywords for the target (spacing or shape) and the report's label."""
+    """``resample`` keywords for the target (spacing, shape or reference) and the report's label."""
+    if args.reference is not None:
+        given = [args.spacing, args.xyz_spacing, args.x_spacing, args.y_spacing, args.z_spacing, args.shape]
+        if any(v is not None for v in given):
+            raise UsageError("give either --reference or a spacing/--shape, not both")
+        if args.grid != "center":
+            raise UsageError(f"--grid {args.grid} has no meaning with --reference (the reference's grid is used)")
+        return {"reference": args.reference}, f"onto the grid of {args.reference}"
     if args.shape is not None:
         given = [args.spacing, args.xyz_spacing, args.x_spacing, args.y_spacing, args.z_spacing]
         if any(v is not None for v in given):
@@ -134,7 +144,8 @@ def _spacing_from_args(args) -> tuple[list, str]:
             raise UsageError(f"--spacing needs 3 values (x y z); got {len(full)}: {' '.join(full)}")
         return list(full), ", ".join(f"{a}={v}" for a, v in zip("xyz", full))
     if all(v is None for v in axes):
-        raise UsageError("no spacing given: use --spacing X Y Z, --x-spacing/--y-spacing/--z-spacing or --shape X Y Z")
+        raise UsageError("no spacing given: use --spacing X Y Z, --x-spacing/--y-spacing/--z-spacing, --shape X Y Z "
+                         "or --reference IMAGE")
     return list(axes), ", ".join(f"{a}={v}" for a, v in zip("xyz", axes) if v is not None)
 
 

@@ -219,3 +219,71 @@ def make_grid(shape, spacing, new_spacing, grid: str = "center") -> Grid:
         tuple(axis_map(n, s, t, grid) for n, s, t in zip(shape, spacing, new_spacing)),
         parse_grid(grid),
     )
+
+
+@dataclass(frozen=True, eq=False)
+class ReferenceGrid:
+    """The grid of a reference image: any shape and affine, possibly rotated
+    relative to the input (the general, non-separable case).
+
+    Output index ``o`` samples the input at the continuous index
+    ``matrix @ o + offset``, where ``[matrix, offset] = A_in^-1 @ A_ref``
+    (both affines in the input's units): exactly what
+    ``scipy.ndimage.affine_transform(input, A_in^-1 @ A_ref, output_shape=...)``
+    computes.
+    """
+
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    matrix: np.ndarray  # (3, 3)
+    offset: np.ndarray  # (3,)
+    out_affine: np.ndarray  # (4, 4), the reference's affine
+    grid = "reference"
+
+    @property
+    def homogeneous(self) -> np.ndarray:
+        """The (4, 4) matrix to give ``scipy.ndimage.affine_transform``."""
+        out = np.eye(4)
+        out[:3, :3], out[:3, 3] = self.matrix, self.offset
+        return out
+
+    @property
+    def ratios(self) -> np.ndarray:
+        """Input voxels per output step along each input axis: the norms of the
+        matrix rows (``t / s`` for an axis-aligned reference)."""
+        return np.sqrt(np.sum(self.matrix**2, axis=1))
+
+    @property
+    def is_axis_aligned(self) -> bool:
+        return bool(np.all(self.matrix[~np.eye(3, dtype=bool)] == 0))
+
+    def output_affine(self, affine=None) -> np.ndarray:
+        return self.out_affine.copy()
+
+    def output_spacing(self, spacing=None) -> np.ndarray:
+        return voxel_spacing(self.out_affine)
+
+    def rotation_degrees(self) -> float:
+        """Angle between the reference's axes and the input's (0 when aligned),
+        from the rotation part of the matrix (polar decomposition)."""
+        u, _, vt = np.linalg.svd(self.matrix)
+        rot = u @ vt
+        return float(np.degrees(np.arccos(np.clip((np.trace(rot) - 1) / 2, -1.0, 1.0))))
+
+
+def reference_grid(in_shape, in_affine, ref_shape, ref_affine) -> ReferenceGrid:
+    """The grid of ``(ref_shape, ref_affine)`` seen from an input ``(in_shape, in_affine)``.
+
+    Both affines must be in the same units.
+    """
+    in_shape = tuple(int(v) for v in in_shape)
+    ref_shape = tuple(int(v) for v in ref_shape)
+    if len(in_shape) != 3 or len(ref_shape) != 3 or min(in_shape + ref_shape) < 1:
+        raise GeometryError(f"shapes must be 3 positive lengths; got {in_shape} and {ref_shape}")
+    a_in = np.asarray(in_affine, dtype=np.float64)
+    a_ref = np.asarray(ref_affine, dtype=np.float64)
+    for name, a in (("input", a_in), ("reference", a_ref)):
+        if a.shape != (4, 4) or not np.all(np.isfinite(a)) or abs(np.linalg.det(a[:3, :3])) < 1e-12:
+            raise GeometryError(f"{name} affine is not an invertible, finite 4x4 matrix")
+    m = np.linalg.solve(a_in, a_ref)
+    return ReferenceGrid(in_shape, ref_shape, np.ascontiguousarray(m[:3, :3]), m[:3, 3].copy(), a_ref.copy())

@@ -116,7 +116,7 @@ class InputVolume:
             self.scratch = None
 
 
-def open_input(path, scratch_dir=None, read_data: bool = True) -> InputVolume:
+def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "input") -> InputVolume:
     """Open ``path`` for block-wise reading of its raw stored values.
 
     The header is read and checked first (shape, data type, affine); only
@@ -131,14 +131,16 @@ def open_input(path, scratch_dir=None, read_data: bool = True) -> InputVolume:
         Where a gzip-compressed input is decompressed.
     read_data : bool
         False: the header only (``source`` is None), for a dry run.
+    role : str
+        What the file is, in error messages ("input", "reference").
     """
     path = Path(path)
     if not path.exists():
-        raise InputError(f"input file not found: {path}")
+        raise InputError(f"{role} file not found: {path}")
     if path.is_dir():
-        raise InputError(f"input is a folder, not an image file: {path}")
+        raise InputError(f"{role} is a folder, not an image file: {path}")
     if path.stat().st_size == 0:
-        raise InputError(f"input file is empty: {path}")
+        raise InputError(f"{role} file is empty: {path}")
     try:
         img = nib.load(path)
     except Exception as exc:  # nibabel raises many types for unreadable files
@@ -251,12 +253,17 @@ def _check_size(path: Path, data_file: str | None, proxy: ArrayProxy) -> None:
 _NOT_COPIED = {"sizeof_hdr", "magic", "dim", "vox_offset", "datatype", "bitpix", "scl_slope", "scl_inter"}
 
 
-def output_header(vol: InputVolume, grid: Grid, out_dtype) -> nib.Nifti1Header:
+def output_header(vol: InputVolume, grid: Grid, out_dtype, reference: InputVolume | None = None
+                  ) -> nib.Nifti1Header:
     """The output's header: the input's, with shape, dtype, spacing and affines updated.
 
     qform and sform keep their codes; each is mapped by the grid from the
     input's own qform/sform.  Units, intent, description, time step and
     extensions are kept.  NIfTI-2 when any dimension exceeds 32767.
+
+    On a ``reference`` image's grid the qform and sform (and their codes) are
+    the reference's, converted into the input's units: the output lives in
+    the reference's space.
     """
     out_shape = tuple(grid.out_shape) + tuple(vol.shape[3:])
     nifti2 = max(out_shape) > NIFTI1_MAX_DIM
@@ -283,12 +290,16 @@ def output_header(vol: InputVolume, grid: Grid, out_dtype) -> nib.Nifti1Header:
     hdr.set_data_dtype(np.dtype(out_dtype).newbyteorder("="))
     zooms = list(grid.output_spacing(vol.spacing)) + list(vol.image.header.get_zooms()[3:])
     hdr.set_zooms(zooms)
+    mapped = grid.output_affine
+    if reference is not None:
+        qform, qcode, sform, scode = _reference_forms(reference, vol.unit_to_mm)
+        mapped = np.asarray
     if qcode:
-        hdr.set_qform(grid.output_affine(qform), int(qcode))
+        hdr.set_qform(mapped(qform), int(qcode))
     else:
         hdr.set_qform(None, 0)
     if scode:
-        hdr.set_sform(grid.output_affine(sform), int(scode))
+        hdr.set_sform(mapped(sform), int(scode))
     else:
         hdr.set_sform(None, 0)
     if not (vol.slope == 1.0 and vol.inter == 0.0):
@@ -296,6 +307,25 @@ def output_header(vol: InputVolume, grid: Grid, out_dtype) -> nib.Nifti1Header:
     else:
         hdr.set_slope_inter(np.nan, np.nan)
     return hdr
+
+
+def _reference_forms(ref: InputVolume, to_unit: float):
+    """The reference's (qform, qcode, sform, scode) in units of ``to_unit`` mm."""
+    scale = ref.unit_to_mm / to_unit
+    src = ref.image.header
+    if isinstance(src, (nib.Nifti1Header, nib.Nifti2Header)):
+        (qform, qcode), (sform, scode) = src.get_qform(coded=True), src.get_sform(coded=True)
+    else:
+        qform, qcode, sform, scode = None, 0, ref.affine, 2
+    if not (qcode or scode):
+        sform, scode = ref.affine, 2  # nibabel's fallback affine, as used for the grid
+    out = []
+    for form in (qform, sform):
+        if form is not None:
+            form = np.array(form, dtype=np.float64)
+            form[:3, :] *= scale
+        out.append(form)
+    return out[0], qcode, out[1], scode
 
 
 def header_bytes(hdr) -> bytes:

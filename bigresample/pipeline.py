@@ -32,7 +32,7 @@ from .antialias import Smoothed
 from .antialias import sigmas as antialias_sigmas
 from .cluster import check_visible, connect, describe
 from .engine import Resampler
-from .geometry import make_grid, parse_grid, voxel_spacing
+from .geometry import ReferenceGrid, make_grid, parse_grid, reference_grid, voxel_spacing
 from .journal import Journal, input_identity
 from .nifti import InputVolume, check_free_space, open_input, output_header, output_kind
 from .output import check_written, compute_direct, compute_to_zarr, stream_store
@@ -41,6 +41,7 @@ from .qc import require_matplotlib, write_qc
 from .runner import block_regions
 from .stats import compare_stats
 from .splines import parse_mode, parse_order
+from .transform import AffineResampler
 
 INTERPOLATION_NAMES = {
     0: "Nearest Neighbor",
@@ -54,6 +55,7 @@ GRID_NOTES = {
     "center": "field of view centred, spacing exact",
     "origin": "first voxel centre kept, spacing exact",
     "zoom": "samples like scipy.ndimage.zoom; true spacing (n-1)/(m-1) x input",
+    "reference": "the reference image's shape and affine; as scipy.ndimage.affine_transform",
 }
 AXES = "xyz"
 
@@ -130,6 +132,7 @@ def resample(
     *,
     spacing: Sequence[float | None] | None = None,
     shape: Sequence[int] | None = None,
+    reference=None,
     units: str = "mm",
     order: int = 1,
     grid: str = "center",
@@ -166,6 +169,11 @@ def resample(
     shape : 3 ints, optional
         Instead of ``spacing``: the output shape; the spacing is then
         ``s * n / m`` per axis (the field of view is kept).
+    reference : path, optional
+        Instead of ``spacing``: an image (NIfTI or OME-Zarr) whose grid, its
+        shape and affine, the output takes, whatever its orientation relative
+        to the input (``scipy.ndimage.affine_transform`` with
+        ``A_in^-1 @ A_ref``, computed block by block).  Its voxels are not read.
     units : {'mm', 'um'}
         Units of ``spacing``.
     order, grid, mode, cval, dtype
@@ -220,9 +228,11 @@ def resample(
     """
     t_start = time.perf_counter()
     say = log or (lambda line: None)
-    if (spacing is None) == (shape is None):
-        raise UsageError("give the target as spacing or as shape, not both" if shape is not None
-                         else "no spacing given: use --spacing X Y Z, --x/--y/--z-spacing or --shape X Y Z")
+    n_targets = sum(v is not None for v in (spacing, shape, reference))
+    if n_targets != 1:
+        raise UsageError("give the target as a spacing, a shape or a reference image, not several" if n_targets
+                         else "no spacing given: use --spacing X Y Z, --x/--y/--z-spacing, --shape X Y Z or "
+                              "--reference IMAGE")
     if shape is not None:
         shape = parse_shape(shape)
     order = 0 if labels else parse_order(order)
@@ -234,6 +244,10 @@ def resample(
         raise UsageError(f"--levels must be a whole number >= 1; got {levels!r}")
     if levels > 1 and kind != ".zarr":
         raise UsageError(f"--levels needs an OME-Zarr output (.zarr); got {out_path.name!r}")
+    if reference is not None and levels > 1:
+        raise UsageError("--levels needs a spacing or --shape: a reference image gives one grid")
+    if reference is not None and grid != "center":
+        raise UsageError(f"--grid {grid} has no meaning with --reference (the reference's grid is used)")
     if qc is not None:
         try:
             require_matplotlib()
@@ -260,6 +274,7 @@ def resample(
     scratch = out_path.parent if store_location.is_url(store_root) else Path(store_root)
 
     with connect(scheduler, local_cluster, client) as cl:
+        ref = open_input(reference, read_data=False, role="reference") if reference is not None else None
         say(f"Loading NIfTI file: {in_path}")
         vol = open_input(in_path, scratch_dir=scratch, read_data=not dry_run)
         try:
@@ -271,7 +286,7 @@ def resample(
             return _run(
                 vol, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit, workers,
                 scratch, store_root, keep_zarr, compare, progress, say, spacing_label, t_start, force, dry_run, cl,
-                qc, shape, antialias, int(levels),
+                qc, shape, antialias, int(levels), ref,
             )
         finally:
             vol.close()
@@ -279,10 +294,16 @@ def resample(
 
 def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cval, dtype, chunks, limit,
          workers, scratch, store_root, keep_zarr, compare, progress, say, spacing_label, t_start, force,
-         dry_run, client, qc=None, shape=None, antialias=False, levels=1) -> ResampleResult:
+         dry_run, client, qc=None, shape=None, antialias=False, levels=1, ref=None) -> ResampleResult:
     to_mm = vol.unit_to_mm
     cur_mm = vol.spacing * to_mm
-    if shape is not None:
+    g = None
+    if ref is not None:
+        a_ref = ref.affine.copy()
+        a_ref[:3, :] *= ref.unit_to_mm / to_mm  # into the input's units
+        g = reference_grid(vol.shape[:3], vol.affine, ref.shape[:3], a_ref)
+        target_mm = g.output_spacing() * to_mm
+    elif shape is not None:
         # the spacing that gives this shape with the field of view kept (n*s = m*t)
         target_mm = cur_mm * np.array(vol.shape[:3], dtype=np.float64) / np.array(shape, dtype=np.float64)
     else:
@@ -301,22 +322,29 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     say(f"Target spacing (μm): {_fmt3(target_mm * 1000, '.2f')}")
     say("")
 
-    target = same_as_stored(target_mm / to_mm, vol.spacing)
-    g = make_grid(vol.shape[:3], vol.spacing, target, grid)
-    if shape is not None and tuple(g.out_shape) != shape:  # pragma: no cover - m = round(n*s/t) is exact here
-        raise RuntimeError(f"asked for shape {shape}, the grid has {g.out_shape}")
-    zoom = vol.spacing / target
-    say(f"Zoom factors: {_fmt3(zoom, '.4f')}")
-    for a, z in zip(AXES, zoom):
-        if z == 1.0:
-            say(f"  {a}-axis: No change")
-        elif z < 1.0:
-            say(f"  {a}-axis: Downsampling ({z:.4f}x)")
-        else:
-            say(f"  {a}-axis: Upsampling ({z:.4f}x)")
+    if g is None:
+        target = same_as_stored(target_mm / to_mm, vol.spacing)
+        g = make_grid(vol.shape[:3], vol.spacing, target, grid)
+        if shape is not None and tuple(g.out_shape) != shape:  # pragma: no cover - m = round(n*s/t) is exact
+            raise RuntimeError(f"asked for shape {shape}, the grid has {g.out_shape}")
+        zoom = vol.spacing / target
+        say(f"Zoom factors: {_fmt3(zoom, '.4f')}")
+        for a, z in zip(AXES, zoom):
+            if z == 1.0:
+                say(f"  {a}-axis: No change")
+            elif z < 1.0:
+                say(f"  {a}-axis: Downsampling ({z:.4f}x)")
+            else:
+                say(f"  {a}-axis: Upsampling ({z:.4f}x)")
+    else:
+        target = g.output_spacing()
+        angle = g.rotation_degrees()
+        say(f"Reference grid: {ref.path}, shape {tuple(g.out_shape)}, "
+            + ("axes aligned with the input's" if g.is_axis_aligned
+               else f"rotated {angle:.2f} degrees relative to the input"))
     say("")
     say(f"Interpolation method: {INTERPOLATION_NAMES[order]}")
-    say(f"Grid: {grid} ({GRID_NOTES[grid]})")
+    say(f"Grid: {g.grid} ({GRID_NOTES[g.grid]})")
     say(f"Boundary mode: {mode}" + (f" (cval={cval:g})" if "constant" in mode else ""))
 
     out_dtype = np.dtype(vol.dtype if dtype is None else dtype).newbyteorder("=")
@@ -356,6 +384,8 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
             "input": input_identity(vol.path),
             "output": str(out_path.resolve()),
             "spacing": [repr(float(v)) for v in target],
+            "reference": None if ref is None else [repr(float(v)) for v in g.homogeneous[:3].ravel()]
+            + list(g.out_shape),
             "order": order,
             "mode": mode,
             "cval": repr(float(cval)),
@@ -368,7 +398,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
             "version": __version__,
         },
     )
-    hdr = output_header(vol, g, out_dtype)
+    hdr = output_header(vol, g, out_dtype, reference=ref)
     nifti2 = isinstance(hdr, nib.Nifti2Header)
     out_full = tuple(g.out_shape) + tuple(extra)
     timings = dict(vol.timings)
@@ -511,7 +541,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         out_spacing_mm=tuple(float(v) for v in true_mm),
         verified_spacing_mm=tuple(float(v) for v in verified_mm),
         affine=out_affine,
-        grid=grid,
+        grid=g.grid,
         order=order,
         mode=mode,
         dtype=out_dtype.name,
@@ -528,7 +558,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
 def _prepare(vol, g, order, mode, cval, antialias, out_dtype, limit, workers, chunks, gzip=False):
     """The resampler, the source it reads (smoothed when anti-aliasing), the
     Gaussian sigmas (None without ``antialias``) and the block plan for the grid ``g``."""
-    resampler = Resampler(g, order, mode, cval)
+    resampler = (AffineResampler if isinstance(g, ReferenceGrid) else Resampler)(g, order, mode, cval)
     source, smoothing = vol.source, None
     if antialias:
         smoothing = antialias_sigmas(g.ratios)

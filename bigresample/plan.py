@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import transform
 from .engine import Resampler
 
 _UNITS = {
@@ -79,8 +80,10 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} TiB"  # pragma: no cover
 
 
-def window_shape(resampler: Resampler, block: tuple[int, ...]) -> tuple[int, ...]:
+def window_shape(resampler: Resampler | transform.AffineResampler, block: tuple[int, ...]) -> tuple[int, ...]:
     """Input voxels per axis that an output block of shape ``block`` reads."""
+    if isinstance(resampler, transform.AffineResampler):
+        return resampler.window_shape(block)
     order = resampler.order
     shape = []
     for ax, b in zip(resampler.grid.axes, block):
@@ -104,6 +107,8 @@ def block_bytes(resampler: Resampler, block: tuple[int, ...], in_itemsize: int, 
     axis is resampled; the output block; its gzip member; and plane-sized
     float64 accumulators.
     """
+    if isinstance(resampler, transform.AffineResampler):
+        return transform.block_bytes(resampler, block, in_itemsize, out_itemsize)
     order = resampler.order
     wshape = window_shape(resampler, block)
     window = int(np.prod(wshape, dtype=np.int64))

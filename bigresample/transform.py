@@ -1,0 +1,175 @@
+"""The general path: resampling onto a reference grid of any orientation.
+
+A rotated (or sheared) target is not separable, so the per-axis engine of
+``bigresample.engine`` does not apply.  Each output block is instead computed
+by ``scipy.ndimage.map_coordinates`` on the *input window* the block needs:
+
+* the block's input coordinates are computed as scipy's own ``affine_transform``
+  computes them (``((o_x m_0 + o_y m_1) + o_z m_2) + offset``, the C loop's
+  order), then shifted by the window's start, which is exact: order 0 and 1
+  give the whole-array call's values (nearest-neighbour ties included);
+* the window is the bounding box of those coordinates plus the interpolation
+  support, plus the prefilter halo of ``bigresample.splines.halo`` for orders
+  >= 2 (the B-spline coefficients of a window differ from the whole volume's by
+  less than 1e-7 of the range beyond it);
+* at the volume's edges the window's edge *is* the volume's edge, so scipy's
+  boundary handling (its 12-voxel pre-pad for ``nearest``/``grid-constant``,
+  the mode's prefilter initialisation) is reproduced; for the modes that fold
+  the volume onto itself (``wrap``, ``reflect``, ``mirror`` and their grid
+  variants) a block that reaches outside the volume reads the whole axis.
+
+Everything works in file order (axes reversed: ``(..., z, y, x)``), like
+``Resampler.compute_into``, so a NIfTI window is read and the block written
+without transposing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from . import splines
+from .engine import Workspace, _Fresh, ndimage
+from .geometry import ReferenceGrid
+
+#: Modes whose outside samples come from elsewhere in the volume.
+FOLDING_MODES = ("wrap", "grid-wrap", "reflect", "mirror", "grid-mirror")
+#: Axes this short are always read whole (scipy prefilters short lines with
+#: whole-line initial conditions).
+SHORT_AXIS = 64
+
+
+@dataclass(frozen=True)
+class AffineResampler:
+    """Output blocks on a ``ReferenceGrid`` (small, picklable), equal to
+    ``scipy.ndimage.affine_transform(input, grid.homogeneous, output_shape=grid.out_shape)``."""
+
+    grid: ReferenceGrid
+    order: int = 1
+    mode: str = "nearest"
+    cval: float = 0.0
+
+    def __post_init__(self):
+        object.__setattr__(self, "order", splines.parse_order(self.order))
+        object.__setattr__(self, "mode", splines.parse_mode(self.mode))
+        object.__setattr__(self, "cval", float(self.cval))
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    @property
+    def halo(self) -> int:
+        return splines.halo(self.order, 3)
+
+    @property
+    def reach(self) -> int:
+        """Input voxels beyond a coordinate's floor that its value can depend on."""
+        return (self.order + 1) // 2 + 1 + (self.halo if self.order > 1 else 0)
+
+    def _corners(self, region) -> tuple[np.ndarray, np.ndarray]:
+        """Lowest and highest input coordinate per input axis over the block."""
+        lo = np.array([s.start for s in region[:3]], dtype=np.float64)
+        hi = np.array([s.stop - 1 for s in region[:3]], dtype=np.float64)
+        corners = np.array([[hi[a] if (c >> a) & 1 else lo[a] for a in range(3)] for c in range(8)])
+        coords = corners @ self.grid.matrix.T + self.grid.offset
+        return coords.min(axis=0), coords.max(axis=0)
+
+    def window(self, region) -> list[tuple[int, int]]:
+        """``(start, stop)`` of the input window per input axis for the output block ``region``."""
+        cmin, cmax = self._corners(region)
+        reach = self.reach
+        out = []
+        for n, c0, c1 in zip(self.grid.in_shape, cmin, cmax):
+            a, b = int(np.floor(c0)) - reach, int(np.floor(c1)) + reach + 1
+            if n <= SHORT_AXIS or (self.mode in FOLDING_MODES and (a < 0 or b > n)):
+                out.append((0, n))
+                continue
+            # a block beyond an edge still needs the volume's last voxels
+            # (edge values, the pre-pad, the prefilter's boundary)
+            keep = min(n, 2 * reach + 2)
+            a = min(max(a, 0), n - keep)
+            b = max(min(b, n), keep)
+            out.append((a, b))
+        return out
+
+    def window_shape(self, block) -> tuple[int, ...]:
+        """Largest window (input voxels per axis) an output block of shape ``block`` reads."""
+        span = np.abs(self.grid.matrix) @ (np.asarray(block[:3], dtype=np.float64) - 1)
+        shape = []
+        for n, s in zip(self.grid.in_shape, span):
+            w = int(np.ceil(s)) + 2 * self.reach + 2
+            whole = n <= SHORT_AXIS or (self.mode in FOLDING_MODES and self._leaves)
+            shape.append(n if whole else min(w, n))
+        return tuple(shape)
+
+    @cached_property
+    def _leaves(self) -> bool:
+        """True if some output sample's support reaches outside the input."""
+        cmin, cmax = self._corners(tuple(slice(0, m) for m in self.grid.out_shape))
+        return bool(np.any(np.floor(cmin) - self.reach < 0)
+                    or np.any(np.floor(cmax) + self.reach + 1 > np.array(self.grid.in_shape)))
+
+    def input_region(self, region) -> tuple[slice, ...]:
+        return tuple(slice(a, b) for a, b in self.window(region))
+
+    def compute(self, source, region, dtype=None) -> np.ndarray:
+        """The output block ``region`` as a new array (spatial axes first)."""
+        return self.compute_into(source, region, dtype, _Fresh()).T
+
+    def compute_into(self, source, region, dtype, ws: Workspace) -> np.ndarray:
+        """The block in file order, C-ordered, in ``ws``'s buffers (as ``Resampler.compute_into``)."""
+        spatial, extra = tuple(region[:3]), tuple(region[3:])
+        dtype = np.dtype(source.dtype if dtype is None else dtype)
+        bshape = tuple(s.stop - s.start for s in spatial)
+        extra_shape = tuple(len(range(*s.indices(n))) for s, n in zip(extra, source.shape[3:]))
+        out = ws.array("out", (bshape + extra_shape)[::-1], dtype)
+        win_range = self.window(spatial)
+        coords = self._coordinates(spatial, win_range, ws)
+        sl = tuple(slice(a, b) for a, b in win_range) + extra
+        win = ws.array("win", (tuple(b - a for a, b in win_range) + extra_shape)[::-1], source.dtype)
+        reader = getattr(source, "read_into", None)
+        if reader is not None:
+            reader(sl, win)
+        else:
+            np.copyto(win, np.asarray(source[sl]).T)
+        nx = len(extra_shape)
+        for idx in np.ndindex(*extra_shape[::-1]) if nx else [()]:
+            # scipy rounds and saturates integer outputs itself, as in the whole-array call
+            ndimage().map_coordinates(win[idx], coords, output=out[idx], order=self.order, mode=self.mode,
+                                      cval=self.cval)
+        return out
+
+    def _coordinates(self, spatial, win_range, ws) -> np.ndarray:
+        """Input coordinates of the block's voxels relative to the window, file order:
+        ``(3, bz, by, bx)`` with row 0 the z coordinate."""
+        o = [np.arange(s.start, s.stop, dtype=np.float64) for s in spatial]
+        bshape = tuple(len(v) for v in o)[::-1]
+        coords = ws.array("coords", (3,) + bshape, np.float64)
+        m, off = self.grid.matrix, self.grid.offset
+        for i in range(3):
+            dst = coords[2 - i]
+            dst[...] = (o[0] * m[i, 0])[None, None, :]
+            dst += (o[1] * m[i, 1])[None, :, None]
+            dst += (o[2] * m[i, 2])[:, None, None]
+            dst += off[i]
+            dst -= win_range[i][0]
+        return coords
+
+
+def block_bytes(resampler: AffineResampler, block, in_itemsize: int, out_itemsize: int) -> int:
+    """Estimated peak bytes of one worker computing an output block of shape ``block``:
+    the window in the stored type, scipy's pre-padded copy and float64
+    coefficients (orders >= 2), the float64 coordinates (24 bytes per output
+    voxel) and the output block."""
+    wshape = resampler.window_shape(block)
+    window = int(np.prod(wshape, dtype=np.int64))
+    out = int(np.prod(block, dtype=np.int64))
+    total = window * in_itemsize + 24 * out + 2 * out * out_itemsize
+    if resampler.order > 1:
+        padded = int(np.prod([w + 24 for w in wshape], dtype=np.int64))
+        total += padded * (in_itemsize + 8)
+    return int(total)
+

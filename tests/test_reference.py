@@ -1,0 +1,260 @@
+"""Resampling onto a reference grid (any orientation) equals the whole-array
+``scipy.ndimage.affine_transform`` with the composed affine ``A_in^-1 @ A_ref``."""
+
+import itertools
+
+import nibabel as nib
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import ndimage
+
+from bigresample import resample
+from bigresample.cli import main
+from bigresample.geometry import reference_grid
+from bigresample.splines import MODES, ORDERS
+from bigresample.transform import AffineResampler
+
+from .conftest import assert_matches_reference
+
+
+def rotation(axis, degrees):
+    t = np.radians(degrees)
+    c, s = np.cos(t), np.sin(t)
+    r = np.eye(4)
+    i, j = [k for k in range(3) if k != axis]
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
+
+
+def smooth_volume(shape, seed=0, dtype=np.float32):
+    rng = np.random.default_rng(seed)
+    data = ndimage.gaussian_filter(rng.standard_normal(shape), 2.0) * 1000
+    return data.astype(dtype)
+
+
+def whole(data, g, order, mode, cval=0.0, dtype=None):
+    """The reference computation: one affine_transform per volume."""
+    dtype = np.dtype(data.dtype if dtype is None else dtype)
+    if data.ndim == 3:
+        return ndimage.affine_transform(data, g.homogeneous, output_shape=g.out_shape, order=order, mode=mode,
+                                        cval=cval, output=dtype)
+    out = np.empty(g.out_shape + data.shape[3:], dtype)
+    for idx in np.ndindex(*data.shape[3:]):
+        out[(Ellipsis,) + idx] = whole(data[(Ellipsis,) + idx], g, order, mode, cval, dtype)
+    return out
+
+
+def blockwise(resampler, data, block, dtype=None):
+    g = resampler.grid
+    out = np.empty(g.out_shape + data.shape[3:], dtype=dtype or data.dtype)
+    for idx in itertools.product(*[range(0, m, b) for m, b in zip(g.out_shape, block)]):
+        region = tuple(slice(i, min(i + b, m)) for i, b, m in zip(idx, block, g.out_shape))
+        out[region] = resampler.compute(data, region + (slice(None),) * (data.ndim - 3), dtype)
+    return out
+
+
+A_IN = np.array([[0.1, 0, 0, 1.0], [0, 0.1, 0, 2.0], [0, 0, 0.12, 3.0], [0, 0, 0, 1]])
+
+
+def oblique_reference(shape=(70, 75, 60)):
+    a = rotation(2, 17) @ rotation(0, 9) @ np.diag([0.13, 0.11, 0.15, 1.0])
+    a[:3, 3] = [1.5, 2.2, 2.6]
+    return shape, a
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("order", ORDERS)
+def test_blocks_on_an_oblique_grid_equal_one_whole_affine_transform(order, mode):
+    # large enough that a block's window (with the halo of orders 4 and 5) is inside the volume
+    data = smooth_volume((90, 80, 70) if order < 4 else (130, 120, 100), seed=order)
+    ref_shape, a_ref = oblique_reference((70, 75, 60) if order < 4 else (46, 57, 34))
+    g = reference_grid(data.shape, A_IN, ref_shape, a_ref)
+    r = AffineResampler(g, order, mode, cval=-300.0)
+    # the blocks read windows, not the volume: the check is not trivially true
+    middle = (slice(23, 46), slice(38, 57), slice(17, 34))
+    assert any(s.stop - s.start < n for s, n in zip(r.input_region(middle), data.shape))
+    got = blockwise(r, data, (23, 19, 17))
+    expected = whole(data, g, order, mode, cval=-300.0)
+    assert_matches_reference(got, expected, data, order, cval=-300.0)
+    if order <= 1:  # same coordinates, same taps: bit for bit
+        np.testing.assert_array_equal(got, expected)
+
+
+@given(
+    shape=st.tuples(st.integers(1, 9), st.integers(1, 80), st.integers(60, 90)),
+    out_shape=st.tuples(st.integers(1, 40), st.integers(1, 12), st.integers(1, 50)),
+    angles=st.tuples(*[st.floats(-180, 180)] * 3),
+    scale=st.tuples(*[st.floats(0.3, 3.0)] * 3),
+    shift=st.tuples(*[st.floats(-20, 20)] * 3),
+    block=st.tuples(st.integers(1, 40), st.integers(1, 12), st.integers(1, 50)),
+    order=st.sampled_from(ORDERS),
+    mode=st.sampled_from(MODES),
+)
+def test_any_shapes_orientations_and_blocks_match_the_whole_array_call(shape, out_shape, angles, scale, shift,
+                                                                       block, order, mode):
+    data = smooth_volume(shape, seed=1)
+    a_ref = rotation(0, angles[0]) @ rotation(1, angles[1]) @ rotation(2, angles[2]) @ np.diag(
+        [0.1 * scale[0], 0.1 * scale[1], 0.12 * scale[2], 1.0])
+    a_ref[:3, 3] = A_IN[:3, 3] + np.array(shift) * 0.1
+    g = reference_grid(shape, A_IN, out_shape, a_ref)
+    r = AffineResampler(g, order, mode, cval=5.0)
+    got = blockwise(r, data, block)
+    assert_matches_reference(got, whole(data, g, order, mode, cval=5.0), data, order, cval=5.0)
+
+
+def test_nearest_neighbour_ties_fall_as_in_scipy():
+    # twice the spacing, half a voxel off: every coordinate is k + 0.5
+    data = smooth_volume((100, 90, 80))
+    a_ref = A_IN @ np.array([[2, 0, 0, 0.5], [0, 2, 0, 0.5], [0, 0, 2, -0.5], [0, 0, 0, 1]])
+    g = reference_grid(data.shape, A_IN, (50, 45, 41), a_ref)
+    got = blockwise(AffineResampler(g, 0, "nearest"), data, (13, 45, 7))
+    np.testing.assert_array_equal(got, whole(data, g, 0, "nearest"))
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.int16])
+def test_integer_output_is_rounded_and_saturated_as_scipy(dtype):
+    data = smooth_volume((80, 70, 66), dtype=np.float32) / 4 + 100
+    g = reference_grid(data.shape, A_IN, *oblique_reference((40, 50, 30)))
+    r = AffineResampler(g, 3, "constant", cval=0.0)
+    got = blockwise(r, data, (17, 50, 9), dtype=dtype)
+    assert_matches_reference(got, whole(data, g, 3, "constant", 0.0, dtype), data, 3)
+
+
+def test_4d_volumes_and_nan_as_cval():
+    data = smooth_volume((70, 66, 64, 3))
+    g = reference_grid(data.shape[:3], A_IN, *oblique_reference((40, 50, 30)))
+    r = AffineResampler(g, 3, "constant", cval=np.nan)
+    got = blockwise(r, data, (20, 17, 30))
+    expected = whole(data, g, 3, "constant", np.nan)
+    assert np.isnan(expected).any()
+    np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+    assert_matches_reference(np.nan_to_num(got), np.nan_to_num(expected), data, 3)
+
+
+def test_a_block_far_outside_the_input_is_the_edge_or_cval():
+    data = smooth_volume((90, 80, 70))
+    a_ref = A_IN.copy()
+    a_ref[:3, 3] += [20.0, 0.0, 0.0]  # 200 voxels beyond x's end
+    g = reference_grid(data.shape, A_IN, (30, 30, 30), a_ref)
+    for mode in ("nearest", "grid-constant", "constant", "mirror"):
+        got = blockwise(AffineResampler(g, 3, mode, 2.0), data, (10, 30, 30))
+        assert_matches_reference(got, whole(data, g, 3, mode, 2.0), data, 3, cval=2.0)
+
+
+def test_the_planned_window_bounds_every_block_window():
+    data_shape = (400, 300, 200)
+    g = reference_grid(data_shape, A_IN, *oblique_reference((120, 130, 90)))
+    r = AffineResampler(g, 3, "nearest")
+    block = (120, 130, 11)
+    bound = r.window_shape(block)
+    assert all(b < n for b, n in zip(bound, data_shape))
+    for z in range(0, 90, 11):
+        win = r.window((slice(0, 120), slice(0, 130), slice(z, min(z + 11, 90))))
+        assert all(b - a <= w for (a, b), w in zip(win, bound))
+
+
+# --------------------------------------------------------------------------
+# files and command line
+# --------------------------------------------------------------------------
+
+
+def write(path, data, affine, units="mm", qcode=1, scode=2):
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_xyzt_units(units)
+    img.set_qform(affine, qcode)
+    img.set_sform(affine, scode)
+    nib.save(img, path)
+    return path
+
+
+def test_cli_reference_equals_affine_transform_and_takes_the_reference_header(tmp_path, capsys):
+    data = smooth_volume((90, 80, 70))
+    src = write(tmp_path / "in.nii", data, A_IN)
+    ref_shape, a_ref = oblique_reference((40, 50, 30))
+    ref = write(tmp_path / "ref.nii.gz", np.zeros(ref_shape, np.uint8), a_ref, qcode=1, scode=4)
+    out = tmp_path / "out.nii.gz"
+    assert main([str(src), str(out), "--reference", str(ref), "--order", "3", "--chunks", "40", "13", "8"]) == 0
+    report = capsys.readouterr().out
+    assert "rotated" in report and "Grid: reference" in report
+    img = nib.load(out)
+    np.testing.assert_allclose(img.affine, a_ref, atol=1e-6)
+    assert img.header.get_sform(coded=True)[1] == 4 and img.header.get_qform(coded=True)[1] == 1
+    assert img.get_data_dtype() == np.float32
+    g = reference_grid(data.shape, A_IN, ref_shape, a_ref)
+    assert_matches_reference(np.asanyarray(img.dataobj), whole(data, g, 3, "nearest"), data, 3)
+
+
+def test_a_reference_in_microns_is_the_same_physical_grid(tmp_path):
+    data = smooth_volume((70, 66, 64))
+    src = write(tmp_path / "in.nii", data, A_IN)
+    ref_shape, a_ref = oblique_reference((30, 20, 25))
+    a_um = a_ref.copy()
+    a_um[:3, :] *= 1000
+    ref = write(tmp_path / "ref.nii", np.zeros(ref_shape, np.int16), a_um, units="micron")
+    res = resample(src, tmp_path / "out.nii", reference=ref, order=1)
+    img = nib.load(tmp_path / "out.nii")
+    assert img.header.get_xyzt_units()[0] == "mm"  # the input's units are kept
+    np.testing.assert_allclose(img.affine, a_ref, atol=1e-6)
+    g = reference_grid(data.shape, A_IN, ref_shape, a_ref)
+    assert_matches_reference(np.asanyarray(img.dataobj), whole(data, g, 1, "nearest"), data, 1)
+    assert res.grid == "reference"
+    np.testing.assert_allclose(res.out_spacing_mm, [0.13, 0.11, 0.15])
+
+
+def test_an_axis_aligned_reference_in_a_4d_run_with_antialias(tmp_path):
+    data = smooth_volume((80, 70, 66, 2))
+    src = write(tmp_path / "in.nii", data, A_IN)
+    a_ref = A_IN @ np.array([[2.5, 0, 0, 3.2], [0, 1.0, 0, -0.5], [0, 0, 0.5, 0.25], [0, 0, 0, 1]])
+    ref = write(tmp_path / "ref.nii", np.zeros((30, 70, 120), np.float32), a_ref)
+    resample(src, tmp_path / "out.nii", reference=ref, order=3, antialias=True)
+    got = np.asanyarray(nib.load(tmp_path / "out.nii").dataobj)
+    assert got.shape == (30, 70, 120, 2)
+    g = reference_grid(data.shape[:3], A_IN, (30, 70, 120), a_ref)
+    # scikit-image's rule, on x only (2.5x down): sigma (2.5 - 1) / 2
+    smoothed = ndimage.gaussian_filter(data.astype(np.float64), (0.75, 0, 0, 0), mode="nearest", truncate=4.0)
+    assert_matches_reference(got, whole(smoothed, g, 3, "nearest", dtype=np.float32), data, 3)
+
+
+def test_an_ome_zarr_output_on_a_rotated_reference_keeps_the_affine(tmp_path):
+    from bigresample import ome
+
+    data = smooth_volume((70, 66, 64))
+    src = write(tmp_path / "in.nii", data, A_IN)
+    ref_shape, a_ref = oblique_reference((30, 20, 25))
+    ref = write(tmp_path / "ref.nii", np.zeros(ref_shape, np.int16), a_ref)
+    import zarr
+
+    assert main([str(src), str(tmp_path / "out.zarr"), "--reference", str(ref), "--quiet"]) == 0
+    got = ome.open_image(tmp_path / "out.zarr")[(slice(None),) * 3]
+    attrs = zarr.open_group(str(tmp_path / "out.zarr"), mode="r").attrs["bigresample"]
+    np.testing.assert_allclose(attrs["nifti_affine"], a_ref, atol=1e-6)
+    assert attrs["axis_aligned"] is False
+    g = reference_grid(data.shape, A_IN, ref_shape, a_ref)
+    assert_matches_reference(got, whole(data, g, 1, "nearest"), data, 1)
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--z-spacing", "0.2"], "give either --reference or a spacing/--shape, not both"),
+    (["--grid", "zoom"], "--grid zoom has no meaning with --reference"),
+])
+def test_reference_with_another_target_is_refused(tmp_path, capsys, extra, message):
+    src = write(tmp_path / "in.nii", smooth_volume((10, 10, 10)), A_IN)
+    assert main([str(src), str(tmp_path / "out.nii"), "--reference", str(src)] + extra) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+    assert not (tmp_path / "out.nii").exists()
+
+
+def test_a_missing_reference_is_named(tmp_path, capsys):
+    src = write(tmp_path / "in.nii", smooth_volume((10, 10, 10)), A_IN)
+    assert main([str(src), str(tmp_path / "out.nii"), "--reference", str(tmp_path / "nope.nii")]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "reference file not found" in err and "nope.nii" in err
+
+
+def test_levels_with_a_reference_is_refused(tmp_path):
+    src = write(tmp_path / "in.nii", smooth_volume((10, 10, 10)), A_IN)
+    with pytest.raises(ValueError, match="--levels needs a spacing or --shape"):
+        resample(src, tmp_path / "out.zarr", reference=src, levels=2)
