@@ -8,6 +8,7 @@ traceback (unless ``--debug``).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -153,6 +154,25 @@ def _show_warning(message, category, filename, lineno, file=None, line=None):
     print(f"bigresample: warning: {message}", file=sys.stderr)
 
 
+def _report_printer():
+    """``print`` for the report that survives a reader going away (``| head``):
+    the run goes on to the end, only the report stops."""
+    alive = True
+
+    def say(line):
+        nonlocal alive
+        if not alive:
+            return
+        try:
+            print(line)
+        except BrokenPipeError:
+            alive = False
+            # stdout's buffer would fail again when flushed at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+
+    return say
+
+
 def main(argv=None) -> int:
     with warnings.catch_warnings():  # warnings as one line on stderr, for this call only
         warnings.showwarning = _show_warning
@@ -163,7 +183,7 @@ def main(argv=None) -> int:
 def _main(argv) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    log = None if args.quiet else print
+    log = None if args.quiet else _report_printer()
     main_thread = threading.current_thread() is threading.main_thread()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     progress = not (args.quiet or args.no_progress) and sys.stderr.isatty()

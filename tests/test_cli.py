@@ -1,6 +1,7 @@
 """The seed's command line and API on real files, checked with nibabel and scipy."""
 
 import importlib.util
+import os
 import subprocess
 import sys
 
@@ -586,3 +587,17 @@ def test_antialias_through_the_zarr_store_equals_the_direct_path(tmp_path):
     resample(src, tmp_path / "direct.nii", **kw)
     resample(src, tmp_path / "store.nii", **kw, keep_zarr=True)
     assert (tmp_path / "store.nii").read_bytes() == (tmp_path / "direct.nii").read_bytes()
+
+
+def test_a_reader_that_goes_away_stops_the_report_not_the_run(tmp_path):
+    src = tmp_path / "in.nii"
+    make_volume(src)
+    out = tmp_path / "out.nii"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # every report line is written as it comes
+    proc = subprocess.Popen([sys.executable, "-m", "bigresample", str(src), str(out), "--z-spacing", "0.15"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+    proc.stdout.readline()  # like `| head -1`
+    proc.stdout.close()
+    assert proc.wait(timeout=120) == 0
+    assert "Traceback" not in proc.stderr.read().decode()
+    assert nib.load(out).shape == (24, 20, 9)
