@@ -1,4 +1,5 @@
-"""OME-Zarr output (NGFF 0.5: a zarr v3 group with an ``ome`` attribute).
+"""OME-Zarr (NGFF) images: output (0.5, a zarr v3 group with an ``ome``
+attribute) and input (0.4 or 0.5, level 0 of the first multiscale image).
 
 An OUTPUT ending in ``.zarr`` is written as one image: array ``0`` holds the
 resampled volume in NGFF axis order (``t``, then ``z, y, x``: NIfTI's file
@@ -19,11 +20,21 @@ from pathlib import Path
 
 import numpy as np
 
+from dataclasses import dataclass
+
 from .geometry import voxel_spacing
 
 NGFF_VERSION = "0.5"
 UNITS = {"mm": "millimeter", "micron": "micrometer", "meter": "meter", "unknown": "millimeter"}
 TIME_UNITS = {"sec": "second", "msec": "millisecond", "usec": "microsecond"}
+#: NGFF space units read as a NIfTI unit and the factor into it.
+SPACE_UNITS_IN = {"millimeter": ("mm", 1.0), "micrometer": ("micron", 1.0), "meter": ("meter", 1.0),
+                  "nanometer": ("micron", 1e-3), "centimeter": ("mm", 10.0)}
+TIME_UNITS_IN = {v: k for k, v in TIME_UNITS.items()}
+
+
+class OmeError(ValueError):
+    """A folder that is not an OME-Zarr image we can read (the message says why)."""
 
 
 def is_axis_aligned(affine) -> bool:
@@ -92,3 +103,77 @@ def written_scale(path) -> list[float]:
 
     ms = zarr.open_group(str(path), mode="r").attrs["ome"]["multiscales"][0]
     return list(ms["datasets"][0]["coordinateTransformations"][0]["scale"])
+
+
+def is_ome_zarr(path) -> bool:
+    """True for a folder holding zarr group metadata (v3 ``zarr.json`` or v2 ``.zattrs``)."""
+    p = Path(path)
+    return p.is_dir() and ((p / "zarr.json").is_file() or (p / ".zattrs").is_file())
+
+
+@dataclass
+class OmeImage:
+    """Level 0 of an OME-Zarr image, as the NIfTI side needs it."""
+
+    data: SpatialView  # spatial-first: x, y, z, then the leading NGFF axes reversed
+    affine: np.ndarray  # x, y, z in ``units``
+    units: str  # NIfTI name: 'mm', 'micron', 'meter' or 'unknown'
+    time_step: float | None
+    time_unit: str  # NIfTI name: 'sec', 'msec', 'usec'
+
+
+def read_image(path) -> OmeImage:
+    """Open level 0 of the first multiscale image of the OME-Zarr at ``path``.
+
+    Its spatial axes must be the last three, named z, y, x (what NGFF
+    requires of space axes, in this order in practice); leading axes (t, c)
+    are carried through.  The affine is built from the level's ``scale`` and
+    ``translation`` (then the multiscale's own transformations, if any); a
+    group written by bigresample from a rotated NIfTI gives back that affine.
+    """
+    import zarr
+
+    try:
+        group = zarr.open_group(str(path), mode="r")
+        attrs = dict(group.attrs)
+    except Exception as exc:
+        raise OmeError(f"not a zarr group ({' '.join(str(exc).split())})") from None
+    ome = attrs.get("ome", attrs)
+    multiscales = ome.get("multiscales") if isinstance(ome, dict) else None
+    if not multiscales:
+        raise OmeError("no OME-Zarr 'multiscales' metadata")
+    ms = multiscales[0]
+    axes = ms.get("axes") or [{"name": n} for n in "tczyx"]
+    axes = [a if isinstance(a, dict) else {"name": a} for a in axes]
+    names = [a.get("name") for a in axes]
+    if len(axes) < 3 or names[-3:] != ["z", "y", "x"]:
+        raise OmeError(f"spatial axes must be the last three, z y x; got {' '.join(map(str, names))}")
+    dataset = ms["datasets"][0]
+    try:
+        array = zarr.open_array(str(Path(path) / dataset["path"]), mode="r")
+    except Exception as exc:
+        raise OmeError(f"cannot open level {dataset.get('path')!r} ({' '.join(str(exc).split())})") from None
+    if array.ndim != len(axes):
+        raise OmeError(f"level {dataset['path']!r} has {array.ndim} dimensions, the axes say {len(axes)}")
+    scale = np.ones(len(axes))
+    translation = np.zeros(len(axes))
+    for transforms in (dataset.get("coordinateTransformations", []), ms.get("coordinateTransformations", [])):
+        for t in transforms:
+            if t.get("type") == "scale":
+                factor = np.asarray(t["scale"], dtype=np.float64)
+                scale, translation = scale * factor, translation * factor
+            elif t.get("type") == "translation":
+                translation = translation + np.asarray(t["translation"], dtype=np.float64)
+    unit_name = axes[-1].get("unit")
+    units, factor = SPACE_UNITS_IN.get(unit_name, ("unknown", 1.0)) if unit_name else ("unknown", 1.0)
+    affine = np.eye(4)
+    affine[:3, :3] = np.diag(scale[-3:][::-1] * factor)
+    affine[:3, 3] = translation[-3:][::-1] * factor
+    kept = attrs.get("bigresample", {}).get("nifti_affine") if dataset["path"] == "0" else None
+    if kept is not None and np.allclose(voxel_spacing(np.asarray(kept)), voxel_spacing(affine), rtol=1e-5):
+        affine = np.asarray(kept, dtype=np.float64)
+    time_step, time_unit = None, "sec"
+    if names[0] == "t" and len(axes) > 3:
+        time_step = float(scale[0])
+        time_unit = TIME_UNITS_IN.get(axes[0].get("unit"), "sec")
+    return OmeImage(SpatialView(array), affine, units, time_step, time_unit)

@@ -275,7 +275,7 @@ def resample(
 
     with connect(scheduler, local_cluster, client) as cl:
         ref = open_input(reference, read_data=False, role="reference") if reference is not None else None
-        say(f"Loading NIfTI file: {in_path}")
+        say(f"Loading {'OME-Zarr image' if ome.is_ome_zarr(in_path) else 'NIfTI file'}: {in_path}")
         vol = open_input(in_path, scratch_dir=scratch, read_data=not dry_run)
         try:
             why = None if (labels or order == 0 or dry_run) else looks_like_labels(vol)

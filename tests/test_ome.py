@@ -4,9 +4,10 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from bigresample import resample
+from bigresample import make_grid, resample
 from bigresample.cli import main
 
+from .conftest import assert_matches_reference, scipy_reference
 from .test_cli import make_volume
 
 ome_zarr = pytest.importorskip("ome_zarr")
@@ -108,3 +109,100 @@ def test_levels_need_an_ome_zarr_output(tmp_path, capsys):
     make_volume(src)
     assert main([str(src), str(tmp_path / "o.nii"), "--z-spacing", "0.2", "--levels", "2"]) == 2
     assert "--levels needs an OME-Zarr output (.zarr); got 'o.nii'" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------
+# OME-Zarr input
+# --------------------------------------------------------------------------
+
+
+def _write_ome(path, data, scale, units="micrometer", fmt="0.5", axes="zyx"):
+    """An OME-Zarr image written by ome-zarr-py (the independent writer)."""
+    import warnings
+
+    import zarr
+
+    group = zarr.open_group(str(path), mode="w", zarr_format=3 if fmt == "0.5" else 2)
+    unit = {a: ("second" if a == "t" else units) for a in axes}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ome-zarr-py's own deprecation warnings, on import and use
+        from ome_zarr.format import FormatV04, FormatV05
+        from ome_zarr.writer import write_image
+
+        write_image(data, group, scale_factors=[], fmt=FormatV05() if fmt == "0.5" else FormatV04(), axes=axes,
+                    scale=dict(zip(axes, scale)), axes_units=unit)
+
+
+@pytest.mark.parametrize("fmt", ["0.5", "0.4"])
+def test_an_ome_zarr_input_is_resampled_like_its_array(tmp_path, fmt, capsys):
+    from scipy import ndimage
+
+    rng = np.random.default_rng(3)
+    zyx = ndimage.gaussian_filter(rng.standard_normal((20, 30, 40)), 1.5).astype(np.float32) * 100
+    src = tmp_path / "in.zarr"
+    _write_ome(src, zyx, (4.0, 2.0, 1.5), fmt=fmt)  # z, y, x in um
+    out = tmp_path / "out.nii.gz"
+    assert main([str(src), str(out), "--spacing", "3", "3", "3", "--units", "um", "--order", "3"]) == 0
+    report = capsys.readouterr().out
+    assert "Loading OME-Zarr image:" in report and "x=1.50, y=2.00, z=4.00" in report
+    img = nib.load(out)
+    assert img.header.get_xyzt_units()[0] == "micron"
+    np.testing.assert_allclose(img.header.get_zooms()[:3], (3.0, 3.0, 3.0), rtol=1e-6)
+    data = zyx.T  # x, y, z
+    g = make_grid(data.shape, (1.5, 2.0, 4.0), (3.0, 3.0, 3.0), "center")
+    assert_matches_reference(np.asanyarray(img.dataobj), scipy_reference(data, g, 3, "nearest"), data, 3)
+    np.testing.assert_allclose(img.affine, g.output_affine(np.diag([1.5, 2.0, 4.0, 1.0])), atol=1e-5)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.zarr", "out.nii.gz"]
+
+
+def test_a_time_series_ome_zarr_keeps_its_time_axis(tmp_path):
+    data = (np.random.default_rng(0).random((3, 10, 12, 14)) * 100).astype(np.float32)  # t, z, y, x
+    src = tmp_path / "in.zarr"
+    _write_ome(src, data, (2.5, 0.2, 0.1, 0.1), units="millimeter", axes="tzyx")
+    out = tmp_path / "out.nii"
+    resample(src, out, spacing=(0.2, 0.2, 0.2), order=1)
+    img = nib.load(out)
+    assert img.shape == (7, 6, 10, 3)
+    assert img.header.get_zooms()[3] == pytest.approx(2.5)
+    g = make_grid((14, 12, 10), (0.1, 0.1, 0.2), (0.2, 0.2, 0.2), "center")
+    xyzt = data.transpose(3, 2, 1, 0)
+    assert_matches_reference(np.asanyarray(img.dataobj), scipy_reference(xyzt, g, 1, "nearest"), xyzt, 1)
+
+
+def test_ome_zarr_round_trip_keeps_a_translation_and_a_rotated_affine(tmp_path):
+    src = tmp_path / "in.nii"
+    affine = np.array([[0.0, -0.1, 0.0, 5.0], [0.1, 0.0, 0.0, -3.0], [0.0, 0.0, 0.1, 2.0], [0, 0, 0, 1]])
+    data = (np.random.default_rng(1).random((10, 12, 8)) * 100).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, affine), src)
+    first = resample(src, tmp_path / "a.zarr", spacing=(None, None, 0.2))
+    back = resample(tmp_path / "a.zarr", tmp_path / "b.nii", spacing=(0.1, 0.1, 0.2))  # spacing unchanged
+    np.testing.assert_allclose(nib.load(tmp_path / "b.nii").affine, first.affine, atol=1e-6)
+    np.testing.assert_array_equal(np.asanyarray(nib.load(tmp_path / "b.nii").dataobj),
+                                  _read(tmp_path / "a.zarr")[0].T)
+    assert back.in_shape == (10, 12, 4)
+
+
+def test_an_ome_zarr_reference_gives_its_grid(tmp_path):
+    src = tmp_path / "in.nii"
+    make_volume(src, shape=(30, 26, 20))
+    ref = tmp_path / "ref.zarr"
+    _write_ome(ref, np.zeros((5, 6, 7), np.uint8), (0.35, 0.4, 0.3), units="millimeter")
+    res = resample(src, tmp_path / "out.nii", reference=ref, order=1)
+    img = nib.load(tmp_path / "out.nii")
+    assert img.shape == (7, 6, 5) and res.grid == "reference"
+    np.testing.assert_allclose(img.affine, np.diag([0.3, 0.4, 0.35, 1.0]), atol=1e-6)
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.mkdir(), "is a folder, not an image file or an OME-Zarr"),
+    (lambda p: _write_ome(p, np.zeros((2, 3, 4), np.uint8), (1, 1, 1), axes="cyx"),
+     "cannot read as OME-Zarr input: spatial axes must be the last three, z y x; got c y x"),
+    (lambda p: __import__("zarr").open_group(str(p), mode="w"), "cannot read as OME-Zarr input: no OME-Zarr"),
+], ids=["plain folder", "2D with channels", "no metadata"])
+def test_a_folder_that_is_not_a_3d_ome_zarr_is_refused_in_one_line(tmp_path, capsys, make, message):
+    src = tmp_path / "in.zarr"
+    make(src)
+    assert main([str(src), str(tmp_path / "out.nii"), "--z-spacing", "0.2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err, err
+    assert not (tmp_path / "out.nii").exists()
