@@ -57,6 +57,11 @@ def write_qc(png, in_source, in_shape, in_affine, in_spacing_mm, out_source, out
     in_sp = np.asarray(in_spacing_mm, dtype=float)
     # where output voxel 0 sits, in mm from input voxel 0 along each index axis
     out_start = np.linalg.solve(in_affine, out_affine @ np.array([0.0, 0.0, 0.0, 1.0]))[:3] * in_sp
+    # an output rotated relative to the input (--reference) is drawn along its own axes
+    m = np.linalg.solve(np.asarray(in_affine, float)[:3, :3], np.asarray(out_affine, float)[:3, :3])
+    aligned = bool(np.allclose(m[~np.eye(3, dtype=bool)], 0.0, atol=1e-9 * np.abs(m).max()))
+    if not aligned:
+        out_start = np.zeros(3)
     rows = [
         ("input", in_source, in_shape, xi, in_sp, np.zeros(3), in_slope, in_inter),
         ("output", out_source, out_shape, xo, np.asarray(out_spacing_mm, dtype=float), out_start, 1.0, 0.0),
@@ -84,7 +89,8 @@ def write_qc(png, in_source, in_shape, in_affine, in_spacing_mm, out_source, out
                 f"{shape[a]}x{shape[b]} voxels",
                 fontsize=9,
             )
-            ax.set_xlabel(f"{AXES[a]} (mm from the input's first voxel)", fontsize=8)
+            frame = "the input's first voxel" if aligned or r == 0 else "the output's first voxel, its own axes"
+            ax.set_xlabel(f"{AXES[a]} (mm from {frame})", fontsize=8)
             ax.set_ylabel(f"{AXES[b]} (mm)", fontsize=8)
             ax.tick_params(labelsize=7)
     if title:
