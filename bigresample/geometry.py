@@ -83,7 +83,9 @@ class AxisMap:
     * ``zoom``: ``scipy.ndimage.zoom(grid_mode=False)`` computes
       ``o * ((n-1)/(m-1))`` (factor 1 when ``m == 1``);
     * ``center``/``origin``: ``scipy.ndimage.affine_transform`` with a diagonal
-      matrix ``r`` and offset ``x0`` computes ``(o + x0/r) * r``.
+      matrix ``r`` and offset ``x0`` computes ``(o + x0/r) * r``;
+    * ``matrix`` (an axis-aligned reference grid): ``affine_transform`` with a
+      4x4 matrix computes ``o * step + x0`` (step may be negative: a flip).
     """
 
     n: int
@@ -91,13 +93,15 @@ class AxisMap:
     ratio: float  # r = t / s, the requested ratio
     step: float  # the coordinate step actually used: r, or (n-1)/(m-1) for zoom
     offset: float  # x(0)
-    kind: str  # "affine" or "zoom"
+    kind: str  # "affine", "zoom" or "matrix"
 
     def coordinates(self, start: int = 0, stop: int | None = None) -> np.ndarray:
         stop = self.m if stop is None else stop
         o = np.arange(start, stop, dtype=np.float64)
         if self.kind == "zoom":
             return o * self.step
+        if self.kind == "matrix":
+            return o * self.step + self.offset
         return (o + self.offset / self.ratio) * self.ratio
 
     @property
@@ -256,6 +260,16 @@ class ReferenceGrid:
     @property
     def is_axis_aligned(self) -> bool:
         return bool(np.all(self.matrix[~np.eye(3, dtype=bool)] == 0))
+
+    def separable(self) -> Grid | None:
+        """The same sampling as a per-axis ``Grid`` when the reference is
+        axis-aligned with the input (a diagonal matrix, flips allowed), for the
+        fast separable engine; None when it is rotated or permutes axes."""
+        if not self.is_axis_aligned or np.any(np.diag(self.matrix) == 0):
+            return None
+        axes = tuple(AxisMap(n, m, abs(float(step)), float(step), float(off), "matrix")
+                     for n, m, step, off in zip(self.in_shape, self.out_shape, np.diag(self.matrix), self.offset))
+        return Grid(axes, "reference")
 
     def output_affine(self, affine=None) -> np.ndarray:
         return self.out_affine.copy()

@@ -558,7 +558,12 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
 def _prepare(vol, g, order, mode, cval, antialias, out_dtype, limit, workers, chunks, gzip=False):
     """The resampler, the source it reads (smoothed when anti-aliasing), the
     Gaussian sigmas (None without ``antialias``) and the block plan for the grid ``g``."""
-    resampler = (AffineResampler if isinstance(g, ReferenceGrid) else Resampler)(g, order, mode, cval)
+    if isinstance(g, ReferenceGrid):
+        # axis-aligned (flips allowed): the separable engine on the same coordinates, much faster
+        separable = g.separable()
+        resampler = Resampler(separable, order, mode, cval) if separable else AffineResampler(g, order, mode, cval)
+    else:
+        resampler = Resampler(g, order, mode, cval)
     source, smoothing = vol.source, None
     if antialias:
         smoothing = antialias_sigmas(g.ratios)

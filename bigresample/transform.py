@@ -18,6 +18,9 @@ by ``scipy.ndimage.map_coordinates`` on the *input window* the block needs:
   the volume onto itself (``wrap``, ``reflect``, ``mirror`` and their grid
   variants) a block that reaches outside the volume reads the whole axis.
 
+An axis-aligned reference (flips allowed) never comes here: its grid is
+separable (``ReferenceGrid.separable``) and goes to the per-axis engine.
+
 Everything works in file order (axes reversed: ``(..., z, y, x)``), like
 ``Resampler.compute_into``, so a NIfTI window is read and the block written
 without transposing.

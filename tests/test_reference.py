@@ -258,3 +258,26 @@ def test_levels_with_a_reference_is_refused(tmp_path):
     src = write(tmp_path / "in.nii", smooth_volume((10, 10, 10)), A_IN)
     with pytest.raises(ValueError, match="--levels needs a spacing or --shape"):
         resample(src, tmp_path / "out.zarr", reference=src, levels=2)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("order", ORDERS)
+def test_an_axis_aligned_reference_takes_the_separable_engine_with_the_same_values(order, mode):
+    from bigresample.engine import Resampler
+
+    data = smooth_volume((50, 40, 30), seed=order)
+    rng = np.random.default_rng(order)
+    for _ in range(3):
+        m = np.eye(4)
+        m[:3, :3] = np.diag(rng.uniform(0.3, 3, 3) * rng.choice([-1, 1], 3))  # flips too
+        m[:3, 3] = rng.uniform(-10, 60, 3)
+        out_shape = tuple(int(v) for v in rng.integers(1, 40, 3))
+        g = reference_grid(data.shape, A_IN, out_shape, A_IN @ m)
+        separable = g.separable()
+        assert separable is not None
+        got = blockwise(Resampler(separable, order, mode, 3.0), data, (7, 9, 5))
+        expected = whole(data, g, order, mode, cval=3.0)
+        assert_matches_reference(got, expected, data, order, cval=3.0)
+        if order <= 1:
+            np.testing.assert_array_equal(got, expected)
+    assert reference_grid(data.shape, A_IN, *oblique_reference()).separable() is None
