@@ -194,3 +194,24 @@ def good_volume(tmp_path):
     path = tmp_path / "in.nii"
     make_volume(path)
     return path
+
+
+def test_a_rotated_reference_and_an_ome_zarr_input_run_on_a_cluster_as_with_threads(tmp_path):
+    """The general path's resampler and the OME-Zarr reader travel to workers."""
+    from bigresample import resample
+
+    from .test_reference import oblique_reference, write
+
+    src = tmp_path / "in.nii"
+    make_volume(src, shape=(40, 36, 30))
+    ref_shape, a_ref = oblique_reference((20, 18, 16))
+    a_ref[:3, 3] = [-2.0, 5.0, 6.0]  # inside make_volume's field of view
+    ref = write(tmp_path / "ref.nii", np.zeros(ref_shape, np.uint8), a_ref)
+    resample(src, tmp_path / "in.zarr", spacing=(None, None, 0.12))
+    kw = dict(order=3, chunks=(20, 9, 5))
+    resample(tmp_path / "in.zarr", tmp_path / "threads.nii", reference=ref, **kw)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        resample(tmp_path / "in.zarr", tmp_path / "cluster.nii", reference=ref, client=client, **kw)
+    assert _data(tmp_path / "cluster.nii") == _data(tmp_path / "threads.nii")
+    assert np.abs(np.asanyarray(nib.load(tmp_path / "threads.nii").dataobj)).max() > 0

@@ -281,3 +281,13 @@ def test_an_axis_aligned_reference_takes_the_separable_engine_with_the_same_valu
         if order <= 1:
             np.testing.assert_array_equal(got, expected)
     assert reference_grid(data.shape, A_IN, *oblique_reference()).separable() is None
+
+
+def test_dry_run_with_a_reference_reports_its_plan_and_writes_nothing(tmp_path, capsys):
+    src = write(tmp_path / "in.nii", smooth_volume((60, 50, 40)), A_IN)
+    ref_shape, a_ref = oblique_reference((30, 20, 25))
+    ref = write(tmp_path / "ref.nii", np.zeros(ref_shape, np.int16), a_ref)
+    assert main([str(src), str(tmp_path / "out.nii"), "--reference", str(ref), "--order", "3", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "Output shape: (30, 20, 25) (float32)" in out and "rotated" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nii", "ref.nii"]
