@@ -412,14 +412,11 @@ def _eval_axis(x, iax, index, weights, out, ws, tag):
 
 
 @dataclass(frozen=True)
-class Resampler:
-    """Everything that determines the values of a resampling (small, picklable).
+class Sampling:
+    """A grid and how it samples the input (order, mode, cval), checked:
+    what every resampler is made of (small, picklable)."""
 
-    ``grid`` covers the leading spatial axes; any further axes of the source
-    (time, channels) are carried through untouched.
-    """
-
-    grid: Grid
+    grid: object
     order: int = 1
     mode: str = "nearest"
     cval: float = 0.0
@@ -431,12 +428,23 @@ class Resampler:
 
     @property
     def ndim(self) -> int:
-        return len(self.grid.axes)
+        return len(self.grid.in_shape)
 
     @property
     def halo(self) -> int:
         """Prefilter halo in voxels (0 for orders 0 and 1)."""
         return splines.halo(self.order, self.ndim)
+
+
+@dataclass(frozen=True)
+class Resampler(Sampling):
+    """Everything that determines the values of a separable resampling.
+
+    ``grid`` (a ``Grid``) covers the leading spatial axes; any further axes of
+    the source (time, channels) are carried through untouched.
+    """
+
+    grid: Grid
 
     def plans(self, region: tuple[slice, ...]) -> list[AxisPlan]:
         """Per-axis plans of the output block ``region`` (spatial slices first)."""

@@ -33,8 +33,7 @@ from functools import cached_property
 
 import numpy as np
 
-from . import splines
-from .engine import Workspace, _Fresh, ndimage
+from .engine import Sampling, Workspace, _Fresh, ndimage
 from .geometry import ReferenceGrid
 
 #: Modes whose outside samples come from elsewhere in the volume.
@@ -45,27 +44,11 @@ SHORT_AXIS = 64
 
 
 @dataclass(frozen=True)
-class AffineResampler:
+class AffineResampler(Sampling):
     """Output blocks on a ``ReferenceGrid`` (small, picklable), equal to
     ``scipy.ndimage.affine_transform(input, grid.homogeneous, output_shape=grid.out_shape)``."""
 
     grid: ReferenceGrid
-    order: int = 1
-    mode: str = "nearest"
-    cval: float = 0.0
-
-    def __post_init__(self):
-        object.__setattr__(self, "order", splines.parse_order(self.order))
-        object.__setattr__(self, "mode", splines.parse_mode(self.mode))
-        object.__setattr__(self, "cval", float(self.cval))
-
-    @property
-    def ndim(self) -> int:
-        return 3
-
-    @property
-    def halo(self) -> int:
-        return splines.halo(self.order, 3)
 
     @property
     def reach(self) -> int:
