@@ -69,3 +69,22 @@ def test_antialias_stays_under_the_budget(tmp_path):
                   "--memory-limit", limit, "--quiet"])
     assert nib.load(out).shape == (50, 67, 160)
     assert peak <= limit, f"peak RSS {peak >> 20} MiB over the {limit >> 20} MiB budget"
+
+
+@pytest.mark.slow
+def test_a_rotated_reference_stays_under_the_budget(tmp_path):
+    """The general path's windows (boxes around rotated blocks), coefficients
+    and coordinates count in the plan."""
+    limit = 250 * 2**20
+    src = tmp_path / "in.nii"
+    _volume(src, (256, 256, 400))  # 105 MB
+    t = np.radians(20)
+    a_ref = np.array([[np.cos(t), -np.sin(t), 0, 0], [np.sin(t), np.cos(t), 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    a_ref = a_ref @ np.diag([0.12, 0.12, 0.1, 1.0])
+    a_ref[:3, 3] = [8.0, -2.0, 0.0]
+    ref = tmp_path / "ref.nii"
+    nib.save(nib.Nifti1Image(np.zeros((200, 220, 400), np.uint8), a_ref), ref)
+    out = tmp_path / "out.nii"
+    peak = _peak([src, out, "--reference", ref, "--order", "3", "--memory-limit", limit, "--quiet"])
+    assert nib.load(out).shape == (200, 220, 400)
+    assert peak <= limit, f"peak RSS {peak >> 20} MiB over the {limit >> 20} MiB budget"

@@ -73,8 +73,11 @@ def test_blocks_on_an_oblique_grid_equal_one_whole_affine_transform(order, mode)
     g = reference_grid(data.shape, A_IN, ref_shape, a_ref)
     r = AffineResampler(g, order, mode, cval=-300.0)
     # the blocks read windows, not the volume: the check is not trivially true
-    middle = (slice(23, 46), slice(38, 57), slice(17, 34))
-    assert any(s.stop - s.start < n for s, n in zip(r.input_region(middle), data.shape))
+    # a small block around the output voxel that samples the input's centre
+    o = np.linalg.solve(g.matrix, (np.array(data.shape) - 1) / 2 - g.offset)
+    o = np.clip(np.rint(o).astype(int), 2, np.array(ref_shape) - 3)
+    middle = tuple(slice(int(c) - 2, int(c) + 2) for c in o)
+    assert np.prod([s.stop - s.start for s in r.input_region(middle)]) < data.size
     got = blockwise(r, data, (23, 19, 17))
     expected = whole(data, g, order, mode, cval=-300.0)
     assert_matches_reference(got, expected, data, order, cval=-300.0)
@@ -147,12 +150,12 @@ def test_the_planned_window_bounds_every_block_window():
     data_shape = (400, 300, 200)
     g = reference_grid(data_shape, A_IN, *oblique_reference((120, 130, 90)))
     r = AffineResampler(g, 3, "nearest")
-    block = (120, 130, 11)
-    bound = r.window_shape(block)
-    assert all(b < n for b, n in zip(bound, data_shape))
-    for z in range(0, 90, 11):
-        win = r.window((slice(0, 120), slice(0, 130), slice(z, min(z + 11, 90))))
-        assert all(b - a <= w for (a, b), w in zip(win, bound))
+    for block in [(120, 130, 11), (30, 20, 90), (7, 130, 3)]:
+        bound = r.window_shape(block)
+        assert np.prod(bound) < np.prod(data_shape) / 2
+        for start in itertools.product(*[range(0, m, b) for m, b in zip(g.out_shape, block)]):
+            win = r.window(tuple(slice(i, min(i + b, m)) for i, b, m in zip(start, block, g.out_shape)))
+            assert all(b - a <= w for (a, b), w in zip(win, bound))
 
 
 # --------------------------------------------------------------------------
