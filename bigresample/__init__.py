@@ -3,20 +3,24 @@
 __version__ = "0.1.0"
 
 from .engine import Resampler
-from .geometry import Grid, GeometryError, make_grid, voxel_spacing
+from .geometry import Grid, GeometryError, ReferenceGrid, make_grid, reference_grid, voxel_spacing
 from .pipeline import ResampleResult, resample, resample_nifti_spacing
 from .splines import MODES, SplineError, halo
+from .transform import AffineResampler
 
 __all__ = [
+    "AffineResampler",
     "GeometryError",
     "Grid",
     "MODES",
+    "ReferenceGrid",
     "ResampleResult",
     "Resampler",
     "SplineError",
     "__version__",
     "halo",
     "make_grid",
+    "reference_grid",
     "resample",
     "resample_array",
     "resample_nifti_spacing",
