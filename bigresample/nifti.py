@@ -93,6 +93,7 @@ class InputVolume:
     inter: float
     scratch: Path | None = None  # decompressed copy, removed by close()
     timings: dict = field(default_factory=dict)
+    extra_axes: list | None = None  # an OME-Zarr's leading axes (NGFF order), see ome.OmeImage
 
     @property
     def dtype(self) -> np.dtype:
@@ -235,14 +236,14 @@ def _open_ome(path: Path, role: str) -> InputVolume:
     except Exception:
         raise InputError(f"{path}: data type {view.dtype} cannot be written as NIfTI") from None
     spacing = voxel_spacing(im.affine)
-    zooms = list(spacing) + ([im.time_step or 1.0] if len(view.shape) > 3 else []) + [1.0] * (len(view.shape) - 4)
-    hdr.set_zooms(zooms)
-    hdr.set_xyzt_units(im.units if im.units != "unknown" else 0, im.time_unit)
+    hdr.set_zooms(list(spacing) + [a["scale"] for a in im.extra_axes[::-1]])
+    time_unit = next((a.get("unit") for a in im.extra_axes if a.get("type") == "time"), None)
+    hdr.set_xyzt_units(im.units if im.units != "unknown" else 0, ome.TIME_UNITS_IN.get(time_unit, "sec"))
     hdr.set_qform(im.affine, 2)
     hdr.set_sform(im.affine, 2)
     image = (nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image)(view, im.affine, hdr)
     return InputVolume(path=path, image=image, source=view, shape=tuple(view.shape), affine=im.affine,
-                       spacing=spacing, units=im.units, slope=1.0, inter=0.0)
+                       spacing=spacing, units=im.units, slope=1.0, inter=0.0, extra_axes=im.extra_axes)
 
 
 def _one_line(exc) -> str:

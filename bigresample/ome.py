@@ -42,23 +42,33 @@ def is_axis_aligned(affine) -> bool:
     return bool(np.all(a[~np.eye(3, dtype=bool)] == 0) and np.all(np.diag(a) > 0))
 
 
-def metadata(name: str, affines, units: str, extra_shape=(), time_step=None, time_unit="sec") -> dict:
+def check_leading_axes(extra_axes) -> None:
+    """OmeError unless the non-spatial axes (NGFF order, before z y x) can lead
+    an NGFF image: at most two, unique names, time before channel/custom."""
+    names = [a["name"] for a in extra_axes]
+    types = [a.get("type") for a in extra_axes]
+    if len(extra_axes) > 2:
+        raise OmeError(f"NGFF images have at most 5 axes; this one has {len(extra_axes) + 3}")
+    if len(set(names)) != len(names) or set(names) & set("zyx"):
+        raise OmeError(f"axis names must be unique: {' '.join(names)} z y x")
+    if "time" in types[1:]:
+        raise OmeError(f"NGFF puts time before the other axes; this image's order is {' '.join(names)} z y x")
+
+
+def metadata(name: str, affines, units: str, extra_axes=()) -> dict:
     """The group's attributes for one image whose levels ``0, 1, ...`` have
-    the output ``affines`` (spatial axes x, y, z)."""
-    if len(extra_shape) > 1:
-        raise ValueError("OME-Zarr output takes 3D or 4D (time) images")
+    the output ``affines`` (spatial axes x, y, z).  ``extra_axes``: the
+    non-spatial axes in NGFF order (before z, y, x), dicts with ``name``,
+    ``type``, optionally ``unit``, and their ``scale``."""
+    check_leading_axes(extra_axes)
     unit = UNITS.get(units, "millimeter")
-    axes = [{"name": ax, "type": "space", "unit": unit} for ax in "zyx"]
-    if extra_shape:
-        axes.insert(0, {"name": "t", "type": "time", "unit": TIME_UNITS.get(time_unit, "second")})
+    lead = [{k: v for k, v in a.items() if k != "scale" and v is not None} for a in extra_axes]
+    axes = lead + [{"name": ax, "type": "space", "unit": unit} for ax in "zyx"]
     datasets = []
     for level, affine in enumerate(affines):
         a = np.asarray(affine, dtype=np.float64)
-        scale = [float(v) for v in voxel_spacing(a)[::-1]]
-        translation = [float(v) for v in a[:3, 3][::-1]]
-        if extra_shape:
-            scale.insert(0, float(time_step) if time_step and time_step > 0 else 1.0)
-            translation.insert(0, 0.0)
+        scale = [float(e.get("scale") or 1.0) for e in extra_axes] + [float(v) for v in voxel_spacing(a)[::-1]]
+        translation = [0.0] * len(extra_axes) + [float(v) for v in a[:3, 3][::-1]]
         datasets.append({"path": str(level), "coordinateTransformations": [
             {"type": "scale", "scale": scale},
             {"type": "translation", "translation": translation},
@@ -118,8 +128,7 @@ class OmeImage:
     data: SpatialView  # spatial-first: x, y, z, then the leading NGFF axes reversed
     affine: np.ndarray  # x, y, z in ``units``
     units: str  # NIfTI name: 'mm', 'micron', 'meter' or 'unknown'
-    time_step: float | None
-    time_unit: str  # NIfTI name: 'sec', 'msec', 'usec'
+    extra_axes: list  # the leading axes, NGFF order: dicts with name, type, unit, scale
 
 
 def read_image(path) -> OmeImage:
@@ -172,8 +181,6 @@ def read_image(path) -> OmeImage:
     kept = attrs.get("bigresample", {}).get("nifti_affine") if dataset["path"] == "0" else None
     if kept is not None and np.allclose(voxel_spacing(np.asarray(kept)), voxel_spacing(affine), rtol=1e-5):
         affine = np.asarray(kept, dtype=np.float64)
-    time_step, time_unit = None, "sec"
-    if names[0] == "t" and len(axes) > 3:
-        time_step = float(scale[0])
-        time_unit = TIME_UNITS_IN.get(axes[0].get("unit"), "sec")
-    return OmeImage(SpatialView(array), affine, units, time_step, time_unit)
+    extra = [{"name": a.get("name"), "type": a.get("type"), "unit": a.get("unit"), "scale": float(sc)}
+             for a, sc in zip(axes[:-3], scale[:-3])]
+    return OmeImage(SpatialView(array), affine, units, extra)

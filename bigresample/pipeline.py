@@ -367,6 +367,11 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     )
     say(f"Memory budget: {format_bytes(limit)}")
     out_full = tuple(g.out_shape) + tuple(extra)
+    if kind == ".zarr":
+        try:
+            ome.check_leading_axes(_leading_axes(vol))
+        except ome.OmeError as exc:
+            raise UsageError(f"cannot write this image as OME-Zarr: {exc}; write .nii or .nii.gz") from None
     via_zarr = (keep_zarr or client is not None) and kind != ".zarr"  # an OME-Zarr output is its own store
     if dry_run:
         return _dry_run(vol, resampler, out_path, kind, g, out_full, out_dtype, plan, limit, scratch,
@@ -422,7 +427,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
             shutil.rmtree(tmp_out, ignore_errors=True)
             ome.create_group(tmp_out, ome.metadata(out_path.name[: -len(kind)],
                                                    [gk.output_affine(vol.affine) for gk in grids],
-                                                   vol.units, extra, *_time_axis(vol)))
+                                                   vol.units, _leading_axes(vol)))
         _, resumed = compute_to_zarr(resampler, source, out_dtype, out_full, plan, str(tmp_out / "0"), workers,
                                      progress, journal, done, client)
         if resumed:
@@ -694,12 +699,24 @@ def _check_output_size(vol, out_path, kind, g, extra, out_dtype, force, store_ro
     check_free_space(out_path.parent, need, what)
 
 
-def _time_axis(vol: InputVolume) -> tuple[float | None, str]:
-    """Time step and its unit from the header (for a 4D image)."""
+def _leading_axes(vol: InputVolume) -> list[dict]:
+    """The non-spatial axes for an OME-Zarr output, NGFF order: an OME-Zarr
+    input's own; for a NIfTI, dimension 4 is time (its step and unit from the
+    header), 5 the components ("c", a channel axis), further ones custom."""
+    if vol.extra_axes is not None:
+        return vol.extra_axes
     hdr = vol.image.header
     zooms = hdr.get_zooms()
-    unit = hdr.get_xyzt_units()[1] if hasattr(hdr, "get_xyzt_units") else "sec"
-    return (float(zooms[3]) if len(zooms) > 3 else None), (unit or "sec")
+    unit = (hdr.get_xyzt_units()[1] if hasattr(hdr, "get_xyzt_units") else None) or "sec"
+    axes = []
+    for i in range(3, len(vol.shape)):
+        if i == 3:
+            axes.append({"name": "t", "type": "time", "unit": ome.TIME_UNITS.get(unit, "second"),
+                         "scale": float(zooms[3]) if len(zooms) > 3 and zooms[3] > 0 else 1.0})
+        else:
+            axes.append({"name": "c" if i == 4 else f"dim{i + 1}", "type": "channel" if i == 4 else None,
+                         "scale": 1.0})
+    return axes[::-1]
 
 
 def _replace_folder(new: Path, target: Path) -> None:

@@ -206,3 +206,34 @@ def test_a_folder_that_is_not_a_3d_ome_zarr_is_refused_in_one_line(tmp_path, cap
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err, err
     assert not (tmp_path / "out.nii").exists()
+
+
+def test_channels_and_time_of_an_ome_zarr_input_keep_their_names(tmp_path):
+    data = (np.random.default_rng(2).random((2, 3, 10, 12, 14)) * 100).astype(np.float32)  # t, c, z, y, x
+    src = tmp_path / "in.zarr"
+    _write_ome(src, data, (2.5, 1.0, 0.2, 0.1, 0.1), units="millimeter", axes="tczyx")
+    resample(src, tmp_path / "out.zarr", spacing=(0.2, 0.2, 0.2), order=1)
+    got, axes, scale, _ = _read(tmp_path / "out.zarr")
+    assert [(a["name"], a["type"]) for a in axes] == [("t", "time"), ("c", "channel"), ("z", "space"),
+                                                        ("y", "space"), ("x", "space")]
+    np.testing.assert_allclose(scale, [2.5, 1.0, 0.2, 0.2, 0.2], rtol=1e-6)
+    g = make_grid((14, 12, 10), (0.1, 0.1, 0.2), (0.2, 0.2, 0.2), "center")
+    xyzct = data.transpose(4, 3, 2, 1, 0)
+    assert_matches_reference(got.transpose(4, 3, 2, 1, 0), scipy_reference(xyzct, g, 1, "nearest"), xyzct, 1)
+    resample(src, tmp_path / "out.nii", spacing=(0.2, 0.2, 0.2), order=1)
+    img = nib.load(tmp_path / "out.nii")
+    assert img.shape == (7, 6, 10, 3, 2)
+    np.testing.assert_allclose(img.header.get_zooms()[3:], (1.0, 2.5))
+    # channels only (the usual microscopy image): c stays a channel axis, not time
+    _write_ome(tmp_path / "czyx.zarr", data[0], (1.0, 0.2, 0.1, 0.1), units="millimeter", axes="czyx")
+    resample(tmp_path / "czyx.zarr", tmp_path / "c.zarr", spacing=(0.2, 0.2, 0.2), order=1)
+    assert [a["name"] for a in _read(tmp_path / "c.zarr")[1]] == ["c", "z", "y", "x"]
+
+
+def test_a_5d_nifti_cannot_be_an_ome_zarr_and_says_so_in_one_line(tmp_path, capsys):
+    src = tmp_path / "in.nii"
+    nib.save(nib.Nifti1Image(np.zeros((6, 5, 4, 3, 2), np.float32), np.eye(4)), src)
+    assert main([str(src), str(tmp_path / "out.zarr"), "--z-spacing", "2", "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "NGFF puts time before the other axes; this image's order is c t z y x" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nii"]
