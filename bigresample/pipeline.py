@@ -238,6 +238,9 @@ def resample(
     order = 0 if labels else parse_order(order)
     mode = parse_mode(mode)
     grid = parse_grid(grid)
+    for role, value in (("input", input), ("reference", reference)):
+        if value is not None and store_location.is_url(str(value)):
+            raise UsageError(f"{role} must be a local file or folder (URLs are not read); got {value}")
     in_path, out_path = Path(input), Path(output)
     kind = output_kind(out_path)
     if not (isinstance(levels, (int, np.integer)) and levels >= 1):

@@ -237,3 +237,9 @@ def test_a_5d_nifti_cannot_be_an_ome_zarr_and_says_so_in_one_line(tmp_path, caps
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "NGFF puts time before the other axes; this image's order is c t z y x" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nii"]
+
+
+def test_an_input_url_is_refused_in_one_line(tmp_path, capsys):
+    assert main(["s3://bucket/image.zarr", str(tmp_path / "out.nii"), "--z-spacing", "0.2"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "input must be a local file or folder (URLs are not read)" in err
