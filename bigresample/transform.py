@@ -5,9 +5,11 @@ A rotated (or sheared) target is not separable, so the per-axis engine of
 by ``scipy.ndimage.map_coordinates`` on the *input window* the block needs:
 
 * the block's input coordinates are computed as scipy's own ``affine_transform``
-  computes them (``((o_x m_0 + o_y m_1) + o_z m_2) + offset``, the C loop's
-  order), then shifted by the window's start, which is exact: order 0 and 1
-  give the whole-array call's values (nearest-neighbour ties included);
+  computes them (``((offset + o_x m_0) + o_y m_1) + o_z m_2``, the C loop's
+  order), then shifted by the window's start, which is exact, and scipy is
+  given spatial-first views so that it sums each sample's taps in the same
+  order: orders 0 and 1 give the whole-array call's values bit for bit
+  (nearest-neighbour ties included);
 * the window is the bounding box of those coordinates plus the interpolation
   support, plus the prefilter halo of ``bigresample.splines.halo`` for orders
   >= 2 (the B-spline coefficients of a window differ from the whole volume's by
@@ -128,11 +130,16 @@ class AffineResampler(Sampling):
         pad = PREPAD if self.order > 1 and self.mode in PREPAD_MODES else 0
         if pad:
             coords += pad  # where scipy's C loop adds its pre-pad: after the shift
+        # scipy sees the window spatial-first (x, y, z): it then sums each sample's
+        # taps in the whole-array call's order (bit for bit at order 1); the
+        # samples go out spatial-first and C-ordered (streamed), then transposed
+        values = ws.array("values", bshape, dtype)
         for idx in np.ndindex(*extra_shape[::-1]) if extra_shape else [()]:
             data = self._coefficients(win[idx], pad, ws) if self.order > 1 else win[idx]
             # scipy rounds and saturates integer outputs itself, as in the whole-array call
-            ndimage().map_coordinates(data, coords, output=out[idx], order=self.order, mode=self.mode,
+            ndimage().map_coordinates(data.T, coords, output=values, order=self.order, mode=self.mode,
                                       cval=self.cval, prefilter=False)
+            np.copyto(out[idx], values.T)
         return out
 
     def _coefficients(self, win, pad, ws) -> np.ndarray:
@@ -166,18 +173,17 @@ class AffineResampler(Sampling):
         return coef
 
     def _coordinates(self, spatial, win_range, ws) -> np.ndarray:
-        """Input coordinates of the block's voxels relative to the window, file order:
-        ``(3, bz, by, bx)`` with row 0 the z coordinate."""
+        """Input coordinates of the block's voxels relative to the window,
+        spatial-first: ``(3, bx, by, bz)``, row ``i`` the coordinate along input axis ``i``."""
         o = [np.arange(s.start, s.stop, dtype=np.float64) for s in spatial]
-        bshape = tuple(len(v) for v in o)[::-1]
-        coords = ws.array("coords", (3,) + bshape, np.float64)
+        coords = ws.array("coords", (3,) + tuple(len(v) for v in o), np.float64)
         m, off = self.grid.matrix, self.grid.offset
         for i in range(3):
-            dst = coords[2 - i]
-            dst[...] = (o[0] * m[i, 0])[None, None, :]
+            # scipy's C loop: start from the offset, add o_j * m_ij for j = x, y, z
+            dst = coords[i]
+            dst[...] = (off[i] + o[0] * m[i, 0])[:, None, None]
             dst += (o[1] * m[i, 1])[None, :, None]
-            dst += (o[2] * m[i, 2])[:, None, None]
-            dst += off[i]
+            dst += (o[2] * m[i, 2])[None, None, :]
             dst -= win_range[i][0]
         return coords
 
