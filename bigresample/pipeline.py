@@ -14,6 +14,7 @@ the output path.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -34,7 +35,7 @@ from .cluster import check_visible, connect, describe
 from .engine import Resampler
 from .geometry import ReferenceGrid, make_grid, parse_grid, reference_grid, voxel_spacing
 from .journal import Journal, input_identity
-from .nifti import InputVolume, check_free_space, open_input, output_header, output_kind
+from .nifti import InputVolume, check_free_space, header_bytes, open_input, output_header, output_kind
 from .output import check_written, compute_direct, compute_to_zarr, stream_store
 from .plan import default_memory_limit, format_bytes, parse_memory, plan_blocks
 from .qc import require_matplotlib, write_qc
@@ -386,10 +387,13 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     store_path = store_location.address(store_root, f".{out_path.name}.bigresample.zarr")
     stem = out_path.name[: -len(kind)]
     tmp_out = out_path.parent / f".{stem}.bigresample-partial{kind}"
+    hdr = output_header(vol, g, out_dtype, reference=ref)
     journal = Journal(
         out_path.parent / f".{out_path.name}.bigresample-journal",
         {
             "input": input_identity(vol.path),
+            # the header written at the start of a partial NIfTI (a reference's forms and codes, ...)
+            "header": hashlib.sha256(header_bytes(hdr)).hexdigest(),
             "output": str(out_path.resolve()),
             "spacing": [repr(float(v)) for v in target],
             "reference": None if ref is None else [repr(float(v)) for v in g.homogeneous[:3].ravel()]
@@ -406,7 +410,6 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
             "version": __version__,
         },
     )
-    hdr = output_header(vol, g, out_dtype, reference=ref)
     nifti2 = isinstance(hdr, nib.Nifti2Header)
     out_full = tuple(g.out_shape) + tuple(extra)
     timings = dict(vol.timings)

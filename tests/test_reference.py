@@ -326,3 +326,33 @@ def test_orders_0_and_1_are_bit_identical_in_float64_too(order, dtype):
         for out in (np.float32, np.float64):
             got = blockwise(AffineResampler(g, order, "nearest"), data, (17, 30, 6), dtype=out)
             np.testing.assert_array_equal(got, whole(data, g, order, "nearest", dtype=out))
+
+
+@pytest.mark.slow
+def test_a_partial_output_is_not_resumed_when_the_reference_header_changed(tmp_path):
+    """Same grid, other qform/sform codes: the partial file's header is stale."""
+    import signal
+    import time
+
+    from .test_reliability import _journal_blocks, run_cli
+
+    src = write(tmp_path / "in.nii", smooth_volume((80, 70, 120)), A_IN)
+    ref_shape, a_ref = oblique_reference((60, 50, 100))
+    ref = write(tmp_path / "ref.nii", np.zeros(ref_shape, np.uint8), a_ref, qcode=1, scode=4)
+    out = tmp_path / "out.nii"
+    args = [src, out, "--reference", ref, "--order", "5", "--workers", "1", "--chunks", "60", "50", "2"]
+    proc = run_cli(*args, "--quiet")
+    journal = tmp_path / ".out.nii.bigresample-journal"
+    deadline = time.time() + 60
+    while _journal_blocks(journal) < 2 and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.002)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert _journal_blocks(journal) >= 2
+    write(ref, np.zeros(ref_shape, np.uint8), a_ref, qcode=0, scode=2)
+    rerun = run_cli(*args)
+    report, _ = rerun.communicate(timeout=120)
+    assert rerun.returncode == 0
+    assert "Resumed" not in report and "not resuming" in report
+    hdr = nib.load(out).header
+    assert (int(hdr["qform_code"]), int(hdr["sform_code"])) == (0, 2)
