@@ -29,13 +29,23 @@ FORMAT = 1
 
 
 def input_identity(path) -> dict:
+    """What tells an input apart from an edited one.  A folder (OME-Zarr) is
+    every file below it: chunks rewritten in place change no folder's stat."""
     st = os.stat(path)
-    return {
+    out = {
         "path": str(Path(path).resolve()),
         "size": st.st_size,
         "mtime_ns": st.st_mtime_ns,
         "inode": st.st_ino,
     }
+    if Path(path).is_dir():
+        files, size, newest = 0, 0, 0
+        for folder, _, names in os.walk(path):
+            for name in names:
+                f = os.stat(os.path.join(folder, name))
+                files, size, newest = files + 1, size + f.st_size, max(newest, f.st_mtime_ns)
+        out.update(files=files, bytes=size, newest_mtime_ns=newest)
+    return out
 
 
 class Journal:

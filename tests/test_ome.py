@@ -243,3 +243,22 @@ def test_an_input_url_is_refused_in_one_line(tmp_path, capsys):
     assert main(["s3://bucket/image.zarr", str(tmp_path / "out.nii"), "--z-spacing", "0.2"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "input must be a local file or folder (URLs are not read)" in err
+
+
+def test_rewriting_an_ome_zarr_input_in_place_changes_its_identity(tmp_path):
+    """A journal must not resume onto an input whose chunks were rewritten."""
+    import os
+    import time
+
+    import zarr
+
+    from bigresample.journal import input_identity
+
+    src = tmp_path / "in.zarr"
+    _write_ome(src, np.ones((8, 9, 10), np.float32), (1.0, 1.0, 1.0))
+    before = input_identity(src)
+    time.sleep(0.01)
+    arr = zarr.open_array(str(src / "s0"), mode="r+")
+    arr[...] = -np.asarray(arr)
+    assert input_identity(src) != before
+    assert os.stat(src).st_mtime_ns == before["mtime_ns"]  # the folder alone would not have told
