@@ -236,7 +236,7 @@ def _open_ome(path: Path, role: str) -> InputVolume:
     except Exception:
         raise InputError(f"{path}: data type {view.dtype} cannot be written as NIfTI") from None
     spacing = voxel_spacing(im.affine)
-    hdr.set_zooms(list(spacing) + [a["scale"] for a in im.extra_axes[::-1]])
+    hdr.set_zooms(list(spacing) + [a["scale"] for a in im.extra_axes])
     time_unit = next((a.get("unit") for a in im.extra_axes if a.get("type") == "time"), None)
     hdr.set_xyzt_units(im.units if im.units != "unknown" else 0, ome.TIME_UNITS_IN.get(time_unit, "sec"))
     hdr.set_qform(im.affine, 2)

@@ -88,17 +88,37 @@ def create_group(path, attrs: dict) -> None:
 
 
 class SpatialView:
-    """A file-order (``..., z, y, x``) array seen spatial-first, like a nibabel proxy."""
+    """An NGFF-ordered array (leading axes such as ``t, c``, then ``z, y, x``)
+    seen spatial-first like a NIfTI proxy: ``x, y, z``, then the leading axes in
+    their order (so time is NIfTI's 4th dimension, channels its 5th)."""
 
     def __init__(self, array):
         self.array = array
-        self.shape = tuple(array.shape)[::-1]
+        self.lead = array.ndim - 3
+        self.shape = tuple(array.shape)[self.lead:][::-1] + tuple(array.shape)[: self.lead]
         self.dtype = array.dtype
         self.ndim = len(self.shape)
 
     def __getitem__(self, slices):
         slices = tuple(slices) + (slice(None),) * (self.ndim - len(slices))
-        return np.asarray(self.array[slices[::-1]]).T
+        values = np.asarray(self.array[slices[3:] + slices[2::-1]])
+        n = self.lead
+        return values.transpose((n + 2, n + 1, n) + tuple(range(n)))
+
+
+class NgffWriter:
+    """Writes file-order blocks (the spatial-first order reversed: ``c, t, z, y,
+    x`` for a 5D image) into an NGFF-ordered array (``t, c, z, y, x``): the
+    leading axes swap back.  Small and picklable (the zarr array)."""
+
+    def __init__(self, array):
+        self.array = array
+        self.lead = array.ndim - 3
+
+    def __setitem__(self, region, block):
+        n = self.lead
+        self.array[tuple(region[:n])[::-1] + tuple(region[n:])] = np.transpose(
+            block, tuple(range(n))[::-1] + tuple(range(n, n + 3)))
 
 
 def open_image(path) -> SpatialView:
@@ -125,7 +145,7 @@ def is_ome_zarr(path) -> bool:
 class OmeImage:
     """Level 0 of an OME-Zarr image, as the NIfTI side needs it."""
 
-    data: SpatialView  # spatial-first: x, y, z, then the leading NGFF axes reversed
+    data: SpatialView  # spatial-first: x, y, z, then the leading NGFF axes in order
     affine: np.ndarray  # x, y, z in ``units``
     units: str  # NIfTI name: 'mm', 'micron', 'meter' or 'unknown'
     extra_axes: list  # the leading axes, NGFF order: dicts with name, type, unit, scale

@@ -21,6 +21,7 @@ from .cluster import compute_blocks
 from .engine import thread_workspace
 from .codec import gzip_member
 from .nifti import NiftiWriter, create_raw_output, header_bytes
+from .ome import NgffWriter
 from .rawio import RawWriter
 from .runner import block_regions, run_blocks
 
@@ -205,7 +206,7 @@ def _compute_and_store(resampler, source, region, dtype, store) -> None:
 
 
 def compute_to_zarr(resampler, source, out_dtype, out_full, plan, store_path, workers, progress, journal, done,
-                    client=None):
+                    client=None, ngff=False):
     """Blocks into a zarr v3 store through a dask graph: on local threads
     (``--keep-zarr``) or on a dask.distributed cluster.
 
@@ -215,6 +216,10 @@ def compute_to_zarr(resampler, source, out_dtype, out_full, plan, store_path, wo
     a finished block from a missing one).  Blocks in ``done``, from the
     journal of an interrupted run, are not computed again when the store they
     went to is still there.  Returns ``(store, reused)``.
+
+    ``ngff``: the array of an OME-Zarr image, in NGFF order (leading axes
+    such as ``t, c`` in order, then ``z, y, x``; the file order reverses the
+    leading axes too, which only matters with two of them).
     """
     import dask
     import zarr
@@ -223,7 +228,11 @@ def compute_to_zarr(resampler, source, out_dtype, out_full, plan, store_path, wo
     # the store is in file order (axes reversed, C-ordered): its chunks are
     # the blocks' bytes as they go into the NIfTI, no transposing either way
     chunks = tuple(plan.block) + (1,) * (len(out_full) - len(plan.block))
-    layout = dict(shape=tuple(out_full)[::-1], chunks=chunks[::-1], dtype=np.dtype(out_dtype))
+    order = list(range(len(out_full)))[::-1]
+    if ngff:
+        order = list(range(3, len(out_full))) + [2, 1, 0]
+    layout = dict(shape=tuple(out_full[k] for k in order), chunks=tuple(chunks[k] for k in order),
+                  dtype=np.dtype(out_dtype))
     options = store_location.storage_options(str(store_path))
     store = None
     if done:
@@ -237,7 +246,7 @@ def compute_to_zarr(resampler, source, out_dtype, out_full, plan, store_path, wo
         done = {}
         store = zarr.create_array(store=str(store_path), storage_options=options, **layout, fill_value=0,
                                   compressors=None, zarr_format=3, overwrite=True)
-    tasks = store_tasks(resampler, source, out_dtype, out_full, plan.block, store)
+    tasks = store_tasks(resampler, source, out_dtype, out_full, plan.block, NgffWriter(store) if ngff else store)
     todo = [i for i in range(len(tasks)) if i not in done]
     journal.start(keep=bool(done))
     finished = [0]

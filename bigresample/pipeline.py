@@ -435,7 +435,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
                                                    [gk.output_affine(vol.affine) for gk in grids],
                                                    vol.units, _leading_axes(vol)))
         _, resumed = compute_to_zarr(resampler, source, out_dtype, out_full, plan, str(tmp_out / "0"), workers,
-                                     progress, journal, done, client)
+                                     progress, journal, done, client, ngff=True)
         if resumed:
             say(f"Resumed: {resumed} of {n_blocks} blocks were already done by an interrupted run.")
         for k, gk in enumerate(grids[1:], start=1):
@@ -444,7 +444,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
                          {**journal.identity, "level": k, "block": list(pk.block)})
             done_k, _ = jk.load()
             compute_to_zarr(rk, sk, out_dtype, tuple(gk.out_shape) + tuple(extra), pk, str(tmp_out / str(k)),
-                            workers, progress, jk, done_k, client)
+                            workers, progress, jk, done_k, client, ngff=True)
             level_journals.append(jk)
         timings["compute"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -706,9 +706,10 @@ def _check_output_size(vol, out_path, kind, g, extra, out_dtype, force, store_ro
 
 
 def _leading_axes(vol: InputVolume) -> list[dict]:
-    """The non-spatial axes for an OME-Zarr output, NGFF order: an OME-Zarr
-    input's own; for a NIfTI, dimension 4 is time (its step and unit from the
-    header), 5 the components ("c", a channel axis), further ones custom."""
+    """The non-spatial axes for an OME-Zarr output, in NGFF order, which is
+    also their spatial-first order (``ome.SpatialView``): an OME-Zarr input's
+    own; for a NIfTI, dimension 4 is time (its step and unit from the header),
+    5 the components ("c", a channel axis), further ones custom."""
     if vol.extra_axes is not None:
         return vol.extra_axes
     hdr = vol.image.header
@@ -722,7 +723,7 @@ def _leading_axes(vol: InputVolume) -> list[dict]:
         else:
             axes.append({"name": "c" if i == 4 else f"dim{i + 1}", "type": "channel" if i == 4 else None,
                          "scale": 1.0})
-    return axes[::-1]
+    return axes
 
 
 def _replace_folder(new: Path, target: Path) -> None:

@@ -218,24 +218,32 @@ def test_channels_and_time_of_an_ome_zarr_input_keep_their_names(tmp_path):
                                                         ("y", "space"), ("x", "space")]
     np.testing.assert_allclose(scale, [2.5, 1.0, 0.2, 0.2, 0.2], rtol=1e-6)
     g = make_grid((14, 12, 10), (0.1, 0.1, 0.2), (0.2, 0.2, 0.2), "center")
-    xyzct = data.transpose(4, 3, 2, 1, 0)
-    assert_matches_reference(got.transpose(4, 3, 2, 1, 0), scipy_reference(xyzct, g, 1, "nearest"), xyzct, 1)
+    xyztc = data.transpose(4, 3, 2, 0, 1)
+    expected = scipy_reference(xyztc, g, 1, "nearest")
+    assert_matches_reference(got.transpose(4, 3, 2, 0, 1), expected, xyztc, 1)
     resample(src, tmp_path / "out.nii", spacing=(0.2, 0.2, 0.2), order=1)
     img = nib.load(tmp_path / "out.nii")
-    assert img.shape == (7, 6, 10, 3, 2)
-    np.testing.assert_allclose(img.header.get_zooms()[3:], (1.0, 2.5))
+    assert img.shape == (7, 6, 10, 2, 3)  # NIfTI's dimension 4 is time, 5 the components
+    np.testing.assert_allclose(img.header.get_zooms()[3:], (2.5, 1.0))
+    np.testing.assert_array_equal(np.asanyarray(img.dataobj), got.transpose(4, 3, 2, 0, 1))
+    # and that NIfTI goes back to the same OME-Zarr axes
+    resample(tmp_path / "out.nii", tmp_path / "back.zarr", spacing=(0.2, 0.2, 0.2), order=1)
+    back, axes_back, scale_back, _ = _read(tmp_path / "back.zarr")
+    assert [a["name"] for a in axes_back] == ["t", "c", "z", "y", "x"]
+    np.testing.assert_array_equal(back, got)
+    np.testing.assert_allclose(scale_back, scale, rtol=1e-6)
     # channels only (the usual microscopy image): c stays a channel axis, not time
     _write_ome(tmp_path / "czyx.zarr", data[0], (1.0, 0.2, 0.1, 0.1), units="millimeter", axes="czyx")
     resample(tmp_path / "czyx.zarr", tmp_path / "c.zarr", spacing=(0.2, 0.2, 0.2), order=1)
     assert [a["name"] for a in _read(tmp_path / "c.zarr")[1]] == ["c", "z", "y", "x"]
 
 
-def test_a_5d_nifti_cannot_be_an_ome_zarr_and_says_so_in_one_line(tmp_path, capsys):
+def test_a_6d_nifti_cannot_be_an_ome_zarr_and_says_so_in_one_line(tmp_path, capsys):
     src = tmp_path / "in.nii"
-    nib.save(nib.Nifti1Image(np.zeros((6, 5, 4, 3, 2), np.float32), np.eye(4)), src)
+    nib.save(nib.Nifti1Image(np.zeros((6, 5, 4, 3, 2, 2), np.float32), np.eye(4)), src)
     assert main([str(src), str(tmp_path / "out.zarr"), "--z-spacing", "2", "--quiet"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "NGFF puts time before the other axes; this image's order is c t z y x" in err
+    assert err.count("\n") == 1 and "NGFF images have at most 5 axes; this one has 6" in err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nii"]
 
 
