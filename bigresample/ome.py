@@ -29,7 +29,7 @@ UNITS = {"mm": "millimeter", "micron": "micrometer", "meter": "meter", "unknown"
 TIME_UNITS = {"sec": "second", "msec": "millisecond", "usec": "microsecond"}
 #: NGFF space units read as a NIfTI unit and the factor into it.
 SPACE_UNITS_IN = {"millimeter": ("mm", 1.0), "micrometer": ("micron", 1.0), "meter": ("meter", 1.0),
-                  "nanometer": ("micron", 1e-3), "centimeter": ("mm", 10.0)}
+                  "nanometer": ("micron", 1e-3), "angstrom": ("micron", 1e-4), "centimeter": ("mm", 10.0)}
 TIME_UNITS_IN = {v: k for k, v in TIME_UNITS.items()}
 
 
@@ -167,34 +167,70 @@ def read_image(path) -> OmeImage:
         attrs = dict(group.attrs)
     except Exception as exc:
         raise OmeError(f"not a zarr group ({' '.join(str(exc).split())})") from None
+    try:
+        return _read_multiscale(Path(path), attrs)
+    except OmeError:
+        raise
+    except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
+        # metadata of the wrong shape somewhere: say where we were, not a traceback
+        what = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        raise OmeError(f"malformed multiscales metadata ({what})") from None
+
+
+def _read_multiscale(path: Path, attrs: dict) -> OmeImage:
+    import zarr
+
     ome = attrs.get("ome", attrs)
     multiscales = ome.get("multiscales") if isinstance(ome, dict) else None
     if not multiscales:
         raise OmeError("no OME-Zarr 'multiscales' metadata")
+    if not isinstance(multiscales, list) or not isinstance(multiscales[0], dict):
+        raise OmeError(f"'multiscales' must be a list of images; got {multiscales!r:.60}")
     ms = multiscales[0]
-    axes = ms.get("axes") or [{"name": n} for n in "tczyx"]
-    axes = [a if isinstance(a, dict) else {"name": a} for a in axes]
+    if "axes" not in ms:
+        raise OmeError("no 'axes' in the multiscales metadata (required since NGFF 0.4)")
+    axes = [a if isinstance(a, dict) else {"name": a} for a in ms["axes"]]
     names = [a.get("name") for a in axes]
     if len(axes) < 3 or names[-3:] != ["z", "y", "x"]:
         raise OmeError(f"spatial axes must be the last three, z y x; got {' '.join(map(str, names))}")
-    dataset = ms["datasets"][0]
+    datasets = ms.get("datasets")
+    if not datasets or not isinstance(datasets[0], dict) or not isinstance(datasets[0].get("path"), str):
+        raise OmeError(f"no level 0 dataset with a path; 'datasets' is {datasets!r:.60}")
+    dataset = datasets[0]
+    rel = Path(dataset["path"])
+    if rel.is_absolute() or ".." in rel.parts:
+        raise OmeError(f"level 0 path must lie inside the image folder; got {dataset['path']!r}")
     try:
-        array = zarr.open_array(str(Path(path) / dataset["path"]), mode="r")
+        array = zarr.open_array(str(path / rel), mode="r")
     except Exception as exc:
-        raise OmeError(f"cannot open level {dataset.get('path')!r} ({' '.join(str(exc).split())})") from None
+        raise OmeError(f"cannot open level {dataset['path']!r} ({' '.join(str(exc).split())})") from None
     if array.ndim != len(axes):
         raise OmeError(f"level {dataset['path']!r} has {array.ndim} dimensions, the axes say {len(axes)}")
-    scale = np.ones(len(axes))
-    translation = np.zeros(len(axes))
+    n = len(axes)
+    scale, translation = np.ones(n), np.zeros(n)
     for transforms in (dataset.get("coordinateTransformations", []), ms.get("coordinateTransformations", [])):
         for t in transforms:
-            if t.get("type") == "scale":
-                factor = np.asarray(t["scale"], dtype=np.float64)
-                scale, translation = scale * factor, translation * factor
-            elif t.get("type") == "translation":
-                translation = translation + np.asarray(t["translation"], dtype=np.float64)
-    unit_name = axes[-1].get("unit")
-    units, factor = SPACE_UNITS_IN.get(unit_name, ("unknown", 1.0)) if unit_name else ("unknown", 1.0)
+            kind = t.get("type")
+            if kind not in ("scale", "translation", "identity"):
+                raise OmeError(f"unsupported coordinateTransformation {kind!r} (scale and translation only)")
+            if kind == "identity":
+                continue
+            values = np.asarray(t[kind], dtype=np.float64)
+            if values.shape != (n,) or not np.all(np.isfinite(values)):
+                raise OmeError(f"{kind} must be {n} finite numbers; got {t[kind]!r}")
+            if kind == "scale":
+                if np.any(values == 0):
+                    raise OmeError(f"scale must not be 0 on any axis; got {t[kind]!r}")
+                scale, translation = scale * values, translation * values
+            else:
+                translation = translation + values
+    spatial_units = {a.get("unit") for a in axes[-3:]}
+    if len(spatial_units) > 1:
+        raise OmeError(f"z, y and x have different units: {', '.join(str(a.get('unit')) for a in axes[-3:])}")
+    unit_name = spatial_units.pop()
+    if unit_name is not None and unit_name not in SPACE_UNITS_IN:
+        raise OmeError(f"unsupported space unit {unit_name!r} ({', '.join(SPACE_UNITS_IN)})")
+    units, factor = SPACE_UNITS_IN[unit_name] if unit_name else ("unknown", 1.0)
     affine = np.eye(4)
     affine[:3, :3] = np.diag(scale[-3:][::-1] * factor)
     affine[:3, 3] = translation[-3:][::-1] * factor

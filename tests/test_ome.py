@@ -270,3 +270,46 @@ def test_rewriting_an_ome_zarr_input_in_place_changes_its_identity(tmp_path):
     arr[...] = -np.asarray(arr)
     assert input_identity(src) != before
     assert os.stat(src).st_mtime_ns == before["mtime_ns"]  # the folder alone would not have told
+
+
+def _edit_metadata(path, change):
+    import json
+
+    meta = json.loads((path / "zarr.json").read_text())
+    change(meta["attributes"]["ome"]["multiscales"])
+    (path / "zarr.json").write_text(json.dumps(meta))
+
+
+def _level0(ms):
+    return ms[0]["datasets"][0]
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda ms: ms[0].__setitem__("axes", 5), "malformed multiscales metadata (TypeError"),
+    (lambda ms: ms[0].pop("axes"), "no 'axes' in the multiscales metadata"),
+    (lambda ms: ms[0].__setitem__("datasets", []), "no level 0 dataset with a path"),
+    (lambda ms: ms.__setitem__(0, 3), "'multiscales' must be a list of images"),
+    (lambda ms: _level0(ms)["coordinateTransformations"][0].__setitem__("scale", [1, 1]),
+     "scale must be 3 finite numbers; got [1, 1]"),
+    (lambda ms: _level0(ms)["coordinateTransformations"][0].__setitem__("scale", [0.3, 0, 0.2]),
+     "scale must not be 0 on any axis"),
+    (lambda ms: _level0(ms)["coordinateTransformations"].append({"type": "translation", "translation": "abc"}),
+     "malformed multiscales metadata (ValueError"),
+    (lambda ms: _level0(ms).__setitem__("coordinateTransformations", [7]), "malformed multiscales metadata"),
+    (lambda ms: _level0(ms).__setitem__("path", "../other.zarr/s0"), "level 0 path must lie inside the image folder"),
+    (lambda ms: ms[0]["axes"][0].__setitem__("unit", "millimeter"),
+     "z, y and x have different units: millimeter, micrometer, micrometer"),
+    (lambda ms: [a.__setitem__("unit", "parsec") for a in ms[0]["axes"]], "unsupported space unit 'parsec'"),
+], ids=["axes not a list", "no axes", "no datasets", "image not a dict", "short scale", "zero scale",
+        "text translation", "transformation not a dict", "path outside", "mixed units", "unknown unit"])
+def test_malformed_ome_metadata_is_one_line_as_input_or_reference(tmp_path, capsys, change, message):
+    bad = tmp_path / "bad.zarr"
+    _write_ome(bad, np.zeros((4, 5, 6), np.float32), (0.3, 0.25, 0.2))
+    _edit_metadata(bad, change)
+    good = tmp_path / "good.nii"
+    make_volume(good)
+    for args in ([bad, tmp_path / "out.nii", "--z-spacing", "0.5"], [good, tmp_path / "out.nii", "--reference", bad]):
+        assert main([str(a) for a in args]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("bigresample: error:") and message in err, err
+        assert not (tmp_path / "out.nii").exists()
