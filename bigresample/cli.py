@@ -108,9 +108,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where Ctrl-C would be."""
+
+
+_terminated = threading.Event()
+
+
 def _terminate(signum, frame):
-    """SIGTERM (job schedulers, kill): stop like Ctrl-C, keeping finished blocks."""
-    raise KeyboardInterrupt
+    """SIGTERM (job schedulers, kill): stop like Ctrl-C, keeping finished blocks;
+    the exit status then says SIGTERM (143), not Ctrl-C (130)."""
+    _terminated.set()
+    raise _Terminated
+
+
+def _interrupted_status() -> int:
+    return 128 + signal.SIGTERM if _terminated.is_set() else EXIT_INTERRUPTED
 
 
 def _target_from_args(args) -> tuple[dict, str]:
@@ -185,6 +198,7 @@ def _main(argv) -> int:
     args = parser.parse_args(argv)
     log = None if args.quiet else _report_printer()
     main_thread = threading.current_thread() is threading.main_thread()
+    _terminated.clear()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     progress = not (args.quiet or args.no_progress) and sys.stderr.isatty()
     try:
@@ -211,10 +225,10 @@ def _main(argv) -> int:
             f"{exc.partial} -- run the same command again to resume",
             file=sys.stderr,
         )
-        return EXIT_INTERRUPTED
+        return _interrupted_status()
     except KeyboardInterrupt:
         print("bigresample: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _interrupted_status()
     finally:
         if main_thread:
             signal.signal(signal.SIGTERM, previous)

@@ -162,6 +162,9 @@ def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "inpu
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError(f"{path}: affine is singular or not finite: {np.array2string(affine, separator=',').replace(chr(10), '')}")
+    if proxy.dtype.kind == "c":
+        raise InputError(f"{path}: complex data ({proxy.dtype}) is not supported; resample the real and "
+                         "imaginary parts as two images")
     slope, inter = proxy.slope, proxy.inter
     units = "mm"
     if hasattr(img.header, "get_xyzt_units"):
@@ -229,10 +232,14 @@ def _open_ome(path: Path, role: str) -> InputVolume:
     view = im.data
     if any(n < 1 for n in view.shape):
         raise InputError(f"{path}: image has an empty dimension; shape {view.shape}")
+    if view.dtype.kind == "c":
+        raise InputError(f"{path}: complex data ({view.dtype}) is not supported; resample the real and "
+                         "imaginary parts as two images")
     hdr = nib.Nifti2Header() if max(view.shape) > NIFTI1_MAX_DIM else nib.Nifti1Header()
     hdr.set_data_shape(view.shape)
     try:
-        hdr.set_data_dtype(view.dtype)
+        # NIfTI has no float16: such an image is described (and by default written) as float32
+        hdr.set_data_dtype(np.float32 if view.dtype == np.float16 else view.dtype)
     except Exception:
         raise InputError(f"{path}: data type {view.dtype} cannot be written as NIfTI") from None
     spacing = voxel_spacing(im.affine)

@@ -261,6 +261,9 @@ def resample(
             raise UsageError(f"--qc folder does not exist: {Path(qc).parent}")
     if in_path.resolve() == out_path.resolve() or _same_file(in_path, out_path):
         raise UsageError(f"output would overwrite the input: {out_path}")
+    if reference is not None and (Path(reference).resolve() == out_path.resolve()
+                                  or _same_file(Path(reference), out_path)):
+        raise UsageError(f"output would overwrite the reference: {out_path}")
     if not out_path.parent.is_dir():
         raise UsageError(f"output folder does not exist: {out_path.parent}")
     if not os.access(out_path.parent, os.W_OK | os.X_OK):
@@ -351,7 +354,8 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     say(f"Grid: {g.grid} ({GRID_NOTES[g.grid]})")
     say(f"Boundary mode: {mode}" + (f" (cval={cval:g})" if "constant" in mode else ""))
 
-    out_dtype = np.dtype(vol.dtype if dtype is None else dtype).newbyteorder("=")
+    # default: the type the header describes (an OME-Zarr's float16 is described as float32)
+    out_dtype = np.dtype(vol.image.get_data_dtype() if dtype is None else dtype).newbyteorder("=")
     if "constant" in mode and not np.isfinite(cval) and out_dtype.kind in "iub":
         raise UsageError(f"--cval {cval:g} needs a float output (e.g. --dtype float32); the output type is "
                          f"{out_dtype.name}")

@@ -127,6 +127,10 @@ class AffineResampler(Sampling):
             reader(sl, win)
         else:
             np.copyto(win, np.asarray(source[sl]).T)
+        if win.dtype == np.float16:  # scipy's C code has no float16: the values, as float32
+            win32 = ws.array("win32", win.shape, np.float32)
+            np.copyto(win32, win)
+            win = win32
         pad = PREPAD if self.order > 1 and self.mode in PREPAD_MODES else 0
         if pad:
             coords += pad  # where scipy's C loop adds its pre-pad: after the shift

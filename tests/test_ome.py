@@ -313,3 +313,26 @@ def test_malformed_ome_metadata_is_one_line_as_input_or_reference(tmp_path, caps
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and err.startswith("bigresample: error:") and message in err, err
         assert not (tmp_path / "out.nii").exists()
+
+
+def test_a_float16_ome_zarr_is_written_as_float32_nifti(tmp_path):
+    from scipy import ndimage
+
+    from .test_reference import rotation
+
+    data = (np.random.default_rng(4).random((6, 7, 8)) * 100).astype(np.float16)
+    _write_ome(tmp_path / "in.zarr", data, (0.2, 0.1, 0.1), units="millimeter")
+    resample(tmp_path / "in.zarr", tmp_path / "out.nii", spacing=(0.1, 0.1, 0.1), order=1)
+    img = nib.load(tmp_path / "out.nii")
+    assert img.get_data_dtype() == np.float32
+    g = make_grid((8, 7, 6), (0.1, 0.1, 0.2), (0.1, 0.1, 0.1), "center")
+    values = data.T.astype(np.float32)  # scipy has no float16: its values as float32
+    expected = scipy_reference(values, g, 1, "nearest", dtype=np.float32)
+    assert_matches_reference(np.asanyarray(img.dataobj), expected, values, 1)
+    # the general path too (scipy's map_coordinates underneath)
+    a_ref = rotation(2, 30) @ np.diag([0.15, 0.15, 0.15, 1.0])
+    nib.save(nib.Nifti1Image(np.zeros((5, 5, 4), np.uint8), a_ref), tmp_path / "ref.nii")
+    resample(tmp_path / "in.zarr", tmp_path / "rot.nii", reference=tmp_path / "ref.nii", order=1)
+    m = np.linalg.solve(np.diag([0.1, 0.1, 0.2, 1.0]), nib.load(tmp_path / "ref.nii").affine)
+    expected = ndimage.affine_transform(values, m, output_shape=(5, 5, 4), order=1, mode="nearest")
+    np.testing.assert_array_equal(np.asanyarray(nib.load(tmp_path / "rot.nii").dataobj), expected)

@@ -327,7 +327,7 @@ def test_sigterm_is_an_interruption_too(tmp_path, slow_case):
         time.sleep(0.002)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
-    assert proc.returncode == 130 and "resume" in stderr
+    assert proc.returncode == 143 and "resume" in stderr  # 128 + SIGTERM, as shells report it
 
 
 def test_a_partial_output_made_with_other_parameters_is_never_reused(tmp_path, good, capsys):
@@ -348,3 +348,17 @@ def test_the_input_is_never_modified(tmp_path, good):
     assert main([str(good), str(tmp_path / "o.nii.gz"), "--spacing", "0.2", "0.07", "0.1", "--order", "3",
                  "--quiet"]) == 0
     assert (good.read_bytes(), good.stat().st_mtime_ns) == before
+
+
+def test_complex_data_is_refused_in_one_line(tmp_path, capsys):
+    src = tmp_path / "c.nii"
+    nib.save(nib.Nifti1Image(np.zeros((5, 5, 5), np.complex64), np.eye(4)), src)
+    _fail(tmp_path, capsys, [src, "--z-spacing", "2"], "complex data (complex64) is not supported")
+
+
+def test_an_output_that_would_overwrite_the_reference_is_refused(tmp_path, capsys, good):
+    ref = tmp_path / "ref.nii"
+    nib.save(nib.Nifti1Image(np.zeros((5, 5, 5), np.uint8), np.eye(4)), ref)
+    assert main([str(good), str(ref), "--reference", str(ref)]) == 2
+    assert "output would overwrite the reference" in capsys.readouterr().err
+    assert nib.load(ref).shape == (5, 5, 5)
