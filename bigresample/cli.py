@@ -108,10 +108,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-class _Terminated(KeyboardInterrupt):
-    """SIGTERM, raised where Ctrl-C would be."""
-
-
 _terminated = threading.Event()
 
 
@@ -119,7 +115,7 @@ def _terminate(signum, frame):
     """SIGTERM (job schedulers, kill): stop like Ctrl-C, keeping finished blocks;
     the exit status then says SIGTERM (143), not Ctrl-C (130)."""
     _terminated.set()
-    raise _Terminated
+    raise KeyboardInterrupt
 
 
 def _interrupted_status() -> int:

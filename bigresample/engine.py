@@ -241,6 +241,22 @@ class _Fresh(Workspace):
         return np.empty(shape, dtype=dtype)
 
 
+def slice_lengths(slices, shape) -> tuple[int, ...]:
+    """How many elements each slice takes of the axis it indexes."""
+    return tuple(len(range(*s.indices(n))) for s, n in zip(slices, shape))
+
+
+def read_file_order(source, slices, out: np.ndarray) -> None:
+    """Read ``source[slices]`` (spatial-first) into ``out``, a C-ordered buffer
+    in file order (axes reversed): straight in through the source's
+    ``read_into`` when it has one (``rawio.RawReader``), else transposed."""
+    reader = getattr(source, "read_into", None)
+    if reader is not None:
+        reader(slices, out)
+    else:
+        np.copyto(out, np.asarray(source[slices]).T)
+
+
 def _read_generic(source, srcs: list[np.ndarray], extra: tuple[slice, ...], cval: float) -> np.ndarray:
     """Read the local window: ``out[i, j, ...] = source[srcs[0][i], srcs[1][j], ...]``.
 
@@ -494,7 +510,7 @@ class Resampler(Sampling):
         dtype = np.dtype(source.dtype if dtype is None else dtype)
         plans = self.plans(spatial)
         nd = len(source.shape)
-        extra_shape = tuple(len(range(*s.indices(n))) for s, n in zip(extra, source.shape[k:]))
+        extra_shape = slice_lengths(extra, source.shape[k:])
         out_shape = (tuple(p.size for p in plans) + extra_shape)[::-1]
         if any(p.outside.all() for p in plans):
             out = ws.array("out", out_shape, dtype)
@@ -557,18 +573,14 @@ class Resampler(Sampling):
         k = len(plans)
         pads = [_padded_range(p.src) for p in plans]
         if all(q is not None for q in pads):
-            extra_shape = tuple(len(range(*s.indices(n))) for s, n in zip(extra, source.shape[k:]))
+            extra_shape = slice_lengths(extra, source.shape[k:])
             core_sl = tuple(slice(a, b) for _, a, b, _ in pads) + extra
             core_shape = (tuple(b - a for _, a, b, _ in pads) + extra_shape)[::-1]
             padded = any(lo or hi for lo, _, _, hi in pads)
             cval_pad = any(p.src[0] < 0 or p.src[-1] < 0 for p in plans)
             dtype = np.result_type(source.dtype, np.float64) if cval_pad else source.dtype
             core = ws.array("core" if padded or cval_pad else "win", core_shape, source.dtype)
-            reader = getattr(source, "read_into", None)
-            if reader is not None:
-                reader(core_sl, core)
-            else:
-                np.copyto(core, np.asarray(source[core_sl]).T)
+            read_file_order(source, core_sl, core)
             if not padded:
                 return core
             full = (tuple(len(p.src) for p in plans) + extra_shape)[::-1]

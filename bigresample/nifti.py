@@ -162,9 +162,7 @@ def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "inpu
     affine = np.asarray(img.affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError(f"{path}: affine is singular or not finite: {np.array2string(affine, separator=',').replace(chr(10), '')}")
-    if proxy.dtype.kind == "c":
-        raise InputError(f"{path}: complex data ({proxy.dtype}) is not supported; resample the real and "
-                         "imaginary parts as two images")
+    _refuse_complex(path, proxy.dtype)
     slope, inter = proxy.slope, proxy.inter
     units = "mm"
     if hasattr(img.header, "get_xyzt_units"):
@@ -232,9 +230,7 @@ def _open_ome(path: Path, role: str) -> InputVolume:
     view = im.data
     if any(n < 1 for n in view.shape):
         raise InputError(f"{path}: image has an empty dimension; shape {view.shape}")
-    if view.dtype.kind == "c":
-        raise InputError(f"{path}: complex data ({view.dtype}) is not supported; resample the real and "
-                         "imaginary parts as two images")
+    _refuse_complex(path, view.dtype)
     hdr = nib.Nifti2Header() if max(view.shape) > NIFTI1_MAX_DIM else nib.Nifti1Header()
     hdr.set_data_shape(view.shape)
     try:
@@ -251,6 +247,12 @@ def _open_ome(path: Path, role: str) -> InputVolume:
     image = (nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image)(view, im.affine, hdr)
     return InputVolume(path=path, image=image, source=view, shape=tuple(view.shape), affine=im.affine,
                        spacing=spacing, units=im.units, slope=1.0, inter=0.0, extra_axes=im.extra_axes)
+
+
+def _refuse_complex(path, dtype) -> None:
+    if np.dtype(dtype).kind == "c":
+        raise InputError(f"{path}: complex data ({dtype}) is not supported; resample the real and "
+                         "imaginary parts as two images")
 
 
 def _one_line(exc) -> str:

@@ -2,9 +2,9 @@
 attribute) and input (0.4 or 0.5, level 0 of the first multiscale image).
 
 An OUTPUT ending in ``.zarr`` is written as one image: array ``0`` holds the
-resampled volume in NGFF axis order (``t``, then ``z, y, x``: NIfTI's file
-order, so the blocks go in as whole chunks exactly as for the intermediate
-store), with ``scale`` (the output spacing) and ``translation`` (where voxel
+resampled volume in NGFF axis order (leading axes such as ``t, c``, then
+``z, y, x``: NIfTI's file order up to the leading axes, so the blocks go in
+as whole chunks, see ``NgffWriter``), with ``scale`` (the output spacing) and ``translation`` (where voxel
 0's centre is) as its coordinateTransformations, in the header's unit.
 
 NGFF 0.5 has no rotation: for an axis-aligned affine with positive diagonal
@@ -16,11 +16,10 @@ the transformations are exact; otherwise ``scale`` holds the voxel spacing
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-
-from dataclasses import dataclass
 
 from .geometry import voxel_spacing
 

@@ -375,9 +375,10 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
     )
     say(f"Memory budget: {format_bytes(limit)}")
     out_full = tuple(g.out_shape) + tuple(extra)
-    if kind == ".zarr":
+    lead_axes = _leading_axes(vol) if kind == ".zarr" else None
+    if lead_axes is not None:
         try:
-            ome.check_leading_axes(_leading_axes(vol))
+            ome.check_leading_axes(lead_axes)
         except ome.OmeError as exc:
             raise UsageError(f"cannot write this image as OME-Zarr: {exc}; write .nii or .nii.gz") from None
     via_zarr = (keep_zarr or client is not None) and kind != ".zarr"  # an OME-Zarr output is its own store
@@ -415,7 +416,6 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
         },
     )
     nifti2 = isinstance(hdr, nib.Nifti2Header)
-    out_full = tuple(g.out_shape) + tuple(extra)
     timings = dict(vol.timings)
     store = None
     if client is not None:
@@ -437,7 +437,7 @@ def _run(vol: InputVolume, out_path, kind, spacing, units, order, grid, mode, cv
             shutil.rmtree(tmp_out, ignore_errors=True)
             ome.create_group(tmp_out, ome.metadata(out_path.name[: -len(kind)],
                                                    [gk.output_affine(vol.affine) for gk in grids],
-                                                   vol.units, _leading_axes(vol)))
+                                                   vol.units, lead_axes))
         _, resumed = compute_to_zarr(resampler, source, out_dtype, out_full, plan, str(tmp_out / "0"), workers,
                                      progress, journal, done, client, ngff=True)
         if resumed:

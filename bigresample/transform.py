@@ -36,7 +36,7 @@ from functools import cached_property
 import numpy as np
 
 from . import splines
-from .engine import Sampling, Workspace, _Fresh, ndimage
+from .engine import Sampling, Workspace, _Fresh, ndimage, read_file_order, slice_lengths
 from .geometry import ReferenceGrid
 
 #: Modes whose outside samples come from elsewhere in the volume.
@@ -116,17 +116,13 @@ class AffineResampler(Sampling):
         spatial, extra = tuple(region[:3]), tuple(region[3:])
         dtype = np.dtype(source.dtype if dtype is None else dtype)
         bshape = tuple(s.stop - s.start for s in spatial)
-        extra_shape = tuple(len(range(*s.indices(n))) for s, n in zip(extra, source.shape[3:]))
+        extra_shape = slice_lengths(extra, source.shape[3:])
         out = ws.array("out", (bshape + extra_shape)[::-1], dtype)
         win_range = self.window(spatial)
         coords = self._coordinates(spatial, win_range, ws)
         sl = tuple(slice(a, b) for a, b in win_range) + extra
         win = ws.array("win", (tuple(b - a for a, b in win_range) + extra_shape)[::-1], source.dtype)
-        reader = getattr(source, "read_into", None)
-        if reader is not None:
-            reader(sl, win)
-        else:
-            np.copyto(win, np.asarray(source[sl]).T)
+        read_file_order(source, sl, win)
         if win.dtype == np.float16:  # scipy's C code has no float16: the values, as float32
             win32 = ws.array("win32", win.shape, np.float32)
             np.copyto(win32, win)
