@@ -3,6 +3,7 @@
 __version__ = "0.1.0"
 
 from .engine import Resampler
+from .errors import BigresampleError
 from .geometry import Grid, GeometryError, ReferenceGrid, make_grid, reference_grid, voxel_spacing
 from .pipeline import ResampleResult, resample, resample_nifti_spacing
 from .splines import MODES, SplineError, halo
@@ -10,6 +11,7 @@ from .transform import AffineResampler
 
 __all__ = [
     "AffineResampler",
+    "BigresampleError",
     "GeometryError",
     "Grid",
     "MODES",

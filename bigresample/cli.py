@@ -18,18 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from .cluster import ClusterError
-from .geometry import GeometryError
-from .nifti import InputError
+from .errors import BigresampleError
 from .output import Interrupted
 from .pipeline import LabelMapWarning, UsageError, resample
-from .plan import PlanError
-from .splines import MODES, SplineError
+from .splines import MODES
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 DTYPES = ("uint8", "int8", "uint16", "int16", "uint32", "int32", "int64", "float32", "float64")
-ERRORS = (UsageError, InputError, GeometryError, SplineError, PlanError, ClusterError)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -210,7 +206,7 @@ def _main(argv) -> int:
         target, label = _target_from_args(args)
         _run_one(args, args.paths[0], args.paths[1], target, label, log, progress)
         return 0
-    except ERRORS as exc:
+    except BigresampleError as exc:
         if args.debug:
             raise
         print(f"bigresample: error: {exc}", file=sys.stderr)
@@ -269,7 +265,7 @@ def _batch(args, target, label, log, progress) -> int:
         output = batch_output(input, args.output_dir, args.suffix)
         try:
             r = _run_one(args, input, output, target, label, log, progress)
-        except ERRORS as exc:
+        except BigresampleError as exc:
             failed += 1
             print(f"bigresample: FAILED {input}: {exc}", flush=True)
             continue

@@ -17,9 +17,10 @@ import os
 import socket
 import sys
 from contextlib import contextmanager
+from .errors import BigresampleError
 
 
-class ClusterError(ValueError):
+class ClusterError(BigresampleError):
     """The cluster cannot be reached or cannot see the files."""
 
 

@@ -26,11 +26,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from .errors import BigresampleError
 
 GRIDS = ("center", "origin", "zoom")
 
 
-class GeometryError(ValueError):
+class GeometryError(BigresampleError):
     """A shape, spacing or affine that cannot describe a resampling."""
 
 

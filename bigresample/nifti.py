@@ -25,6 +25,7 @@ import nibabel as nib
 import numpy as np
 from nibabel.arrayproxy import ArrayProxy
 
+from .errors import BigresampleError
 from . import ome
 from .codec import gzip_member, open_gzip
 from .geometry import Grid, voxel_spacing
@@ -37,7 +38,7 @@ UNIT_TO_MM = {"mm": 1.0, "micron": 1e-3, "meter": 1e3, "unknown": 1.0}
 GZIP_MAGIC = b"\x1f\x8b"
 
 
-class InputError(ValueError):
+class InputError(BigresampleError):
     """An input file that cannot be resampled; the message names the file and the problem."""
 
 

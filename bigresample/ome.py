@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import BigresampleError
 from .geometry import voxel_spacing
 
 NGFF_VERSION = "0.5"
@@ -32,7 +33,7 @@ SPACE_UNITS_IN = {"millimeter": ("mm", 1.0), "micrometer": ("micron", 1.0), "met
 TIME_UNITS_IN = {v: k for k, v in TIME_UNITS.items()}
 
 
-class OmeError(ValueError):
+class OmeError(BigresampleError):
     """A folder that is not an OME-Zarr image we can read (the message says why)."""
 
 

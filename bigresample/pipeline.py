@@ -26,6 +26,7 @@ from typing import Callable, Sequence
 import nibabel as nib
 import numpy as np
 
+from .errors import BigresampleError
 from . import __version__
 from . import ome
 from . import store as store_location
@@ -61,7 +62,7 @@ GRID_NOTES = {
 AXES = "xyz"
 
 
-class UsageError(ValueError):
+class UsageError(BigresampleError):
     """Arguments that cannot describe a resampling (named with the value)."""
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .errors import BigresampleError
 from . import transform
 from .engine import Resampler
 
@@ -37,7 +38,7 @@ _UNITS = {
 }
 
 
-class PlanError(ValueError):
+class PlanError(BigresampleError):
     """A memory budget or block shape that cannot work."""
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
+from .errors import BigresampleError
 
 #: Boundary modes, as scipy.ndimage names them.  'grid-mirror' is scipy's alias
 #: of 'reflect'.
@@ -39,7 +40,7 @@ PREPAD_MODES = ("nearest", "grid-constant")
 NPAD = 12
 
 
-class SplineError(ValueError):
+class SplineError(BigresampleError):
     """An interpolation order or boundary mode scipy.ndimage does not offer."""
 
 
