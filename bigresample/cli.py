@@ -19,8 +19,9 @@ import numpy as np
 
 from . import __version__
 from .errors import BigresampleError
-from .output import Interrupted
 from .pipeline import LabelMapWarning, UsageError, resample
+from .report import summary_line
+from .runner import Interrupted
 from .splines import MODES
 
 EXIT_USAGE = 2
@@ -49,59 +50,75 @@ def build_parser() -> argparse.ArgumentParser:
                     help="resample every INPUT into DIR, keeping its name (plus --suffix); one failure does not "
                          "stop the others; exit status 2 if any failed")
     bt.add_argument("--suffix", default="", help="added to each output name before its extension (with --output-dir)")
-    sp = p.add_argument_group("spacing (use --spacing, or any of the per-axis options)")
-    sp.add_argument("--spacing", nargs="+", metavar="X", help="new spacing as three values (x y z)")
-    sp.add_argument("--xyz-spacing", nargs="+", metavar="X", help="alternative syntax for --spacing")
-    sp.add_argument("--x-spacing", metavar="X", help="new x-spacing (others keep theirs)")
-    sp.add_argument("--y-spacing", metavar="Y", help="new y-spacing")
-    sp.add_argument("--z-spacing", metavar="Z", help="new z-spacing")
-    sp.add_argument("--shape", nargs="+", metavar="X",
+    _target_options(p.add_argument_group("spacing (use --spacing, or any of the per-axis options)"))
+    _interpolation_options(p.add_argument_group("interpolation"))
+    _execution_options(p.add_argument_group("execution"))
+    _output_options(p.add_argument_group("output"))
+    return p
+
+
+def _target_options(g) -> None:
+    """--spacing and its spellings, --shape, --reference, --units."""
+    g.add_argument("--spacing", nargs="+", metavar="X", help="new spacing as three values (x y z)")
+    g.add_argument("--xyz-spacing", nargs="+", metavar="X", help="alternative syntax for --spacing")
+    g.add_argument("--x-spacing", metavar="X", help="new x-spacing (others keep theirs)")
+    g.add_argument("--y-spacing", metavar="Y", help="new y-spacing")
+    g.add_argument("--z-spacing", metavar="Z", help="new z-spacing")
+    g.add_argument("--shape", nargs="+", metavar="X",
                     help="instead of a spacing: the output shape in voxels (x y z); the field of view is kept")
-    sp.add_argument("--reference", metavar="IMAGE",
+    g.add_argument("--reference", metavar="IMAGE",
                     help="instead of a spacing: resample onto this image's grid (its shape and affine, "
                          "rotated or not); NIfTI or OME-Zarr")
-    sp.add_argument("--units", choices=("mm", "um"), default="mm", help="units of the spacing values (default mm)")
-    it = p.add_argument_group("interpolation")
-    it.add_argument(
+    g.add_argument("--units", choices=("mm", "um"), default="mm", help="units of the spacing values (default mm)")
+
+
+def _interpolation_options(g) -> None:
+    """--order, --grid, --mode, --cval, --antialias, --dtype."""
+    g.add_argument(
         "--order", type=int, default=1, metavar="{0..5}",
         help="spline order: 0=nearest, 1=linear (default), 2=quadratic, 3=cubic, 4, 5",
     )
-    it.add_argument("--grid", choices=("center", "origin", "zoom"), default="center",
+    g.add_argument("--grid", choices=("center", "origin", "zoom"), default="center",
                     help="output grid convention (default center; see README)")
-    it.add_argument("--mode", default="nearest", metavar="MODE",
+    g.add_argument("--mode", default="nearest", metavar="MODE",
                     help=f"boundary mode, as scipy.ndimage: {', '.join(MODES)} (default nearest)")
-    it.add_argument("--cval", type=float, default=0.0, help="value outside the input for constant modes")
-    it.add_argument("--antialias", action="store_true",
+    g.add_argument("--cval", type=float, default=0.0, help="value outside the input for constant modes")
+    g.add_argument("--antialias", action="store_true",
                     help="Gaussian smoothing of downsampled axes before sampling (sigma (r-1)/2 input voxels)")
-    it.add_argument("--dtype", choices=DTYPES, help="output data type (default: the input's stored type)")
-    run = p.add_argument_group("execution")
-    run.add_argument("--chunks", nargs=3, type=int, metavar=("X", "Y", "Z"), help="output block shape in voxels")
-    run.add_argument("--memory-limit", metavar="SIZE", help="memory budget, e.g. 2GB (default: half of available)")
-    run.add_argument("--workers", type=int, metavar="N", help="threads computing blocks (default: CPU count)")
-    run.add_argument("--scheduler", metavar="ADDRESS",
+    g.add_argument("--dtype", choices=DTYPES, help="output data type (default: the input's stored type)")
+
+
+def _execution_options(g) -> None:
+    """Blocks, memory, threads, cluster, scratch."""
+    g.add_argument("--chunks", nargs=3, type=int, metavar=("X", "Y", "Z"), help="output block shape in voxels")
+    g.add_argument("--memory-limit", metavar="SIZE", help="memory budget, e.g. 2GB (default: half of available)")
+    g.add_argument("--workers", type=int, metavar="N", help="threads computing blocks (default: CPU count)")
+    g.add_argument("--scheduler", metavar="ADDRESS",
                      help="run the blocks on a running dask scheduler, e.g. tcp://10.0.0.5:8786")
-    run.add_argument("--local-cluster", type=int, metavar="N",
+    g.add_argument("--local-cluster", type=int, metavar="N",
                      help="start a dask LocalCluster of N worker processes for the run")
-    run.add_argument("--tmp-dir", metavar="DIR",
+    g.add_argument("--tmp-dir", metavar="DIR",
                      help="scratch folder for a decompressed .nii.gz input and the zarr store (default: the output's "
                           "folder), or a URL (s3://...) for the zarr store")
-    run.add_argument("--keep-zarr", action="store_true", help="keep the zarr store after success")
-    out = p.add_argument_group("output")
-    out.add_argument("--compare", action="store_true", help="print min/max/mean/std of input and output")
-    out.add_argument("--levels", type=int, default=1, metavar="N",
+    g.add_argument("--keep-zarr", action="store_true", help="keep the zarr store after success")
+
+
+def _output_options(g) -> None:
+    """What else to produce or print."""
+    g.add_argument("--compare", action="store_true", help="print min/max/mean/std of input and output")
+    g.add_argument("--levels", type=int, default=1, metavar="N",
                      help="OME-Zarr output: a pyramid of N levels, level k at 2^k times the spacing (default 1)")
-    out.add_argument("--qc", metavar="PNG",
+    g.add_argument("--qc", metavar="PNG",
                      help="also draw orthogonal slices of input and output through the same point (needs matplotlib)")
-    out.add_argument("--quiet", action="store_true", help="no report, no progress bars")
-    out.add_argument("--no-progress", action="store_true", help="no progress bars")
-    out.add_argument("--dry-run", action="store_true",
+    g.add_argument("--quiet", action="store_true", help="no report, no progress bars")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+    g.add_argument("--dry-run", action="store_true",
                      help="print the plan (shapes, blocks, memory and disk needed) and stop")
-    out.add_argument("--force", action="store_true", help="write an output more than 16x the input's size")
-    out.add_argument("--debug", action="store_true", help="show tracebacks")
-    out.add_argument("--demo", action="store_true",
+    g.add_argument("--force", action="store_true", help="write an output more than 16x the input's size")
+    g.add_argument("--debug", action="store_true", help="show tracebacks")
+    g.add_argument("--demo", action="store_true",
                      help="make a brain phantom at 100 um in ./bigresample-demo and resample it to 100x100x150 um")
-    out.add_argument("--version", action="version", version=f"bigresample {__version__}")
-    return p
+    g.add_argument("--version", action="version", version=f"bigresample {__version__}")
 
 
 _terminated = threading.Event()
@@ -119,26 +136,25 @@ def _interrupted_status() -> int:
 
 
 def _target_from_args(args) -> tuple[dict, str]:
-    """``resample`` keywords for the target (spacing, shape or reference) and the report's label."""
+    """``resample`` keywords for the one target the flags name (spacing, shape or reference) and the
+    report's label; flags that name two targets are refused here, in the flags' words."""
+    spacing, label = _spacing_from_args(args)
     if args.reference is not None:
-        given = [args.spacing, args.xyz_spacing, args.x_spacing, args.y_spacing, args.z_spacing, args.shape]
-        if any(v is not None for v in given):
+        if spacing is not None or args.shape is not None:
             raise UsageError("give either --reference or a spacing/--shape, not both")
-        if args.grid != "center":
-            raise UsageError(f"--grid {args.grid} has no meaning with --reference (the reference's grid is used)")
         return {"reference": args.reference}, f"onto the grid of {args.reference}"
     if args.shape is not None:
-        given = [args.spacing, args.xyz_spacing, args.x_spacing, args.y_spacing, args.z_spacing]
-        if any(v is not None for v in given):
+        if spacing is not None:
             raise UsageError("give either a spacing or --shape, not both")
-        if len(args.shape) != 3:
-            raise UsageError(f"--shape needs 3 values (x y z); got {len(args.shape)}: {' '.join(args.shape)}")
         return {"shape": list(args.shape)}, "shape=" + "x".join(args.shape)
-    spacing, label = _spacing_from_args(args)
+    if spacing is None:
+        raise UsageError("no spacing given: use --spacing X Y Z, --x-spacing/--y-spacing/--z-spacing, --shape X Y Z "
+                         "or --reference IMAGE")
     return {"spacing": spacing}, label
 
 
-def _spacing_from_args(args) -> tuple[list, str]:
+def _spacing_from_args(args) -> tuple[list | None, str | None]:
+    """One spacing from --spacing, --xyz-spacing or --x/--y/--z-spacing (None if none is given)."""
     full = args.spacing if args.spacing is not None else args.xyz_spacing
     if args.spacing is not None and args.xyz_spacing is not None:
         raise UsageError("give --spacing or --xyz-spacing, not both")
@@ -146,12 +162,11 @@ def _spacing_from_args(args) -> tuple[list, str]:
     if full is not None:
         if any(v is not None for v in axes):
             raise UsageError("give either --spacing X Y Z or --x/--y/--z-spacing, not both")
-        if len(full) != 3:
+        if len(full) != 3:  # the option's own count (nargs='+'), before Request sees a spacing
             raise UsageError(f"--spacing needs 3 values (x y z); got {len(full)}: {' '.join(full)}")
         return list(full), ", ".join(f"{a}={v}" for a, v in zip("xyz", full))
     if all(v is None for v in axes):
-        raise UsageError("no spacing given: use --spacing X Y Z, --x-spacing/--y-spacing/--z-spacing, --shape X Y Z "
-                         "or --reference IMAGE")
+        return None, None
     return list(axes), ", ".join(f"{a}={v}" for a, v in zip("xyz", axes) if v is not None)
 
 
@@ -277,9 +292,7 @@ def _batch(args, target, label, log, progress) -> int:
             failed += 1
             print(f"bigresample: FAILED {input}: {type(exc).__name__}: {' '.join(str(exc).split())}", flush=True)
             continue
-        shapes = "x".join(map(str, r.in_shape)) + " -> " + "x".join(map(str, r.out_shape))
-        took = f", {r.timings['total']:.2f} s" if "total" in r.timings else ""
-        print(f"bigresample: ok {input} -> {output} ({shapes}{took})", flush=True)
+        print(summary_line(input, output, r), flush=True)
     print(f"bigresample: {len(args.paths) - failed} of {len(args.paths)} done"
           + (f", {failed} failed" if failed else ""), flush=True)
     return EXIT_USAGE if failed else 0

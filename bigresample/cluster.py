@@ -41,13 +41,12 @@ def connect(scheduler: str | None = None, local_cluster: int | None = None, clie
     ``client`` is used as given; ``scheduler`` connects to a running scheduler
     (``tcp://host:8786``); ``local_cluster`` starts that many worker processes
     on this machine for the run.  Otherwise an active client is used when the
-    caller created one (the dask convention), else local threads.
+    caller created one (the dask convention), else local threads.  The
+    arguments were checked by ``bigresample.request.Request``.
     """
     if client is not None:
         yield client
         return
-    if scheduler is not None and local_cluster is not None:
-        raise ClusterError("give --scheduler or --local-cluster, not both")
     if scheduler is not None:
         distributed = _distributed()
         try:
@@ -60,8 +59,6 @@ def connect(scheduler: str | None = None, local_cluster: int | None = None, clie
             c.close()
         return
     if local_cluster is not None:
-        if int(local_cluster) < 1:
-            raise ClusterError(f"--local-cluster needs at least 1 worker; got {local_cluster}")
         distributed = _distributed()
         cluster = distributed.LocalCluster(
             n_workers=int(local_cluster), threads_per_worker=1, processes=True, dashboard_address=None,

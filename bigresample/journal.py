@@ -10,7 +10,7 @@ journaled; it is recomputed on the next run, which is harmless because writing
 a block is idempotent.  A torn last line is ignored.
 
 Runs through a zarr store (cluster, ``--keep-zarr``, OME-Zarr output) use
-the same journal and block numbers (``runner.block_regions``' file order),
+the same journal and block numbers (``blocks.BlockSet``'s file order),
 recording a block when its task has returned; the store's address is part of
 the identity.
 

@@ -113,6 +113,51 @@ class InputVolume:
     def unit_to_mm(self) -> float:
         return UNIT_TO_MM.get(self.units, 1.0)
 
+    def attach_data(self, scratch_dir=None) -> None:
+        """Open the voxels for reading (``source``), once; the header was checked at open.
+
+        A gzip-compressed file is first decompressed, in one sequential pass,
+        into ``scratch_dir`` (default: beside the input), after checking that
+        the folder has room for it.
+        """
+        if self.source is not None:
+            return
+        proxy = self.image.dataobj
+        data_file = proxy.file_like if isinstance(proxy.file_like, str) else None
+        if data_file is not None and _is_gzip(Path(data_file)):
+            need = int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * proxy.dtype.itemsize
+            folder = Path(scratch_dir) if scratch_dir is not None else self.path.parent
+            check_free_space(folder, need, "decompressing the input")
+            name = Path(data_file).name
+            stem = name[:-3] if name.lower().endswith(".gz") else name
+            if name.lower().endswith(".mgz"):
+                stem = name[:-4] + ".mgh"
+            self.scratch = folder / f".bigresample-{os.getpid()}-{stem}"
+            t0 = time.perf_counter()
+            try:
+                decompress(Path(data_file), self.scratch)
+                _check_size(self.path, str(self.scratch), proxy)
+            except BaseException:
+                self.close()
+                raise
+            self.timings["decompress"] = time.perf_counter() - t0
+            data_file = str(self.scratch)
+        if data_file is not None and proxy.order == "F":
+            # positional reads into the workers' own buffers (bigresample.rawio)
+            self.source = RawReader(data_file, proxy.offset, proxy.shape, proxy.dtype)
+        else:
+            self.source = ArrayProxy(
+                proxy.file_like,
+                (proxy.shape, proxy.dtype, proxy.offset, 1.0, 0.0),
+                order=proxy.order,
+                keep_file_open=False,
+            )
+
+    @property
+    def data_file(self) -> str:
+        """The file the voxels are read from (a decompressed copy, once attached)."""
+        return getattr(self.source, "path", None) or str(self.path)
+
     def close(self) -> None:
         if self.scratch is not None:
             self.scratch.unlink(missing_ok=True)
@@ -122,10 +167,10 @@ class InputVolume:
 def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "input") -> InputVolume:
     """Open ``path`` for block-wise reading of its raw stored values.
 
-    The header is read and checked first (shape, data type, affine); only
-    then is a gzip-compressed image decompressed, in one sequential pass into
-    ``scratch_dir`` (default: beside the input), after checking that the
-    folder has room for it.
+    The header is read and checked (shape, data type, affine, the file's
+    size); with ``read_data`` the voxels are then made readable
+    (``InputVolume.attach_data``: a gzip-compressed image is decompressed into
+    ``scratch_dir``).
 
     Parameters
     ----------
@@ -133,7 +178,7 @@ def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "inpu
     scratch_dir : Path, optional
         Where a gzip-compressed input is decompressed.
     read_data : bool
-        False: the header only (``source`` is None), for a dry run.
+        False: the header only (``source`` is None until ``attach_data``).
     role : str
         What the file is, in error messages ("input", "reference").
     """
@@ -169,55 +214,22 @@ def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "inpu
     if hasattr(img.header, "get_xyzt_units"):
         units = img.header.get_xyzt_units()[0] or "unknown"
     data_file = proxy.file_like if isinstance(proxy.file_like, str) else None
-    scratch = None
-    timings = {}
-    try:
-        if not read_data:
-            raw = None
-        elif data_file is not None and _is_gzip(Path(data_file)):
-            need = int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * proxy.dtype.itemsize
-            folder = Path(scratch_dir) if scratch_dir is not None else path.parent
-            check_free_space(folder, need, "decompressing the input")
-            name = Path(data_file).name
-            stem = name[:-3] if name.lower().endswith(".gz") else name
-            if name.lower().endswith(".mgz"):
-                stem = name[:-4] + ".mgh"
-            scratch = folder / f".bigresample-{os.getpid()}-{stem}"
-            t0 = time.perf_counter()
-            decompress(Path(data_file), scratch)
-            timings["decompress"] = time.perf_counter() - t0
-            data_file = str(scratch)
-        if not read_data:
-            pass
-        elif data_file is not None and proxy.order == "F":
-            # positional reads into the workers' own buffers (bigresample.rawio)
-            raw = RawReader(data_file, proxy.offset, proxy.shape, proxy.dtype)
-        else:
-            raw = ArrayProxy(
-                proxy.file_like,
-                (proxy.shape, proxy.dtype, proxy.offset, 1.0, 0.0),
-                order=proxy.order,
-                keep_file_open=False,
-            )
-        if read_data:
-            _check_size(path, data_file, proxy)
-        return InputVolume(
-            path=path,
-            image=img,
-            source=raw,
-            shape=shape,
-            affine=affine,
-            spacing=voxel_spacing(affine),
-            units=units,
-            slope=float(slope) if np.isfinite(slope) else 1.0,
-            inter=float(inter) if np.isfinite(inter) else 0.0,
-            scratch=scratch,
-            timings=timings,
-        )
-    except BaseException:
-        if scratch is not None:
-            scratch.unlink(missing_ok=True)
-        raise
+    if role == "input" and data_file is not None and not _is_gzip(Path(data_file)):
+        _check_size(path, data_file, proxy)
+    vol = InputVolume(
+        path=path,
+        image=img,
+        source=None,
+        shape=shape,
+        affine=affine,
+        spacing=voxel_spacing(affine),
+        units=units,
+        slope=float(slope) if np.isfinite(slope) else 1.0,
+        inter=float(inter) if np.isfinite(inter) else 0.0,
+    )
+    if read_data:
+        vol.attach_data(scratch_dir)
+    return vol
 
 
 def _open_ome(path: Path, role: str) -> InputVolume:

@@ -1,86 +1,65 @@
-"""Local execution: worker threads compute blocks in file order and hand them on.
+"""The run loop: a planned ``Job``'s stages through its executor into its sink.
 
-Each worker keeps its own ``Workspace`` (no fresh memory per block).  A block's
-result goes to ``work(region, block)`` in the worker that computed it (for a
-.nii output: written at its file offsets; for .nii.gz: compressed into a gzip
-member), then ``commit(i, payload)`` runs in the calling thread strictly in
-block order (appending the member, recording completion).  At most
-``workers + 2`` blocks are in flight, which bounds memory.
-
-scipy.ndimage, numpy's ufuncs, zlib/isal and the positional reads and writes
-release the GIL, so threads scale on the cores.
+For each stage (the one resampling of a NIfTI output; each pyramid level of an
+OME-Zarr) the journal says which blocks an interrupted run finished; the sink
+says which of those its partial output still holds; the executor computes the
+others and the sink commits them, and the journal records each block once its
+bytes are in the partial output.  Ctrl-C or SIGTERM (raised as
+``KeyboardInterrupt`` in the main thread) closes the journal with every
+finished block in it and becomes ``Interrupted``, which says where they are.
 """
 
 from __future__ import annotations
 
-import itertools
-import threading
-from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, Iterable
-
-import numpy as np
-
-from .engine import Resampler, Workspace
+from .executors import BlockTask
+from .journal import Journal
+from .report import NotResuming, Report
 
 
-def block_regions(out_shape, block) -> list[tuple[slice, ...]]:
-    """Output blocks in NIfTI file order: extra axes outermost, then z, y, x.
+class Interrupted(KeyboardInterrupt):
+    """Stopped by Ctrl-C or SIGTERM; the partial output and its journal are kept."""
 
-    ``out_shape`` is the full output shape (spatial then extra axes); extra
-    axes are taken one index at a time.
-    """
-    k = len(block)
-    spatial, extra = out_shape[:k], out_shape[k:]
-    starts = [range(0, n, b) for n, b in zip(spatial, block)]
-    regions = []
-    for e in itertools.product(*[range(n) for n in extra]):
-        for rev in itertools.product(*starts[::-1]):
-            idx = rev[::-1]
-            sl = tuple(slice(i, min(i + b, n)) for i, b, n in zip(idx, block, spatial))
-            regions.append(sl + tuple(slice(j, j + 1) for j in e))
-    return regions
+    def __init__(self, partial, done: int, total: int):
+        super().__init__(f"{done} of {total} blocks done")
+        self.partial, self.done, self.total = partial, done, total
 
 
-def run_blocks(
-    resampler: Resampler,
-    source,
-    out_dtype,
-    regions: Iterable[tuple[slice, ...]],
-    workers: int,
-    work: Callable[[tuple, np.ndarray], object],
-    commit: Callable[[int, object], None],
-    skip: Callable[[int], bool] = lambda i: False,
-) -> None:
-    """Compute ``regions`` with ``workers`` threads (see module docstring).
+def resume(job, stage, report: Report) -> tuple[Journal, dict]:
+    """The stage's journal and the blocks it says are done; when an earlier
+    run's journal cannot be used, says why (for the first stage)."""
+    journal = Journal(stage.journal, job.identity(stage))
+    done, note = journal.load()
+    if note and stage.level == 0 and job.sink.has_leftover():
+        report(NotResuming(job.sink.describe(), note))
+    return journal, done
 
-    ``skip(i)`` true: block ``i`` is already done (resume) and is not computed.
-    """
-    local = threading.local()
-    out_dtype = np.dtype(out_dtype)
 
-    def task(region):
-        ws = getattr(local, "ws", None)
-        if ws is None:
-            ws = local.ws = Workspace()
-        block = resampler.compute_into(source, region, out_dtype, ws)
-        return work(region, block)
+def run_stage(job, stage, journal: Journal, done: dict, executor, data, report: Report) -> int:
+    """Compute every block of ``stage`` that the partial output does not hold
+    yet; returns how many it held."""
+    sink = job.sink
+    write, done = sink.begin(stage, done)
+    journal.start(keep=bool(done))
+    total, finished = len(stage.blocks), 0
+    ok = False
+    try:
+        with report.bar(total, "resampling") as bar:
+            bar.update(len(done))
 
-    todo = [(i, r) for i, r in enumerate(regions) if not skip(i)]
-    ahead = max(1, workers) + 2
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="bigresample") as pool:
-        pending = []
-        it = iter(todo)
-        try:
-            for i, r in itertools.islice(it, ahead):
-                pending.append((i, pool.submit(task, r)))
-            while pending:
-                i, fut = pending.pop(0)
-                payload = fut.result()
-                commit(i, payload)
-                nxt = next(it, None)
-                if nxt is not None:
-                    pending.append((nxt[0], pool.submit(task, nxt[1])))
-        except BaseException:
-            for _, fut in pending:
-                fut.cancel()
-            raise
+            def commit(i, payload):
+                nonlocal finished
+                for j, length in sink.commit(i, payload):
+                    journal.record(j, length)
+                finished += 1
+                bar.update(1)
+
+            task = BlockTask(stage.resampler, stage.source(data), job.out_dtype, stage.blocks, write)
+            executor.run(task, (i for i in range(total) if i not in done), commit)
+        ok = True
+    except KeyboardInterrupt:
+        raise Interrupted(sink.where(stage), len(done) + finished, total) from None
+    finally:
+        journal.close()
+        # after an interruption, blocks still being computed may still write into the sink
+        executor.after_running(lambda: sink.end(ok))
+    return len(done)

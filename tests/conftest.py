@@ -1,5 +1,6 @@
 import os
 
+import nibabel as nib
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -13,7 +14,7 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-#: DESIGN.md, "Exactness": tolerance as a fraction of the input's range.
+#: README.md, "Exactness": tolerance as a fraction of the input's range.
 TOLERANCE = {0: 0.0, 1: 1e-6, 2: 1e-5, 3: 1e-5, 4: 1e-5, 5: 1e-5}
 
 
@@ -54,7 +55,7 @@ def scipy_reference(data, grid, order, mode, cval=0.0, dtype=None):
 
 
 def assert_matches_reference(result, expected, data, order, cval=None):
-    """Exactness as DESIGN.md states it, relative to the input's range.
+    """Exactness as README.md ("Exactness") states it, relative to the input's range.
 
     Integer outputs may differ by one unit where the float value sits on a
     rounding boundary.
@@ -75,6 +76,22 @@ def assert_matches_reference(result, expected, data, order, cval=None):
     else:
         worst = float(np.nanmax(diff)) if diff.size else 0.0
         assert worst <= tol, f"max abs difference {worst!r} > tolerance {tol!r} (order {order})"
+
+
+def make_volume(path, shape=(24, 20, 14), spacing=(0.1, 0.1, 0.1), dtype=np.float32, seed=0, header=None):
+    rng = np.random.default_rng(seed)
+    if np.dtype(dtype).kind in "iu":
+        data = rng.integers(0, 1000, size=shape).astype(dtype)
+    else:
+        data = (rng.random(shape) * 1000).astype(dtype)
+    affine = np.diag(list(spacing) + [1.0])
+    affine[:3, 3] = [-3.0, 4.0, 5.0]
+    img = nib.Nifti1Image(data, affine, header=header)
+    img.header.set_qform(affine, 1)
+    img.header.set_sform(affine, 2)
+    img.header.set_xyzt_units("mm", "sec")
+    nib.save(img, path)
+    return data, affine
 
 
 @pytest.fixture

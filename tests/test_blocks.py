@@ -3,11 +3,13 @@
 import itertools
 import time
 
+import nibabel as nib
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from bigresample import resample
 from bigresample.blocks import BlockSet
 
 
@@ -87,3 +89,16 @@ def test_a_huge_block_set_costs_nothing_to_count_or_index():
     assert last == (slice(1249 * 1024, 1_280_000), slice(1249 * 1024, 1_280_000), slice(749_996, 750_000), slice(2, 3))
     assert blocks.index(last) == n - 1
     assert time.perf_counter() - t0 < 0.1
+
+
+@pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
+@pytest.mark.parametrize("chunks", [None, (3, 2, 2)])
+def test_a_5d_output_keeps_dimension_4_inside_dimension_5(tmp_path, suffix, chunks):
+    """Blocks go to the file in file order: time (dim 4) varies before the
+    components (dim 5).  Checked against nibabel reading the input back."""
+    rng = np.random.default_rng(3)
+    data = rng.random((6, 5, 4, 3, 2)).astype(np.float32)
+    nib.save(nib.Nifti1Image(data, np.eye(4)), tmp_path / "in.nii")
+    out = tmp_path / f"out{suffix}"
+    resample(tmp_path / "in.nii", out, spacing=(1, 1, 1), chunks=chunks)
+    np.testing.assert_array_equal(np.asanyarray(nib.load(out).dataobj), data)

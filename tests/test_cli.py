@@ -13,7 +13,7 @@ from bigresample import make_grid, resample, resample_nifti_spacing, voxel_spaci
 from bigresample.cli import main
 from bigresample.nifti import NiftiWriter
 
-from .conftest import assert_matches_reference, scipy_reference
+from .conftest import assert_matches_reference, make_volume, scipy_reference  # noqa: F401 (others import it here)
 
 SEED_BASIC = [
     ["--z-spacing", "0.15"],
@@ -27,22 +27,6 @@ SEED_ADVANCED = [
     ["--x-spacing", "0.5", "--y-spacing", "0.5", "--z-spacing", "0.05"],
     ["--xyz-spacing", "0.15", "0.15", "0.15", "--order", "1"],
 ]
-
-
-def make_volume(path, shape=(24, 20, 14), spacing=(0.1, 0.1, 0.1), dtype=np.float32, seed=0, header=None):
-    rng = np.random.default_rng(seed)
-    if np.dtype(dtype).kind in "iu":
-        data = rng.integers(0, 1000, size=shape).astype(dtype)
-    else:
-        data = (rng.random(shape) * 1000).astype(dtype)
-    affine = np.diag(list(spacing) + [1.0])
-    affine[:3, 3] = [-3.0, 4.0, 5.0]
-    img = nib.Nifti1Image(data, affine, header=header)
-    img.header.set_qform(affine, 1)
-    img.header.set_sform(affine, 2)
-    img.header.set_xyzt_units("mm", "sec")
-    nib.save(img, path)
-    return data, affine
 
 
 def check_output(in_path, out_path, target_mm, order=1, grid="center"):

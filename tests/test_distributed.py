@@ -161,10 +161,12 @@ def test_the_cluster_graph_carries_readers_not_voxels(tmp_path):
     import dask
     import zarr
 
+    from bigresample.blocks import BlockSet
     from bigresample.engine import Resampler
+    from bigresample.executors import BlockTask, Dask
     from bigresample.geometry import make_grid
     from bigresample.nifti import open_input
-    from bigresample.output import store_tasks
+    from bigresample.sinks import StoreWriter
 
     sizes = []
     for nz in (32, 256):
@@ -175,7 +177,9 @@ def test_the_cluster_graph_carries_readers_not_voxels(tmp_path):
         out_shape = tuple(g.out_shape)
         store = zarr.create_array(store=str(tmp_path / f"s{nz}.zarr"), shape=out_shape[::-1],
                                   chunks=(8, 64, 64), dtype=vol.dtype, compressors=None)
-        tasks = store_tasks(Resampler(g, 3), vol.source, vol.dtype, out_shape, (64, 64, 8), store)
+        blocks = BlockSet(out_shape, (64, 64, 8))
+        task = BlockTask(Resampler(g, 3), vol.source, vol.dtype, blocks, StoreWriter(store))
+        tasks = Dask.tasks(task, list(range(len(blocks))))
         graph = {}
         for task in tasks:
             graph.update(task.__dask_graph__())

@@ -1,0 +1,327 @@
+"""Planning: a ``Request`` becomes a ``Job``, from headers alone.
+
+``plan_job(request, report)`` opens the input's (and a reference's) header,
+resolves the target into a grid, chooses the resampler, the block plan, the
+output's header, its sink and the executor, and emits the report's planning
+events as it goes.  It reads no voxel, contacts no cluster, and costs O(1)
+time and memory in the number of blocks (blocks are a ``BlockSet``), so the
+checks that can refuse a run (``preflight``) and ``--dry-run`` (``dry_run``)
+answer at once, whatever the size asked for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from math import prod
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+
+from . import __version__
+from . import ome
+from . import store as store_location
+from .antialias import Smoothed
+from .antialias import sigmas as antialias_sigmas
+from .blocks import BlockSet
+from .engine import Resampler
+from .executors import Dask, Threads, choose
+from .geometry import ReferenceGrid, make_grid, reference_grid
+from .journal import input_identity
+from .nifti import InputVolume, check_free_space, header_bytes, open_input, output_header
+from .plan import Plan, format_bytes, plan_blocks
+from .report import DryRun, GridChosen, Opening, Planned, Report, Targeted
+from .request import Request, UsageError
+from .sinks import GzipNifti, OmeZarr, RawNifti, Sink, StoreThenNifti
+from .transform import AffineResampler
+
+#: An output this many times the input's size is refused without ``force``
+#: (most likely a typo in the spacing), unless it is under ``MIN_REFUSED_BYTES``.
+MAX_GROWTH = 16
+MIN_REFUSED_BYTES = 2**30
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One resampling of the input into one array of the output: the only one
+    for a NIfTI, level ``level`` of an OME-Zarr pyramid."""
+
+    level: int
+    grid: object  # Grid or ReferenceGrid
+    resampler: Resampler | AffineResampler
+    smoothing: tuple[float, ...] | None  # --antialias's Gaussian sigmas (input voxels), or None
+    plan: Plan
+    blocks: BlockSet
+    journal: Path
+
+    def source(self, data):
+        """What this stage reads: the input's voxels ``data``, smoothed when anti-aliasing."""
+        if self.smoothing is not None and any(sg > 0 for sg in self.smoothing):
+            return Smoothed(data, self.smoothing)
+        return data
+
+
+@dataclass(frozen=True)
+class Job:
+    """A planned run: everything decided, nothing read or written yet."""
+
+    request: Request
+    volume: InputVolume  # the input's header; its voxels are attached when the run starts
+    reference: InputVolume | None
+    target_mm: np.ndarray  # the spacing asked for, in mm
+    target: np.ndarray  # ... in the header's units, as the grid uses it
+    out_dtype: np.dtype
+    header: object  # the output's NIfTI header
+    stages: tuple[Stage, ...]
+    sink: Sink
+    executor: Threads | Dask
+    store: str  # the intermediate zarr store's address (used by StoreThenNifti)
+
+    @property
+    def grid(self):
+        return self.stages[0].grid
+
+    @property
+    def plan(self) -> Plan:
+        return self.stages[0].plan
+
+    @property
+    def blocks(self) -> BlockSet:
+        return self.stages[0].blocks
+
+    @property
+    def out_shape(self) -> tuple[int, ...]:
+        return self.blocks.shape
+
+    @property
+    def out_bytes(self) -> int:
+        return prod(self.out_shape) * self.out_dtype.itemsize
+
+    @property
+    def via_store(self) -> bool:
+        return isinstance(self.sink, StoreThenNifti)
+
+    @property
+    def nifti2(self) -> bool:
+        return isinstance(self.header, nib.Nifti2Header)
+
+    @cached_property
+    def _identity(self) -> dict:
+        r, g = self.request, self.grid
+        return {
+            "input": input_identity(self.volume.path),
+            # the header written at the start of a partial NIfTI (a reference's forms and codes, ...)
+            "header": hashlib.sha256(header_bytes(self.header)).hexdigest(),
+            "output": str(r.output.resolve()),
+            "spacing": [repr(float(v)) for v in self.target],
+            "reference": None if self.reference is None else [repr(float(v)) for v in g.homogeneous[:3].ravel()]
+            + list(g.out_shape),
+            "order": r.order,
+            "mode": r.mode,
+            "cval": repr(float(r.cval)),
+            "grid": r.grid,
+            "dtype": self.out_dtype.str,
+            "block": list(self.plan.block),
+            # where the finished blocks are: the partial NIfTI, a zarr store, or the OME-Zarr's level 0
+            "store": self.store if self.via_store else (self.sink.where(self.stages[0]) if r.kind == ".zarr"
+                                                        else None),
+            "antialias": list(self.stages[0].smoothing) if self.stages[0].smoothing else None,
+            "version": __version__,
+            # blocks of a 5D+ output are numbered in file order (dimension 4 before 5, BlockSet); a
+            # journal written before that numbered them otherwise and is not resumed
+            **({"numbering": "file-order"} if len(self.blocks.extra) > 1 else {}),
+        }
+
+    def identity(self, stage: Stage) -> dict:
+        """What the journal of ``stage`` was made for (reads the input's file metadata)."""
+        if stage.level == 0:
+            return self._identity
+        return {**self._identity, "level": stage.level, "block": list(stage.plan.block)}
+
+
+def plan_job(request: Request, report: Report = Report()) -> Job:
+    """Plan ``request`` (see the module docstring); the caller closes ``job.volume``."""
+    ref = open_input(request.reference, read_data=False, role="reference") if request.reference else None
+    fmt = "OME-Zarr image" if ome.is_ome_zarr(request.input) else "NIfTI file"
+    report(Opening(request.input, fmt))
+    vol = open_input(request.input, scratch_dir=request.scratch, read_data=False)
+    grid, target_mm, target = _target(request, vol, ref, report)
+    out_dtype = np.dtype(vol.image.get_data_dtype() if request.dtype is None else request.dtype).newbyteorder("=")
+    if "constant" in request.mode and not np.isfinite(request.cval) and out_dtype.kind in "iub":
+        raise UsageError(f"--cval {request.cval:g} needs a float output (e.g. --dtype float32); the output type is "
+                         f"{out_dtype.name}")
+    extra = tuple(vol.shape[3:])
+    journal = request.output.parent / f".{request.output.name}.bigresample-journal"
+    first = _stage(request, vol, 0, grid, out_dtype, extra, journal, gzip=request.kind == ".nii.gz")
+    report(Planned(smoothing=first.smoothing, block=first.plan.block, n_blocks=len(first.blocks),
+                   workers=request.workers, block_bytes=first.plan.block_bytes, memory_limit=request.memory_limit))
+    # level k of a pyramid: the input resampled to 2^k times the spacing, on the same grid convention
+    stages = [first] + [
+        _stage(request, vol, k, make_grid(vol.shape[:3], vol.spacing, target * 2.0**k, request.grid), out_dtype,
+               extra, journal.with_name(f"{journal.name}-level{k}"))
+        for k in range(1, request.levels)
+    ]
+    header = output_header(vol, grid, out_dtype, reference=ref)
+    executor = choose(request)
+    store = store_location.address(request.store_root, f".{request.output.name}.bigresample.zarr")
+    sink = _sink(request, vol, stages, header, out_dtype, store, executor)
+    return Job(request=request, volume=vol, reference=ref, target_mm=target_mm, target=target, out_dtype=out_dtype,
+               header=header, stages=tuple(stages), sink=sink, executor=executor, store=store)
+
+
+def _target(request: Request, vol: InputVolume, ref, report: Report):
+    """The grid of level 0, the target spacing in mm and in the header's units;
+    emits the ``Targeted`` and ``GridChosen`` events."""
+    to_mm = vol.unit_to_mm
+    cur_mm = vol.spacing * to_mm
+    g = None
+    if ref is not None:
+        a_ref = ref.affine.copy()
+        a_ref[:3, :] *= ref.unit_to_mm / to_mm  # into the input's units
+        g = reference_grid(vol.shape[:3], vol.affine, ref.shape[:3], a_ref)
+        target_mm = g.output_spacing() * to_mm
+    elif request.shape is not None:
+        # the spacing that gives this shape with the field of view kept (n*s = m*t)
+        target_mm = cur_mm * np.array(vol.shape[:3], dtype=np.float64) / np.array(request.shape, dtype=np.float64)
+    else:
+        scale = 1e-3 if request.units == "um" else 1.0
+        target_mm = np.array([c if v is None else v * scale for v, c in zip(request.spacing, cur_mm)])
+    report(Targeted(vol.shape, cur_mm, vol.units, request.spacing_label, target_mm))
+    r = request
+    if g is not None:
+        report(GridChosen(g.grid, r.order, r.mode, r.cval, reference=ref.path, reference_shape=tuple(g.out_shape),
+                          aligned=g.is_axis_aligned, rotation_degrees=g.rotation_degrees()))
+        return g, target_mm, g.output_spacing()
+    target = same_as_stored(target_mm / to_mm, vol.spacing)
+    g = make_grid(vol.shape[:3], vol.spacing, target, r.grid)
+    report(GridChosen(g.grid, r.order, r.mode, r.cval, zoom=vol.spacing / target))
+    return g, target_mm, target
+
+
+def same_as_stored(target, spacing):
+    """``target`` with each axis whose value equals the input's spacing in
+    float32 (the precision a NIfTI header stores it in) set to that spacing.
+
+    ``--spacing 0.1 0.1 0.15`` on a 0.1 mm volume then leaves x and y alone,
+    as meant: the header holds 0.1 as 0.10000000149, and the ratio 1 + 1.5e-8
+    would otherwise shift every sample by a few millionths of a voxel and
+    interpolate axes nobody asked to change.  The output's header could not
+    tell the two grids apart anyway (it stores the spacing in float32 too).
+    """
+    target = np.asarray(target, dtype=np.float64)
+    spacing = np.asarray(spacing, dtype=np.float64)
+    return np.where(target.astype(np.float32) == spacing.astype(np.float32), spacing, target)
+
+
+def _stage(request: Request, vol: InputVolume, level: int, g, out_dtype, extra, journal: Path,
+           gzip: bool = False) -> Stage:
+    """The resampler, the Gaussian sigmas (None without ``antialias``) and the block plan for the grid ``g``."""
+    r = request
+    if isinstance(g, ReferenceGrid):
+        # axis-aligned (flips allowed): the separable engine on the same coordinates, much faster
+        separable = g.separable()
+        resampler = Resampler(separable, r.order, r.mode, r.cval) if separable else AffineResampler(
+            g, r.order, r.mode, r.cval)
+    else:
+        resampler = Resampler(g, r.order, r.mode, r.cval)
+    smoothing = antialias_sigmas(g.ratios) if r.antialias else None
+    # a smoothed window is float64 and briefly held twice while filtered:
+    # counted as 16 bytes per input voxel (512x512x300 order 3 to 0.4x0.4x0.3
+    # mm under --memory-limit 400MB: 263 MiB peak; at 8 bytes, 376 MiB)
+    smoothed = smoothing is not None and any(sg > 0 for sg in smoothing)
+    in_itemsize = 16 if smoothed else vol.dtype.itemsize
+    plan = plan_blocks(resampler, in_itemsize, out_dtype.itemsize, r.memory_limit, r.workers, r.chunks, gzip=gzip)
+    return Stage(level, g, resampler, smoothing, plan, BlockSet(tuple(g.out_shape) + extra, plan.block), journal)
+
+
+def _sink(request: Request, vol: InputVolume, stages, header, out_dtype, store: str, executor) -> Sink:
+    out, kind = request.output, request.kind
+    if kind == ".zarr":
+        lead_axes = _leading_axes(vol)
+        try:
+            ome.check_leading_axes(lead_axes)
+        except ome.OmeError as exc:
+            raise UsageError(f"cannot write this image as OME-Zarr: {exc}; write .nii or .nii.gz") from None
+        attrs = ome.metadata(out.name[: -len(kind)], [s.grid.output_affine(vol.affine) for s in stages], vol.units,
+                             lead_axes)
+        return OmeZarr(out, header, kind, attrs, out_dtype, stages[0].grid.output_affine(vol.affine))
+    if request.keep_zarr or isinstance(executor, Dask):
+        return StoreThenNifti(out, header, kind, store, keep=request.keep_zarr)
+    return RawNifti(out, header, kind) if kind == ".nii" else GzipNifti(out, header, kind)
+
+
+def _leading_axes(vol: InputVolume) -> list[dict]:
+    """The non-spatial axes for an OME-Zarr output, in NGFF order, which is
+    also their spatial-first order (``ome.SpatialView``): an OME-Zarr input's
+    own; for a NIfTI, dimension 4 is time (its step and unit from the header),
+    5 the components ("c", a channel axis), further ones custom."""
+    if vol.extra_axes is not None:
+        return vol.extra_axes
+    hdr = vol.image.header
+    zooms = hdr.get_zooms()
+    unit = (hdr.get_xyzt_units()[1] if hasattr(hdr, "get_xyzt_units") else None) or "sec"
+    axes = []
+    for i in range(3, len(vol.shape)):
+        if i == 3:
+            axes.append({"name": "t", "type": "time", "unit": ome.TIME_UNITS.get(unit, "second"),
+                         "scale": float(zooms[3]) if len(zooms) > 3 and zooms[3] > 0 else 1.0})
+        else:
+            axes.append({"name": "c" if i == 4 else f"dim{i + 1}", "type": "channel" if i == 4 else None,
+                         "scale": 1.0})
+    return axes
+
+
+# --------------------------------------------------------------------------
+# before anything is written
+# --------------------------------------------------------------------------
+
+
+def preflight(job: Job) -> None:
+    """Refuse, before writing anything, an output that cannot be meant or cannot fit
+    (with the uncompressed zarr store, when the run goes through one)."""
+    r, vol = job.request, job.volume
+    out_bytes = job.out_bytes
+    in_bytes = prod(vol.shape) * vol.dtype.itemsize
+    if not r.force and out_bytes > max(MAX_GROWTH * in_bytes, MIN_REFUSED_BYTES):
+        raise UsageError(
+            f"output would be {format_bytes(out_bytes)}, {out_bytes / max(in_bytes, 1):.0f}x the input "
+            f"(shape {job.out_shape}): check the spacing, or add --force"
+        )
+    need = out_bytes // 2 if r.kind == ".nii.gz" else out_bytes  # compressed: an estimate
+    partial = job.sink.partial
+    if partial.is_file():
+        need -= partial.stat().st_size
+    what = f"the output ({format_bytes(out_bytes)} uncompressed)"
+    if job.via_store and not store_location.is_url(r.store_root):
+        if _same_filesystem(r.store_root, r.output.parent):
+            need, what = need + out_bytes, what + f" and the zarr store ({format_bytes(out_bytes)})"
+        else:
+            check_free_space(r.store_root, out_bytes, f"the zarr store ({format_bytes(out_bytes)})")
+    check_free_space(r.output.parent, need, what)
+
+
+def _same_filesystem(a, b) -> bool:
+    try:
+        return os.stat(a).st_dev == os.stat(b).st_dev
+    except OSError:
+        return True
+
+
+def dry_run(job: Job) -> DryRun:
+    """What a run would need: the ``DryRun`` event."""
+    r, vol, plan = job.request, job.volume, job.plan
+    out_bytes = job.out_bytes
+    gz = r.kind == ".nii.gz"
+    disk = [f"output {format_bytes(out_bytes // 2 if gz else out_bytes)}"
+            + (" (compressed: an estimate)" if gz else "") + f" in {r.output.parent}"]
+    if vol.compressed:
+        disk.append(f"decompressed input {format_bytes(vol.data_bytes)} in {r.scratch} (removed afterwards)")
+    if job.via_store:
+        disk.append(f"zarr store {format_bytes(out_bytes)} in {r.store_root}")
+    return DryRun(out_shape=job.out_shape, dtype=job.out_dtype.name, out_bytes=out_bytes, block=plan.block,
+                  n_blocks=len(job.blocks), workers=plan.workers, block_bytes=plan.block_bytes,
+                  peak_bytes=plan.peak_bytes(job.out_shape, job.out_dtype.itemsize, gz), memory_limit=r.memory_limit,
+                  disk=tuple(disk))

@@ -1,0 +1,320 @@
+"""What a run tells its user: small events, and the renderers that turn them into text.
+
+Planning and running emit events (``Opening``, ``Targeted``, ``GridChosen``,
+``Planned``, ``DryRun``, ``Started``, ``OnCluster``, ``NotResuming``,
+``Pyramid``, ``Resumed``, ``Finished``) through a ``Report``; nothing else in
+the package prints.  ``TextReport`` renders them as the report the command line
+prints (the seed script's lines first); ``Report()`` renders nothing, which is
+what ``--quiet`` and the API's ``verbose=False`` get.  A new report line is a
+field on an event and a line in ``TextReport``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from .plan import format_bytes
+
+INTERPOLATION_NAMES = {
+    0: "Nearest Neighbor",
+    1: "Linear (Trilinear)",
+    2: "Quadratic",
+    3: "Cubic",
+    4: "Quartic",
+    5: "Quintic",
+}
+GRID_NOTES = {
+    "center": "field of view centred, spacing exact",
+    "origin": "first voxel centre kept, spacing exact",
+    "zoom": "samples like scipy.ndimage.zoom; true spacing (n-1)/(m-1) x input",
+    "reference": "the reference image's shape and affine; as scipy.ndimage.affine_transform",
+}
+AXES = "xyz"
+NIFTI1_MAX_DIM = 32767
+
+
+# --------------------------------------------------------------------------
+# events
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Opening:
+    path: Path
+    format: str  # "NIfTI file", "OME-Zarr image"
+
+
+@dataclass(frozen=True)
+class Targeted:
+    shape: tuple[int, ...]
+    spacing_mm: np.ndarray
+    units: str  # the header's spatial units
+    label: str | None  # what was asked, as typed ("z=0.15", "shape=10x10x10", ...)
+    target_mm: np.ndarray
+
+
+@dataclass(frozen=True)
+class GridChosen:
+    grid: str
+    order: int
+    mode: str
+    cval: float
+    zoom: np.ndarray | None = None  # per-axis zoom factors (spacing and shape targets)
+    reference: Path | None = None  # a reference image's path (reference targets)
+    reference_shape: tuple[int, ...] | None = None
+    aligned: bool = True
+    rotation_degrees: float = 0.0
+
+
+@dataclass(frozen=True)
+class Planned:
+    smoothing: tuple[float, ...] | None  # Gaussian sigmas of --antialias, or None
+    block: tuple[int, ...]
+    n_blocks: int
+    workers: int
+    block_bytes: int
+    memory_limit: int
+
+
+@dataclass(frozen=True)
+class DryRun:
+    out_shape: tuple[int, ...]
+    dtype: str
+    out_bytes: int
+    block: tuple[int, ...]
+    n_blocks: int
+    workers: int
+    block_bytes: int
+    peak_bytes: int
+    memory_limit: int
+    disk: tuple[str, ...]  # one entry per folder written
+
+
+@dataclass(frozen=True)
+class Started:
+    pass
+
+
+@dataclass(frozen=True)
+class OnCluster:
+    description: str
+    store: str
+
+
+@dataclass(frozen=True)
+class NotResuming:
+    what: str  # "the partial output NAME", "the zarr store PATH"
+    why: str
+
+
+@dataclass(frozen=True)
+class Pyramid:
+    shapes: tuple[tuple[int, ...], ...]
+
+
+@dataclass(frozen=True)
+class Resumed:
+    done: int
+    total: int
+    in_store: bool  # the blocks were found in an intermediate zarr store
+
+
+@dataclass(frozen=True)
+class Finished:
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    grid: str
+    target_mm: np.ndarray
+    true_mm: np.ndarray
+    verified_mm: np.ndarray
+    nifti2: bool
+    kept_store: str | None
+    stats: dict | None
+    qc: str | None
+    timings: dict
+
+
+# --------------------------------------------------------------------------
+# renderers
+# --------------------------------------------------------------------------
+
+
+class Report:
+    """Receives the events of a run; renders nothing.  ``progress``: show
+    tqdm progress bars on stderr (``bar``)."""
+
+    def __init__(self, progress: bool = False):
+        self.progress = progress
+
+    def __call__(self, event) -> None:
+        pass
+
+    def bar(self, total: int, desc: str, unit: str = "block"):
+        """A progress bar (a context manager with ``update(n)``) for ``total`` steps."""
+        if not self.progress:
+            return _NoBar()
+        from tqdm import tqdm
+
+        return tqdm(total=total, desc=desc, unit=unit, leave=False, dynamic_ncols=True)
+
+
+class _NoBar:
+    def update(self, n=1):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class TextReport(Report):
+    """The human-readable report, line by line, into ``write`` (``print`` by default)."""
+
+    def __init__(self, write: Callable[[str], None] = print, progress: bool = False):
+        super().__init__(progress)
+        self.write = write
+
+    def __call__(self, event) -> None:
+        for line in getattr(self, "_" + type(event).__name__.lower())(event):
+            self.write(line)
+
+    def _opening(self, e: Opening):
+        yield f"Loading {e.format}: {e.path}"
+
+    def _targeted(self, e: Targeted):
+        yield ""
+        yield f"Original volume shape: {e.shape}"
+        yield f"Original spacing (mm): {fmt3(e.spacing_mm, '.4f')}"
+        yield f"Original spacing (μm): {fmt3(e.spacing_mm * 1000, '.2f')}"
+        if e.units not in ("mm", "unknown"):
+            yield f"Header units: {e.units} (spacings converted; the output keeps them)"
+        yield ""
+        if e.label:
+            yield f"Changing spacing: {e.label}"
+            yield ""
+        yield f"Target spacing (mm): {fmt3(e.target_mm, '.4f')}"
+        yield f"Target spacing (μm): {fmt3(e.target_mm * 1000, '.2f')}"
+        yield ""
+
+    def _gridchosen(self, e: GridChosen):
+        if e.zoom is not None:
+            yield f"Zoom factors: {fmt3(e.zoom, '.4f')}"
+            for a, z in zip(AXES, e.zoom):
+                if z == 1.0:
+                    yield f"  {a}-axis: No change"
+                elif z < 1.0:
+                    yield f"  {a}-axis: Downsampling ({z:.4f}x)"
+                else:
+                    yield f"  {a}-axis: Upsampling ({z:.4f}x)"
+        else:
+            yield (f"Reference grid: {e.reference}, shape {e.reference_shape}, "
+                   + ("axes aligned with the input's" if e.aligned
+                      else f"rotated {e.rotation_degrees:.2f} degrees relative to the input"))
+        yield ""
+        yield f"Interpolation method: {INTERPOLATION_NAMES[e.order]}"
+        yield f"Grid: {e.grid} ({GRID_NOTES[e.grid]})"
+        yield f"Boundary mode: {e.mode}" + (f" (cval={e.cval:g})" if "constant" in e.mode else "")
+
+    def _planned(self, e: Planned):
+        if e.smoothing is not None:
+            if any(sg > 0 for sg in e.smoothing):
+                yield ("Anti-aliasing: Gaussian sigma (input voxels) "
+                       + ", ".join(f"{a}={sg:.3g}" for a, sg in zip(AXES, e.smoothing))
+                       + " ((r-1)/2, as scikit-image)")
+            else:
+                yield "Anti-aliasing: no axis is downsampled, nothing to smooth"
+        yield (f"Block plan: {'x'.join(map(str, e.block))} output voxels per block, {e.n_blocks} blocks, "
+               f"{e.workers} worker{'s' if e.workers != 1 else ''}, ~{format_bytes(e.block_bytes)} per block")
+        yield f"Memory budget: {format_bytes(e.memory_limit)}"
+
+    def _dryrun(self, e: DryRun):
+        yield ""
+        yield "Dry run: nothing is read or written."
+        yield (f"  Output shape: {e.out_shape} ({e.dtype}), {format_bytes(e.out_bytes)} uncompressed"
+               + (" (NIfTI-2)" if max(e.out_shape) > NIFTI1_MAX_DIM else ""))
+        yield f"  Blocks: {e.n_blocks} of {'x'.join(map(str, e.block))} voxels, {e.workers} at a time"
+        yield (f"  Memory: ~{format_bytes(e.block_bytes)} per block, ~{format_bytes(e.peak_bytes)} peak "
+               f"(budget {format_bytes(e.memory_limit)})")
+        yield f"  Disk: {'; '.join(e.disk)}"
+
+    def _started(self, e: Started):
+        yield ""
+        yield "Resampling volume..."
+
+    def _oncluster(self, e: OnCluster):
+        yield f"Cluster: {e.description}; zarr store {e.store}"
+
+    def _notresuming(self, e: NotResuming):
+        yield f"Note: not resuming {e.what}: {e.why}; starting again."
+
+    def _pyramid(self, e: Pyramid):
+        yield f"Pyramid: {len(e.shapes)} levels, " + ", ".join("x".join(map(str, s)) for s in e.shapes)
+
+    def _resumed(self, e: Resumed):
+        if e.in_store:
+            yield (f"Resumed: {e.done} of {e.total} blocks were already in the zarr store from an "
+                   "interrupted run.")
+        else:
+            yield f"Resumed: {e.done} of {e.total} blocks were already done by an interrupted run."
+
+    def _finished(self, e: Finished):
+        yield f"Resampled volume shape: {e.out_shape}"
+        for a, n, m in zip("XYZ", e.in_shape, e.out_shape):
+            yield f"  {a}: {n} → {m} ({(m - n) / n * 100:+.1f}%)"
+        yield ""
+        if e.grid == "zoom" and not np.allclose(e.true_mm, e.target_mm, rtol=1e-6, atol=0):
+            yield "Note: the zoom grid samples like scipy.ndimage.zoom, so the true spacing"
+            yield f"      differs from the request: {fmt3(e.true_mm, '.6f')} mm (written in the header)"
+        yield f"True output spacing (mm): {fmt3(e.true_mm, '.4f')}"
+        yield f"Verified new spacing (mm): {fmt3(e.verified_mm, '.4f')}"
+        yield f"Verified new spacing (μm): {fmt3(e.verified_mm * 1000, '.2f')}"
+        if e.nifti2:
+            yield f"Written as NIfTI-2: a dimension exceeds {NIFTI1_MAX_DIM} (the NIfTI-1 limit)"
+        if e.kept_store:
+            yield f"Zarr store kept: {e.kept_store}"
+        if e.stats:
+            yield ""
+            yield "Comparison (scaled values, computed block by block):"
+            yield f"  {'':8s} {'min':>14s} {'max':>14s} {'mean':>14s} {'std':>14s}"
+            for label in ("input", "output"):
+                s = e.stats[label]
+                yield f"  {label:8s} {s['min']:14.6g} {s['max']:14.6g} {s['mean']:14.6g} {s['std']:14.6g}"
+        if e.qc is not None:
+            yield f"QC picture: {e.qc}"
+        n_out = int(np.prod(e.out_shape))
+        total = e.timings["total"]
+        yield ""
+        yield f"Elapsed: {total:.2f} s ({timing_text(e.timings)}); throughput {n_out / total / 1e6:.1f} Mvoxel/s"
+        yield ""
+        yield "Done!"
+
+
+def summary_line(input, output, result) -> str:
+    """The one line a batch prints for a finished file."""
+    shapes = "x".join(map(str, result.in_shape)) + " -> " + "x".join(map(str, result.out_shape))
+    took = f", {result.timings['total']:.2f} s" if "total" in result.timings else ""
+    return f"bigresample: ok {input} -> {output} ({shapes}{took})"
+
+
+def fmt3(values, fmt) -> str:
+    return ", ".join(f"{a}={format(v, fmt)}" for a, v in zip(AXES, values))
+
+
+def timing_text(t: dict) -> str:
+    parts = []
+    if "decompress" in t:
+        parts.append(f"decompressing input {t['decompress']:.2f} s")
+    parts.append(f"resampling {t['compute']:.2f} s")
+    if t.get("write", 0) >= 0.005:
+        parts.append(f"writing {t['write']:.2f} s")
+    if "compare" in t:
+        parts.append(f"comparing {t['compare']:.2f} s")
+    if "qc" in t:
+        parts.append(f"QC picture {t['qc']:.2f} s")
+    return ", ".join(parts)

@@ -1,0 +1,204 @@
+"""What was asked: ``Request``, every argument of a file-level resampling, checked once.
+
+``Request.make(...)`` takes ``resample``'s keyword arguments as typed and
+returns a frozen, validated request, or raises ``UsageError`` (or the
+``PlanError``/``ClusterError``/``InputError`` of the value's own domain)
+naming the value.  Every rule that involves more than one option is here and
+nowhere else.  Nothing is opened and nothing is connected: the checks look at
+the arguments and at the filesystem's folders only.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from . import store as store_location
+from .cluster import ClusterError
+from .errors import BigresampleError
+from .geometry import parse_grid
+from .nifti import output_kind
+from .plan import default_memory_limit, parse_memory
+from .qc import require_matplotlib
+from .splines import parse_mode, parse_order
+
+UNITS = ("mm", "um")
+
+
+class UsageError(BigresampleError):
+    """Arguments that cannot describe a resampling (named with the value)."""
+
+
+@dataclass(frozen=True)
+class Request:
+    """A checked request.  ``spacing`` (x, y, z; None keeps an axis), ``shape``
+    and ``reference`` are the three ways to name the target; exactly one is set."""
+
+    input: Path
+    output: Path
+    kind: str  # the output's format: ".nii", ".nii.gz" or ".zarr"
+    spacing: tuple[float | None, ...] | None
+    shape: tuple[int, int, int] | None
+    reference: Path | None
+    units: str
+    order: int
+    grid: str
+    mode: str
+    cval: float
+    dtype: np.dtype | None
+    chunks: tuple[int, ...] | None
+    memory_limit: int
+    workers: int
+    store_root: str  # where an intermediate zarr store goes: a folder or a URL
+    scratch: Path  # where other scratch files go (a decompressed input)
+    keep_zarr: bool
+    compare: bool
+    spacing_label: str | None
+    force: bool
+    dry_run: bool
+    labels: bool
+    antialias: bool
+    levels: int
+    qc: object  # the picture's path, as given
+    scheduler: str | None
+    local_cluster: int | None
+    client: object
+
+    @classmethod
+    def make(cls, input, output, *, spacing=None, shape=None, reference=None, units="mm", order=1,
+             grid="center", mode="nearest", cval=0.0, dtype=None, chunks=None, memory_limit=None,
+             workers=None, tmp_dir=None, keep_zarr=False, compare=False, spacing_label=None, force=False,
+             dry_run=False, labels=False, antialias=False, levels=1, qc=None, scheduler=None,
+             local_cluster=None, client=None) -> Request:
+        """Check the arguments of ``bigresample.resample`` and return them as a request."""
+        n_targets = sum(v is not None for v in (spacing, shape, reference))
+        if n_targets != 1:
+            raise UsageError("give the target as a spacing, a shape or a reference image, not several" if n_targets
+                             else "no spacing given: give spacing=(x, y, z), shape=(x, y, z) or reference=IMAGE")
+        spacing = parse_spacing(spacing) if spacing is not None else None
+        shape = parse_shape(shape) if shape is not None else None
+        if units not in UNITS:
+            raise UsageError(f"units must be 'mm' or 'um'; got {units!r}")
+        order = 0 if labels else parse_order(order)
+        mode, grid = parse_mode(mode), parse_grid(grid)
+        for role, value in (("input", input), ("reference", reference)):
+            if value is not None and store_location.is_url(str(value)):
+                raise UsageError(f"{role} must be a local file or folder (URLs are not read); got {value}")
+        in_path, out_path = Path(input), Path(output)
+        kind = output_kind(out_path)
+        levels = _check_levels(levels, kind, out_path, reference)
+        if reference is not None and grid != "center":
+            raise UsageError(f"--grid {grid} has no meaning with --reference (the reference's grid is used)")
+        qc = _check_qc(qc)
+        _check_paths(in_path, out_path, None if reference is None else Path(reference))
+        limit = parse_memory(memory_limit) if memory_limit is not None else default_memory_limit()
+        workers = int(workers) if workers is not None else (os.cpu_count() or 1)
+        if workers < 1:
+            raise UsageError(f"workers must be >= 1; got {workers}")
+        store_root = str(tmp_dir) if tmp_dir is not None else str(out_path.parent)
+        why = store_location.problem(store_root)
+        if why:
+            raise UsageError(f"--tmp-dir {'URL' if store_location.is_url(store_root) else 'folder'} "
+                             f"cannot be used: {store_root}: {why}")
+        if scheduler is not None and local_cluster is not None:
+            raise ClusterError("give --scheduler or --local-cluster, not both")
+        if local_cluster is not None and int(local_cluster) < 1:
+            raise ClusterError(f"--local-cluster needs at least 1 worker; got {local_cluster}")
+        return cls(
+            input=in_path, output=out_path, kind=kind, spacing=spacing, shape=shape,
+            reference=None if reference is None else Path(reference), units=units, order=order, grid=grid,
+            mode=mode, cval=float(cval), dtype=None if dtype is None else np.dtype(dtype).newbyteorder("="),
+            chunks=None if chunks is None else tuple(chunks), memory_limit=limit, workers=workers,
+            store_root=store_root,
+            # a URL holds only the zarr store; other scratch files stay beside the output
+            scratch=out_path.parent if store_location.is_url(store_root) else Path(store_root),
+            keep_zarr=bool(keep_zarr), compare=bool(compare), spacing_label=spacing_label, force=bool(force),
+            dry_run=bool(dry_run), labels=bool(labels), antialias=bool(antialias), levels=levels, qc=qc,
+            scheduler=scheduler, local_cluster=None if local_cluster is None else int(local_cluster),
+            client=client,
+        )
+
+    @property
+    def on_cluster(self) -> bool:
+        """A cluster was named (a scheduler, local workers or a client)."""
+        return self.scheduler is not None or self.local_cluster is not None or self.client is not None
+
+
+def parse_spacing(spacing) -> tuple[float | None, ...]:
+    """Three spacings (x, y, z), each a number > 0 or None (keep that axis')."""
+    values = list(spacing)
+    if len(values) != 3:
+        raise UsageError(f"spacing needs 3 values (x y z); got {len(values)}: {' '.join(map(str, values))}")
+    out = []
+    for axis, v in zip("xyz", values):
+        if v is None:
+            out.append(None)
+            continue
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise UsageError(f"{axis}-spacing must be a number; got {v!r}") from None
+        if not np.isfinite(f) or f <= 0:
+            raise UsageError(f"{axis}-spacing must be finite and > 0; got {v!r}")
+        out.append(f)
+    return tuple(out)
+
+
+def parse_shape(shape) -> tuple[int, int, int]:
+    """Three positive whole numbers of output voxels, or UsageError naming the value."""
+    values = list(shape)
+    if len(values) != 3:
+        raise UsageError(f"--shape needs 3 values (x y z); got {len(values)}: {' '.join(map(str, values))}")
+    out = []
+    for a, v in zip("xyz", values):
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise UsageError(f"--shape {a} must be a whole number; got {v!r}") from None
+        if not (np.isfinite(f) and f == int(f) and f >= 1):
+            raise UsageError(f"--shape {a} must be a whole number >= 1; got {v!r}")
+        out.append(int(f))
+    return tuple(out)
+
+
+def _check_levels(levels, kind: str, out_path: Path, reference) -> int:
+    if not (isinstance(levels, (int, np.integer)) and levels >= 1):
+        raise UsageError(f"--levels must be a whole number >= 1; got {levels!r}")
+    if levels > 1 and kind != ".zarr":
+        raise UsageError(f"--levels needs an OME-Zarr output (.zarr); got {out_path.name!r}")
+    if reference is not None and levels > 1:
+        raise UsageError("--levels needs a spacing or --shape: a reference image gives one grid")
+    return int(levels)
+
+
+def _check_qc(qc) -> Path | None:
+    if qc is None:
+        return None
+    try:
+        require_matplotlib()
+    except ImportError as e:
+        raise UsageError(str(e)) from None
+    if not Path(qc).parent.is_dir():
+        raise UsageError(f"--qc folder does not exist: {Path(qc).parent}")
+    return qc
+
+
+def _check_paths(in_path: Path, out_path: Path, reference: Path | None) -> None:
+    if in_path.resolve() == out_path.resolve() or _same_file(in_path, out_path):
+        raise UsageError(f"output would overwrite the input: {out_path}")
+    if reference is not None and (reference.resolve() == out_path.resolve() or _same_file(reference, out_path)):
+        raise UsageError(f"output would overwrite the reference: {out_path}")
+    if not out_path.parent.is_dir():
+        raise UsageError(f"output folder does not exist: {out_path.parent}")
+    if not os.access(out_path.parent, os.W_OK | os.X_OK):
+        raise UsageError(f"output folder is not writable: {out_path.parent}")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
