@@ -1,6 +1,6 @@
 """bigresample: exact, chunked, out-of-core resampling of very large NIfTI volumes."""
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .engine import Resampler
 from .errors import BigresampleError

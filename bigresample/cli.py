@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .errors import BigresampleError
 from .pipeline import LabelMapWarning, UsageError, resample
 from .report import summary_line

@@ -21,7 +21,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from . import ome
 from . import store as store_location
 from .antialias import Smoothed
