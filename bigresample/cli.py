@@ -194,51 +194,44 @@ def _report_printer():
 
 
 def main(argv=None) -> int:
-    with warnings.catch_warnings():  # warnings as one line on stderr, for this call only
-        warnings.showwarning = _show_warning
-        warnings.simplefilter("always", LabelMapWarning)
-        return _main(argv)
-
-
-def _main(argv) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     log = None if args.quiet else _report_printer()
     main_thread = threading.current_thread() is threading.main_thread()
     _terminated.clear()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
     progress = not (args.quiet or args.no_progress) and sys.stderr.isatty()
-    try:
-        if args.demo:
-            return _demo(args, log, progress)
-        if args.order not in range(6):
-            raise UsageError(f"--order must be 0-5; got {args.order}")
-        if args.output_dir is not None:
+    with warnings.catch_warnings():  # warnings as one line on stderr, for this call only
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("always", LabelMapWarning)
+        try:
+            if args.demo:
+                return _demo(args, log, progress)
+            if args.order not in range(6):
+                raise UsageError(f"--order must be 0-5; got {args.order}")
+            if args.output_dir is not None:
+                target, label = _target_from_args(args)
+                return _batch(args, target, label, log, progress)
+            if len(args.paths) != 2:
+                raise UsageError(f"need INPUT and OUTPUT (or --output-dir DIR, or --demo); got {len(args.paths)} "
+                                 "paths")
             target, label = _target_from_args(args)
-            return _batch(args, target, label, log, progress)
-        if len(args.paths) != 2:
-            raise UsageError(f"need INPUT and OUTPUT (or --output-dir DIR, or --demo); got {len(args.paths)} paths")
-        target, label = _target_from_args(args)
-        _run_one(args, args.paths[0], args.paths[1], target, label, log, progress)
-        return 0
-    except BigresampleError as exc:
-        if args.debug:
-            raise
-        print(f"bigresample: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except Interrupted as exc:
-        print(
-            f"bigresample: interrupted after {exc.done} of {exc.total} blocks; the finished ones are kept in "
-            f"{exc.partial} -- run the same command again to resume",
-            file=sys.stderr,
-        )
-        return _interrupted_status()
-    except KeyboardInterrupt:
-        print("bigresample: interrupted", file=sys.stderr)
-        return _interrupted_status()
-    finally:
-        if main_thread:
-            signal.signal(signal.SIGTERM, previous)
+            _run_one(args, args.paths[0], args.paths[1], target, label, log, progress)
+            return 0
+        except BigresampleError as exc:
+            if args.debug:
+                raise
+            print(f"bigresample: error: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except Interrupted as exc:
+            print(f"bigresample: interrupted after {exc.done} of {exc.total} blocks; the finished ones are kept in "
+                  f"{exc.partial} -- run the same command again to resume", file=sys.stderr)
+            return _interrupted_status()
+        except KeyboardInterrupt:
+            print("bigresample: interrupted", file=sys.stderr)
+            return _interrupted_status()
+        finally:
+            if main_thread:
+                signal.signal(signal.SIGTERM, previous)
 
 
 def _run_one(args, input, output, target, label, log, progress):

@@ -89,12 +89,11 @@ def resample(
         Instead of ``spacing``: the output shape; the spacing is then
         ``s * n / m`` per axis (the field of view is kept).
     reference : path, optional
-        Instead of ``spacing``: an image (NIfTI or OME-Zarr) whose grid, its
-        shape and affine, the output takes, whatever its orientation relative
-        to the input (``scipy.ndimage.affine_transform`` with
-        ``A_in^-1 @ A_ref``, computed block by block).  Its voxels are not read.
+        Instead of ``spacing``: an image (NIfTI or OME-Zarr) whose grid (shape
+        and affine, any orientation) the output takes, as
+        ``scipy.ndimage.affine_transform`` with ``A_in^-1 @ A_ref``.
     units : {'mm', 'um'}
-        Units of ``spacing``.
+        Units of ``spacing``; ``spacing_label``: how the report names it.
     order, grid, mode, cval, dtype
         As ``bigresample.resample_array``.
     chunks : 3 ints, optional
@@ -104,11 +103,9 @@ def resample(
     workers : int, optional
         Threads computing blocks (default: the number of CPUs).
     tmp_dir : path or URL, optional
-        Scratch folder (default: the output's folder) for a decompressed
-        ``.nii.gz`` input and the intermediate zarr store of cluster and
-        ``keep_zarr`` runs.  A URL that zarr opens through fsspec
-        (``s3://bucket/prefix``, ``file:///shared/scratch``) holds the zarr
-        store only; the other scratch files then go beside the output.
+        Scratch folder (default: the output's) for a decompressed ``.nii.gz``
+        input and the zarr store of cluster and ``keep_zarr`` runs; a URL
+        (``s3://bucket/prefix``, through fsspec) holds the zarr store only.
     keep_zarr : bool
         Keep the zarr store after success.
     compare : bool
@@ -124,10 +121,8 @@ def resample(
         Write an output more than 16x the input's size (refused otherwise, as
         most likely a typo in the spacing).
     antialias : bool
-        Smooth each downsampled axis with a Gaussian before sampling (sigma
-        ``(r - 1) / 2`` input voxels, scikit-image's rule; see
-        ``bigresample.antialias``).  Off by default, so that the ``zoom`` grid
-        stays equal to ``scipy.ndimage.zoom``.
+        Smooth each downsampled axis with a Gaussian first (sigma ``(r - 1) / 2``
+        input voxels, scikit-image's rule; ``bigresample.antialias``).
     levels : int
         For an OME-Zarr output: a multiscale pyramid of this many levels,
         level k at 2^k times the spacing (each resampled from the input).
@@ -135,18 +130,14 @@ def resample(
         Also draw orthogonal slices of input and output through the same
         physical point into this PNG (needs matplotlib).
     labels : bool
-        The input is a label map: nearest-neighbour (order 0) whatever
-        ``order`` says, so every output value is one of the input's labels.
-        Without it, an integer image with few distinct values resampled with
-        order > 0 gets a ``LabelMapWarning``.
+        The input is a label map: order 0 whatever ``order`` says.  Without it,
+        an integer image with few distinct values gets a ``LabelMapWarning``.
     dry_run : bool
-        Print the plan (output shape and bytes, block shape, concurrent
-        blocks, memory and disk needed) and stop before reading any voxel.
+        Report the plan (shapes, blocks, memory and disk) and stop, reading no voxel.
     scheduler, local_cluster, client
-        Run the blocks on a dask.distributed cluster: a running scheduler's
-        address, a number of local worker processes, or a ``Client``.  With
-        none of them, an active ``Client`` is used if there is one.  The input
-        and ``tmp_dir`` must be visible to every worker.
+        Run on a dask.distributed cluster: a scheduler's address, a number of
+        local worker processes, or a ``Client`` (default: the active one, if
+        any).  The input and ``tmp_dir`` must be visible to every worker.
     """
     t_start = time.perf_counter()
     arguments = dict(locals())  # the parameters as passed: what was asked

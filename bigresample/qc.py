@@ -43,7 +43,7 @@ def plane(source, shape, axis: int, index: int, slope=1.0, inter=0.0) -> np.ndar
     return data * slope + inter
 
 
-def write_qc(png, in_source, in_shape, in_affine, in_spacing_mm, out_source, out_shape, out_affine,
+def write_qc(png, *, in_source, in_shape, in_affine, in_spacing_mm, out_source, out_shape, out_affine,
              out_spacing_mm, in_slope=1.0, in_inter=0.0, title="") -> Path:
     """Draw the picture into ``png``.  ``in_source`` gives raw values (scaled
     here by ``in_slope``/``in_inter``), ``out_source`` scaled ones (a nibabel
