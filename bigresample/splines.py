@@ -307,7 +307,7 @@ def prefilter_planes(x: np.ndarray, out: np.ndarray, order: int, mode: str, axis
     scipy walks each line with the axis' stride, one element at a time; along
     the outer axes of a C-ordered block that is one cache miss per sample.
     Here the recursions run on whole (hyper)planes, which numpy streams:
-    about 5x faster for the slowest axis (benchmarks/bench_engine.py).  Same
+    about 2.5x faster for the slowest axis (benchmarks/bench_engine.py).  Same
     gain, poles, recursions and boundary starts as scipy's ni_splines.c
     (mirror start for 'mirror', 'constant', 'wrap' and 'grid-constant';
     reflect start for 'reflect' and 'nearest'; periodic for 'grid-wrap'),
