@@ -78,10 +78,8 @@ class BlockSet:
 
     @property
     def is_file_stretch(self) -> bool:
-        """Consecutive blocks are consecutive stretches of the file: whole x-y
-        planes, whole rows of one plane, or single voxels along x."""
-        (bx, by, bz), (x, y, _) = self.block[:3], self.spatial[:3]
-        return (bx == x and by == y) or (bx == x and bz == 1) or (by == 1 and bz == 1)
+        """Consecutive blocks are consecutive stretches of the file."""
+        return is_file_stretch(self.block, self.spatial)
 
     def slab(self, i: int) -> int:
         """The slab (whole x-y planes, as thick as a block) that block ``i`` lies in,
@@ -93,3 +91,11 @@ class BlockSet:
         """Block numbers of slab ``s``."""
         per = self.counts[0] * self.counts[1]
         return range(s * per, (s + 1) * per)
+
+
+def is_file_stretch(block, shape) -> bool:
+    """Blocks of spatial shape ``block`` over ``shape``, in file order, are
+    consecutive stretches of the file: whole x-y planes, whole rows of one
+    plane, or pieces of one row."""
+    (bx, by, bz), (x, y) = block[:3], shape[:2]
+    return (bx == x and by == y) or (bx == x and bz == 1) or (by == 1 and bz == 1)

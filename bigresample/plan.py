@@ -10,6 +10,7 @@ fit, planes are split along y, then x.
 from __future__ import annotations
 
 import itertools
+from math import prod
 import os
 import re
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import numpy as np
 
 from .errors import BigresampleError
 from . import transform
+from .blocks import is_file_stretch
 from .engine import Resampler
 
 _UNITS = {
@@ -156,7 +158,7 @@ class Plan:
         bx, by, bz = self.block[:3]
         peak = base + self.workers * self.block_bytes
         if gzip:
-            if (bx == x and by == y) or (bx == x and bz == 1) or (by == 1 and bz == 1):
+            if is_file_stretch(self.block, out_shape):
                 peak += (self.workers + 2) * bx * by * bz * out_itemsize
             else:
                 peak += 3 * x * y * bz * out_itemsize
@@ -208,14 +210,14 @@ def plan_blocks(
         c = cost(b)
         if c > per_block:
             continue
-        contiguous = (b[0] == x and b[1] == y) or (b[0] == x and b[2] == 1) or (b[1] == 1 and b[2] == 1)
+        contiguous = is_file_stretch(b, out)
         # a .nii.gz is compressed a slab of whole planes at a time: blocks that
         # are not stretches of the file are assembled into (at most two) slabs
         if gzip and not contiguous and (
             3 * x * y * b[2] * out_itemsize + workers * c > budget or x * y * b[2] * out_itemsize > per_block
         ):
             continue
-        n_blocks = int(np.prod([-(-n // bi) for n, bi in zip(out, b)]))
+        n_blocks = prod(-(-n // bi) for n, bi in zip(out, b))
         wshape = window_shape(resampler, b)
         # contiguous file stretches a block reads and writes: one, or one per
         # plane, or one per row
@@ -234,7 +236,7 @@ def plan_blocks(
         raise PlanError(f"memory limit {format_bytes(memory_limit)} is too small for even a single row of voxels")
     # enough blocks to keep every worker busy, and a progress bar that moves
     bx, by, bz = best
-    while bz > 1 and int(np.prod([-(-n // bi) for n, bi in zip(out, (bx, by, bz))])) < 4 * workers:
+    while bz > 1 and prod(-(-n // bi) for n, bi in zip(out, (bx, by, bz))) < 4 * workers:
         bz = -(-bz // 2)
     best = (bx, by, bz)
     return Plan(best, workers, memory_limit, cost(best))
