@@ -23,6 +23,7 @@ import numpy as np
 
 from ._version import __version__
 from . import ome
+from . import safefs
 from . import store as store_location
 from .antialias import Smoothed
 from .antialias import sigmas as antialias_sigmas
@@ -281,8 +282,15 @@ def _leading_axes(vol: InputVolume) -> list[dict]:
 
 def preflight(job: Job) -> None:
     """Refuse, before writing anything, an output that cannot be meant or cannot fit
-    (with the uncompressed zarr store, when the run goes through one)."""
+    (with the uncompressed zarr store, when the run goes through one), or whose
+    partial output, journal or store name is taken by something this user's
+    bigresample did not make (a link planted in a shared folder: ``safefs``)."""
     r, vol = job.request, job.volume
+    safefs.check_leftover(job.sink.partial, want_dir=r.kind == ".zarr")
+    for stage in job.stages:
+        safefs.check_leftover(stage.journal)
+    if job.via_store and not store_location.is_url(job.store):
+        safefs.check_leftover(job.store, want_dir=True)
     out_bytes = job.out_bytes
     in_bytes = prod(vol.shape) * vol.dtype.itemsize
     if not r.force and out_bytes > max(MAX_GROWTH * in_bytes, MIN_REFUSED_BYTES):

@@ -25,6 +25,8 @@ import json
 import os
 from pathlib import Path
 
+from . import safefs
+
 FORMAT = 1
 
 
@@ -61,8 +63,10 @@ class Journal:
         after it (or None); ``note`` explains why an existing journal was not
         used (None when there was none or it matched).
         """
-        if not self.path.exists():
+        if not os.path.lexists(self.path):
             return {}, None
+        if self.path.is_symlink():
+            return {}, "its journal is a symbolic link"
         try:
             lines = self.path.read_text().splitlines()
             head = json.loads(lines[0]) if lines else None
@@ -83,11 +87,14 @@ class Journal:
         return done, None
 
     def start(self, keep: bool) -> None:
-        """Open for appending; a fresh journal unless ``keep``."""
-        if not keep:
-            with open(self.path, "w") as f:
-                f.write(json.dumps(self.identity, sort_keys=True) + "\n")
-        self._f = open(self.path, "a")
+        """Open for appending; a fresh journal unless ``keep``.  Never through a
+        link someone planted at the journal's name (``safefs``)."""
+        if keep:
+            self._f = os.fdopen(safefs.open_existing(self.path, os.O_WRONLY | os.O_APPEND), "a")
+            return
+        self._f = os.fdopen(safefs.create_file(self.path, os.O_WRONLY | os.O_APPEND), "a")
+        self._f.write(json.dumps(self.identity, sort_keys=True) + "\n")
+        self._f.flush()
 
     def record(self, index: int, length: int | None = None) -> None:
         self._f.write(f"{index}\n" if length is None else f"{index} {length}\n")

@@ -17,6 +17,7 @@ bits: a NIfTI-2 file is written when any dimension exceeds 32767.
 from __future__ import annotations
 
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +28,7 @@ from nibabel.arrayproxy import ArrayProxy
 
 from .errors import BigresampleError
 from . import ome
+from . import safefs
 from .codec import gzip_member, open_gzip
 from .geometry import Grid, voxel_spacing
 from .rawio import RawReader
@@ -58,25 +60,37 @@ def _is_gzip(path: Path) -> bool:
         return f.read(2) == GZIP_MAGIC
 
 
-def decompress(src: Path, dst: Path, chunk: int = 16 * 2**20, progress=None) -> None:
-    """Sequentially decompress ``src`` into ``dst``, verifying the gzip CRC.
+#: Bytes a compressed non-NIfTI file may hold after its voxels (an MGH
+#: footer's tags); a NIfTI holds nothing after them.
+FOOTER_SLACK = 2**20
 
-    Python's gzip reader checks each member's CRC-32 and length when it reaches
-    the member's end, so a corrupted stream raises here, not silently later.
+
+def decompress(src: Path, fd: int, limit: int, slack: int = 0, chunk: int = 16 * 2**20) -> None:
+    """Sequentially decompress ``src`` into the open file ``fd``: the first
+    ``limit`` bytes (what the header describes), and nothing more.
+
+    A stream that holds more than ``limit + slack`` bytes is refused as soon
+    as the first byte past that shows (a decompression bomb fills no disk).
+    Otherwise the stream is read to its end, so that the gzip reader checks
+    each member's CRC-32 and length: a corrupted stream raises here, not
+    silently later.
     """
     buf = bytearray(chunk)
+    written = 0
     try:
-        with open_gzip(src) as fin, open(dst, "wb") as fout:
-            while True:
-                n = fin.readinto(buf)
+        with os.fdopen(fd, "wb") as fout, open_gzip(src) as fin:
+            while written < limit:
+                n = fin.readinto(memoryview(buf)[: min(chunk, limit - written)])
                 if not n:
                     break
                 fout.write(memoryview(buf)[:n])
-                if progress is not None:
-                    progress(n)
+                written += n
+            more = len(fin.read(slack + 1)) if written == limit else 0  # to the end, when within bounds
     except Exception as exc:  # zlib.error, isal's error, EOFError, BadGzipFile...
-        dst.unlink(missing_ok=True)
         raise InputError(f"{src}: corrupted or truncated gzip stream ({_one_line(exc)})") from None
+    if more > slack:
+        raise InputError(f"{src}: the gzip stream holds more data than the {limit} bytes its header describes "
+                         "(header and voxels): refused, as a decompression bomb would be")
 
 
 @dataclass
@@ -132,10 +146,13 @@ class InputVolume:
             stem = name[:-3] if name.lower().endswith(".gz") else name
             if name.lower().endswith(".mgz"):
                 stem = name[:-4] + ".mgh"
-            self.scratch = folder / f".bigresample-{os.getpid()}-{stem}"
+            # a random name, created exclusively (never through a planted link)
+            fd, scratch = tempfile.mkstemp(prefix=".bigresample-", suffix=f"-{stem}", dir=folder)
+            self.scratch = Path(scratch)
             t0 = time.perf_counter()
             try:
-                decompress(Path(data_file), self.scratch)
+                analyze = isinstance(self.image, nib.AnalyzeImage)  # NIfTI-1/2 and Analyze: nothing after the voxels
+                decompress(Path(data_file), fd, need, slack=0 if analyze else FOOTER_SLACK)
                 _check_size(self.path, str(self.scratch), proxy)
             except BaseException:
                 self.close()
@@ -418,7 +435,7 @@ class NiftiWriter:
         self.bytes_written = 0
 
     def __enter__(self):
-        self._f = open(self.path, "wb")
+        self._f = os.fdopen(safefs.create_file(self.path), "wb")  # never through a planted link
         head = header_bytes(self.header)
         self._f.write(gzip_member(head) if self.gz else head)
         return self
@@ -453,7 +470,7 @@ def create_raw_output(path, header) -> tuple[int, int]:
     """
     head = header_bytes(header)
     size = len(head) + int(np.prod(header.get_data_shape(), dtype=np.int64)) * header.get_data_dtype().itemsize
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644)
+    fd = safefs.create_file(path, os.O_RDWR)  # never through a planted link
     try:
         os.pwrite(fd, head, 0)
         os.ftruncate(fd, size)

@@ -10,6 +10,8 @@ planes).  Only six planes are read.  matplotlib is an optional dependency
 
 from __future__ import annotations
 
+import os
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -96,6 +98,16 @@ def write_qc(png, *, in_source, in_shape, in_affine, in_spacing_mm, out_source, 
     if title:
         fig.suptitle(title, fontsize=10)
     png = Path(png)
-    fig.savefig(png, dpi=100)
-    plt.close(fig)
+    # drawn under a random name beside it, then renamed: never written through a planted link
+    fd, tmp = tempfile.mkstemp(prefix=f".{png.name}.", suffix=".png", dir=png.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fig.savefig(f, dpi=100, format="png")
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, png)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    finally:
+        plt.close(fig)
     return png

@@ -39,7 +39,7 @@ A new format is one more class here and one line in ``bigresample.job``.
 from __future__ import annotations
 
 import os
-import shutil
+import secrets
 import threading
 from pathlib import Path
 
@@ -47,6 +47,7 @@ import nibabel as nib
 import numpy as np
 
 from . import ome
+from . import safefs
 from . import store as store_location
 from .codec import gzip_member
 from .geometry import voxel_spacing
@@ -135,7 +136,7 @@ class RawNifti(_NiftiFile):
         size = len(head) + int(np.prod(stage.blocks.shape, dtype=np.int64)) * self.header.get_data_dtype().itemsize
         resume = bool(done) and self.partial.exists() and self.partial.stat().st_size == size
         if resume:
-            self._fd, offset = os.open(self.partial, os.O_RDWR), len(head)
+            self._fd, offset = safefs.open_existing(self.partial, os.O_RDWR), len(head)
         else:
             done = {}
             self._fd, offset = create_raw_output(self.partial, self.header)
@@ -164,7 +165,10 @@ class GzipNifti(_NiftiFile):
         length = done[k - 1] if k else None
         resume = k > 0 and self.partial.exists() and self.partial.stat().st_size >= length
         done = {i: done[i] for i in range(k)} if resume else {}
-        f = self._f = open(self.partial, "r+b" if resume else "wb")
+        if resume:
+            f = self._f = os.fdopen(safefs.open_existing(self.partial, os.O_RDWR), "r+b")
+        else:
+            f = self._f = os.fdopen(safefs.create_file(self.partial), "wb")
         if resume:
             f.truncate(length)
             f.seek(length)
@@ -252,6 +256,9 @@ def _open_store(address: str, layout: dict, done: dict, ngff_order=False):
     import zarr
 
     options = store_location.storage_options(address)
+    local = not store_location.is_url(address)
+    if local:
+        safefs.check_leftover(address, want_dir=True)
     array = None
     if done:
         try:
@@ -262,6 +269,8 @@ def _open_store(address: str, layout: dict, done: dict, ngff_order=False):
             array = None
     if array is None:
         done = {}
+        if local:
+            safefs.make_dir(address)  # a folder of this run's own, never through a planted link
         array = zarr.create_array(store=address, storage_options=options, **layout, fill_value=0,
                                   compressors=None, zarr_format=3, overwrite=True)
     return array, done
@@ -358,7 +367,7 @@ class OmeZarr(Sink):
     def begin(self, stage, done):
         if stage.level == 0 and not (done and (self.partial / "zarr.json").exists()):
             done = {}
-            shutil.rmtree(self.partial, ignore_errors=True)
+            safefs.make_dir(self.partial)
             ome.create_group(self.partial, self.attrs)
         layout = store_layout(stage.blocks.shape, stage.blocks.block, self.dtype, ngff=True)
         array, done = _open_store(str(self.partial / str(stage.level)), layout, done)
@@ -378,13 +387,11 @@ class OmeZarr(Sink):
 
 def _replace_folder(new: Path, target: Path) -> None:
     """Put the finished folder ``new`` at ``target``; an existing ``target``
-    stays whole until then (moved aside, removed after)."""
-    old = target.parent / f".{target.name}.bigresample-old"
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists() or target.is_symlink():
+    stays whole until then (moved aside under a random name, removed after)."""
+    old = None
+    if os.path.lexists(target):
+        old = target.parent / f".{target.name}.bigresample-old-{secrets.token_hex(8)}"
         os.replace(target, old)
     os.replace(new, target)
-    if old.is_dir() and not old.is_symlink():
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        old.unlink(missing_ok=True)
+    if old is not None:
+        safefs.remove(old)

@@ -12,8 +12,9 @@ decompressed ``.nii.gz`` input, the partial output) stay in local folders.
 from __future__ import annotations
 
 import os
-import shutil
 from pathlib import Path
+
+from . import safefs
 
 
 def is_url(location) -> bool:
@@ -57,7 +58,7 @@ def problem(location: str) -> str | None:
 def remove(addr: str) -> None:
     """Delete the store at ``addr``; a store already gone is fine."""
     if not is_url(addr):
-        shutil.rmtree(addr, ignore_errors=True)
+        safefs.remove(addr)  # never follows a link
         return
     try:
         fs, path = _filesystem(addr)
