@@ -36,7 +36,7 @@ from .nifti import InputVolume, check_free_space, header_bytes, open_input, outp
 from .plan import Plan, format_bytes, plan_blocks
 from .report import DryRun, GridChosen, Opening, Planned, Report, Targeted
 from .request import Request, UsageError
-from .sinks import GzipNifti, OmeZarr, RawNifti, Sink, StoreThenNifti
+from .sinks import GzipMembers, GzipNifti, OmeZarr, RawNifti, Sink, StoreThenNifti
 from .transform import AffineResampler
 
 #: An output this many times the input's size is refused without ``force``
@@ -127,8 +127,8 @@ class Job:
             "dtype": self.out_dtype.str,
             "block": list(self.plan.block),
             # where the finished blocks are: the partial NIfTI, a zarr store, or the OME-Zarr's level 0
-            "store": self.store if self.via_store else (self.sink.where(self.stages[0]) if r.kind == ".zarr"
-                                                        else None),
+            "store": self.store if self.via_store else (
+                self.sink.where(self.stages[0]) if isinstance(self.sink, (OmeZarr, GzipMembers)) else None),
             "antialias": list(self.stages[0].smoothing) if self.stages[0].smoothing else None,
             "version": __version__,
             # blocks of a 5D+ output are numbered in file order (dimension 4 before 5, BlockSet); a
@@ -249,9 +249,17 @@ def _sink(request: Request, vol: InputVolume, stages, header, out_dtype, store: 
         attrs = ome.metadata(out.name[: -len(kind)], [s.grid.output_affine(vol.affine) for s in stages], vol.units,
                              lead_axes)
         return OmeZarr(out, header, kind, attrs, out_dtype, stages[0].grid.output_affine(vol.affine))
-    if request.keep_zarr or isinstance(executor, Dask):
+    cluster = isinstance(executor, Dask)
+    # the zarr store where it is the point: kept, or scratch on an object store
+    if request.keep_zarr or (cluster and store_location.is_url(request.store_root)):
         return StoreThenNifti(out, header, kind, store, keep=request.keep_zarr)
-    return RawNifti(out, header, kind) if kind == ".nii" else GzipNifti(out, header, kind)
+    if kind == ".nii":
+        return RawNifti(out, header, kind, remote=cluster)  # the workers write at the offsets
+    if not cluster:
+        return GzipNifti(out, header, kind)
+    if stages[0].blocks.is_file_stretch:
+        return GzipMembers(out, header, kind)  # the workers compress, the client concatenates
+    return StoreThenNifti(out, header, kind, store, keep=False)  # blocks that are not stretches of the file
 
 
 def _leading_axes(vol: InputVolume) -> list[dict]:

@@ -171,8 +171,9 @@ def run_job(job: Job, report: Report, t_start: float) -> ResampleResult:
     _warn_if_labels(job)
     with job.executor as executor:
         if executor.remote:
-            executor.check_visible([vol.data_file, str(r.output.parent) if r.kind == ".zarr" else r.store_root])
-            report(OnCluster(executor.describe(), job.store))
+            executor.check_visible([vol.data_file, r.store_root if job.via_store else str(r.output.parent)])
+            report(OnCluster(executor.describe(), job.store if job.via_store else None,
+                             job.sink.where(job.stages[0])))
         t0 = time.perf_counter()
         for stage in job.stages:
             journal, done = resume(job, stage, report)

@@ -105,6 +105,26 @@ class RawReader:
         return out.T
 
 
+class PathWriter:
+    """Writes a file-order block at its offsets into the file at ``path``, which
+    it opens for the one block (never through a link) and flushes to disk
+    before returning: picklable (its path and layout), so that a dask worker
+    on another node writes its own blocks into a file on a shared
+    filesystem, and a block is durable once its task has returned."""
+
+    def __init__(self, path, offset: int, shape, dtype):
+        self.path, self.offset = str(path), int(offset)
+        self.shape, self.dtype = tuple(int(n) for n in shape), np.dtype(dtype)
+
+    def __call__(self, slices, block: np.ndarray) -> None:
+        fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        try:
+            RawWriter(fd, self.offset, self.shape, self.dtype).write_from(slices, block)
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+
 class RawWriter:
     """Positional writes of file-order blocks into an x-fastest data array."""
 

@@ -102,7 +102,8 @@ class Started:
 @dataclass(frozen=True)
 class OnCluster:
     description: str
-    store: str
+    store: str | None  # the intermediate zarr store, when the run goes through one
+    writes: str  # where the workers write the blocks
 
 
 @dataclass(frozen=True)
@@ -248,7 +249,10 @@ class TextReport(Report):
         yield "Resampling volume..."
 
     def _oncluster(self, e: OnCluster):
-        yield f"Cluster: {e.description}; zarr store {e.store}"
+        if e.store is not None:
+            yield f"Cluster: {e.description}; zarr store {e.store}"
+        else:
+            yield f"Cluster: {e.description}; the workers write the blocks into {e.writes}"
 
     def _notresuming(self, e: NotResuming):
         yield f"Note: not resuming {e.what}: {e.why}; starting again."

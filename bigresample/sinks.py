@@ -38,8 +38,10 @@ A new format is one more class here and one line in ``bigresample.job``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import shutil
 import threading
 from pathlib import Path
 
@@ -52,7 +54,7 @@ from . import store as store_location
 from .codec import gzip_member
 from .geometry import voxel_spacing
 from .nifti import NiftiWriter, create_raw_output, header_bytes
-from .rawio import RawWriter
+from .rawio import PathWriter, RawWriter
 
 
 def partial_path(output: Path, kind: str) -> Path:
@@ -129,7 +131,13 @@ class _NiftiFile(Sink):
 
 class RawNifti(_NiftiFile):
     """.nii: the partial file has its full size from the start; blocks are
-    written at their offsets, in any order."""
+    written at their offsets, in any order: by the local threads through one
+    descriptor, or (``remote``) by dask workers that open the file by its path
+    on a filesystem they all see."""
+
+    def __init__(self, output, header, kind, remote: bool = False):
+        super().__init__(output, header, kind)
+        self.remote = remote
 
     def begin(self, stage, done):
         head = header_bytes(self.header)
@@ -140,6 +148,8 @@ class RawNifti(_NiftiFile):
         else:
             done = {}
             self._fd, offset = create_raw_output(self.partial, self.header)
+        if self.remote:
+            return PathWriter(self.partial.resolve(), offset, stage.blocks.shape, self.header.get_data_dtype()), done
         return RawWriter(self._fd, offset, stage.blocks.shape, self.header.get_data_dtype()).write_from, done
 
     def end(self, ok):
@@ -199,6 +209,80 @@ class GzipNifti(_NiftiFile):
 
 def _compress(region, block) -> bytes:
     return gzip_member(block)
+
+
+class GzipMembers(_NiftiFile):
+    """.nii.gz on a cluster: each worker compresses its block (a stretch of the
+    file) into a gzip member file in ``.NAME.bigresample-members/`` beside the
+    output, on a filesystem every worker sees; at the end the client
+    concatenates the header's member and the blocks' in file order, byte
+    copies that never decompress (RFC 1952 allows members back to back).  A
+    member file appears whole (written under a temporary name, then renamed),
+    so a block is journaled once its file is there, and a rerun keeps them."""
+
+    remote = True
+
+    def __init__(self, output, header, kind):
+        super().__init__(output, header, kind)
+        self.members = output.parent / f".{output.name[: -len(kind)]}.bigresample-members"
+
+    def where(self, stage) -> str:
+        return str(self.members)
+
+    def describe(self) -> str:
+        return f"the compressed blocks in {self.members.name}"
+
+    def has_leftover(self) -> bool:
+        return os.path.lexists(self.members)
+
+    def begin(self, stage, done):
+        self.blocks = stage.blocks
+        if done and os.path.lexists(self.members):
+            safefs.check_leftover(self.members, want_dir=True)
+            done = {i: None for i in done if (self.members / f"{i}.gz").is_file()}
+        else:
+            done = {}
+            safefs.make_dir(self.members)
+        return MemberWriter(self.members.resolve(), stage.blocks), done
+
+    def finish(self, progress) -> None:
+        with os.fdopen(safefs.create_file(self.partial), "wb") as out, \
+                progress(len(self.blocks), "concatenating", unit="block") as bar:
+            out.write(gzip_member(header_bytes(self.header)))
+            for i in range(len(self.blocks)):
+                with open(self.members / f"{i}.gz", "rb") as member:
+                    shutil.copyfileobj(member, out)  # copy_file_range where the kernel has it
+                bar.update(1)
+            out.flush()
+            os.fsync(out.fileno())
+        super().finish(progress)
+
+    def cleanup(self) -> None:
+        safefs.remove(self.members)
+
+
+class MemberWriter:
+    """A worker's half of ``GzipMembers``: block ``i`` compressed into
+    ``FOLDER/i.gz`` (atomically; a task dask reruns writes the same file).
+    Picklable: the folder's path and the block set."""
+
+    def __init__(self, folder, blocks):
+        self.folder, self.blocks = str(folder), blocks
+
+    def __call__(self, region, block) -> None:
+        name = os.path.join(self.folder, f"{self.blocks.index(region)}.gz")
+        tmp = f"{name}.{secrets.token_hex(6)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(gzip_member(block))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, name)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 class _SlabAssembler:

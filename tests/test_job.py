@@ -15,7 +15,7 @@ from bigresample.job import plan_job, preflight
 from bigresample.plan import format_bytes
 from bigresample.report import Planned, Report, TextReport
 from bigresample.request import Request, UsageError
-from bigresample.sinks import GzipNifti, OmeZarr, RawNifti, StoreThenNifti
+from bigresample.sinks import GzipMembers, GzipNifti, OmeZarr, RawNifti, StoreThenNifti
 
 from .conftest import make_volume
 
@@ -136,14 +136,17 @@ def test_a_dry_run_with_a_local_cluster_starts_nothing(tmp_path):
                        capture_output=True, text=True, timeout=120)
     state = [ln for ln in p.stdout.splitlines() if ln.startswith("STATE")][0].split()
     assert state[1:] == ["0", "False", "0"], p.stdout + p.stderr
-    assert "zarr store" in p.stdout  # the plan is the cluster's: through a zarr store
+    assert "Dry run: nothing is read or written." in p.stdout
 
 
 @pytest.mark.parametrize("out, kw, sink", [
     ("o.nii", {}, RawNifti),
     ("o.nii.gz", {}, GzipNifti),
     ("o.nii", {"keep_zarr": True}, StoreThenNifti),
-    ("o.nii.gz", {"local_cluster": 1}, StoreThenNifti),
+    ("o.nii", {"local_cluster": 1}, RawNifti),  # the workers write at the offsets
+    ("o.nii.gz", {"local_cluster": 1}, GzipMembers),  # the workers compress, the client concatenates
+    ("o.nii.gz", {"local_cluster": 1, "chunks": (20, 7, 3)}, StoreThenNifti),  # blocks not stretches of the file
+    ("o.nii", {"local_cluster": 1, "tmp_dir": "file:///tmp"}, StoreThenNifti),  # scratch on an object store
     ("o.zarr", {}, OmeZarr),
 ])
 def test_each_output_has_its_sink_and_executor(tmp_path, out, kw, sink):

@@ -231,3 +231,61 @@ def test_a_dask_executor_runs_each_block_once_on_a_cluster_and_writes_the_store(
     assert sorted(committed) == list(range(len(blocks)))
     expected = scipy_reference(data, g, 1, "nearest")
     assert_matches_reference(np.asarray(array[...]).T, expected, data, 1)
+
+
+class DaskInterruptAfter:
+    """A cluster executor that stops (as Ctrl-C would) after ``k`` commits."""
+
+    remote = True
+
+    def __init__(self, client, k):
+        self.inner, self.k, self.n = Dask(client=client), k, 0
+        self.inner.client = client
+
+    def run(self, task, todo, commit):
+        def counted(i, payload):
+            commit(i, payload)
+            self.n += 1
+            if self.n == self.k:
+                raise KeyboardInterrupt
+
+        self.inner.run(task, todo, counted)
+
+    def after_running(self, fn):
+        fn()
+
+
+@pytest.mark.cluster
+@pytest.mark.parametrize("out", ["out.nii", "out.nii.gz"])
+def test_on_a_cluster_the_workers_write_the_output_and_an_interrupted_run_resumes(tmp_path, out):
+    """.nii: each worker writes its blocks at their offsets; .nii.gz: each
+    compresses its blocks into member files that the client concatenates.
+    The result is the threads' file byte for byte, and equals scipy."""
+    distributed = pytest.importorskip("distributed")
+    from bigresample.sinks import GzipMembers
+
+    src = tmp_path / "in.nii"
+    data, _ = make_volume(src, shape=(40, 30, 24))
+    kw = dict(spacing=(0.1, 0.13, 0.07), order=3, chunks=(40, 30, 2))
+    local = planned(src, tmp_path / f"threads{out[3:]}", **kw)
+    run_job_stages(local, Threads(2))
+    local.sink.finish(Report().bar)
+
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        job = planned(src, tmp_path / out, client=client, **kw)
+        assert job.sink.remote and (out.endswith(".nii") or isinstance(job.sink, GzipMembers))
+        with pytest.raises(Interrupted):
+            run_job_stages(job, DaskInterruptAfter(client, 5))
+        journaled = len(job.stages[0].journal.read_text().splitlines()) - 1
+        assert journaled >= 5
+        job = planned(src, tmp_path / out, client=client, **kw)
+        executor = Dask(client=client)
+        executor.client = client
+        assert run_job_stages(job, executor) == [journaled]
+    job.sink.finish(Report().bar)
+    job.sink.cleanup()
+    assert (tmp_path / out).read_bytes() == (tmp_path / f"threads{out[3:]}").read_bytes()
+    assert_matches_reference(read_output(tmp_path / out), scipy_reference(data, job.grid, 3, "nearest"), data, 3)
+    # no partial output, no members folder (the journals are the run loop's to remove)
+    assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".") and not p.name.endswith("-journal")] == []
