@@ -156,7 +156,9 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
                          f"{out_dtype.name}")
     extra = tuple(vol.shape[3:])
     journal = request.output.parent / f".{request.output.name}.bigresample-journal"
-    first = _stage(request, vol, 0, grid, out_dtype, extra, journal, gzip=request.kind == ".nii.gz")
+    executor = choose(request)
+    first = _stage(request, vol, 0, grid, out_dtype, extra, journal, gzip=request.kind == ".nii.gz",
+                   stretches=_members_on_cluster(request, executor))
     report(Planned(smoothing=first.smoothing, block=first.plan.block, n_blocks=len(first.blocks),
                    workers=request.workers, block_bytes=first.plan.block_bytes, memory_limit=request.memory_limit))
     # level k of a pyramid: the input resampled to 2^k times the spacing, on the same grid convention
@@ -166,7 +168,6 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
         for k in range(1, request.levels)
     ]
     header = output_header(vol, grid, out_dtype, reference=ref)
-    executor = choose(request)
     store = store_location.address(request.store_root, f".{request.output.name}.bigresample.zarr")
     sink = _sink(request, vol, stages, header, out_dtype, store, executor)
     return Job(request=request, volume=vol, reference=ref, target_mm=target_mm, target=target, out_dtype=out_dtype,
@@ -217,8 +218,14 @@ def same_as_stored(target, spacing):
     return np.where(target.astype(np.float32) == spacing.astype(np.float32), spacing, target)
 
 
+def _members_on_cluster(request: Request, executor) -> bool:
+    """A .nii.gz written by a cluster's workers as gzip members: its blocks must be stretches of the file."""
+    return (request.kind == ".nii.gz" and isinstance(executor, Dask) and not request.keep_zarr
+            and not store_location.is_url(request.store_root))
+
+
 def _stage(request: Request, vol: InputVolume, level: int, g, out_dtype, extra, journal: Path,
-           gzip: bool = False) -> Stage:
+           gzip: bool = False, stretches: bool = False) -> Stage:
     """The resampler, the Gaussian sigmas (None without ``antialias``) and the block plan for the grid ``g``."""
     r = request
     if isinstance(g, ReferenceGrid):
@@ -234,7 +241,8 @@ def _stage(request: Request, vol: InputVolume, level: int, g, out_dtype, extra, 
     # mm under --memory-limit 400MB: 263 MiB peak; at 8 bytes, 376 MiB)
     smoothed = smoothing is not None and any(sg > 0 for sg in smoothing)
     in_itemsize = 16 if smoothed else vol.dtype.itemsize
-    plan = plan_blocks(resampler, in_itemsize, out_dtype.itemsize, r.memory_limit, r.workers, r.chunks, gzip=gzip)
+    plan = plan_blocks(resampler, in_itemsize, out_dtype.itemsize, r.memory_limit, r.workers, r.chunks, gzip=gzip,
+                       stretches=stretches)
     return Stage(level, g, resampler, smoothing, plan, BlockSet(tuple(g.out_shape) + extra, plan.block), journal)
 
 
@@ -257,9 +265,9 @@ def _sink(request: Request, vol: InputVolume, stages, header, out_dtype, store: 
         return RawNifti(out, header, kind, remote=cluster)  # the workers write at the offsets
     if not cluster:
         return GzipNifti(out, header, kind)
-    if stages[0].blocks.is_file_stretch:
+    if stages[0].blocks.is_file_stretch:  # as planned, unless --chunks said otherwise
         return GzipMembers(out, header, kind)  # the workers compress, the client concatenates
-    return StoreThenNifti(out, header, kind, store, keep=False)  # blocks that are not stretches of the file
+    return StoreThenNifti(out, header, kind, store, keep=False)
 
 
 def _leading_axes(vol: InputVolume) -> list[dict]:

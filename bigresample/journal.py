@@ -65,11 +65,12 @@ class Journal:
         """
         if not os.path.lexists(self.path):
             return {}, None
-        if self.path.is_symlink():
-            return {}, "its journal is a symbolic link"
         try:
-            lines = self.path.read_text().splitlines()
+            with os.fdopen(safefs.open_existing(self.path, os.O_RDONLY), encoding="utf-8") as f:
+                lines = f.read().splitlines()
             head = json.loads(lines[0]) if lines else None
+        except safefs.UnsafePathError:
+            raise
         except (OSError, ValueError, UnicodeDecodeError):
             return {}, "its journal is unreadable"
         if head != self.identity:

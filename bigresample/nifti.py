@@ -60,20 +60,21 @@ def _is_gzip(path: Path) -> bool:
         return f.read(2) == GZIP_MAGIC
 
 
-#: Bytes a compressed non-NIfTI file may hold after its voxels (an MGH
-#: footer's tags); a NIfTI holds nothing after them.
-FOOTER_SLACK = 2**20
+#: Bytes a compressed file may hold after its voxels (an MGH footer's tags,
+#: a writer's padding); never written out, and no room for a bomb.
+TRAILING_SLACK = 2**20
 
 
-def decompress(src: Path, fd: int, limit: int, slack: int = 0, chunk: int = 16 * 2**20) -> None:
+def decompress(src: Path, fd: int, limit: int, slack: int = TRAILING_SLACK, chunk: int = 16 * 2**20) -> None:
     """Sequentially decompress ``src`` into the open file ``fd``: the first
     ``limit`` bytes (what the header describes), and nothing more.
 
     A stream that holds more than ``limit + slack`` bytes is refused as soon
-    as the first byte past that shows (a decompression bomb fills no disk).
-    Otherwise the stream is read to its end, so that the gzip reader checks
-    each member's CRC-32 and length: a corrupted stream raises here, not
-    silently later.
+    as the first byte past that shows (a decompression bomb fills no disk);
+    the ``slack`` bytes after the voxels are read but not written.  A stream
+    within that bound is read to its end, so that the gzip reader checks each
+    member's CRC-32 and length: a corrupted stream raises here, not silently
+    later.
     """
     buf = bytearray(chunk)
     written = 0
@@ -89,8 +90,8 @@ def decompress(src: Path, fd: int, limit: int, slack: int = 0, chunk: int = 16 *
     except Exception as exc:  # zlib.error, isal's error, EOFError, BadGzipFile...
         raise InputError(f"{src}: corrupted or truncated gzip stream ({_one_line(exc)})") from None
     if more > slack:
-        raise InputError(f"{src}: the gzip stream holds more data than the {limit} bytes its header describes "
-                         "(header and voxels): refused, as a decompression bomb would be")
+        raise InputError(f"{src}: the gzip stream holds more than {slack} bytes past the {limit} bytes its header "
+                         "describes (header and voxels): refused, as a decompression bomb would be")
 
 
 @dataclass
@@ -151,8 +152,7 @@ class InputVolume:
             self.scratch = Path(scratch)
             t0 = time.perf_counter()
             try:
-                analyze = isinstance(self.image, nib.AnalyzeImage)  # NIfTI-1/2 and Analyze: nothing after the voxels
-                decompress(Path(data_file), fd, need, slack=0 if analyze else FOOTER_SLACK)
+                decompress(Path(data_file), fd, need)
                 _check_size(self.path, str(self.scratch), proxy)
             except BaseException:
                 self.close()

@@ -114,10 +114,10 @@ def block_bytes(resampler: Resampler, block: tuple[int, ...], in_itemsize: int, 
         return transform.block_bytes(resampler, block, in_itemsize, out_itemsize)
     order = resampler.order
     wshape = window_shape(resampler, block)
-    window = int(np.prod(wshape, dtype=np.int64))
+    window = prod(wshape)  # Python ints: a 1e17-voxel grid's blocks would wrap int64
     plane = max(wshape[0], block[0]) * max(wshape[1], block[1])
     active = sum(not ax.is_identity for ax in resampler.grid.axes)
-    out = int(np.prod(block, dtype=np.int64))
+    out = prod(block)
     total = window * in_itemsize * (2 if order > 1 else 1) + 2 * out * out_itemsize + 4 * plane * 8
     if order > 1:
         total += window * 8
@@ -174,9 +174,12 @@ def plan_blocks(
     block=None,
     reserve: int = 160 * 2**20,
     gzip: bool = False,
+    stretches: bool = False,
 ) -> Plan:
     """Choose the block shape (or check the given one) for the budget.
 
+    ``stretches``: only blocks that are stretches of the file (a cluster's
+    workers compress each block into a gzip member of its own).
     ``reserve`` is kept for the interpreter and libraries.  ``gzip``: the
     output is a .nii.gz (slabs of whole planes are compressed).
     """
@@ -211,6 +214,8 @@ def plan_blocks(
         if c > per_block:
             continue
         contiguous = is_file_stretch(b, out)
+        if stretches and not contiguous:
+            continue
         # a .nii.gz is compressed a slab of whole planes at a time: blocks that
         # are not stretches of the file are assembled into (at most two) slabs
         if gzip and not contiguous and (
@@ -227,7 +232,7 @@ def plan_blocks(
             spans = wshape[2] + b[2]
         else:
             spans = (wshape[2] + b[2]) * b[1]
-        score = n_blocks * (int(np.prod(wshape, dtype=np.int64)) + BLOCK_OVERHEAD_VOXELS + spans * SPAN_VOXELS)
+        score = n_blocks * (prod(wshape) + BLOCK_OVERHEAD_VOXELS + spans * SPAN_VOXELS)
         if not contiguous:
             score *= SPLIT_PENALTY_GZIP if gzip else SPLIT_PENALTY
         if best_score is None or score < best_score:

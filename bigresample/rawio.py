@@ -71,11 +71,12 @@ class RawReader:
         return f"RawReader({self.path!r}, offset={self.offset}, shape={self.shape}, dtype={self.dtype.str!r})"
 
     def _fd(self) -> int:
-        fd = getattr(self._local, "fd", None)
-        if fd is None:
-            fd = os.open(self.path, os.O_RDONLY)
-            self._local.fd = fd
-        return fd
+        # a file object per thread, closed with the thread's local data (a
+        # bare descriptor would leak one per worker thread and run)
+        f = getattr(self._local, "file", None)
+        if f is None:
+            f = self._local.file = open(self.path, "rb", buffering=0)
+        return f.fileno()
 
     def read_into(self, slices, out: np.ndarray) -> np.ndarray:
         slices = tuple(slices) + (slice(None),) * (self.ndim - len(slices))

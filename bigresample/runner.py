@@ -40,24 +40,24 @@ def run_stage(job, stage, journal: Journal, done: dict, executor, data, report: 
     sink = job.sink
     write, done = sink.begin(stage, done)
     journal.start(keep=bool(done))
-    total, finished = len(stage.blocks), 0
+    total, journaled = len(stage.blocks), 0
     ok = False
     try:
         with report.bar(total, "resampling") as bar:
             bar.update(len(done))
 
             def commit(i, payload):
-                nonlocal finished
+                nonlocal journaled
                 for j, length in sink.commit(i, payload):
                     journal.record(j, length)
-                finished += 1
+                    journaled += 1
                 bar.update(1)
 
             task = BlockTask(stage.resampler, stage.source(data), job.out_dtype, stage.blocks, write)
             executor.run(task, (i for i in range(total) if i not in done), commit)
         ok = True
     except KeyboardInterrupt:
-        raise Interrupted(sink.where(stage), len(done) + finished, total) from None
+        raise Interrupted(sink.where(stage), len(done) + journaled, total) from None  # what a rerun keeps
     finally:
         journal.close()
         # after an interruption, blocks still being computed may still write into the sink

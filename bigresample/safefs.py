@@ -48,6 +48,8 @@ def _problem(path: Path, want_dir: bool) -> str | None:
         return "is not a regular file"
     if st.st_uid != os.geteuid():
         return f"belongs to another user (uid {st.st_uid})"
+    if not want_dir and st.st_nlink > 1:
+        return "has other hard links"
     return None
 
 
@@ -99,18 +101,20 @@ def create_file(path, flags: int = os.O_WRONLY, mode: int = 0o644) -> int:
 
 
 def open_existing(path, flags: int) -> int:
-    """Reopen this user's regular file at ``path`` (to resume); never through a link."""
+    """Reopen this user's regular file at ``path`` (to resume, or to read a
+    journal); never through a link, never blocking on a FIFO planted there."""
     path = Path(path)
     try:
-        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
     except OSError as exc:
         if os.path.islink(path):
             raise _refuse(path, "is a symbolic link") from None
         raise exc
     st = os.fstat(fd)
-    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid():
+    if not stat.S_ISREG(st.st_mode) or st.st_uid != os.geteuid() or st.st_nlink > 1:
         os.close(fd)
-        raise _refuse(path, "is not a regular file of this user")
+        raise _refuse(path, "is not a regular file of this user's alone")
+    os.set_blocking(fd, True)
     return fd
 
 

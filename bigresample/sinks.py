@@ -52,6 +52,7 @@ from . import ome
 from . import safefs
 from . import store as store_location
 from .codec import gzip_member
+from .errors import BigresampleError
 from .geometry import voxel_spacing
 from .nifti import NiftiWriter, create_raw_output, header_bytes
 from .rawio import PathWriter, RawWriter
@@ -108,16 +109,30 @@ class Sink:
         return img.dataobj, img.affine, voxel_spacing(img.affine)
 
 
+class OutputError(BigresampleError):
+    """The partial output is not what the run wrote (changed behind its back)."""
+
+
 def _check_nifti(path: Path, hdr, kind: str) -> None:
     """The file at ``path`` has a readable header of the right shape and, for
-    .nii, exactly the right size."""
-    img = nib.load(path)
-    if tuple(img.shape) != tuple(int(d) for d in hdr.get_data_shape()):
-        raise RuntimeError(f"written file has shape {img.shape}, expected {hdr.get_data_shape()}")
-    if kind == ".nii":
-        need = int(hdr.get_data_offset()) + int(np.prod(hdr.get_data_shape())) * hdr.get_data_dtype().itemsize
-        if path.stat().st_size != need:
-            raise RuntimeError(f"written file has {path.stat().st_size} bytes, expected {need}")
+    .nii, exactly the right size; else it is removed (a rerun starts over)."""
+    try:
+        img = nib.load(path)
+        shape = tuple(img.shape)
+    except Exception as exc:  # nibabel raises many types for an unreadable file
+        why = f"it cannot be read back ({' '.join(str(exc).split())})"
+    else:
+        why = None
+        if shape != tuple(int(d) for d in hdr.get_data_shape()):
+            why = f"it has shape {shape}, expected {tuple(hdr.get_data_shape())}"
+        elif kind == ".nii":
+            need = int(hdr.get_data_offset()) + int(np.prod(hdr.get_data_shape())) * hdr.get_data_dtype().itemsize
+            if path.stat().st_size != need:
+                why = f"it has {path.stat().st_size} bytes, expected {need}"
+    if why:
+        path.unlink(missing_ok=True)
+        raise OutputError(f"the partial output {path} was changed while the run wrote it: {why}; it is "
+                          "removed, run the same command again")
 
 
 class _NiftiFile(Sink):
@@ -249,9 +264,10 @@ class GzipMembers(_NiftiFile):
         with os.fdopen(safefs.create_file(self.partial), "wb") as out, \
                 progress(len(self.blocks), "concatenating", unit="block") as bar:
             out.write(gzip_member(header_bytes(self.header)))
+            out.flush()
             for i in range(len(self.blocks)):
                 with open(self.members / f"{i}.gz", "rb") as member:
-                    shutil.copyfileobj(member, out)  # copy_file_range where the kernel has it
+                    _append(member, out)
                 bar.update(1)
             out.flush()
             os.fsync(out.fileno())
@@ -259,6 +275,24 @@ class GzipMembers(_NiftiFile):
 
     def cleanup(self) -> None:
         safefs.remove(self.members)
+
+
+def _append(src, dst) -> None:
+    """Append the file ``src`` to ``dst`` (both unbuffered at this point): in
+    the kernel (``copy_file_range``, no bytes through this process) where the
+    filesystem allows, else by ``shutil.copyfileobj``."""
+    size = os.fstat(src.fileno()).st_size
+    try:
+        while size > 0:
+            n = os.copy_file_range(src.fileno(), dst.fileno(), size)
+            if n == 0:
+                break
+            size -= n
+    except OSError:  # another filesystem, an old kernel
+        if size:
+            src.seek(os.fstat(src.fileno()).st_size - size)
+            shutil.copyfileobj(src, dst)
+            dst.flush()
 
 
 class MemberWriter:
@@ -391,9 +425,6 @@ class StoreThenNifti(_NiftiFile):
 
     def describe(self) -> str:
         return f"the zarr store {self.store}"
-
-    def has_leftover(self) -> bool:
-        return True
 
     def begin(self, stage, done):
         layout = store_layout(stage.blocks.shape, stage.blocks.block, self.header.get_data_dtype())

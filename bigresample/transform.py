@@ -33,6 +33,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 
+from math import prod
+
 import numpy as np
 
 from . import splines
@@ -209,11 +211,10 @@ def block_bytes(resampler: AffineResampler, block, in_itemsize: int, out_itemsiz
     scipy's pre-pad (orders >= 2), the float64 coordinates (24 bytes per output
     voxel) and the output block."""
     wshape = resampler.window_shape(block)
-    window = int(np.prod(wshape, dtype=np.int64))
-    out = int(np.prod(block, dtype=np.int64))
+    window, out = prod(wshape), prod(block)  # Python ints: no int64 wrap on absurd grids
     total = window * in_itemsize + 24 * out + 2 * out * out_itemsize
     if resampler.order > 1:
         pad = 2 * PREPAD if resampler.mode in PREPAD_MODES else 0
-        total += int(np.prod([w + pad for w in wshape], dtype=np.int64)) * 8
+        total += prod(w + pad for w in wshape) * 8
     return int(total)
 

@@ -162,8 +162,8 @@ def test_a_decompression_bomb_is_refused_before_it_fills_the_scratch_folder(tmp_
     scratch = tmp_path / "scratch"
     scratch.mkdir()
     err = _refused(capsys, [src, tmp_path / "out.nii", "--z-spacing", "2", "--tmp-dir", scratch],
-                   "more data than")
-    assert f"the {len(raw)} bytes its header describes" in err
+                   "decompression bomb")
+    assert f"bytes past the {len(raw)} bytes its header describes" in err
     assert list(scratch.iterdir()) == [] and not (tmp_path / "out.nii").exists()
     assert src.read_bytes() == blob  # the input is never modified
 
@@ -176,9 +176,42 @@ def test_nothing_past_the_described_size_is_ever_written(tmp_path, where):
     src.write_bytes(blob)
     dst = tmp_path / "copy"
     fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
-    with pytest.raises(InputError, match="more data than"):
+    with pytest.raises(InputError, match="bytes past the"):
         decompress(src, fd, len(raw))
     assert dst.read_bytes() == raw
+
+
+def test_a_few_bytes_after_the_voxels_are_not_a_bomb(tmp_path):
+    """Some writers pad; nibabel reads such files: up to 1 MiB after the voxels
+    is read (to check the CRC) but never written out."""
+    raw = _nifti_bytes()
+    src = tmp_path / "padded.nii.gz"
+    src.write_bytes(_member(raw + b"\x07" * 1000))
+    resample(src, tmp_path / "out.nii", spacing=(None, None, 2.0))
+    assert nib.load(tmp_path / "out.nii").shape == (64, 64, 16)
+    fd = os.open(tmp_path / "copy", os.O_WRONLY | os.O_CREAT | os.O_EXCL)
+    decompress(src, fd, len(raw))
+    assert (tmp_path / "copy").read_bytes() == raw
+
+
+def test_a_fifo_planted_at_the_journal_after_the_checks_is_refused_not_waited_on(tmp_path):
+    from bigresample.journal import Journal
+    from bigresample.safefs import UnsafePathError
+
+    fifo = tmp_path / ".out.nii.bigresample-journal"
+    os.mkfifo(fifo)
+    with pytest.raises(UnsafePathError, match="not a regular file"):
+        Journal(fifo, {"a": 1}).load()  # returns at once: no writer will ever come
+
+
+def test_a_hard_link_at_the_partial_output_is_never_resumed_into(shared, capsys):
+    """Resuming would truncate and append to the other name's file."""
+    folder, thesis = shared
+    os.link(thesis, folder / ".out.bigresample-partial.nii.gz")
+    err = _refused(capsys, [folder / "in.nii", folder / "out.nii.gz", "--z-spacing", "0.2"],
+                   ".out.bigresample-partial.nii.gz")
+    assert "hard links" in err
+    assert thesis.read_bytes() == THESIS
 
 
 def test_a_stream_of_exactly_the_described_size_is_read_to_its_end_and_its_crc_checked(tmp_path):
