@@ -17,6 +17,7 @@ bits: a NIfTI-2 file is written when any dimension exceeds 32767.
 from __future__ import annotations
 
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,10 +115,14 @@ class InputVolume:
     @property
     def extra_zooms(self) -> list[float]:
         """The steps of the non-spatial axes (time...), in the source's order."""
-        zooms = list(self.image.header.get_zooms())
+        try:
+            zooms = [float(z) for z in self.image.header.get_zooms()]
+        except (AttributeError, TypeError):  # ECAT's header has none
+            zooms = []
+        zooms += [0.0] * (len(self.shape) - len(zooms))
         if self.axes is not None:
-            return [float(zooms[i]) if i < len(zooms) else 0.0 for i in self.axes[3:]]
-        return [float(z) for z in zooms[3:]]
+            return [zooms[i] for i in self.axes[3:]]
+        return zooms[3:len(self.shape)]
 
     @property
     def compressed(self) -> bool:
@@ -237,6 +242,8 @@ def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "inpu
         _refuse_complex(path, proxy.dtype)
         slope, inter = proxy.slope, proxy.inter
         data_file = proxy.file_like if isinstance(proxy.file_like, str) else None
+        if data_file is not None and not os.path.exists(data_file):
+            raise InputError(f"{path}: its data file {Path(data_file).name} is missing (looked in {Path(data_file).parent})")
         if role == "input" and data_file is not None and not _is_gzip(Path(data_file)):
             _check_size(path, data_file, proxy)
         source, read_dtype, axes = None, None, None
@@ -279,6 +286,9 @@ def _load(path: Path):
         except ImportError as exc:
             raise _missing_package(path, exc) from None
         except Exception as exc:  # nibabel raises many types for unreadable files
+            missing = re.search(r"No module named '([\w.]+)'", str(exc))
+            if missing:  # nibabel's optional packages can fail as TripWireError
+                raise _missing_package(path, ImportError(str(exc), name=missing.group(1))) from None
             if path.suffix.lower() == ".v":
                 try:
                     return nib.ecat.load(path)
