@@ -31,7 +31,7 @@ from .engine import Resampler
 from .executors import Dask, Threads, choose
 from .geometry import ReferenceGrid, make_grid, reference_grid
 from .journal import input_identity
-from .nifti import InputVolume, check_free_space, header_bytes, open_input, output_header
+from .nifti import InputError, InputVolume, check_free_space, header_bytes, open_input, output_header
 from .plan import Plan, format_bytes, plan_blocks
 from .report import DryRun, GridChosen, InputNotes, Opening, Planned, Report, Targeted
 from .request import Request, UsageError
@@ -151,6 +151,9 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     for v in (ref, vol):
         if v is not None and v.notes:
             report(InputNotes(v.path, v.notes))
+    if vol.read_whole and vol.data_bytes > request.memory_limit:
+        raise InputError(f"{vol.path}: its data can only be read whole ({format_bytes(vol.data_bytes)} as float64), "
+                         f"more than the memory budget {format_bytes(request.memory_limit)}")
     grid, target_mm, target = _target(request, vol, ref, report)
     out_dtype = np.dtype(vol.stored_dtype if request.dtype is None else request.dtype).newbyteorder("=")
     if "constant" in request.mode and not np.isfinite(request.cval) and out_dtype.kind in "iub":

@@ -105,6 +105,11 @@ class InputVolume:
         return self.read_dtype if self.read_dtype is not None else self.image.dataobj.dtype
 
     @property
+    def read_whole(self) -> bool:
+        """The data can only be read whole (once, within the memory budget)."""
+        return isinstance(getattr(self.source, "proxy", None), _Whole)
+
+    @property
     def stored_dtype(self) -> np.dtype:
         """The output's default type: the stored type, or float for values only readable scaled."""
         if self.read_dtype is not None:
@@ -355,6 +360,20 @@ class SlicedProxy:
         self._lock = threading.Lock()
 
 
+class _Whole:
+    """A data object that can only be read whole (``np.asarray``), read once."""
+
+    def __init__(self, dataobj):
+        self.dataobj = dataobj
+        self.shape = tuple(dataobj.shape)
+        self.data = None
+
+    def __getitem__(self, slices):
+        if self.data is None:
+            self.data = np.asarray(self.dataobj, dtype=np.float64)
+        return self.data[slices]
+
+
 def sliced_source(path: Path, img) -> tuple[SlicedProxy, str]:
     """The ``SlicedProxy`` of ``img`` and the report's line about it."""
     proxy = img.dataobj
@@ -369,7 +388,10 @@ def sliced_source(path: Path, img) -> tuple[SlicedProxy, str]:
     except TypeError:  # ECAT: a type per frame
         stored = proxy[(slice(0, 1),) * len(proxy.shape)].dtype
     if not hasattr(proxy, "__getitem__"):
-        raise InputError(f"{path}: {fmt} data cannot be read region by region ({type(proxy).__name__})")
+        # not even slicing: read whole, once, on first use (job.plan_job refuses it beyond the memory budget)
+        src = SlicedProxy(_Whole(proxy), axes, stored)
+        return src, (f"Reading {fmt} whole, once ({np.prod(src.shape, dtype=float) * 8 / 2**20:.1f} MiB as float64): "
+                     "its data cannot be read region by region")
     src = SlicedProxy(proxy, axes, stored)
     moved = "" if axes == tuple(range(len(axes))) else f"; axes {axes} read as x, y, z first"
     out = "float64" if src.stored == np.float64 else "float32"

@@ -126,6 +126,46 @@ def test_minc2_without_h5py_names_the_extra(tmp_path):
     assert os.listdir(tmp_path) == []
 
 
+class _ArrayOnly:
+    """A data object with no slicing: only ``np.asarray`` reads it."""
+
+    def __init__(self, data):
+        self.data, self.shape, self.ndim = data, data.shape, data.ndim
+
+    def __array__(self, dtype=None, copy=None):
+        return self.data.astype(dtype) if dtype is not None else self.data
+
+
+@pytest.mark.parametrize("budget, ok", [("512MB", True), ("1KB", False)])
+def test_data_readable_only_whole_is_read_once_within_the_budget(tmp_path, monkeypatch, budget, ok):
+    from bigresample import nifti
+
+    data = (np.arange(10 * 9 * 8) % 53).astype(np.float32).reshape(10, 9, 8)
+    src = tmp_path / "in.mgz"
+    nib.save(nib.MGHImage(data, np.diag([2.0, 2, 2, 1])), src)
+    real = nifti._load
+
+    def load(path):
+        img = real(path)
+        return nib.MGHImage(_ArrayOnly(np.asarray(img.dataobj)), img.affine, img.header)
+
+    monkeypatch.setattr(nifti, "_load", load)
+    lines = []
+    kw = dict(spacing=[3.0, 3.0, 3.0], order=1, workers=1, memory_limit=budget, log=lines.append)
+    if not ok:
+        with pytest.raises(BigresampleError, match=r"can only be read whole \(5\.6 KiB as float64\), more than "
+                                                   r"the memory budget"):
+            resample(src, tmp_path / "out.nii", **kw)
+        assert os.listdir(tmp_path) == ["in.mgz"]
+        return
+    resample(src, tmp_path / "out.nii", **kw)
+    assert any(line.startswith("Note: Reading MGH whole, once (") for line in lines), lines
+    vol = open_input(src, read_data=False)
+    grid = make_grid(vol.shape[:3], vol.spacing, np.array([3.0, 3, 3]), "center")
+    expected = scipy_reference(data.astype(np.float64), grid, 1, "nearest", dtype=np.float32)
+    assert_matches_reference(np.asarray(nib.load(tmp_path / "out.nii").dataobj), expected, data, 1)
+
+
 if __name__ == "__main__":  # the list for a closing note: python -m tests.test_formats
     import tempfile
 
