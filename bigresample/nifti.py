@@ -17,7 +17,6 @@ bits: a NIfTI-2 file is written when any dimension exceeds 32767.
 from __future__ import annotations
 
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +26,11 @@ import numpy as np
 from nibabel.arrayproxy import ArrayProxy
 
 from .errors import BigresampleError
-from . import header_checks, ome
+from . import ome
 from .codec import gzip_member, open_gzip
 from .geometry import Grid, voxel_spacing
 from .rawio import RawReader
+from . import header_checks
 
 NIFTI1_MAX_DIM = 32767
 OUTPUT_SUFFIXES = (".nii", ".nii.gz", ".zarr")
@@ -291,6 +291,8 @@ def _load(path: Path):
         except ImportError as exc:
             raise _missing_package(path, exc) from None
         except Exception as exc:  # nibabel raises many types for unreadable files
+            import re
+
             missing = re.search(r"No module named '([\w.]+)'", str(exc))
             if missing:  # nibabel's optional packages can fail as TripWireError
                 raise _missing_package(path, ImportError(str(exc), name=missing.group(1))) from None
