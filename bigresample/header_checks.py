@@ -213,6 +213,10 @@ def _check(path: Path, hpath: Path, single: bool, r: _Reader) -> Checked:
         raise HeaderError(f"{where} field vox_offset is {_fmt(h['vox_offset'])} (must be a whole number of "
                           "bytes, >= 0)")
     offset = int(offset)
+    if single and offset == 0:  # "unset", as some writers leave it: the NIfTI C library reads from 352 (544)
+        out.notes.append(f"header field vox_offset is 0 (unset): data read from byte {hsize + 4}, right after "
+                         "the header, as the NIfTI C library does")
+        out.fixes["vox_offset"] = offset = hsize + 4
     if single and offset < hsize + 4:
         raise HeaderError(f"{where} field vox_offset is {offset}: inside the header (the data of a .nii "
                           f"file starts at byte {hsize + 4} or later)")

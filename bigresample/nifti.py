@@ -244,6 +244,8 @@ def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "inpu
     if hasattr(img.header, "get_xyzt_units"):
         units = img.header.get_xyzt_units()[0] or "unknown"
     if raw:
+        if checked is not None and "vox_offset" in checked.fixes:
+            proxy._offset = int(checked.fixes["vox_offset"])  # nibabel took 0 literally (header bytes as voxels)
         _refuse_complex(path, proxy.dtype)
         slope, inter = proxy.slope, proxy.inter
         data_file = proxy.file_like if isinstance(proxy.file_like, str) else None

@@ -121,3 +121,16 @@ def test_a_pair_without_its_data_file(tmp_path, capsys):
     code = main([str(tmp_path / "p.hdr"), str(tmp_path / "o.nii"), "--z-spacing", "2", "--no-progress"])
     err = capsys.readouterr().err
     assert code == 2 and "its data file p.img is missing" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_vox_offset_zero_in_a_nii_means_right_after_the_header(tmp_path, capsys, version):
+    """nibabel would read the header's own bytes as voxels; the NIfTI C library reads from 352 (544)."""
+    data = (np.arange(8 * 7 * 6) % 91).astype(np.int16).reshape(8, 7, 6)
+    img = (nib.Nifti1Image if version == 1 else nib.Nifti2Image)(data, np.diag([2.0, 2, 2, 1]))
+    raw = img.header.binaryblock + b"\0" * 4 + data.tobytes(order="F")  # vox_offset left 0
+    code, out, err, path = _run(tmp_path, capsys, raw)
+    assert code == 0, err
+    assert f"data read from byte {352 if version == 1 else 544}, right after the header" in out
+    vol = open_input(tmp_path / "in.nii")
+    np.testing.assert_array_equal(vol.source[(slice(None),) * 3], data)
