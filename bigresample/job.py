@@ -32,9 +32,9 @@ from .engine import Resampler
 from .executors import Dask, Threads, choose
 from .geometry import ReferenceGrid, make_grid, reference_grid
 from .journal import input_identity
-from .nifti import InputVolume, check_free_space, header_bytes, open_input, output_header
+from .nifti import InputError, InputVolume, check_free_space, header_bytes, open_input, output_header
 from .plan import Plan, format_bytes, plan_blocks
-from .report import DryRun, GridChosen, Opening, Planned, Report, Targeted
+from .report import DryRun, GridChosen, InputNotes, Opening, Planned, Report, Targeted
 from .request import Request, UsageError
 from .sinks import GzipMembers, GzipNifti, OmeZarr, RawNifti, Sink, StoreThenNifti
 from .transform import AffineResampler
@@ -149,8 +149,14 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     fmt = "OME-Zarr image" if ome.is_ome_zarr(request.input) else "NIfTI file"
     report(Opening(request.input, fmt))
     vol = open_input(request.input, scratch_dir=request.scratch, read_data=False)
+    for v in (ref, vol):
+        if v is not None and v.notes:
+            report(InputNotes(v.path, v.notes))
+    if vol.read_whole and vol.data_bytes > request.memory_limit:
+        raise InputError(f"{vol.path}: its data can only be read whole ({format_bytes(vol.data_bytes)} as float64), "
+                         f"more than the memory budget {format_bytes(request.memory_limit)}")
     grid, target_mm, target = _target(request, vol, ref, report)
-    out_dtype = np.dtype(vol.image.get_data_dtype() if request.dtype is None else request.dtype).newbyteorder("=")
+    out_dtype = np.dtype(vol.stored_dtype if request.dtype is None else request.dtype).newbyteorder("=")
     if "constant" in request.mode and not np.isfinite(request.cval) and out_dtype.kind in "iub":
         raise UsageError(f"--cval {request.cval:g} needs a float output (e.g. --dtype float32); the output type is "
                          f"{out_dtype.name}")
@@ -278,13 +284,13 @@ def _leading_axes(vol: InputVolume) -> list[dict]:
     if vol.extra_axes is not None:
         return vol.extra_axes
     hdr = vol.image.header
-    zooms = hdr.get_zooms()
+    zooms = vol.extra_zooms
     unit = (hdr.get_xyzt_units()[1] if hasattr(hdr, "get_xyzt_units") else None) or "sec"
     axes = []
     for i in range(3, len(vol.shape)):
         if i == 3:
             axes.append({"name": "t", "type": "time", "unit": ome.TIME_UNITS.get(unit, "second"),
-                         "scale": float(zooms[3]) if len(zooms) > 3 and zooms[3] > 0 else 1.0})
+                         "scale": float(zooms[0]) if zooms and np.isfinite(zooms[0]) and zooms[0] > 0 else 1.0})
         else:
             axes.append({"name": "c" if i == 4 else f"dim{i + 1}", "type": "channel" if i == 4 else None,
                          "scale": 1.0})

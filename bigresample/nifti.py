@@ -32,6 +32,7 @@ from . import safefs
 from .codec import gzip_member, open_gzip
 from .geometry import Grid, voxel_spacing
 from .rawio import RawReader
+from . import header_checks
 
 NIFTI1_MAX_DIM = 32767
 OUTPUT_SUFFIXES = (".nii", ".nii.gz", ".zarr")
@@ -110,10 +111,38 @@ class InputVolume:
     scratch: Path | None = None  # decompressed copy, removed by close()
     timings: dict = field(default_factory=dict)
     extra_axes: list | None = None  # an OME-Zarr's leading axes (NGFF order), see ome.OmeImage
+    notes: tuple[str, ...] = ()  # what the report says about reading this input (fallbacks taken...)
+    read_dtype: np.dtype | None = None  # the values ``source`` gives, when not the stored type (SlicedProxy)
+    axes: tuple[int, ...] | None = None  # the image's axes in the source's order (spatial first), if moved
 
     @property
     def dtype(self) -> np.dtype:
-        return self.image.dataobj.dtype
+        return self.read_dtype if self.read_dtype is not None else self.image.dataobj.dtype
+
+    @property
+    def read_whole(self) -> bool:
+        """The data can only be read whole (once, within the memory budget)."""
+        return isinstance(getattr(self.source, "proxy", None), _Whole)
+
+    @property
+    def stored_dtype(self) -> np.dtype:
+        """The output's default type: the stored type, or float for values only readable scaled."""
+        if self.read_dtype is not None:
+            return np.dtype(np.float64 if self.read_dtype.itemsize > 4 and _stored_is_f8(self.image)
+                            else np.float32)
+        return np.dtype(self.image.get_data_dtype())
+
+    @property
+    def extra_zooms(self) -> list[float]:
+        """The steps of the non-spatial axes (time...), in the source's order."""
+        try:
+            zooms = [float(z) for z in self.image.header.get_zooms()]
+        except (AttributeError, TypeError):  # ECAT's header has none
+            zooms = []
+        zooms += [0.0] * (len(self.shape) - len(zooms))
+        if self.axes is not None:
+            return [zooms[i] for i in self.axes[3:]]
+        return zooms[3:len(self.shape)]
 
     @property
     def compressed(self) -> bool:
@@ -208,45 +237,194 @@ def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "inpu
         raise InputError(f"{role} is a folder, not an image file or an OME-Zarr: {path}")
     if path.stat().st_size == 0:
         raise InputError(f"{role} file is empty: {path}")
-    try:
-        img = nib.load(path)
-    except Exception as exc:  # nibabel raises many types for unreadable files
-        raise InputError(f"{path}: not an image nibabel can read ({_one_line(exc)})") from None
+    checked = header_checks.check(path, role)  # refuses a damaged header in one line, before nibabel
+    img = _load(path)
     if not isinstance(img, nib.spatialimages.SpatialImage):
         raise InputError(f"{path}: not a spatial image ({type(img).__name__})")
+    notes = list(checked.notes) if checked is not None else []
     proxy = img.dataobj
-    if not isinstance(proxy, ArrayProxy):
-        raise InputError(f"{path}: image data cannot be read lazily ({type(proxy).__name__})")
+    raw = isinstance(proxy, ArrayProxy) and getattr(proxy, "scaling", None) is None
     shape = tuple(int(n) for n in img.shape)
     if len(shape) < 3:
         raise InputError(f"{path}: need a 3D or 4D image; got shape {shape}")
     if any(n < 1 for n in shape):
         raise InputError(f"{path}: image has an empty dimension; shape {shape}")
-    affine = np.asarray(img.affine, dtype=np.float64)
+    if checked is not None:
+        checked.apply(img.header)
+        affine = img.header.get_best_affine() if checked.version else img.affine
+    else:
+        affine = img.affine
+    affine = np.asarray(affine, dtype=np.float64)
     if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
         raise InputError(f"{path}: affine is singular or not finite: {np.array2string(affine, separator=',').replace(chr(10), '')}")
-    _refuse_complex(path, proxy.dtype)
-    slope, inter = proxy.slope, proxy.inter
     units = "mm"
     if hasattr(img.header, "get_xyzt_units"):
         units = img.header.get_xyzt_units()[0] or "unknown"
-    data_file = proxy.file_like if isinstance(proxy.file_like, str) else None
-    if role == "input" and data_file is not None and not _is_gzip(Path(data_file)):
-        _check_size(path, data_file, proxy)
+    if raw:
+        if checked is not None and "vox_offset" in checked.fixes:
+            proxy._offset = int(checked.fixes["vox_offset"])  # nibabel took 0 literally (header bytes as voxels)
+        _refuse_complex(path, proxy.dtype)
+        slope, inter = proxy.slope, proxy.inter
+        data_file = proxy.file_like if isinstance(proxy.file_like, str) else None
+        if data_file is not None and not os.path.exists(data_file):
+            raise InputError(f"{path}: its data file {Path(data_file).name} is missing (looked in {Path(data_file).parent})")
+        if role == "input" and data_file is not None and not _is_gzip(Path(data_file)):
+            _check_size(path, data_file, proxy)
+        source, read_dtype, axes = None, None, None
+    else:
+        source, note = sliced_source(path, img)
+        _refuse_complex(path, source.stored)
+        notes.append(note)
+        slope, inter, read_dtype, axes = 1.0, 0.0, source.dtype, source.axes
+        shape = tuple(source.shape)
     vol = InputVolume(
         path=path,
         image=img,
-        source=None,
+        source=source,
         shape=shape,
         affine=affine,
         spacing=voxel_spacing(affine),
         units=units,
         slope=float(slope) if np.isfinite(slope) else 1.0,
         inter=float(inter) if np.isfinite(inter) else 0.0,
+        notes=tuple(notes),
+        read_dtype=read_dtype,
+        axes=axes if axes != tuple(range(len(shape))) else None,
     )
     if read_data:
         vol.attach_data(scratch_dir)
     return vol
+
+
+def _load(path: Path):
+    """``nib.load``, with nibabel's header log lines (its own fixes, already
+    reported by ``header_checks``) kept off stderr; anything it cannot read
+    becomes one line.  ECAT files, which ``nib.load`` does not recognise, are
+    tried with nibabel's ECAT reader."""
+    logger = nib.imageglobals.logger
+    level = logger.level
+    logger.setLevel(100)
+    try:
+        try:
+            return nib.load(path)
+        except ImportError as exc:
+            raise _missing_package(path, exc) from None
+        except Exception as exc:  # nibabel raises many types for unreadable files
+            import re
+
+            missing = re.search(r"No module named '([\w.]+)'", str(exc))
+            if missing:  # nibabel's optional packages can fail as TripWireError
+                raise _missing_package(path, ImportError(str(exc), name=missing.group(1))) from None
+            if path.suffix.lower() == ".v":
+                try:
+                    return nib.ecat.load(path)
+                except Exception:
+                    pass
+            raise InputError(f"{path}: not an image nibabel can read ({_one_line(exc)})") from None
+    finally:
+        logger.setLevel(level)
+
+
+#: optional packages some formats need, and the extra that installs them
+OPTIONAL_PACKAGES = {"h5py": ("MINC2", "minc")}
+
+
+def _missing_package(path: Path, exc: ImportError) -> InputError:
+    name = getattr(exc, "name", None) or str(exc)
+    what, extra = OPTIONAL_PACKAGES.get(name, (None, None))
+    if extra:
+        return InputError(f"{path}: reading {what} files needs the {name} package: "
+                          f"pip install 'bigresample[{extra}]'")
+    return InputError(f"{path}: reading this file needs the {name} package ({_one_line(exc)}): pip install {name}")
+
+
+class SlicedProxy:
+    """An image's data read region by region through its own proxy's slicing
+    (MINC1/2, PAR/REC, ECAT, AFNI with scale factors: proxies without one raw
+    offset), as the source the resamplers read windows from.
+
+    These proxies give *scaled* values only (per-slice or per-volume factors
+    cannot be carried as one scl_slope), so the scaled values are resampled,
+    as float64, and the output is a float image with slope 1.  Non-spatial
+    axes that the format puts first (MINC's time) are moved last (``axes``).
+    Reads are serialised: the formats' readers (netCDF, HDF5, open file
+    handles) are not all safe across threads; the resampling still is.
+    """
+
+    def __init__(self, proxy, axes: tuple[int, ...], stored):
+        import threading
+
+        self.proxy = proxy
+        self.axes = tuple(axes)
+        self.stored = np.dtype(stored)
+        self.shape = tuple(int(proxy.shape[i]) for i in self.axes)
+        self.dtype = np.dtype(np.float64)
+        self._lock = threading.Lock()
+
+    def __getitem__(self, slices):
+        slices = tuple(slices) + (slice(None),) * (len(self.axes) - len(tuple(slices)))
+        inverse = [0] * len(self.axes)
+        for k, i in enumerate(self.axes):
+            inverse[i] = slices[k]
+        with self._lock:
+            part = np.asarray(self.proxy[tuple(inverse)], dtype=np.float64)
+        # the proxy's axes -> the source's: axis k of the result is proxy axis axes[k]
+        return np.transpose(part, self.axes) if self.axes != tuple(range(len(self.axes))) else part
+
+    def __getstate__(self):
+        return {k: v for k, v in self.__dict__.items() if k != "_lock"}
+
+    def __setstate__(self, state):
+        import threading
+
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+
+class _Whole:
+    """A data object that can only be read whole (``np.asarray``), read once."""
+
+    def __init__(self, dataobj):
+        self.dataobj = dataobj
+        self.shape = tuple(dataobj.shape)
+        self.data = None
+
+    def __getitem__(self, slices):
+        if self.data is None:
+            self.data = np.asarray(self.dataobj, dtype=np.float64)
+        return self.data[slices]
+
+
+def sliced_source(path: Path, img) -> tuple[SlicedProxy, str]:
+    """The ``SlicedProxy`` of ``img`` and the report's line about it."""
+    proxy = img.dataobj
+    fmt = type(img).__name__.replace("Image", "").replace("Minc", "MINC").replace("PARREC", "PAR/REC")
+    names = getattr(getattr(proxy, "minc_file", None), "_dim_names", None)
+    axes = tuple(range(len(proxy.shape)))
+    if names is not None and len(names) == len(axes):
+        spatial = [i for i, n in enumerate(names) if str(n).endswith("space")]
+        axes = tuple(spatial + [i for i in axes if i not in spatial])
+    try:
+        stored = img.get_data_dtype()
+    except TypeError:  # ECAT: a type per frame
+        stored = proxy[(slice(0, 1),) * len(proxy.shape)].dtype
+    if not hasattr(proxy, "__getitem__"):
+        # not even slicing: read whole, once, on first use (job.plan_job refuses it beyond the memory budget)
+        src = SlicedProxy(_Whole(proxy), axes, stored)
+        return src, (f"Reading {fmt} whole, once ({np.prod(src.shape, dtype=float) * 8 / 2**20:.1f} MiB as float64): "
+                     "its data cannot be read region by region")
+    src = SlicedProxy(proxy, axes, stored)
+    moved = "" if axes == tuple(range(len(axes))) else f"; axes {axes} read as x, y, z first"
+    out = "float64" if src.stored == np.float64 else "float32"
+    return src, (f"Reading {fmt} through its own slicing: scaled values resampled, written as {out} "
+                 f"with slope 1{moved}")
+
+
+def _stored_is_f8(img) -> bool:
+    try:
+        return np.dtype(img.get_data_dtype()) == np.float64
+    except TypeError:
+        return False
 
 
 def _open_ome(path: Path, role: str) -> InputVolume:
@@ -344,8 +522,13 @@ def output_header(vol: InputVolume, grid: Grid, out_dtype, reference: InputVolum
         for name in src.keys():
             if name in _NOT_COPIED or name not in hdr.keys():
                 continue
+            value = np.asarray(src[name])
+            if value.dtype.kind == "f" and hdr[name].dtype.itemsize < value.dtype.itemsize:
+                finite = np.abs(value[np.isfinite(value)])
+                if finite.size and finite.max() > np.finfo(hdr[name].dtype).max:
+                    continue  # a NIfTI-2 value a NIfTI-1 header cannot hold (cal_max=1e300...): left unset
             try:
-                hdr[name] = src[name]
+                hdr[name] = value
             except (ValueError, TypeError):
                 pass
         for ext in src.extensions:
@@ -359,7 +542,7 @@ def output_header(vol: InputVolume, grid: Grid, out_dtype, reference: InputVolum
             hdr.set_xyzt_units(*src.get_xyzt_units())
     hdr.set_data_shape(out_shape)
     hdr.set_data_dtype(np.dtype(out_dtype).newbyteorder("="))
-    zooms = list(grid.output_spacing(vol.spacing)) + list(vol.image.header.get_zooms()[3:])
+    zooms = list(grid.output_spacing(vol.spacing)) + [z if np.isfinite(z) and z >= 0 else 0.0 for z in vol.extra_zooms]
     hdr.set_zooms(zooms)
     mapped = grid.output_affine
     if reference is not None:

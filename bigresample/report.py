@@ -1,7 +1,7 @@
 """What a run tells its user: small events, and the renderers that turn them into text.
 
 Planning and running emit events (``Opening``, ``Targeted``, ``GridChosen``,
-``Planned``, ``DryRun``, ``Started``, ``OnCluster``, ``NotResuming``,
+``InputNotes``, ``Planned``, ``DryRun``, ``Started``, ``OnCluster``, ``NotResuming``,
 ``Pyramid``, ``Resumed``, ``Finished``) through a ``Report``; nothing else in
 the package prints.  ``TextReport`` renders them as the report the command line
 prints (the seed script's lines first); ``Report()`` renders nothing, which is
@@ -46,6 +46,16 @@ NIFTI1_MAX_DIM = 32767
 class Opening:
     path: Path
     format: str  # "NIfTI file", "OME-Zarr image"
+
+
+@dataclass(frozen=True)
+class InputNotes:
+    """How the input is read, when it is not plainly: a damaged header's
+    fallbacks ("sform unusable (...); using the qform"), a format read through
+    its own slicing.  One line each."""
+
+    path: Path
+    lines: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -187,6 +197,10 @@ class TextReport(Report):
 
     def _opening(self, e: Opening):
         yield f"Loading {e.format}: {e.path}"
+
+    def _inputnotes(self, e: InputNotes):
+        for line in e.lines:
+            yield f"Note: {line}"
 
     def _targeted(self, e: Targeted):
         yield ""
