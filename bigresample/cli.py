@@ -101,6 +101,10 @@ def _execution_options(g) -> None:
                      help="scratch folder for a decompressed .nii.gz input and the zarr store (default: the output's "
                           "folder), or a URL (s3://...) for the zarr store")
     g.add_argument("--keep-zarr", action="store_true", help="keep the zarr store after success")
+    g.add_argument("--storage-option", action="append", metavar="KEY=VALUE", dest="storage_options",
+                     help="an fsspec option for the URLs (s3://..., gs://...) of the run, e.g. "
+                          "endpoint_url=http://127.0.0.1:9000 or anon=true; may be repeated (credentials: better "
+                          "from the environment or the library's config, as they would show in the process list)")
 
 
 def _output_options(g) -> None:
@@ -311,6 +315,7 @@ def _options(args) -> dict:
         qc=args.qc,
         scheduler=args.scheduler,
         local_cluster=args.local_cluster,
+        storage_options=args.storage_options,
     )
 
 

@@ -83,13 +83,14 @@ def _one_line(exc) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
-def _visible(paths):
-    from .store import is_url, problem
+def _visible(paths, options=None):
+    from .store import display, is_url, problem
 
     missing = []
     for p in paths:
         if is_url(p):
-            why = problem(p)
+            why = problem(p, options)
+            p = display(p)
             if why:
                 missing.append(f"{p} ({why})")
         elif not os.path.exists(p):
@@ -97,7 +98,7 @@ def _visible(paths):
     return missing, socket.gethostname()
 
 
-def check_visible(client, paths) -> int:
+def check_visible(client, paths, options: dict | None = None) -> int:
     """Raise ClusterError naming the first worker that cannot see one of ``paths``.
 
     Returns the number of workers.
@@ -105,7 +106,7 @@ def check_visible(client, paths) -> int:
     from .store import is_url
 
     paths = [p if is_url(p) else os.path.abspath(p) for p in paths]
-    results = client.run(_visible, paths)
+    results = client.run(_visible, paths, *([options] if options else []))
     if not results:
         raise ClusterError("the dask cluster has no workers")
     for worker, (missing, host) in sorted(results.items()):

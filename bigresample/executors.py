@@ -78,7 +78,7 @@ class Threads:
     def describe(self) -> str | None:
         return None
 
-    def check_visible(self, paths) -> None:
+    def check_visible(self, paths, options=None) -> None:
         pass
 
     def run(self, task: BlockTask, todo: Iterable[int], commit: Callable[[int, object], None]) -> None:
@@ -190,8 +190,8 @@ class Dask:
     def describe(self) -> str:
         return cluster.describe(self.client)
 
-    def check_visible(self, paths) -> None:
-        cluster.check_visible(self.client, paths)
+    def check_visible(self, paths, options=None) -> None:
+        cluster.check_visible(self.client, paths, options)
 
     @staticmethod
     def tasks(task: BlockTask, todo: list[int]) -> list:

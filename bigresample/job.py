@@ -3,7 +3,8 @@
 ``plan_job(request, report)`` opens the input's (and a reference's) header,
 resolves the target into a grid, chooses the resampler, the block plan, the
 output's header, its sink and the executor, and emits the report's planning
-events as it goes.  It reads no voxel, contacts no cluster, and costs O(1)
+events as it goes.  It reads no voxel (at a URL: the header's first bytes, or
+an OME-Zarr's metadata), contacts no cluster, and costs O(1)
 time and memory in the number of blocks (blocks are a ``BlockSet``), so the
 checks that can refuse a run (``preflight``) and ``--dry-run`` (``dry_run``)
 answer at once, whatever the size asked for.
@@ -113,10 +114,12 @@ class Job:
     def _identity(self) -> dict:
         r, g = self.request, self.grid
         return {
-            "input": input_identity(self.volume.path),
+            "input": store_location.identity(self.volume.path, r.storage_options)
+            if store_location.is_url(self.volume.path) else input_identity(self.volume.path),
             # the header written at the start of a partial NIfTI (a reference's forms and codes, ...)
             "header": hashlib.sha256(header_bytes(self.header)).hexdigest(),
-            "output": str(r.output.resolve()),
+            "output": store_location.display(r.output) if store_location.is_url(r.output)
+            else str(r.output.resolve()),
             "spacing": [repr(float(v)) for v in self.target],
             "reference": None if self.reference is None else [repr(float(v)) for v in g.homogeneous[:3].ravel()]
             + list(g.out_shape),
@@ -145,10 +148,15 @@ class Job:
 
 def plan_job(request: Request, report: Report = Report()) -> Job:
     """Plan ``request`` (see the module docstring); the caller closes ``job.volume``."""
-    ref = open_input(request.reference, read_data=False, role="reference") if request.reference else None
-    fmt = "OME-Zarr image" if ome.is_ome_zarr(request.input) else "NIfTI file"
-    report(Opening(request.input, fmt))
-    vol = open_input(request.input, scratch_dir=request.scratch, read_data=False)
+    opts = request.storage_options
+    ref = open_input(request.reference, read_data=False, role="reference", storage_options=opts) \
+        if request.reference is not None else None
+    if store_location.is_url(request.input):
+        zarr_input = not request.input.lower().endswith((".nii", ".nii.gz"))
+    else:
+        zarr_input = ome.is_ome_zarr(request.input)
+    report(Opening(store_location.display(request.input), "OME-Zarr image" if zarr_input else "NIfTI file"))
+    vol = open_input(request.input, scratch_dir=request.scratch, read_data=False, storage_options=opts)
     for v in (ref, vol):
         if v is not None and v.notes:
             report(InputNotes(v.path, v.notes))
@@ -161,7 +169,7 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
         raise UsageError(f"--cval {request.cval:g} needs a float output (e.g. --dtype float32); the output type is "
                          f"{out_dtype.name}")
     extra = tuple(vol.shape[3:])
-    journal = request.output.parent / f".{request.output.name}.bigresample-journal"
+    journal = journal_path(request)
     executor = choose(request)
     first = _stage(request, vol, 0, grid, out_dtype, extra, journal, gzip=request.kind == ".nii.gz",
                    stretches=_members_on_cluster(request, executor))
@@ -174,10 +182,20 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
         for k in range(1, request.levels)
     ]
     header = output_header(vol, grid, out_dtype, reference=ref)
-    store = store_location.address(request.store_root, f".{request.output.name}.bigresample.zarr")
+    store = store_location.address(request.store_root, f".{store_location.name(request.output)}.bigresample.zarr")
     sink = _sink(request, vol, stages, header, out_dtype, store, executor)
     return Job(request=request, volume=vol, reference=ref, target_mm=target_mm, target=target, out_dtype=out_dtype,
                header=header, stages=tuple(stages), sink=sink, executor=executor, store=store)
+
+
+def journal_path(request: Request) -> Path:
+    """The first stage's journal: beside a local output; for an output at a
+    URL, in the local scratch folder, named after the URL (so a rerun finds it)."""
+    out = request.output
+    if not store_location.is_url(out):
+        return out.parent / f".{out.name}.bigresample-journal"
+    tag = hashlib.sha256(store_location.display(out).encode()).hexdigest()[:12]
+    return request.scratch / f".{store_location.name(out)}-{tag}.bigresample-journal"
 
 
 def _target(request: Request, vol: InputVolume, ref, report: Report):
@@ -200,7 +218,7 @@ def _target(request: Request, vol: InputVolume, ref, report: Report):
     report(Targeted(vol.shape, cur_mm, vol.units, request.spacing_label, target_mm))
     r = request
     if g is not None:
-        report(GridChosen(g.grid, r.order, r.mode, r.cval, reference=ref.path, reference_shape=tuple(g.out_shape),
+        report(GridChosen(g.grid, r.order, r.mode, r.cval, reference=store_location.display(ref.path), reference_shape=tuple(g.out_shape),
                           aligned=g.is_axis_aligned, rotation_degrees=g.rotation_degrees()))
         return g, target_mm, g.output_spacing()
     target = same_as_stored(target_mm / to_mm, vol.spacing)
@@ -253,27 +271,27 @@ def _stage(request: Request, vol: InputVolume, level: int, g, out_dtype, extra, 
 
 
 def _sink(request: Request, vol: InputVolume, stages, header, out_dtype, store: str, executor) -> Sink:
-    out, kind = request.output, request.kind
+    out, kind, opts = request.output, request.kind, request.storage_options
     if kind == ".zarr":
         lead_axes = _leading_axes(vol)
         try:
             ome.check_leading_axes(lead_axes)
         except ome.OmeError as exc:
             raise UsageError(f"cannot write this image as OME-Zarr: {exc}; write .nii or .nii.gz") from None
-        attrs = ome.metadata(out.name[: -len(kind)], [s.grid.output_affine(vol.affine) for s in stages], vol.units,
+        attrs = ome.metadata(store_location.name(out)[: -len(kind)], [s.grid.output_affine(vol.affine) for s in stages], vol.units,
                              lead_axes)
-        return OmeZarr(out, header, kind, attrs, out_dtype, stages[0].grid.output_affine(vol.affine))
+        return OmeZarr(out, header, kind, attrs, out_dtype, stages[0].grid.output_affine(vol.affine), opts)
     cluster = isinstance(executor, Dask)
     # the zarr store where it is the point: kept, or scratch on an object store
     if request.keep_zarr or (cluster and store_location.is_url(request.store_root)):
-        return StoreThenNifti(out, header, kind, store, keep=request.keep_zarr)
+        return StoreThenNifti(out, header, kind, store, keep=request.keep_zarr, options=opts)
     if kind == ".nii":
         return RawNifti(out, header, kind, remote=cluster)  # the workers write at the offsets
     if not cluster:
         return GzipNifti(out, header, kind)
     if stages[0].blocks.is_file_stretch:  # as planned, unless --chunks said otherwise
         return GzipMembers(out, header, kind)  # the workers compress, the client concatenates
-    return StoreThenNifti(out, header, kind, store, keep=False)
+    return StoreThenNifti(out, header, kind, store, keep=False, options=opts)
 
 
 def _leading_axes(vol: InputVolume) -> list[dict]:
@@ -308,11 +326,18 @@ def preflight(job: Job) -> None:
     partial output, journal or store name is taken by something this user's
     bigresample did not make (a link planted in a shared folder: ``safefs``)."""
     r, vol = job.request, job.volume
-    safefs.check_leftover(job.sink.partial, want_dir=r.kind == ".zarr")
+    remote_out = store_location.is_url(r.output)
+    if not remote_out:
+        safefs.check_leftover(job.sink.partial, want_dir=r.kind == ".zarr")
     for stage in job.stages:
         safefs.check_leftover(stage.journal)
     if job.via_store and not store_location.is_url(job.store):
         safefs.check_leftover(job.store, want_dir=True)
+    # an object store answers (bucket, endpoint, credentials) before anything is computed
+    if remote_out:
+        store_location.check_reachable(r.output, r.storage_options)
+    if job.via_store and store_location.is_url(job.store):
+        store_location.check_reachable(job.store, r.storage_options)
     out_bytes = job.out_bytes
     in_bytes = prod(vol.shape) * vol.dtype.itemsize
     if not r.force and out_bytes > max(MAX_GROWTH * in_bytes, MIN_REFUSED_BYTES):
@@ -320,6 +345,8 @@ def preflight(job: Job) -> None:
             f"output would be {format_bytes(out_bytes)}, {out_bytes / max(in_bytes, 1):.0f}x the input "
             f"(shape {job.out_shape}): check the spacing, or add --force"
         )
+    if remote_out:
+        return  # an object store has no free space to ask
     need = out_bytes // 2 if r.kind == ".nii.gz" else out_bytes  # compressed: an estimate
     partial = job.sink.partial
     if partial.is_file():
@@ -346,11 +373,15 @@ def dry_run(job: Job) -> DryRun:
     out_bytes = job.out_bytes
     gz = r.kind == ".nii.gz"
     disk = [f"output {format_bytes(out_bytes // 2 if gz else out_bytes)}"
-            + (" (compressed: an estimate)" if gz else "") + f" in {r.output.parent}"]
-    if vol.compressed:
+            + (" (compressed: an estimate)" if gz else "") + " in "
+            + (store_location.display(r.output) if store_location.is_url(r.output) else str(r.output.parent))]
+    if vol.copied:
+        disk.append(f"input copied{' and decompressed' if vol.compressed else ''} {format_bytes(vol.data_bytes)} "
+                    f"in {r.scratch} (removed afterwards)")
+    elif vol.compressed:
         disk.append(f"decompressed input {format_bytes(vol.data_bytes)} in {r.scratch} (removed afterwards)")
     if job.via_store:
-        disk.append(f"zarr store {format_bytes(out_bytes)} in {r.store_root}")
+        disk.append(f"zarr store {format_bytes(out_bytes)} in {store_location.display(r.store_root)}")
     return DryRun(out_shape=job.out_shape, dtype=job.out_dtype.name, out_bytes=out_bytes, block=plan.block,
                   n_blocks=len(job.blocks), workers=plan.workers, block_bytes=plan.block_bytes,
                   peak_bytes=plan.peak_bytes(job.out_shape, job.out_dtype.itemsize, gz), memory_limit=r.memory_limit,

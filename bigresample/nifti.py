@@ -16,7 +16,9 @@ bits: a NIfTI-2 file is written when any dimension exceeds 32767.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import struct
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -29,6 +31,7 @@ from nibabel.arrayproxy import ArrayProxy
 from .errors import BigresampleError
 from . import ome
 from . import safefs
+from . import store
 from .codec import gzip_member, open_gzip
 from .geometry import Grid, voxel_spacing
 from .rawio import RawReader
@@ -47,7 +50,7 @@ class InputError(BigresampleError):
 
 def output_kind(path) -> str:
     """'.nii', '.nii.gz' or '.zarr' (OME-Zarr), or InputError naming the unsupported suffix."""
-    name = str(path).lower()
+    name = str(path).lower().rstrip("/")
     for suffix in (".nii.gz", ".nii", ".zarr"):
         if name.endswith(suffix):
             return suffix
@@ -66,17 +69,20 @@ def _is_gzip(path: Path) -> bool:
 TRAILING_SLACK = 2**20
 
 
-def decompress(src: Path, fd: int, limit: int, slack: int = TRAILING_SLACK, chunk: int = 16 * 2**20) -> None:
-    """Sequentially decompress ``src`` into the open file ``fd``: the first
-    ``limit`` bytes (what the header describes), and nothing more.
+def decompress(src, fd: int, limit: int, slack: int = TRAILING_SLACK, chunk: int = 16 * 2**20, name=None,
+               on_bytes=None) -> None:
+    """Sequentially decompress ``src`` (a path, or a file object read from the
+    start) into the open file ``fd``: the first ``limit`` bytes (what the
+    header describes), and nothing more.
 
     A stream that holds more than ``limit + slack`` bytes is refused as soon
     as the first byte past that shows (a decompression bomb fills no disk);
     the ``slack`` bytes after the voxels are read but not written.  A stream
     within that bound is read to its end, so that the gzip reader checks each
     member's CRC-32 and length: a corrupted stream raises here, not silently
-    later.
+    later.  ``on_bytes(n)``: called as bytes are written (a progress bar).
     """
+    name = src if name is None else name
     buf = bytearray(chunk)
     written = 0
     try:
@@ -87,19 +93,47 @@ def decompress(src: Path, fd: int, limit: int, slack: int = TRAILING_SLACK, chun
                     break
                 fout.write(memoryview(buf)[:n])
                 written += n
+                if on_bytes is not None:
+                    on_bytes(n)
             more = len(fin.read(slack + 1)) if written == limit else 0  # to the end, when within bounds
     except Exception as exc:  # zlib.error, isal's error, EOFError, BadGzipFile...
-        raise InputError(f"{src}: corrupted or truncated gzip stream ({_one_line(exc)})") from None
+        if _from_store(exc):
+            raise InputError(f"{name}: reading failed: {store.why(exc)}") from None
+        raise InputError(f"{name}: corrupted or truncated gzip stream ({_one_line(exc)})") from None
     if more > slack:
-        raise InputError(f"{src}: the gzip stream holds more than {slack} bytes past the {limit} bytes its header "
-                         "describes (header and voxels): refused, as a decompression bomb would be")
+        raise InputError(f"{name}: the gzip stream holds more than {slack} bytes past the {limit} bytes its "
+                         "header describes (header and voxels): refused, as a decompression bomb would be")
+
+
+def _from_store(exc) -> bool:
+    """An error of the network or the object store (not of the gzip stream)."""
+    module = type(exc).__module__.split(".")[0]
+    return module in ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "adlfs", "fsspec") or isinstance(
+        exc, (ConnectionError, PermissionError, FileNotFoundError, TimeoutError))
+
+
+def copy_stream(fin, fd: int, limit: int, chunk: int = 16 * 2**20, on_bytes=None) -> int:
+    """Copy the first ``limit`` bytes of the file object ``fin`` into ``fd``
+    with one reused buffer; returns how many there were."""
+    buf = bytearray(chunk)
+    written = 0
+    with os.fdopen(fd, "wb") as fout:
+        while written < limit:
+            n = fin.readinto(memoryview(buf)[: min(chunk, limit - written)])
+            if not n:
+                break
+            fout.write(memoryview(buf)[:n])
+            written += n
+            if on_bytes is not None:
+                on_bytes(n)
+    return written
 
 
 @dataclass
 class InputVolume:
     """An opened input: geometry, raw-value reader and the header to carry over."""
 
-    path: Path
+    path: Path | str  # a URL stays a string
     image: nib.spatialimages.SpatialImage
     source: object  # raw stored values, read region by region (RawReader or ArrayProxy)
     shape: tuple[int, ...]
@@ -114,6 +148,11 @@ class InputVolume:
     notes: tuple[str, ...] = ()  # what the report says about reading this input (fallbacks taken...)
     read_dtype: np.dtype | None = None  # the values ``source`` gives, when not the stored type (SlicedProxy)
     axes: tuple[int, ...] | None = None  # the image's axes in the source's order (spatial first), if moved
+    #: a NIfTI read from a URL: its options, whether it is gzip-compressed, and its first bytes
+    #: (header and extensions) as planned; the voxels are copied to the scratch folder when attached
+    url_options: dict | None = field(default=None, repr=False)
+    url_gzip: bool = False
+    url_head: bytes | None = field(default=None, repr=False)
 
     @property
     def dtype(self) -> np.dtype:
@@ -145,7 +184,19 @@ class InputVolume:
         return zooms[3:len(self.shape)]
 
     @property
+    def url(self) -> str | None:
+        """The input's URL when it is read through fsspec."""
+        return self.path if store.is_url(self.path) else None
+
+    @property
+    def copied(self) -> bool:
+        """A NIfTI at a URL: copied (decompressed) into the scratch folder when the run starts."""
+        return self.url_head is not None
+
+    @property
     def compressed(self) -> bool:
+        if self.copied:
+            return self.url_gzip
         f = getattr(self.image.dataobj, "file_like", None)
         return isinstance(f, str) and _is_gzip(Path(f))
 
@@ -157,18 +208,23 @@ class InputVolume:
     def unit_to_mm(self) -> float:
         return UNIT_TO_MM.get(self.units, 1.0)
 
-    def attach_data(self, scratch_dir=None) -> None:
+    def attach_data(self, scratch_dir=None, progress=None) -> None:
         """Open the voxels for reading (``source``), once; the header was checked at open.
 
         A gzip-compressed file is first decompressed, in one sequential pass,
         into ``scratch_dir`` (default: beside the input), after checking that
-        the folder has room for it.
+        the folder has room for it; a NIfTI at a URL is copied there (and
+        decompressed on the way).  ``progress(total, desc, unit)``: a progress
+        bar for that pass (``Report.bar``).
         """
         if self.source is not None:
             return
         proxy = self.image.dataobj
-        data_file = proxy.file_like if isinstance(proxy.file_like, str) else None
-        if data_file is not None and _is_gzip(Path(data_file)):
+        if self.copied:
+            data_file = self._copy_from_url(Path(scratch_dir) if scratch_dir is not None else Path.cwd(), progress)
+        else:
+            data_file = proxy.file_like if isinstance(proxy.file_like, str) else None
+        if data_file is not None and not self.copied and _is_gzip(Path(data_file)):
             need = int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * proxy.dtype.itemsize
             folder = Path(scratch_dir) if scratch_dir is not None else self.path.parent
             check_free_space(folder, need, "decompressing the input")
@@ -199,6 +255,40 @@ class InputVolume:
                 keep_file_open=False,
             )
 
+    def _copy_from_url(self, folder: Path, progress) -> str:
+        """Copy the header and voxels of the NIfTI at ``self.url`` into a new
+        file in ``folder`` (decompressing a .nii.gz on the way, its CRC
+        checked), with one bounded buffer; returns the copy's path."""
+        proxy = self.image.dataobj
+        need = int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * proxy.dtype.itemsize
+        check_free_space(folder, need, "copying the input")
+        base = store.name(self.url)
+        stem = base[:-3] if base.lower().endswith(".gz") else base
+        fd, scratch = tempfile.mkstemp(prefix=".bigresample-", suffix=f"-{stem}", dir=folder)
+        self.scratch = Path(scratch)
+        where = store.display(self.url)
+        t0 = time.perf_counter()
+        bar = progress(need, "copying input", unit="B") if progress is not None else contextlib.nullcontext()
+        try:
+            fs, path = store.filesystem(self.url, self.url_options)
+            with bar, fs.open(path, "rb", block_size=8 * 2**20) as fin:
+                on_bytes = getattr(bar, "update", None)
+                if self.url_gzip:
+                    decompress(fin, fd, need, slack=0, name=where, on_bytes=on_bytes)
+                else:
+                    copy_stream(fin, fd, need, on_bytes=on_bytes)
+            _check_size(where, scratch, proxy)
+            with open(scratch, "rb") as f:
+                if f.read(len(self.url_head)) != self.url_head:
+                    raise InputError(f"{where}: the object changed since its header was read; run again")
+        except BaseException as exc:
+            self.close()
+            if isinstance(exc, Exception) and not isinstance(exc, BigresampleError):
+                raise InputError(f"cannot read the input {where}: {store.why(exc, self.url_options)}") from None
+            raise
+        self.timings["copy"] = time.perf_counter() - t0
+        return scratch
+
     @property
     def data_file(self) -> str:
         """The file the voxels are read from (a decompressed copy, once attached)."""
@@ -210,7 +300,8 @@ class InputVolume:
             self.scratch = None
 
 
-def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "input") -> InputVolume:
+def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "input",
+               storage_options: dict | None = None) -> InputVolume:
     """Open ``path`` for block-wise reading of its raw stored values.
 
     The header is read and checked (shape, data type, affine, the file's
@@ -227,7 +318,11 @@ def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "inpu
         False: the header only (``source`` is None until ``attach_data``).
     role : str
         What the file is, in error messages ("input", "reference").
+    storage_options : dict, optional
+        fsspec options for a URL (``bigresample.store``).
     """
+    if store.is_url(path):
+        return _open_url(str(path), role, storage_options or {}, scratch_dir, read_data)
     path = Path(path)
     if not path.exists():
         raise InputError(f"{role} file not found: {path}")
@@ -239,6 +334,17 @@ def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "inpu
         raise InputError(f"{role} file is empty: {path}")
     checked = header_checks.check(path, role)  # refuses a damaged header in one line, before nibabel
     img = _load(path)
+    vol = _volume(path, img, role=role, checked=checked)
+    if read_data:
+        vol.attach_data(scratch_dir)
+    return vol
+
+
+def _volume(path, img, label=None, role: str = "input", checked=None) -> InputVolume:
+    """The checked ``InputVolume`` (header only) of the image nibabel opened
+    from ``path``; ``label``: how messages name it (a URL without its secrets);
+    ``checked``: what ``header_checks`` found (fixes to apply, notes)."""
+    vol_path, path = path, path if label is None else label
     if not isinstance(img, nib.spatialimages.SpatialImage):
         raise InputError(f"{path}: not a spatial image ({type(img).__name__})")
     notes = list(checked.notes) if checked is not None else []
@@ -277,8 +383,8 @@ def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "inpu
         notes.append(note)
         slope, inter, read_dtype, axes = 1.0, 0.0, source.dtype, source.axes
         shape = tuple(source.shape)
-    vol = InputVolume(
-        path=path,
+    return InputVolume(
+        path=vol_path,
         image=img,
         source=source,
         shape=shape,
@@ -291,6 +397,35 @@ def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "inpu
         read_dtype=read_dtype,
         axes=axes if axes != tuple(range(len(shape))) else None,
     )
+
+
+#: The most header and extension bytes a NIfTI at a URL may have before its voxels.
+MAX_URL_HEADER = 64 * 2**20
+
+
+def _open_url(url: str, role: str, options: dict, scratch_dir, read_data: bool) -> InputVolume:
+    """An input or reference at a URL: a NIfTI (``.nii``, ``.nii.gz``) whose
+    header is read from the object's first bytes (the voxels are copied when
+    attached), or an OME-Zarr read chunk by chunk through fsspec."""
+    where = store.display(url)
+    try:
+        if url.lower().endswith((".nii", ".nii.gz")):
+            info = store.info(url, options)
+            if info.get("type") == "directory":
+                raise InputError(f"{role} {where} is a folder, not a .nii or .nii.gz object")
+            vol = _nifti_from_url(url, role, options)
+        elif ome.is_ome_zarr(url, options):
+            return _open_ome(url, role, options)
+        elif not store.exists(url, options):
+            raise InputError(f"{role} not found: {where}")
+        else:
+            raise InputError(f"{where}: a {role} URL must be a .nii, a .nii.gz or an OME-Zarr (no zarr.json or "
+                             ".zattrs there)")
+    except store.StoreError as exc:
+        msg = str(exc)
+        if msg.endswith(": not found"):
+            raise InputError(f"{role} not found: {where}") from None
+        raise InputError(f"cannot read the {role} {msg}") from None
     if read_data:
         vol.attach_data(scratch_dir)
     return vol
@@ -427,14 +562,49 @@ def _stored_is_f8(img) -> bool:
         return False
 
 
-def _open_ome(path: Path, role: str) -> InputVolume:
+def _nifti_from_url(url: str, role: str, options: dict) -> InputVolume:
+    where = store.display(url)
+    fs, path = store.filesystem(url, options)
+    try:
+        with fs.open(path, "rb", block_size=2**20) as f:
+            gz = f.read(2) == GZIP_MAGIC
+            f.seek(0)
+            with (open_gzip(f) if gz else contextlib.nullcontext(f)) as stream:
+                head = stream.read(540)
+                sizes = [struct.unpack(e + "i", head[:4])[0] for e in "<>"] if len(head) >= 4 else []
+                klass = nib.Nifti1Image if 348 in sizes else nib.Nifti2Image if 540 in sizes else None
+                if klass is None:
+                    raise InputError(f"{where}: not a NIfTI-1 or NIfTI-2 header")
+                hsize = 348 if klass is nib.Nifti1Image else 540
+                hdr = klass.header_class(head[:hsize], check=False)
+                offset = int(hdr["vox_offset"])
+                if offset > MAX_URL_HEADER:
+                    raise InputError(f"{where}: header and extensions of {offset} bytes: more than a NIfTI holds")
+                need = max(offset, hsize + 4)
+                head = head[:need] if len(head) >= need else head + stream.read(need - len(head))
+    except BigresampleError:
+        raise
+    except Exception as exc:
+        if _from_store(exc):
+            raise InputError(f"cannot read the {role} {where}: {store.why(exc, options)}") from None
+        raise InputError(f"{where}: not a NIfTI nibabel can read ({_one_line(exc)})") from None
+    try:
+        img = klass.from_bytes(head)
+    except Exception as exc:
+        raise InputError(f"{where}: not a NIfTI nibabel can read ({_one_line(exc)})") from None
+    vol = _volume(url, img, where)
+    vol.url_options, vol.url_gzip, vol.url_head = options, gz, bytes(head[: max(offset, hsize)])
+    return vol
+
+
+def _open_ome(path, role: str, options: dict | None = None) -> InputVolume:
     """An OME-Zarr input: level 0 read chunk by chunk through zarr, with a
     NIfTI header made from its metadata (shape, type, spacing, units, time
     step, affine as qform and sform, code 2 "aligned") to carry over."""
     try:
-        im = ome.read_image(path)
+        im = ome.read_image(path, options)
     except ome.OmeError as exc:
-        raise InputError(f"{path}: cannot read as OME-Zarr {role}: {exc}") from None
+        raise InputError(f"{store.display(path)}: cannot read as OME-Zarr {role}: {exc}") from None
     view = im.data
     if any(n < 1 for n in view.shape):
         raise InputError(f"{path}: image has an empty dimension; shape {view.shape}")

@@ -17,10 +17,11 @@ the transformations are exact; otherwise ``scale`` holds the voxel spacing
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from . import store
 from .errors import BigresampleError
 from .geometry import voxel_spacing
 
@@ -80,9 +81,17 @@ def metadata(name: str, affines, units: str, extra_axes=()) -> dict:
     }
 
 
-def create_group(path, attrs: dict) -> None:
+def create_group(path, attrs: dict, options: dict | None = None) -> None:
+    """The image's group metadata at ``path``.  A folder's is made afresh; at
+    a URL, only the group's ``zarr.json`` is written, beside arrays already
+    there (so that it can come last)."""
     import zarr
 
+    if store.is_url(path):
+        # overwrite=False: zarr would otherwise delete the arrays below it
+        zarr.create_group(str(path), attributes=attrs, zarr_format=3, overwrite=False,
+                          storage_options=store.storage_options(path, options))
+        return
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     group.attrs.update(attrs)
 
@@ -121,22 +130,27 @@ class NgffWriter:
             block, tuple(range(n))[::-1] + tuple(range(n, n + 3)))
 
 
-def open_image(path) -> SpatialView:
+def open_image(path, options: dict | None = None, level: int = 0) -> SpatialView:
     import zarr
 
-    return SpatialView(zarr.open_array(str(Path(path) / "0"), mode="r"))
+    addr = store.join(path, str(level))
+    return SpatialView(zarr.open_array(addr, mode="r", storage_options=store.storage_options(addr, options)))
 
 
-def written_scale(path) -> list[float]:
+def written_scale(path, options: dict | None = None) -> list[float]:
     """The level-0 scale as written in the group's metadata (NGFF axis order)."""
     import zarr
 
-    ms = zarr.open_group(str(path), mode="r").attrs["ome"]["multiscales"][0]
+    group = zarr.open_group(str(path), mode="r", storage_options=store.storage_options(path, options))
+    ms = group.attrs["ome"]["multiscales"][0]
     return list(ms["datasets"][0]["coordinateTransformations"][0]["scale"])
 
 
-def is_ome_zarr(path) -> bool:
-    """True for a folder holding zarr group metadata (v3 ``zarr.json`` or v2 ``.zattrs``)."""
+def is_ome_zarr(path, options: dict | None = None) -> bool:
+    """True for a folder (or URL) holding zarr group metadata (v3 ``zarr.json``
+    or v2 ``.zattrs``).  At a URL, StoreError when the store cannot be asked."""
+    if store.is_url(path):
+        return any(store.exists(store.join(path, meta), options) for meta in ("zarr.json", ".zattrs"))
     p = Path(path)
     return p.is_dir() and ((p / "zarr.json").is_file() or (p / ".zattrs").is_file())
 
@@ -151,7 +165,7 @@ class OmeImage:
     extra_axes: list  # the leading axes, NGFF order: dicts with name, type, unit, scale
 
 
-def read_image(path) -> OmeImage:
+def read_image(path, options: dict | None = None) -> OmeImage:
     """Open level 0 of the first multiscale image of the OME-Zarr at ``path``.
 
     Its spatial axes must be the last three, named z, y, x (what NGFF
@@ -163,12 +177,12 @@ def read_image(path) -> OmeImage:
     import zarr
 
     try:
-        group = zarr.open_group(str(path), mode="r")
+        group = zarr.open_group(str(path), mode="r", storage_options=store.storage_options(path, options))
         attrs = dict(group.attrs)
     except Exception as exc:
-        raise OmeError(f"not a zarr group ({' '.join(str(exc).split())})") from None
+        raise OmeError(f"not a zarr group ({_describe(exc, path, options)})") from None
     try:
-        return _read_multiscale(Path(path), attrs)
+        return _read_multiscale(path if store.is_url(path) else Path(path), attrs, options)
     except OmeError:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -177,7 +191,12 @@ def read_image(path) -> OmeImage:
         raise OmeError(f"malformed multiscales metadata ({what})") from None
 
 
-def _read_multiscale(path: Path, attrs: dict) -> OmeImage:
+def _describe(exc, path, options) -> str:
+    """An exception from zarr in a few words; at a URL, without secrets."""
+    return store.why(exc, options) if store.is_url(path) else " ".join(str(exc).split())
+
+
+def _read_multiscale(path, attrs: dict, options: dict | None = None) -> OmeImage:
     import zarr
 
     ome = attrs.get("ome", attrs)
@@ -197,13 +216,14 @@ def _read_multiscale(path: Path, attrs: dict) -> OmeImage:
     if not datasets or not isinstance(datasets[0], dict) or not isinstance(datasets[0].get("path"), str):
         raise OmeError(f"no level 0 dataset with a path; 'datasets' is {datasets!r:.60}")
     dataset = datasets[0]
-    rel = Path(dataset["path"])
-    if rel.is_absolute() or ".." in rel.parts:
+    rel = PurePosixPath(dataset["path"])
+    if rel.is_absolute() or ".." in rel.parts or "://" in dataset["path"]:
         raise OmeError(f"level 0 path must lie inside the image folder; got {dataset['path']!r}")
+    addr = store.join(path, str(rel))
     try:
-        array = zarr.open_array(str(path / rel), mode="r")
+        array = zarr.open_array(addr, mode="r", storage_options=store.storage_options(addr, options))
     except Exception as exc:
-        raise OmeError(f"cannot open level {dataset['path']!r} ({' '.join(str(exc).split())})") from None
+        raise OmeError(f"cannot open level {dataset['path']!r} ({_describe(exc, path, options)})") from None
     if array.ndim != len(axes):
         raise OmeError(f"level {dataset['path']!r} has {array.ndim} dimensions, the axes say {len(axes)}")
     n = len(axes)

@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import store as store_location
 from .job import Job, dry_run, plan_job, preflight
 from .nifti import InputVolume
 from .qc import write_qc
@@ -75,14 +76,18 @@ def resample(
     log: Callable[[str], None] | None = None, spacing_label: str | None = None, force: bool = False,
     dry_run: bool = False, labels: bool = False, antialias: bool = False, levels: int = 1, qc=None,
     scheduler: str | None = None, local_cluster: int | None = None, client=None, report: Report | None = None,
+    storage_options: dict | None = None,
 ) -> ResampleResult:
     """Resample a NIfTI (or any nibabel spatial image) file to a new spacing.
 
     Parameters
     ----------
-    input, output : path
+    input, output : path or URL
         Input: a NIfTI (or any image nibabel opens with a raw data offset) or
-        an OME-Zarr folder.  Output: .nii, .nii.gz, or .zarr (OME-Zarr).
+        an OME-Zarr folder.  Output: .nii, .nii.gz, or .zarr (OME-Zarr).  A
+        URL (``s3://``, ``gs://``, ``az://``, ``https://`` to read) is read
+        through fsspec: an OME-Zarr input, reference or output, or a
+        ``.nii``/``.nii.gz`` input (copied into the scratch folder first).
     spacing : 3 floats or None
         Requested spacing of x, y, z; None keeps that axis' spacing.
     shape : 3 ints, optional
@@ -138,6 +143,10 @@ def resample(
         Run on a dask.distributed cluster: a scheduler's address, a number of
         local worker processes, or a ``Client`` (default: the active one, if
         any).  The input and ``tmp_dir`` must be visible to every worker.
+    storage_options : dict, optional
+        fsspec options for every URL of the run (``endpoint_url``, ``anon``,
+        ``key``/``secret``...); credentials otherwise come from the
+        environment and the protocol library's config.
     """
     t_start = time.perf_counter()
     arguments = dict(locals())  # the parameters as passed: what was asked
@@ -166,13 +175,14 @@ def run_job(job: Job, report: Report, t_start: float) -> ResampleResult:
     moved into place, then read back, compared and drawn as asked."""
     r, vol = job.request, job.volume
     report(Started())
-    vol.attach_data(r.scratch)
+    vol.attach_data(r.scratch, report.bar)
     timings = dict(vol.timings)
     _warn_if_labels(job)
     with job.executor as executor:
         if executor.remote:
-            executor.check_visible([vol.data_file, r.store_root if job.via_store else str(r.output.parent)])
-            report(OnCluster(executor.describe(), job.store if job.via_store else None,
+            out_root = r.output if store_location.is_url(r.output) else str(r.output.parent)
+            executor.check_visible([vol.data_file, r.store_root if job.via_store else out_root], r.storage_options)
+            report(OnCluster(executor.describe(), store_location.display(job.store) if job.via_store else None,
                              job.sink.where(job.stages[0])))
         t0 = time.perf_counter()
         for stage in job.stages:
@@ -209,12 +219,13 @@ def _finish(job: Job, report: Report, timings: dict, t_start: float) -> Resample
         write_qc(r.qc, in_source=vol.source, in_shape=vol.shape, in_affine=vol.affine,
                  in_spacing_mm=vol.spacing * vol.unit_to_mm, out_source=out_data, out_shape=out_shape,
                  out_affine=out_affine, out_spacing_mm=true_mm, in_slope=vol.slope, in_inter=vol.inter,
-                 title=f"{vol.path.name} -> {r.output.name}, {INTERPOLATION_NAMES[r.order]}")
+                 title=f"{store_location.name(vol.path)} -> {store_location.name(r.output)}, "
+                       f"{INTERPOLATION_NAMES[r.order]}")
         timings["qc"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     report(Finished(in_shape=vol.shape, out_shape=out_shape, grid=job.grid.grid, target_mm=job.target_mm,
                     true_mm=true_mm, verified_mm=verified_mm, nifti2=job.nifti2 and r.kind != ".zarr",
-                    kept_store=job.store if r.keep_zarr and job.via_store else None, stats=stats, qc=r.qc,
+                    kept_store=store_location.display(job.store) if r.keep_zarr and job.via_store else None, stats=stats, qc=r.qc,
                     timings=timings))
     return _result(job, verified_mm, out_shape, out_affine, timings, stats)
 
@@ -223,8 +234,8 @@ def _result(job: Job, verified_mm, out_shape=None, affine=None, timings=None, st
     r, vol, g = job.request, job.volume, job.grid
     to_mm = vol.unit_to_mm
     return ResampleResult(
-        input=str(vol.path),
-        output=str(r.output),
+        input=store_location.display(vol.path),
+        output=store_location.display(r.output),
         in_shape=tuple(vol.shape),
         out_shape=job.out_shape if out_shape is None else out_shape,
         in_spacing_mm=tuple(float(v) for v in vol.spacing * to_mm),

@@ -326,6 +326,8 @@ def fmt3(values, fmt) -> str:
 
 def timing_text(t: dict) -> str:
     parts = []
+    if "copy" in t:
+        parts.append(f"copying input {t['copy']:.2f} s")
     if "decompress" in t:
         parts.append(f"decompressing input {t['decompress']:.2f} s")
     parts.append(f"resampling {t['compute']:.2f} s")

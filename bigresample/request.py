@@ -11,7 +11,7 @@ the arguments and at the filesystem's folders only.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -37,12 +37,12 @@ class Request:
     """A checked request.  ``spacing`` (x, y, z; None keeps an axis), ``shape``
     and ``reference`` are the three ways to name the target; exactly one is set."""
 
-    input: Path
-    output: Path
+    input: Path | str  # a URL stays a string (store.is_url)
+    output: Path | str
     kind: str  # the output's format: ".nii", ".nii.gz" or ".zarr"
     spacing: tuple[float | None, ...] | None
     shape: tuple[int, int, int] | None
-    reference: Path | None
+    reference: Path | str | None
     units: str
     order: int
     grid: str
@@ -53,7 +53,7 @@ class Request:
     memory_limit: int
     workers: int
     store_root: str  # where an intermediate zarr store goes: a folder or a URL
-    scratch: Path  # where other scratch files go (a decompressed input)
+    scratch: Path  # where other scratch files go (a decompressed or copied input; a URL output's journal)
     keep_zarr: bool
     compare: bool
     spacing_label: str | None
@@ -66,13 +66,15 @@ class Request:
     scheduler: str | None
     local_cluster: int | None
     client: object
+    #: fsspec options for every URL of the run (--storage-option); never printed
+    storage_options: dict = field(default_factory=dict, repr=False)
 
     @classmethod
     def make(cls, input, output, *, spacing=None, shape=None, reference=None, units="mm", order=1,
              grid="center", mode="nearest", cval=0.0, dtype=None, chunks=None, memory_limit=None,
              workers=None, tmp_dir=None, keep_zarr=False, compare=False, spacing_label=None, force=False,
              dry_run=False, labels=False, antialias=False, levels=1, qc=None, scheduler=None,
-             local_cluster=None, client=None) -> Request:
+             local_cluster=None, client=None, storage_options=None) -> Request:
         """Check the arguments of ``bigresample.resample`` and return them as a request."""
         n_targets = sum(v is not None for v in (spacing, shape, reference))
         if n_targets != 1:
@@ -84,41 +86,45 @@ class Request:
             raise UsageError(f"units must be 'mm' or 'um'; got {units!r}")
         order = 0 if labels else parse_order(order)
         mode, grid = parse_mode(mode), parse_grid(grid)
-        for role, value in (("input", input), ("reference", reference)):
-            if value is not None and store_location.is_url(str(value)):
-                raise UsageError(f"{role} must be a local file or folder (URLs are not read); got {value}")
-        in_path, out_path = Path(input), Path(output)
+        options = parse_storage_options(storage_options)
+        in_path, out_path = _location(input), _location(output)
+        ref_path = None if reference is None else _location(reference)
+        _check_urls(in_path, out_path, ref_path, tmp_dir, options)
         kind = output_kind(out_path)
         levels = _check_levels(levels, kind, out_path, reference)
         if reference is not None and grid != "center":
             raise UsageError(f"--grid {grid} has no meaning with --reference (the reference's grid is used)")
         qc = _check_qc(qc)
-        _check_paths(in_path, out_path, None if reference is None else Path(reference))
+        _check_paths(in_path, out_path, ref_path)
         limit = parse_memory(memory_limit) if memory_limit is not None else default_memory_limit()
         workers = int(workers) if workers is not None else (os.cpu_count() or 1)
         if workers < 1:
             raise UsageError(f"workers must be >= 1; got {workers}")
-        store_root = str(tmp_dir) if tmp_dir is not None else str(out_path.parent)
-        why = store_location.problem(store_root)
+        # scratch files (a copied or decompressed input, a URL output's journal) stay local:
+        # --tmp-dir when it is a folder, else the output's folder, else the current one
+        if tmp_dir is not None and not store_location.is_url(str(tmp_dir)):
+            scratch = Path(tmp_dir)
+        else:
+            scratch = Path.cwd() if store_location.is_url(out_path) else out_path.parent
+        store_root = str(tmp_dir) if tmp_dir is not None else str(scratch)
+        why = store_location.problem(store_root, options, write=True)
         if why:
             raise UsageError(f"--tmp-dir {'URL' if store_location.is_url(store_root) else 'folder'} "
-                             f"cannot be used: {store_root}: {why}")
+                             f"cannot be used: {store_location.display(store_root)}: {why}")
         if scheduler is not None and local_cluster is not None:
             raise ClusterError("give --scheduler or --local-cluster, not both")
         if local_cluster is not None and int(local_cluster) < 1:
             raise ClusterError(f"--local-cluster needs at least 1 worker; got {local_cluster}")
         return cls(
             input=in_path, output=out_path, kind=kind, spacing=spacing, shape=shape,
-            reference=None if reference is None else Path(reference), units=units, order=order, grid=grid,
+            reference=ref_path, units=units, order=order, grid=grid,
             mode=mode, cval=float(cval), dtype=None if dtype is None else np.dtype(dtype).newbyteorder("="),
             chunks=None if chunks is None else tuple(chunks), memory_limit=limit, workers=workers,
-            store_root=store_root,
-            # a URL holds only the zarr store; other scratch files stay beside the output
-            scratch=out_path.parent if store_location.is_url(store_root) else Path(store_root),
+            store_root=store_root, scratch=scratch,
             keep_zarr=bool(keep_zarr), compare=bool(compare), spacing_label=spacing_label, force=bool(force),
             dry_run=bool(dry_run), labels=bool(labels), antialias=bool(antialias), levels=levels, qc=qc,
             scheduler=scheduler, local_cluster=None if local_cluster is None else int(local_cluster),
-            client=client,
+            client=client, storage_options=options,
         )
 
     @property
@@ -168,7 +174,7 @@ def _check_levels(levels, kind: str, out_path: Path, reference) -> int:
     if not (isinstance(levels, (int, np.integer)) and levels >= 1):
         raise UsageError(f"--levels must be a whole number >= 1; got {levels!r}")
     if levels > 1 and kind != ".zarr":
-        raise UsageError(f"--levels needs an OME-Zarr output (.zarr); got {out_path.name!r}")
+        raise UsageError(f"--levels needs an OME-Zarr output (.zarr); got {store_location.name(out_path)!r}")
     if reference is not None and levels > 1:
         raise UsageError("--levels needs a spacing or --shape: a reference image gives one grid")
     return int(levels)
@@ -186,7 +192,56 @@ def _check_qc(qc) -> Path | None:
     return qc
 
 
-def _check_paths(in_path: Path, out_path: Path, reference: Path | None) -> None:
+def parse_storage_options(options) -> dict:
+    """``--storage-option KEY=VALUE`` items (or a dict, from the API) as fsspec's keyword arguments."""
+    if options is None:
+        return {}
+    if isinstance(options, dict):
+        return dict(options)
+    out = {}
+    for item in options:
+        try:
+            key, value = store_location.parse_option(item)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        out[key] = value
+    return out
+
+
+def _location(value) -> Path | str:
+    """A path as a Path; a URL kept as its string (a Path would fold its ``//``)."""
+    return str(value).rstrip("/") if store_location.is_url(str(value)) else Path(value)
+
+
+def _check_urls(in_path, out_path, reference, tmp_dir, options: dict) -> None:
+    """The URLs among the locations: a protocol fsspec knows, its library
+    installed, an output that can be written there.  Connects to nothing."""
+    for role, value, write in (("input", in_path, False), ("reference", reference, False),
+                               ("output", out_path, True)):
+        if not store_location.is_url(value):
+            continue
+        if role == "output" and not value.lower().rstrip("/").endswith(".zarr"):
+            raise UsageError(f"an output URL must be an OME-Zarr (.zarr): NIfTI files are written to a local "
+                             f"folder; got {store_location.display(value)}")
+        why = store_location.problem(value, options, write=write)
+        if why:
+            raise UsageError(f"{role} URL cannot be used: {store_location.display(value)}: {why}")
+    if options and not any(store_location.is_url(str(v)) for v in (in_path, out_path, reference, tmp_dir)
+                           if v is not None):
+        raise UsageError("--storage-option is for URLs (s3://..., gs://...), and no input, output, reference or "
+                         "--tmp-dir is one")
+
+
+def _check_paths(in_path, out_path, reference) -> None:
+    if store_location.is_url(in_path) or store_location.is_url(out_path) or store_location.is_url(reference):
+        same = [r for r, v in (("input", in_path), ("reference", reference))
+                if v is not None and str(v).rstrip("/") == str(out_path).rstrip("/")]
+        if same:
+            raise UsageError(f"output would overwrite the {same[0]}: {store_location.display(out_path)}")
+        if store_location.is_url(out_path):
+            return
+        in_path = Path("/nonexistent-url") if store_location.is_url(in_path) else in_path
+        reference = None if store_location.is_url(reference) else reference
     if in_path.resolve() == out_path.resolve() or _same_file(in_path, out_path):
         raise UsageError(f"output would overwrite the input: {out_path}")
     if reference is not None and (reference.resolve() == out_path.resolve() or _same_file(reference, out_path)):

@@ -367,13 +367,14 @@ class StoreWriter:
         self.array[tuple(region)[::-1]] = block  # block: file order, C-contiguous
 
 
-def _open_store(address: str, layout: dict, done: dict, ngff_order=False):
+def _open_store(address: str, layout: dict, done: dict, given: dict | None = None):
     """The zarr v3 array at ``address`` for ``layout`` (shape, chunks, dtype):
     reopened when ``done`` says it holds finished blocks and its layout
-    matches, else created afresh.  Returns ``(array, done)``."""
+    matches, else created afresh.  Returns ``(array, done)``.  ``given``: the
+    run's fsspec options, for a URL."""
     import zarr
 
-    options = store_location.storage_options(address)
+    options = store_location.storage_options(address, given)
     local = not store_location.is_url(address)
     if local:
         safefs.check_leftover(address, want_dir=True)
@@ -416,19 +417,19 @@ class StoreThenNifti(_NiftiFile):
     remote = True
     in_store = True
 
-    def __init__(self, output, header, kind, store: str, keep: bool):
+    def __init__(self, output, header, kind, store: str, keep: bool, options: dict | None = None):
         super().__init__(output, header, kind)
-        self.store, self.keep = store, keep
+        self.store, self.keep, self.options = store, keep, options
 
     def where(self, stage) -> str:
-        return self.store
+        return store_location.display(self.store)
 
     def describe(self) -> str:
-        return f"the zarr store {self.store}"
+        return f"the zarr store {store_location.display(self.store)}"
 
     def begin(self, stage, done):
         layout = store_layout(stage.blocks.shape, stage.blocks.block, self.header.get_data_dtype())
-        self.array, done = _open_store(self.store, layout, done)
+        self.array, done = _open_store(self.store, layout, done, self.options)
         return StoreWriter(self.array), done
 
     def finish(self, progress) -> None:
@@ -441,7 +442,7 @@ class StoreThenNifti(_NiftiFile):
 
     def cleanup(self) -> None:
         if not self.keep:
-            store_location.remove(self.store)
+            store_location.remove(self.store, self.options)
 
 
 def stream_store(array, path, hdr, progress) -> None:
@@ -467,37 +468,67 @@ def stream_store(array, path, hdr, progress) -> None:
 
 class OmeZarr(Sink):
     """An NGFF 0.5 image: a group with level 0 (then each pyramid level) as
-    arrays in NGFF order, written chunk by chunk by the workers; the finished
-    folder replaces the output."""
+    arrays in NGFF order, written chunk by chunk by the workers.
+
+    In a folder, the partial folder (group metadata first) replaces the
+    output when finished.  At a URL (an object store has no rename), the
+    arrays are written under the output's own prefix and the group's
+    ``zarr.json``, which holds the multiscales metadata, last: a reader finds
+    no image there until every array is complete.  An image already at the
+    URL is removed when the run starts (its metadata first), so that no reader
+    sees old metadata over new chunks."""
 
     remote = True
 
-    def __init__(self, output, header, kind, attrs: dict, dtype, affine):
-        super().__init__(output, header, kind)
-        self.attrs, self.dtype, self.affine = attrs, np.dtype(dtype), affine
+    def __init__(self, output, header, kind, attrs: dict, dtype, affine, options: dict | None = None):
+        self.url = store_location.is_url(output)
+        if self.url:
+            self.output, self.header, self.kind, self.partial = output, header, kind, None
+        else:
+            super().__init__(output, header, kind)
+        self.attrs, self.dtype, self.affine, self.options = attrs, np.dtype(dtype), affine, options
+
+    @property
+    def root(self):
+        """Where the arrays are written: the partial folder, or the output URL itself."""
+        return self.output if self.url else self.partial
 
     def where(self, stage) -> str:
-        return str(self.partial / str(stage.level))
+        return store_location.display(store_location.join(self.root, str(stage.level)))
+
+    def describe(self) -> str:
+        if self.url:
+            return f"the arrays at {store_location.display(self.output)}"
+        return super().describe()
 
     def begin(self, stage, done):
-        if stage.level == 0 and not (done and (self.partial / "zarr.json").exists()):
+        if self.url:
+            if stage.level == 0 and not done:
+                store_location.remove_image(self.output, self.options)
+        elif stage.level == 0 and not (done and (self.partial / "zarr.json").exists()):
             done = {}
             safefs.make_dir(self.partial)
             ome.create_group(self.partial, self.attrs)
         layout = store_layout(stage.blocks.shape, stage.blocks.block, self.dtype, ngff=True)
-        array, done = _open_store(str(self.partial / str(stage.level)), layout, done)
+        array, done = _open_store(store_location.join(self.root, str(stage.level)), layout, done, self.options)
         return StoreWriter(ome.NgffWriter(array)), done
 
     def finish(self, progress) -> None:
-        written = ome.open_image(self.partial)
+        written = ome.open_image(self.root, self.options)
         if written.shape != tuple(int(n) for n in self.header.get_data_shape()):
             raise RuntimeError(f"written OME-Zarr has shape {written.shape}, expected "
                                f"{tuple(self.header.get_data_shape())}")
+        if self.url:
+            levels = len(self.attrs["ome"]["multiscales"][0]["datasets"])
+            for level in range(1, levels):
+                ome.open_image(self.output, self.options, level)  # every level's array is there
+            ome.create_group(self.output, self.attrs, self.options)  # the metadata last: now the image exists
+            return
         _replace_folder(self.partial, self.output)
 
     def written(self):
-        scale = ome.written_scale(self.output)
-        return ome.open_image(self.output), self.affine, np.array(scale[-3:][::-1])
+        scale = ome.written_scale(self.output, self.options)
+        return ome.open_image(self.output, self.options), self.affine, np.array(scale[-3:][::-1])
 
 
 def _replace_folder(new: Path, target: Path) -> None:

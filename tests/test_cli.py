@@ -223,7 +223,7 @@ def test_nifti2_is_written_when_a_dimension_exceeds_32767(tmp_path):
         (["--z-spacing", "0.2", "--tmp-dir", "nosuchproto://bucket/x"],
          "--tmp-dir URL cannot be used: nosuchproto://bucket/x: Protocol not known: nosuchproto"),
         pytest.param(["--z-spacing", "0.2", "--tmp-dir", "gs://bucket/x"],
-                     "--tmp-dir URL cannot be used: gs://bucket/x: Please install gcsfs to access Google Storage",
+                     "--tmp-dir URL cannot be used: gs://bucket/x: the gs:// protocol needs gcsfs: pip install gcsfs",
                      marks=pytest.mark.skipif(importlib.util.find_spec("gcsfs") is not None, reason="gcsfs installed")),
     ],
 )

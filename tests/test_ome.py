@@ -247,10 +247,11 @@ def test_a_6d_nifti_cannot_be_an_ome_zarr_and_says_so_in_one_line(tmp_path, caps
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nii"]
 
 
-def test_an_input_url_is_refused_in_one_line(tmp_path, capsys):
-    assert main(["s3://bucket/image.zarr", str(tmp_path / "out.nii"), "--z-spacing", "0.2"]) == 2
+def test_an_input_url_of_an_unknown_protocol_is_refused_in_one_line(tmp_path, capsys):
+    assert main(["nosuchproto://bucket/image.zarr", str(tmp_path / "out.nii"), "--z-spacing", "0.2"]) == 2
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "input must be a local file or folder (URLs are not read)" in err
+    assert err.count("\n") == 1 and "input URL cannot be used: nosuchproto://bucket/image.zarr: Protocol not known" in err
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_rewriting_an_ome_zarr_input_in_place_changes_its_identity(tmp_path):

@@ -146,8 +146,8 @@ def test_a_2d_image(tmp_path, capsys):
         (["--z-spacing", "0.2", "--order", "-1"], "--order must be 0-5; got -1"),
         (["--z-spacing", "0.2", "--mode", "edge"], "mode must be one of"),
         (["--z-spacing", "0.2", "--memory-limit", "lots"], "memory limit must look like"),
-        (["--reference", "s3://bucket/ref.nii"],
-         "reference must be a local file or folder (URLs are not read); got s3://bucket/ref.nii"),
+        (["--reference", "nosuchproto://bucket/ref.nii"],
+         "reference URL cannot be used: nosuchproto://bucket/ref.nii: Protocol not known: nosuchproto"),
     ],
 )
 def test_bad_arguments(tmp_path, capsys, good, args, message):
