@@ -39,10 +39,14 @@ from .request import Request, UsageError
 from .sinks import GzipNifti, OmeZarr, RawNifti, Sink, StoreThenNifti
 from .transform import AffineResampler
 
-#: An output this many times the input's size is refused without ``force``
-#: (most likely a typo in the spacing), unless it is under ``MIN_REFUSED_BYTES``.
+# The size rules (docs/usage.md, "Size rules"), checked by ``size_rules``, written here once.
+# Each guards against a slip in the spacing (a unit, a digit) and yields to ``force``:
+#: too large: an output more than MAX_GROWTH times the input's bytes *and* more than MIN_REFUSED_BYTES;
 MAX_GROWTH = 16
 MIN_REFUSED_BYTES = 2**30
+#: too small: an axis shrinking by more than MAX_SHRINK times to fewer than MIN_KEPT_VOXELS voxels.
+MAX_SHRINK = 16
+MIN_KEPT_VOXELS = 4
 
 
 @dataclass(frozen=True)
@@ -291,13 +295,11 @@ def preflight(job: Job) -> None:
         safefs.check_leftover(stage.journal)
     if job.via_store and not store_location.is_url(job.store):
         safefs.check_leftover(job.store, want_dir=True)
+    if not r.force:
+        size_rules(job)
     out_bytes = job.out_bytes
-    in_bytes = prod(vol.shape) * vol.dtype.itemsize
-    if not r.force and out_bytes > max(MAX_GROWTH * in_bytes, MIN_REFUSED_BYTES):
-        raise UsageError(
-            f"output would be {format_bytes(out_bytes)}, {out_bytes / max(in_bytes, 1):.0f}x the input "
-            f"(shape {job.out_shape}): check the spacing, or add --force"
-        )
+    if vol.compressed:  # as attach_data will check it
+        check_free_space(r.scratch, vol.decompressed_bytes, "decompressing the input")
     need = out_bytes // 2 if r.kind == ".nii.gz" else out_bytes  # compressed: an estimate
     partial = job.sink.partial
     if partial.is_file():
@@ -309,6 +311,40 @@ def preflight(job: Job) -> None:
         else:
             check_free_space(r.store_root, out_bytes, f"the zarr store ({format_bytes(out_bytes)})")
     check_free_space(r.output.parent, need, what)
+
+
+def size_rules(job: Job) -> None:
+    """Refuse an output too large or too small to be meant (the rules above); ``force`` skips this."""
+    vol, r = job.volume, job.request
+    out_bytes = job.out_bytes
+    in_bytes = prod(vol.shape) * vol.dtype.itemsize
+    if out_bytes > MAX_GROWTH * in_bytes and out_bytes > MIN_REFUSED_BYTES:
+        raise UsageError(
+            f"output would be {format_bytes(out_bytes)}, {out_bytes / max(in_bytes, 1):.0f}x the input "
+            f"(shape {job.out_shape}): check the spacing, or add --force"
+        )
+    if isinstance(job.grid, ReferenceGrid):
+        return  # a reference's axes need not be the input's: its shape is what was asked
+    for a, n, m in zip("xyz", vol.shape[:3], job.out_shape[:3]):
+        if n > MAX_SHRINK * m and m < MIN_KEPT_VOXELS:
+            raise UsageError(
+                f"{a}-axis would shrink from {n} to {m} voxel{'s' if m != 1 else ''} ({n / m:.0f}x smaller, "
+                f"shape {job.out_shape}): check the spacing{_microns_hint(job)}, or add --force"
+            )
+
+
+def _microns_hint(job: Job) -> str:
+    """``; did you mean --units um?`` when the spacing asked for, read as microns, is a plausible
+    change of the input's spacing (at most ``MAX_SHRINK`` times either way on every axis given)."""
+    r = job.request
+    if r.spacing is None or r.units != "mm":
+        return ""
+    cur_mm = job.volume.spacing * job.volume.unit_to_mm
+    ratios = [v / 1000 / c for v, c in zip(r.spacing, cur_mm) if v is not None]
+    if ratios and all(1 / MAX_SHRINK <= q <= MAX_SHRINK for q in ratios):
+        given = " ".join(f"{v:g}" for v in r.spacing if v is not None)
+        return f" ({given} looks like microns: add --units um)"
+    return ""
 
 
 def _same_filesystem(a, b) -> bool:

@@ -124,6 +124,12 @@ class InputVolume:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
     @property
+    def decompressed_bytes(self) -> int:
+        """What decompressing a gzip-compressed input writes (its header and voxels)."""
+        proxy = self.image.dataobj
+        return int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * proxy.dtype.itemsize
+
+    @property
     def unit_to_mm(self) -> float:
         return UNIT_TO_MM.get(self.units, 1.0)
 
@@ -139,7 +145,7 @@ class InputVolume:
         proxy = self.image.dataobj
         data_file = proxy.file_like if isinstance(proxy.file_like, str) else None
         if data_file is not None and _is_gzip(Path(data_file)):
-            need = int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * proxy.dtype.itemsize
+            need = self.decompressed_bytes
             folder = Path(scratch_dir) if scratch_dir is not None else self.path.parent
             check_free_space(folder, need, "decompressing the input")
             name = Path(data_file).name

@@ -1,7 +1,7 @@
 """What a run tells its user: small events, and the renderers that turn them into text.
 
 Planning and running emit events (``Opening``, ``Targeted``, ``GridChosen``,
-``Planned``, ``DryRun``, ``Started``, ``OnCluster``, ``NotResuming``,
+``Planned``, ``DryRun``, ``Verdict``, ``Started``, ``OnCluster``, ``NotResuming``,
 ``Pyramid``, ``Resumed``, ``Finished``) through a ``Report``; nothing else in
 the package prints.  ``TextReport`` renders them as the report the command line
 prints (the seed script's lines first); ``Report()`` renders nothing, which is
@@ -92,6 +92,11 @@ class DryRun:
     peak_bytes: int
     memory_limit: int
     disk: tuple[str, ...]  # one entry per folder written
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A dry run passed every check the run makes before it starts."""
 
 
 @dataclass(frozen=True)
@@ -242,6 +247,9 @@ class TextReport(Report):
         yield (f"  Memory: ~{format_bytes(e.block_bytes)} per block, ~{format_bytes(e.peak_bytes)} peak "
                f"(budget {format_bytes(e.memory_limit)})")
         yield f"  Disk: {'; '.join(e.disk)}"
+
+    def _verdict(self, e: Verdict):
+        yield "Verdict: every check passed (size rules, free disk space, files beside the output); the run would go ahead."
 
     def _started(self, e: Started):
         yield ""

@@ -101,11 +101,12 @@ def test_a_1e15_voxel_request_is_refused_at_once_in_flat_memory(tmp_path):
     assert took < 1.0, took  # imports included
     assert rss < 200 * 2**20, format_bytes(rss)
     assert sorted(f.name for f in tmp_path.iterdir()) == ["in.nii"]
-    # with --force --dry-run, the plan is printed as fast
+    # with --force --dry-run, the plan is printed as fast, and the disk check refuses it as the run would
     rc, took, rss, p = _measured(args + ["--force", "--dry-run"])
-    assert rc == 0, p.stderr
+    assert rc == 2, p.stderr
     assert "Dry run: nothing is read or written." in p.stdout
     assert "Output shape: (128000, 128000, 75000) (float32)" in p.stdout
+    assert "not enough disk space" in p.stderr and "Verdict" not in p.stdout
     assert took < 1.0, took
     assert rss < 200 * 2**20
 

@@ -80,6 +80,7 @@ Dry run: nothing is read or written.
   Blocks: 14 of 48x40x2 voxels, 2 at a time
   Memory: ~155.6 KiB per block, ~100.3 MiB peak (budget 953.7 MiB)
   Disk: output 210.0 KiB in .; decompressed input 26.2 KiB in . (removed afterwards)
+Verdict: every check passed (size rules, free disk space, files beside the output); the run would go ahead.
 """
 
 
