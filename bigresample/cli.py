@@ -44,12 +44,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input image (.nii, .nii.gz, .hdr/.img, .mgz, ...) and output (.nii, .nii.gz, or .zarr "
                         "for OME-Zarr); with --output-dir, any number of inputs")
     p.add_argument("--labels", action="store_true",
-                   help="the input is a label map: nearest neighbour (order 0), every output value an input label")
+                   help="the input is a label map: nearest neighbour (order 0, whatever --order says), every output "
+                        "value an input label; not with --antialias")
     bt = p.add_argument_group("several inputs")
     bt.add_argument("--output-dir", metavar="DIR",
                     help="resample every INPUT into DIR, keeping its name (plus --suffix); one failure does not "
                          "stop the others; exit status 2 if any failed")
     bt.add_argument("--suffix", default="", help="added to each output name before its extension (with --output-dir)")
+    bt.add_argument("--verbose", action="store_true",
+                    help="with --output-dir: print every file's full report (default: one line per file)")
     _target_options(p.add_argument_group("spacing (use --spacing, or any of the per-axis options)"))
     _interpolation_options(p.add_argument_group("interpolation"))
     _execution_options(p.add_argument_group("execution"))
@@ -208,9 +211,13 @@ def main(argv=None) -> int:
                 return _demo(args, log, progress)
             if args.order not in range(6):
                 raise UsageError(f"--order must be 0-5; got {args.order}")
+            if args.verbose and args.quiet:
+                raise UsageError("give --verbose or --quiet, not both")
             if args.output_dir is not None:
                 target, label = _target_from_args(args)
-                return _batch(args, target, label, log, progress)
+                return _batch(args, target, label, log if args.verbose else None, progress)
+            if args.verbose:
+                raise UsageError("--verbose is for --output-dir (a single run prints its full report already)")
             if len(args.paths) != 2:
                 raise UsageError(f"need INPUT and OUTPUT (or --output-dir DIR, or --demo); got {len(args.paths)} "
                                  "paths")
@@ -261,8 +268,8 @@ def batch_output(input, output_dir, suffix="") -> Path:
 
 
 def _batch(args, target, label, log, progress) -> int:
-    """Every input into ``--output-dir``; one summary line each; exit status 2
-    if any failed.  Ctrl-C stops the batch (the interrupted file resumes on a
+    """Every input into ``--output-dir``; one summary line each (and, with
+    ``--verbose``, its report: ``log``); exit status 2 if any failed.  Ctrl-C stops the batch (the interrupted file resumes on a
     rerun, as a single run would)."""
     if not args.paths:
         raise UsageError("--output-dir needs at least one INPUT")

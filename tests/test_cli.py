@@ -370,6 +370,39 @@ def test_batch_exit_status_is_0_when_all_succeed_and_names_are_kept(tmp_path, ca
     assert capsys.readouterr().out.splitlines()[-1] == "bigresample: 1 of 1 done"
 
 
+def test_batch_prints_one_line_per_file_by_default_and_the_reports_with_verbose(tmp_path, capsys):
+    a, b = tmp_path / "a.nii", tmp_path / "b.nii"
+    make_volume(a)
+    make_volume(b, seed=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main([str(a), str(b), "--output-dir", str(out), "--z-spacing", "0.15", "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(" (")[0] for ln in lines] == [f"bigresample: ok {a} -> {out / 'a.nii'}",
+                                                   f"bigresample: ok {b} -> {out / 'b.nii'}",
+                                                   "bigresample: 2 of 2 done"]
+    assert main([str(a), str(b), "--output-dir", str(out), "--z-spacing", "0.15", "--no-progress",
+                 "--verbose"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("Done!") == 2 and text.count("Original volume shape") == 2
+    assert text.splitlines()[-1] == "bigresample: 2 of 2 done"
+    assert f"Done!\nbigresample: ok {a} -> {out / 'a.nii'}" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--output-dir", "OUT", "--verbose", "--quiet"], "give --verbose or --quiet, not both"),
+    (["OUTFILE", "--verbose"], "--verbose is for --output-dir (a single run prints its full report already)"),
+])
+def test_verbose_is_for_batches(tmp_path, capsys, args, message):
+    a = tmp_path / "a.nii"
+    make_volume(a)
+    (tmp_path / "out").mkdir()
+    args = [str(tmp_path / "out") if v == "OUT" else str(tmp_path / "o.nii") if v == "OUTFILE" else v for v in args]
+    assert main([str(a), *args, "--z-spacing", "0.15"]) == 2
+    assert capsys.readouterr().err == f"bigresample: error: {message}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii", "out"] and not any((tmp_path / "out").iterdir())
+
+
 @pytest.mark.parametrize("name, expected", [("x.nii", "x_s.nii"), ("x.NII.GZ", "x_s.NII.GZ"),
                                             ("x.mgz", "x_s.nii.gz"), ("x.img", "x_s.nii.gz")])
 def test_batch_output_names(name, expected):
