@@ -150,9 +150,8 @@ class Job:
 def plan_job(request: Request, report: Report = Report()) -> Job:
     """Plan ``request`` (see the module docstring); the caller closes ``job.volume``."""
     ref = open_input(request.reference, read_data=False, role="reference") if request.reference else None
-    fmt = "OME-Zarr image" if ome.is_ome_zarr(request.input) else "NIfTI file"
-    report(Opening(request.input, fmt))
     vol = open_input(request.input, scratch_dir=request.scratch, read_data=False)
+    report(Opening(request.input, vol.format))
     grid, target_mm, target = _target(request, vol, ref, report)
     out_dtype = np.dtype(vol.image.get_data_dtype() if request.dtype is None else request.dtype).newbyteorder("=")
     if "constant" in request.mode and not np.isfinite(request.cval) and out_dtype.kind in "iub":
@@ -198,11 +197,13 @@ def _target(request: Request, vol: InputVolume, ref, report: Report):
     r = request
     if g is not None:
         report(GridChosen(g.grid, r.order, r.mode, r.cval, reference=ref.path, reference_shape=tuple(g.out_shape),
-                          aligned=g.is_axis_aligned, rotation_degrees=g.rotation_degrees()))
+                          orientation=g.orientation().describe(), labels=r.labels,
+                          asked_order=r.asked_order))
         return g, target_mm, g.output_spacing()
     target = same_as_stored(target_mm / to_mm, vol.spacing)
     g = make_grid(vol.shape[:3], vol.spacing, target, r.grid)
-    report(GridChosen(g.grid, r.order, r.mode, r.cval, zoom=vol.spacing / target))
+    report(GridChosen(g.grid, r.order, r.mode, r.cval, zoom=vol.spacing / target, labels=r.labels,
+                      asked_order=r.asked_order))
     return g, target_mm, target
 
 

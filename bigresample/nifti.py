@@ -93,6 +93,17 @@ def decompress(src: Path, fd: int, limit: int, slack: int = 0, chunk: int = 16 *
                          "(header and voxels): refused, as a decompression bomb would be")
 
 
+#: nibabel's image classes (most derived first along the MRO) and the format they read
+FORMAT_NAMES = {
+    "Nifti2Image": "NIfTI-2 image", "Nifti2Pair": "NIfTI-2 pair (.hdr/.img)",
+    "Nifti1Image": "NIfTI-1 image", "Nifti1Pair": "NIfTI-1 pair (.hdr/.img)",
+    "Spm2AnalyzeImage": "SPM2 Analyze image", "Spm99AnalyzeImage": "SPM99 Analyze image",
+    "AnalyzeImage": "Analyze 7.5 image", "MGHImage": "MGH image", "Minc1Image": "MINC1 image",
+    "Minc2Image": "MINC2 image", "PARRECImage": "PAR/REC image", "AFNIImage": "AFNI BRIK/HEAD image",
+    "GiftiImage": "GIFTI image", "Cifti2Image": "CIFTI-2 image",
+}
+
+
 @dataclass
 class InputVolume:
     """An opened input: geometry, raw-value reader and the header to carry over."""
@@ -122,6 +133,20 @@ class InputVolume:
     @property
     def data_bytes(self) -> int:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
+
+    @property
+    def format(self) -> str:
+        """What was opened, named after nibabel's image class: "NIfTI-1 image",
+        "MINC2 image", "OME-Zarr image"..."""
+        if self.extra_axes is not None:
+            return "OME-Zarr image"
+        for cls in type(self.image).__mro__:
+            if cls.__name__ in FORMAT_NAMES:
+                name = FORMAT_NAMES[cls.__name__]
+                break
+        else:
+            name = type(self.image).__name__
+        return name + (" (gzip-compressed)" if self.compressed else "")
 
     @property
     def decompressed_bytes(self) -> int:

@@ -12,6 +12,7 @@ import pytest
 from bigresample import make_grid, resample, resample_nifti_spacing, voxel_spacing
 from bigresample.cli import main
 from bigresample.nifti import NiftiWriter
+from bigresample.request import UsageError
 
 from .conftest import assert_matches_reference, make_volume, scipy_reference  # noqa: F401 (others import it here)
 
@@ -425,10 +426,33 @@ def test_labels_forces_nearest_neighbour_so_every_value_is_a_label(tmp_path, cap
     out = tmp_path / "out.nii.gz"
     assert main([str(src), str(out), "--spacing", "0.13", "0.07", "0.15", "--order", "3", "--labels"]) == 0
     captured = capsys.readouterr()
-    assert "Nearest" in captured.out and "warning" not in captured.err
+    assert "Interpolation method: Nearest Neighbor\nLabels: a label map is resampled by nearest neighbour, every " \
+           "output value an input label (--order 3 is not used)\n" in captured.out
+    assert "warning" not in captured.err
     got = np.asanyarray(nib.load(out).dataobj)
     assert got.dtype == np.int16 and set(np.unique(got)) <= set(labels.tolist())
     check_output(src, out, [0.13, 0.07, 0.15], order=0)  # identical to scipy at order 0
+
+
+@pytest.mark.parametrize("target", [["--spacing", "0.3", "0.3", "0.3"], ["--reference", "REF"]])
+def test_labels_with_antialias_is_refused_in_one_line(tmp_path, capsys, target):
+    """Smoothing a label map invents values between labels (3-10 in a {0, 1, 2, 11, 12} map)."""
+    src = tmp_path / "seg.nii"
+    _label_volume(src)
+    if "REF" in target:
+        a = np.diag([0.3, 0.3, 0.3, 1.0])
+        a[:3, :3] = a[:3, :3] @ np.array([[0.96, -0.28, 0], [0.28, 0.96, 0], [0, 0, 1.0]])
+        nib.save(nib.Nifti1Image(np.zeros((8, 7, 5), np.float32), a), tmp_path / "ref.nii")
+        target = ["--reference", str(tmp_path / "ref.nii")]
+    out = tmp_path / "out.nii"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main([str(src), str(out), *target, "--labels", "--antialias"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("bigresample: error: --labels cannot be combined with --antialias: smoothing a label map blends "
+                   "neighbouring labels into values that are not labels\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    with pytest.raises(UsageError, match="--labels cannot be combined with --antialias"):
+        resample(src, out, spacing=(0.3, 0.3, 0.3), labels=True, antialias=True)
 
 
 def test_a_label_map_resampled_with_order_above_0_gets_a_one_line_warning(tmp_path, capsys):

@@ -196,7 +196,7 @@ def test_the_text_report_renders_the_planning_events(tmp_path):
     make_volume(tmp_path / "in.nii", shape=(40, 30, 20))
     plan_job(Request.make(tmp_path / "in.nii", tmp_path / "o.nii", spacing=(None, None, 0.2), memory_limit="1GB",
                           workers=2, spacing_label="z=0.2"), TextReport(lines.append))
-    assert lines[0] == f"Loading NIfTI file: {tmp_path / 'in.nii'}"
+    assert lines[0] == f"Loading NIfTI-1 image: {tmp_path / 'in.nii'}"
     assert "Changing spacing: z=0.2" in lines
     assert "  z-axis: Downsampling (0.5000x)" in lines
     assert lines[-2] == "Block plan: 40x30x1 output voxels per block, 10 blocks, 2 workers, ~65.6 KiB per block"
