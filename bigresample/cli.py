@@ -20,6 +20,7 @@ import numpy as np
 from ._version import __version__
 from .errors import BigresampleError
 from .pipeline import LabelMapWarning, UsageError, resample
+from .plan import format_bytes
 from .report import summary_line
 from .runner import Interrupted
 from .splines import MODES
@@ -120,7 +121,8 @@ def _output_options(g) -> None:
     g.add_argument("--force", action="store_true", help="write an output more than 16x the input's size")
     g.add_argument("--debug", action="store_true", help="show tracebacks")
     g.add_argument("--demo", action="store_true",
-                     help="make a brain phantom at 100 um in ./bigresample-demo and resample it to 100x100x150 um")
+                     help="make a brain phantom at 100 um in ./bigresample-demo and resample it to 100x100x150 um "
+                          "(leaves 500 MiB there, and says so)")
     g.add_argument("--version", action="version", version=f"bigresample {__version__}")
 
 
@@ -326,15 +328,15 @@ def _demo(args, log, progress) -> int:
 
     folder = Path("bigresample-demo")
     folder.mkdir(exist_ok=True)
-    src = folder / "phantom_100um.nii"
+    src, out = folder / "phantom_100um.nii", folder / "phantom_100x100x150um.nii"
     if log:
-        log(f"Making a brain phantom {DEMO_SHAPE} at 100 um: {src}")
+        log(f"Making a brain phantom {DEMO_SHAPE} at 100 um ({format_bytes(_nifti_bytes(DEMO_SHAPE))}): {src}")
     make_phantom(src)
     if log:
         log("")
     resample(
         src,
-        folder / "phantom_100x100x150um.nii",
+        out,
         spacing=[None, None, 0.15],
         compare=True,
         progress=progress,
@@ -342,7 +344,16 @@ def _demo(args, log, progress) -> int:
         spacing_label="z=0.15",
         **_options(args),
     )
+    if log:
+        sizes = [p.stat().st_size for p in (src, out)]
+        log("")
+        log(f"The demo left {format_bytes(sum(sizes))} in {folder.resolve()}: the phantom ({format_bytes(sizes[0])}) "
+            f"and its resampled copy ({format_bytes(sizes[1])}); remove them with: rm -r {folder}")
     return 0
+
+
+def _nifti_bytes(shape, itemsize=4) -> int:
+    return 352 + int(np.prod(shape)) * itemsize
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -258,6 +258,12 @@ def test_the_demo_runs_the_main_job(tmp_path, monkeypatch, capsys):
     assert main(["--demo", "--no-progress"]) == 0
     report = capsys.readouterr().out
     assert "Resampled volume shape: (512, 512, 200)" in report and "Done!" in report
+    assert "Making a brain phantom (512, 512, 300) at 100 um (300.0 MiB): bigresample-demo/phantom_100um.nii" in report
+    assert report.splitlines()[-1] == (
+        f"The demo left 500.0 MiB in {tmp_path / 'bigresample-demo'}: the phantom (300.0 MiB) and its resampled "
+        "copy (200.0 MiB); remove them with: rm -r bigresample-demo")
+    assert sorted(p.name for p in (tmp_path / "bigresample-demo").iterdir()) == [
+        "phantom_100um.nii", "phantom_100x100x150um.nii"]
     out = nib.load(tmp_path / "bigresample-demo" / "phantom_100x100x150um.nii")
     np.testing.assert_allclose(voxel_spacing(out.affine), [0.1, 0.1, 0.15], rtol=1e-6)
 
