@@ -39,7 +39,7 @@ from .request import Request, UsageError
 from .sinks import GzipNifti, OmeZarr, RawNifti, Sink, StoreThenNifti
 from .transform import AffineResampler
 
-# The size rules (docs/usage.md, "Size rules"), checked by ``size_rules``, written here once.
+# The size rules (docs/usage.md, "Size rules"), checked by ``size_rules`` as soon as the grid is known.
 # Each guards against a slip in the spacing (a unit, a digit) and yields to ``force``:
 #: too large: an output more than MAX_GROWTH times the input's bytes *and* more than MIN_REFUSED_BYTES;
 MAX_GROWTH = 16
@@ -158,6 +158,8 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
         raise UsageError(f"--cval {request.cval:g} needs a float output (e.g. --dtype float32); the output type is "
                          f"{out_dtype.name}")
     extra = tuple(vol.shape[3:])
+    if not request.force:  # before the blocks are planned: a slip in the spacing gets this line, not another
+        size_rules(vol, request, grid, out_dtype)
     journal = request.output.parent / f".{request.output.name}.bigresample-journal"
     first = _stage(request, vol, 0, grid, out_dtype, extra, journal, gzip=request.kind == ".nii.gz")
     report(Planned(smoothing=first.smoothing, block=first.plan.block, n_blocks=len(first.blocks),
@@ -296,8 +298,6 @@ def preflight(job: Job) -> None:
         safefs.check_leftover(stage.journal)
     if job.via_store and not store_location.is_url(job.store):
         safefs.check_leftover(job.store, want_dir=True)
-    if not r.force:
-        size_rules(job)
     out_bytes = job.out_bytes
     if vol.compressed:  # as attach_data will check it
         check_free_space(r.scratch, vol.decompressed_bytes, "decompressing the input")
@@ -314,33 +314,33 @@ def preflight(job: Job) -> None:
     check_free_space(r.output.parent, need, what)
 
 
-def size_rules(job: Job) -> None:
-    """Refuse an output too large or too small to be meant (the rules above); ``force`` skips this."""
-    vol, r = job.volume, job.request
-    out_bytes = job.out_bytes
+def size_rules(vol: InputVolume, r: Request, grid, out_dtype) -> None:
+    """Refuse an output too large or too small to be meant (the rules above), from
+    the grid alone; ``plan_job`` calls it unless ``force``."""
+    out_shape = tuple(grid.out_shape) + tuple(vol.shape[3:])
+    out_bytes = prod(out_shape) * np.dtype(out_dtype).itemsize
     in_bytes = prod(vol.shape) * vol.dtype.itemsize
     if out_bytes > MAX_GROWTH * in_bytes and out_bytes > MIN_REFUSED_BYTES:
         raise UsageError(
             f"output would be {format_bytes(out_bytes)}, {out_bytes / max(in_bytes, 1):.0f}x the input "
-            f"(shape {job.out_shape}): check the spacing, or add --force"
+            f"(shape {out_shape}): check the spacing, or add --force"
         )
-    if isinstance(job.grid, ReferenceGrid):
+    if isinstance(grid, ReferenceGrid):
         return  # a reference's axes need not be the input's: its shape is what was asked
-    for a, n, m in zip("xyz", vol.shape[:3], job.out_shape[:3]):
+    for a, n, m in zip("xyz", vol.shape[:3], out_shape[:3]):
         if n > MAX_SHRINK * m and m < MIN_KEPT_VOXELS:
             raise UsageError(
                 f"{a}-axis would shrink from {n} to {m} voxel{'s' if m != 1 else ''} ({n / m:.0f}x smaller, "
-                f"shape {job.out_shape}): check the spacing{_microns_hint(job)}, or add --force"
+                f"shape {out_shape}): check the spacing{_microns_hint(vol, r)}, or add --force"
             )
 
 
-def _microns_hint(job: Job) -> str:
-    """``; did you mean --units um?`` when the spacing asked for, read as microns, is a plausible
-    change of the input's spacing (at most ``MAX_SHRINK`` times either way on every axis given)."""
-    r = job.request
+def _microns_hint(vol: InputVolume, r: Request) -> str:
+    """`` (... looks like microns: add --units um)`` when the spacing asked for, read as microns, is a
+    plausible change of the input's spacing (at most ``MAX_SHRINK`` times either way on every axis given)."""
     if r.spacing is None or r.units != "mm":
         return ""
-    cur_mm = job.volume.spacing * job.volume.unit_to_mm
+    cur_mm = vol.spacing * vol.unit_to_mm
     ratios = [v / 1000 / c for v, c in zip(r.spacing, cur_mm) if v is not None]
     if ratios and all(1 / MAX_SHRINK <= q <= MAX_SHRINK for q in ratios):
         given = " ".join(f"{v:g}" for v in r.spacing if v is not None)

@@ -12,6 +12,7 @@ import pytest
 
 from bigresample.executors import Dask, Threads
 from bigresample.job import plan_job, preflight
+from bigresample.nifti import DiskSpaceError
 from bigresample.plan import format_bytes
 from bigresample.report import Planned, Report, TextReport
 from bigresample.request import Request, UsageError
@@ -64,13 +65,15 @@ def test_planning_a_huge_grid_costs_no_time_and_no_memory(tmp_path):
     arithmetic, never by enumerating its 1e8 blocks."""
     make_volume(tmp_path / "in.nii", shape=(128, 128, 75))
     t0 = time.perf_counter()
-    job = plan_job(Request.make(tmp_path / "in.nii", tmp_path / "out.nii", spacing=(1e-4, 1e-4, 1e-4)))
+    job = plan_job(Request.make(tmp_path / "in.nii", tmp_path / "out.nii", spacing=(1e-4, 1e-4, 1e-4), force=True))
     took = time.perf_counter() - t0
     assert job.out_shape == (128_000, 128_000, 75_000)
     assert len(job.blocks) > 10**7
     assert took < 1.0
-    with pytest.raises(UsageError, match=r"output would be .* check the spacing, or add --force"):
+    with pytest.raises(DiskSpaceError, match=r"not enough disk space"):
         preflight(job)
+    with pytest.raises(UsageError, match=r"output would be .* check the spacing, or add --force"):
+        plan_job(Request.make(tmp_path / "in.nii", tmp_path / "out.nii", spacing=(1e-4, 1e-4, 1e-4)))
 
 
 # peak RSS from VmHWM: getrusage's ru_maxrss keeps the forking parent's peak across exec

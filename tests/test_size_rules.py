@@ -67,17 +67,16 @@ def test_a_shape_can_be_too_small_too(tmp_path, capsys):
 ])
 def test_the_too_small_rule_exactly(tmp_path, n, spacing, allowed):
     src = _template(tmp_path / "in.nii", shape=(n, 8, 8))
-    job = plan_job(Request.make(src, tmp_path / "o.nii", spacing=(spacing, None, None)))
-    try:
-        m = job.out_shape[0]
-        assert (n > MAX_SHRINK * m and m < MIN_KEPT_VOXELS) is (not allowed)
-        if allowed:
-            size_rules(job)
-        else:
-            with pytest.raises(UsageError, match=f"x-axis would shrink from {n} to {m} voxels"):
-                size_rules(job)
-    finally:
-        job.volume.close()
+    job = plan_job(Request.make(src, tmp_path / "o.nii", spacing=(spacing, None, None), force=True))
+    job.volume.close()
+    m = job.out_shape[0]
+    assert (n > MAX_SHRINK * m and m < MIN_KEPT_VOXELS) is (not allowed)
+    if allowed:
+        size_rules(job.volume, job.request, job.grid, job.out_dtype)
+        plan_job(Request.make(src, tmp_path / "o.nii", spacing=(spacing, None, None))).volume.close()
+    else:
+        with pytest.raises(UsageError, match=f"x-axis would shrink from {n} to {m} voxels"):
+            plan_job(Request.make(src, tmp_path / "o.nii", spacing=(spacing, None, None)))
 
 
 @pytest.mark.parametrize("spacing, allowed", [
@@ -87,17 +86,15 @@ def test_the_too_small_rule_exactly(tmp_path, n, spacing, allowed):
 def test_the_too_large_rule_exactly(tmp_path, spacing, allowed):
     src = tmp_path / "in.nii"
     make_volume(src, shape=(64, 64, 32))
-    job = plan_job(Request.make(src, tmp_path / "o.nii", spacing=spacing))
-    try:
-        in_bytes = 64 * 64 * 32 * 4
-        assert (job.out_bytes > MAX_GROWTH * in_bytes and job.out_bytes > MIN_REFUSED_BYTES) is (not allowed)
-        if allowed:
-            size_rules(job)
-        else:
-            with pytest.raises(UsageError, match="output would be .* check the spacing, or add --force"):
-                size_rules(job)
-    finally:
-        job.volume.close()
+    job = plan_job(Request.make(src, tmp_path / "o.nii", spacing=spacing, force=True))
+    job.volume.close()
+    in_bytes = 64 * 64 * 32 * 4
+    assert (job.out_bytes > MAX_GROWTH * in_bytes and job.out_bytes > MIN_REFUSED_BYTES) is (not allowed)
+    if allowed:
+        size_rules(job.volume, job.request, job.grid, job.out_dtype)
+    else:
+        with pytest.raises(UsageError, match="output would be .* check the spacing, or add --force"):
+            size_rules(job.volume, job.request, job.grid, job.out_dtype)
 
 
 @pytest.mark.parametrize("args, message", [
@@ -110,8 +107,16 @@ def test_a_dry_run_refuses_as_the_run_does(tmp_path, capsys, args, message):
     out = tmp_path / "out.nii"
     run = _refused(tmp_path, capsys, [src, out, *args], message)
     dry = _refused(tmp_path, capsys, [src, out, *args, "--dry-run"], message)
-    assert dry.err == run.err
-    assert "Dry run: nothing is read or written." in dry.out and "Verdict" not in dry.out
+    assert dry.err == run.err and dry.out == run.out  # refused as soon as the grid is known, before any plan
+
+
+def test_an_extreme_downsampling_gets_the_size_rule_not_a_planning_error(tmp_path, capsys):
+    """0.1 mm to 100 mm: the block planner cannot fit one block's window; the size rule speaks first."""
+    src = tmp_path / "in.nii"
+    make_volume(src, shape=(200, 40, 30))
+    _refused(tmp_path, capsys, [src, tmp_path / "o.nii", "--spacing", "100", "100", "150", "--memory-limit", "300MB"],
+             "x-axis would shrink from 200 to 1 voxel (200x smaller, shape (1, 1, 1)): check the spacing (100 100 150 "
+             "looks like microns: add --units um), or add --force")
 
 
 def test_a_dry_run_checks_the_disk_as_the_run_does(tmp_path, capsys, monkeypatch):
