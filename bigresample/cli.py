@@ -83,7 +83,9 @@ def _interpolation_options(g) -> None:
         help="spline order: 0=nearest, 1=linear (default), 2=quadratic, 3=cubic, 4, 5",
     )
     g.add_argument("--grid", choices=("center", "origin", "zoom"), default="center",
-                    help="output grid convention (default center; see README)")
+                    help="where the output voxels sit (default center: field of view centred; origin: first "
+                         "voxel kept, as nibabel and SimpleITK; zoom: as scipy.ndimage.zoom; see "
+                         "docs/grids-and-exactness.md)")
     g.add_argument("--mode", default="nearest", metavar="MODE",
                     help=f"boundary mode, as scipy.ndimage: {', '.join(MODES)} (default nearest)")
     g.add_argument("--cval", type=float, default=0.0, help="value outside the input for constant modes")
@@ -271,8 +273,9 @@ def batch_output(input, output_dir, suffix="") -> Path:
 
 def _batch(args, target, label, log, progress) -> int:
     """Every input into ``--output-dir``; one summary line each (and, with
-    ``--verbose``, its report: ``log``); exit status 2 if any failed.  Ctrl-C stops the batch (the interrupted file resumes on a
-    rerun, as a single run would)."""
+    ``--verbose``, its report: ``log``); exit status 2 if any failed.  Ctrl-C
+    stops the batch (the interrupted file resumes on a rerun, as a single run
+    would)."""
     if not args.paths:
         raise UsageError("--output-dir needs at least one INPUT")
     if not Path(args.output_dir).is_dir():

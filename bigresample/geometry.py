@@ -3,7 +3,7 @@
 numpy only, no files.  Everything here works on a ``(shape, affine)`` pair so it
 can be tested without a single image (as ``nibabel.spaces`` does).
 
-Conventions (README.md, "Grids").  Per spatial axis: ``n`` input voxels,
+Conventions (docs/grids-and-exactness.md, "Grids").  Per spatial axis: ``n`` input voxels,
 spacing ``s`` (the norm of that affine column, so rotated affines work),
 requested spacing ``t``, ratio ``r = t / s``, output size
 ``m = max(1, int(round(n * (s / t))))`` (as ``scipy.ndimage.zoom`` computes it

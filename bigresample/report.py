@@ -256,7 +256,8 @@ class TextReport(Report):
         yield f"  Disk: {'; '.join(e.disk)}"
 
     def _verdict(self, e: Verdict):
-        yield "Verdict: every check passed (size rules, free disk space, files beside the output); the run would go ahead."
+        yield ("Verdict: every check passed (size rules, free disk space, files beside the output); "
+               "the run would go ahead.")
 
     def _started(self, e: Started):
         yield ""

@@ -46,5 +46,6 @@ def test_the_default_center_grid_is_offset_from_theirs_as_the_report_says(tmp_pa
     assert main([str(tmp_path / "in.nii"), str(out), "--spacing", "1.5", "1.5", "1.5"]) == 0
     assert f"Grid: center (field of view centred, spacing exact)\n  {CENTER_VS_OTHERS}\n" in capsys.readouterr().out
     n, m = np.array([40, 46, 38]), np.array([27, 31, 25])
-    np.testing.assert_allclose(nib.load(out).affine[:3, 3], np.array([-20.0, -23.0, -19.0]) + ((n - 1) - (m - 1) * 1.5) / 2)
+    shift = ((n - 1) - (m - 1) * 1.5) / 2
+    np.testing.assert_allclose(nib.load(out).affine[:3, 3], np.array([-20.0, -23.0, -19.0]) + shift)
     assert nib.load(out).affine[2, 3] == pytest.approx(-19.0 + 0.5)  # z: 37 mm of centres, 36 mm of output
