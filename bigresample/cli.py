@@ -115,12 +115,16 @@ def _output_options(g) -> None:
     g.add_argument("--levels", type=int, default=1, metavar="N",
                      help="OME-Zarr output: a pyramid of N levels, level k at 2^k times the spacing (default 1)")
     g.add_argument("--qc", metavar="PNG",
-                     help="also draw orthogonal slices of input and output through the same point (needs matplotlib)")
+                     help="also draw input and output planes through the same point, both in world coordinates "
+                          "(needs matplotlib)")
     g.add_argument("--quiet", action="store_true", help="no report, no progress bars")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     g.add_argument("--dry-run", action="store_true",
-                     help="print the plan (shapes, blocks, memory and disk needed) and stop")
-    g.add_argument("--force", action="store_true", help="write an output more than 16x the input's size")
+                     help="print the plan (shapes, blocks, memory and disk needed), run every check a run would "
+                          "make, and stop (exit status 2 if the run would be refused)")
+    g.add_argument("--force", action="store_true",
+                     help="skip the size rules: an output over 16x the input's size and over 1 GiB, or an axis "
+                          "shrunk over 16x to fewer than 4 voxels, is refused otherwise")
     g.add_argument("--debug", action="store_true", help="show tracebacks")
     g.add_argument("--demo", action="store_true",
                      help="make a brain phantom at 100 um in ./bigresample-demo and resample it to 100x100x150 um "

@@ -129,10 +129,12 @@ def resample(
         For an OME-Zarr output: a multiscale pyramid of this many levels,
         level k at 2^k times the spacing (each resampled from the input).
     qc : path, optional
-        Also draw orthogonal slices of input and output through the same
-        physical point into this PNG (needs matplotlib).
+        Also draw the axial, coronal and sagittal planes of input and output
+        through the same physical point into this PNG, both rows in world
+        coordinates (needs matplotlib; ``bigresample.qc``).
     labels : bool
-        The input is a label map: order 0 whatever ``order`` says.  Without it,
+        The input is a label map: order 0 whatever ``order`` says (refused with
+        ``antialias``: smoothing would invent labels).  Without it,
         an integer image with few distinct values gets a ``LabelMapWarning``.
     dry_run : bool
         Report the plan (shapes, blocks, memory and disk), run every check the
