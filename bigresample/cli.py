@@ -20,6 +20,7 @@ import numpy as np
 from ._version import __version__
 from .errors import BigresampleError
 from .pipeline import LabelMapWarning, UsageError, resample
+from .plan import format_bytes
 from .report import summary_line
 from .runner import Interrupted
 from .splines import MODES
@@ -44,12 +45,15 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input image (.nii, .nii.gz, .hdr/.img, .mgz, ...) and output (.nii, .nii.gz, or .zarr "
                         "for OME-Zarr); with --output-dir, any number of inputs")
     p.add_argument("--labels", action="store_true",
-                   help="the input is a label map: nearest neighbour (order 0), every output value an input label")
+                   help="the input is a label map: nearest neighbour (order 0, whatever --order says), every output "
+                        "value an input label; not with --antialias")
     bt = p.add_argument_group("several inputs")
     bt.add_argument("--output-dir", metavar="DIR",
                     help="resample every INPUT into DIR, keeping its name (plus --suffix); one failure does not "
                          "stop the others; exit status 2 if any failed")
     bt.add_argument("--suffix", default="", help="added to each output name before its extension (with --output-dir)")
+    bt.add_argument("--verbose", action="store_true",
+                    help="with --output-dir: print every file's full report (default: one line per file)")
     _target_options(p.add_argument_group("spacing (use --spacing, or any of the per-axis options)"))
     _interpolation_options(p.add_argument_group("interpolation"))
     _execution_options(p.add_argument_group("execution"))
@@ -79,7 +83,9 @@ def _interpolation_options(g) -> None:
         help="spline order: 0=nearest, 1=linear (default), 2=quadratic, 3=cubic, 4, 5",
     )
     g.add_argument("--grid", choices=("center", "origin", "zoom"), default="center",
-                    help="output grid convention (default center; see README)")
+                    help="where the output voxels sit (default center: field of view centred; origin: first "
+                         "voxel kept, as nibabel and SimpleITK; zoom: as scipy.ndimage.zoom; see "
+                         "docs/grids-and-exactness.md)")
     g.add_argument("--mode", default="nearest", metavar="MODE",
                     help=f"boundary mode, as scipy.ndimage: {', '.join(MODES)} (default nearest)")
     g.add_argument("--cval", type=float, default=0.0, help="value outside the input for constant modes")
@@ -113,15 +119,20 @@ def _output_options(g) -> None:
     g.add_argument("--levels", type=int, default=1, metavar="N",
                      help="OME-Zarr output: a pyramid of N levels, level k at 2^k times the spacing (default 1)")
     g.add_argument("--qc", metavar="PNG",
-                     help="also draw orthogonal slices of input and output through the same point (needs matplotlib)")
+                     help="also draw input and output planes through the same point, both in world coordinates "
+                          "(needs matplotlib)")
     g.add_argument("--quiet", action="store_true", help="no report, no progress bars")
     g.add_argument("--no-progress", action="store_true", help="no progress bars")
     g.add_argument("--dry-run", action="store_true",
-                     help="print the plan (shapes, blocks, memory and disk needed) and stop")
-    g.add_argument("--force", action="store_true", help="write an output more than 16x the input's size")
+                     help="print the plan (shapes, blocks, memory and disk needed), run every check a run would "
+                          "make, and stop (exit status 2 if the run would be refused)")
+    g.add_argument("--force", action="store_true",
+                     help="skip the size rules: an output over 16x the input's size and over 1 GiB, or an axis "
+                          "shrunk over 16x to fewer than 4 voxels, is refused otherwise")
     g.add_argument("--debug", action="store_true", help="show tracebacks")
     g.add_argument("--demo", action="store_true",
-                     help="make a brain phantom at 100 um in ./bigresample-demo and resample it to 100x100x150 um")
+                     help="make a brain phantom at 100 um in ./bigresample-demo and resample it to 100x100x150 um "
+                          "(leaves 500 MiB there, and says so)")
     g.add_argument("--version", action="version", version=f"bigresample {__version__}")
 
 
@@ -212,9 +223,13 @@ def main(argv=None) -> int:
                 return _demo(args, log, progress)
             if args.order not in range(6):
                 raise UsageError(f"--order must be 0-5; got {args.order}")
+            if args.verbose and args.quiet:
+                raise UsageError("give --verbose or --quiet, not both")
             if args.output_dir is not None:
                 target, label = _target_from_args(args)
-                return _batch(args, target, label, log, progress)
+                return _batch(args, target, label, log if args.verbose else None, progress)
+            if args.verbose:
+                raise UsageError("--verbose is for --output-dir (a single run prints its full report already)")
             if len(args.paths) != 2:
                 raise UsageError(f"need INPUT and OUTPUT (or --output-dir DIR, or --demo); got {len(args.paths)} "
                                  "paths")
@@ -265,9 +280,10 @@ def batch_output(input, output_dir, suffix="") -> Path:
 
 
 def _batch(args, target, label, log, progress) -> int:
-    """Every input into ``--output-dir``; one summary line each; exit status 2
-    if any failed.  Ctrl-C stops the batch (the interrupted file resumes on a
-    rerun, as a single run would)."""
+    """Every input into ``--output-dir``; one summary line each (and, with
+    ``--verbose``, its report: ``log``); exit status 2 if any failed.  Ctrl-C
+    stops the batch (the interrupted file resumes on a rerun, as a single run
+    would)."""
     if not args.paths:
         raise UsageError("--output-dir needs at least one INPUT")
     if not Path(args.output_dir).is_dir():
@@ -324,15 +340,15 @@ def _demo(args, log, progress) -> int:
 
     folder = Path("bigresample-demo")
     folder.mkdir(exist_ok=True)
-    src = folder / "phantom_100um.nii"
+    src, out = folder / "phantom_100um.nii", folder / "phantom_100x100x150um.nii"
     if log:
-        log(f"Making a brain phantom {DEMO_SHAPE} at 100 um: {src}")
+        log(f"Making a brain phantom {DEMO_SHAPE} at 100 um ({format_bytes(_nifti_bytes(DEMO_SHAPE))}): {src}")
     make_phantom(src)
     if log:
         log("")
     resample(
         src,
-        folder / "phantom_100x100x150um.nii",
+        out,
         spacing=[None, None, 0.15],
         compare=True,
         progress=progress,
@@ -340,7 +356,16 @@ def _demo(args, log, progress) -> int:
         spacing_label="z=0.15",
         **_options(args),
     )
+    if log:
+        sizes = [p.stat().st_size for p in (src, out)]
+        log("")
+        log(f"The demo left {format_bytes(sum(sizes))} in {folder.resolve()}: the phantom ({format_bytes(sizes[0])}) "
+            f"and its resampled copy ({format_bytes(sizes[1])}); remove them with: rm -r {folder}")
     return 0
+
+
+def _nifti_bytes(shape, itemsize=4) -> int:
+    return 352 + int(np.prod(shape)) * itemsize
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,7 @@
 numpy only, no files.  Everything here works on a ``(shape, affine)`` pair so it
 can be tested without a single image (as ``nibabel.spaces`` does).
 
-Conventions (README.md, "Grids").  Per spatial axis: ``n`` input voxels,
+Conventions (docs/grids-and-exactness.md, "Grids").  Per spatial axis: ``n`` input voxels,
 spacing ``s`` (the norm of that affine column, so rotated affines work),
 requested spacing ``t``, ratio ``r = t / s``, output size
 ``m = max(1, int(round(n * (s / t))))`` (as ``scipy.ndimage.zoom`` computes it
@@ -23,6 +23,7 @@ and for every grid ``A_out @ [o, 1] == A_in @ [x(o), 1]``.
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -278,12 +279,68 @@ class ReferenceGrid:
     def output_spacing(self, spacing=None) -> np.ndarray:
         return voxel_spacing(self.out_affine)
 
+    def orientation(self) -> Orientation:
+        """How the reference's axes sit relative to the input's: see ``orientation``."""
+        in_dirs = self.out_affine[:3, :3] @ np.linalg.inv(self.matrix)  # A_in's columns, in the same units
+        return orientation(in_dirs, self.out_affine[:3, :3])
+
     def rotation_degrees(self) -> float:
-        """Angle between the reference's axes and the input's (0 when aligned),
-        from the rotation part of the matrix (polar decomposition)."""
-        u, _, vt = np.linalg.svd(self.matrix)
-        rot = u @ vt
-        return float(np.degrees(np.arccos(np.clip((np.trace(rot) - 1) / 2, -1.0, 1.0))))
+        """The angle of the rotation left once flips and permutations are taken
+        out (0 for an axis-aligned, flipped or permuted reference)."""
+        return self.orientation().degrees
+
+
+@dataclass(frozen=True)
+class Orientation:
+    """The reference's axes seen from the input's: reference axis ``j`` runs
+    along input axis ``axes[j]``, the other way when ``flipped[j]``, then
+    turned by a proper rotation of ``degrees``."""
+
+    axes: tuple[int, int, int]
+    flipped: tuple[bool, bool, bool]
+    degrees: float
+
+    def describe(self) -> str:
+        """``x flipped, axes permuted (y, x, z), then rotated 9.00 degrees``, or
+        ``axes aligned with the input's``."""
+        parts = [f"{'xyz'[i]} flipped" for i, f in sorted(zip(self.axes, self.flipped)) if f]
+        if self.axes != (0, 1, 2):
+            parts.append(f"axes permuted ({', '.join('xyz'[i] for i in self.axes)})")
+        if self.degrees >= 0.005:
+            parts.append(("then " if parts else "") + f"rotated {self.degrees:.2f} degrees")
+        if not parts:
+            return "axes aligned with the input's"
+        return ", ".join(parts) + " relative to the input" + ("" if self.degrees >= 0.005 else "'s axes")
+
+
+def _rotation_part(a3) -> np.ndarray:
+    """The orthogonal factor of the polar decomposition of ``a3`` (an affine's
+    directions without their scaling, even when sheared)."""
+    u, _, vt = np.linalg.svd(np.asarray(a3, dtype=np.float64))
+    return u @ vt
+
+
+def orientation(in_directions, ref_directions) -> Orientation:
+    """Split the reference's axes, seen from the input's, into the signed
+    permutation nearest to them (flips and permutations, which a viewer shows
+    as such) and the proper rotation left, by its angle.  Both arguments are
+    the 3x3 direction parts of the affines (columns: the voxel axes in world
+    space, any scaling)."""
+    q = _rotation_part(in_directions).T @ _rotation_part(ref_directions)  # column j: reference axis j, input axes
+    det = np.sign(np.linalg.det(q))
+    best = None
+    for perm in itertools.permutations(range(3)):
+        for signs in itertools.product((1.0, -1.0), repeat=3):
+            p = np.zeros((3, 3))
+            p[list(perm), [0, 1, 2]] = signs
+            if np.sign(np.linalg.det(p)) != det:
+                continue  # the rest must be a proper rotation
+            trace = float(np.trace(p.T @ q))
+            if best is None or trace > best[0] + 1e-12:
+                best = (trace, perm, signs)
+    trace, perm, signs = best
+    degrees = float(np.degrees(np.arccos(np.clip((trace - 1) / 2, -1.0, 1.0))))
+    return Orientation(tuple(int(i) for i in perm), tuple(bool(v < 0) for v in signs), degrees)
 
 
 def reference_grid(in_shape, in_affine, ref_shape, ref_affine) -> ReferenceGrid:

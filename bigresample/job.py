@@ -40,10 +40,14 @@ from .request import Request, UsageError
 from .sinks import GzipMembers, GzipNifti, OmeZarr, RawNifti, Sink, StoreThenNifti
 from .transform import AffineResampler
 
-#: An output this many times the input's size is refused without ``force``
-#: (most likely a typo in the spacing), unless it is under ``MIN_REFUSED_BYTES``.
+# The size rules (docs/usage.md, "Size rules"), checked by ``size_rules`` as soon as the grid is known.
+# Each guards against a slip in the spacing (a unit, a digit) and yields to ``force``:
+#: too large: an output more than MAX_GROWTH times the input's bytes *and* more than MIN_REFUSED_BYTES;
 MAX_GROWTH = 16
 MIN_REFUSED_BYTES = 2**30
+#: too small: an axis shrinking by more than MAX_SHRINK times to fewer than MIN_KEPT_VOXELS voxels.
+MAX_SHRINK = 16
+MIN_KEPT_VOXELS = 4
 
 
 @dataclass(frozen=True)
@@ -151,12 +155,8 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     opts = request.storage_options
     ref = open_input(request.reference, read_data=False, role="reference", storage_options=opts) \
         if request.reference is not None else None
-    if store_location.is_url(request.input):
-        zarr_input = not request.input.lower().endswith((".nii", ".nii.gz"))
-    else:
-        zarr_input = ome.is_ome_zarr(request.input)
-    report(Opening(store_location.display(request.input), "OME-Zarr image" if zarr_input else "NIfTI file"))
     vol = open_input(request.input, scratch_dir=request.scratch, read_data=False, storage_options=opts)
+    report(Opening(store_location.display(request.input), vol.format))
     for v in (ref, vol):
         if v is not None and v.notes:
             report(InputNotes(v.path, v.notes))
@@ -169,6 +169,8 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
         raise UsageError(f"--cval {request.cval:g} needs a float output (e.g. --dtype float32); the output type is "
                          f"{out_dtype.name}")
     extra = tuple(vol.shape[3:])
+    if not request.force:  # before the blocks are planned: a slip in the spacing gets this line, not another
+        size_rules(vol, request, grid, out_dtype)
     journal = journal_path(request)
     executor = choose(request)
     first = _stage(request, vol, 0, grid, out_dtype, extra, journal, gzip=request.kind == ".nii.gz",
@@ -218,12 +220,14 @@ def _target(request: Request, vol: InputVolume, ref, report: Report):
     report(Targeted(vol.shape, cur_mm, vol.units, request.spacing_label, target_mm))
     r = request
     if g is not None:
-        report(GridChosen(g.grid, r.order, r.mode, r.cval, reference=store_location.display(ref.path), reference_shape=tuple(g.out_shape),
-                          aligned=g.is_axis_aligned, rotation_degrees=g.rotation_degrees()))
+        report(GridChosen(g.grid, r.order, r.mode, r.cval, reference=store_location.display(ref.path),
+                          reference_shape=tuple(g.out_shape), orientation=g.orientation().describe(),
+                          labels=r.labels, asked_order=r.asked_order))
         return g, target_mm, g.output_spacing()
     target = same_as_stored(target_mm / to_mm, vol.spacing)
     g = make_grid(vol.shape[:3], vol.spacing, target, r.grid)
-    report(GridChosen(g.grid, r.order, r.mode, r.cval, zoom=vol.spacing / target))
+    report(GridChosen(g.grid, r.order, r.mode, r.cval, zoom=vol.spacing / target, labels=r.labels,
+                      asked_order=r.asked_order))
     return g, target_mm, target
 
 
@@ -339,12 +343,8 @@ def preflight(job: Job) -> None:
     if job.via_store and store_location.is_url(job.store):
         store_location.check_reachable(job.store, r.storage_options)
     out_bytes = job.out_bytes
-    in_bytes = prod(vol.shape) * vol.dtype.itemsize
-    if not r.force and out_bytes > max(MAX_GROWTH * in_bytes, MIN_REFUSED_BYTES):
-        raise UsageError(
-            f"output would be {format_bytes(out_bytes)}, {out_bytes / max(in_bytes, 1):.0f}x the input "
-            f"(shape {job.out_shape}): check the spacing, or add --force"
-        )
+    if vol.compressed:  # as attach_data will check it
+        check_free_space(r.scratch, vol.decompressed_bytes, "decompressing the input")
     if remote_out:
         return  # an object store has no free space to ask
     need = out_bytes // 2 if r.kind == ".nii.gz" else out_bytes  # compressed: an estimate
@@ -358,6 +358,40 @@ def preflight(job: Job) -> None:
         else:
             check_free_space(r.store_root, out_bytes, f"the zarr store ({format_bytes(out_bytes)})")
     check_free_space(r.output.parent, need, what)
+
+
+def size_rules(vol: InputVolume, r: Request, grid, out_dtype) -> None:
+    """Refuse an output too large or too small to be meant (the rules above), from
+    the grid alone; ``plan_job`` calls it unless ``force``."""
+    out_shape = tuple(grid.out_shape) + tuple(vol.shape[3:])
+    out_bytes = prod(out_shape) * np.dtype(out_dtype).itemsize
+    in_bytes = prod(vol.shape) * vol.dtype.itemsize
+    if out_bytes > MAX_GROWTH * in_bytes and out_bytes > MIN_REFUSED_BYTES:
+        raise UsageError(
+            f"output would be {format_bytes(out_bytes)}, {out_bytes / max(in_bytes, 1):.0f}x the input "
+            f"(shape {out_shape}): check the spacing, or add --force"
+        )
+    if isinstance(grid, ReferenceGrid):
+        return  # a reference's axes need not be the input's: its shape is what was asked
+    for a, n, m in zip("xyz", vol.shape[:3], out_shape[:3]):
+        if n > MAX_SHRINK * m and m < MIN_KEPT_VOXELS:
+            raise UsageError(
+                f"{a}-axis would shrink from {n} to {m} voxel{'s' if m != 1 else ''} ({n / m:.0f}x smaller, "
+                f"shape {out_shape}): check the spacing{_microns_hint(vol, r)}, or add --force"
+            )
+
+
+def _microns_hint(vol: InputVolume, r: Request) -> str:
+    """`` (... looks like microns: add --units um)`` when the spacing asked for, read as microns, is a
+    plausible change of the input's spacing (at most ``MAX_SHRINK`` times either way on every axis given)."""
+    if r.spacing is None or r.units != "mm":
+        return ""
+    cur_mm = vol.spacing * vol.unit_to_mm
+    ratios = [v / 1000 / c for v, c in zip(r.spacing, cur_mm) if v is not None]
+    if ratios and all(1 / MAX_SHRINK <= q <= MAX_SHRINK for q in ratios):
+        given = " ".join(f"{v:g}" for v in r.spacing if v is not None)
+        return f" ({given} looks like microns: add --units um)"
+    return ""
 
 
 def _same_filesystem(a, b) -> bool:

@@ -139,7 +139,7 @@ def resample_array(
     -------
     dask.array.Array
         Nothing is computed until asked; ``.compute()`` equals the whole-array
-        scipy.ndimage call on the same grid (see README, "Exactness").
+        scipy.ndimage call on the same grid (see docs/grids-and-exactness.md, "Exactness").
     """
     k = _spatial_ndim(data.shape, spacing)
     g = make_grid(data.shape[:k], spacing, new_spacing, grid)

@@ -129,6 +129,17 @@ def copy_stream(fin, fd: int, limit: int, chunk: int = 16 * 2**20, on_bytes=None
     return written
 
 
+#: nibabel's image classes (most derived first along the MRO) and the format they read
+FORMAT_NAMES = {
+    "Nifti2Image": "NIfTI-2 image", "Nifti2Pair": "NIfTI-2 pair (.hdr/.img)",
+    "Nifti1Image": "NIfTI-1 image", "Nifti1Pair": "NIfTI-1 pair (.hdr/.img)",
+    "Spm2AnalyzeImage": "SPM2 Analyze image", "Spm99AnalyzeImage": "SPM99 Analyze image",
+    "AnalyzeImage": "Analyze 7.5 image", "MGHImage": "MGH image", "Minc1Image": "MINC1 image",
+    "Minc2Image": "MINC2 image", "PARRECImage": "PAR/REC image", "AFNIImage": "AFNI BRIK/HEAD image",
+    "GiftiImage": "GIFTI image", "Cifti2Image": "CIFTI-2 image",
+}
+
+
 @dataclass
 class InputVolume:
     """An opened input: geometry, raw-value reader and the header to carry over."""
@@ -205,6 +216,26 @@ class InputVolume:
         return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
     @property
+    def format(self) -> str:
+        """What was opened, named after nibabel's image class: "NIfTI-1 image",
+        "MINC2 image", "OME-Zarr image"..."""
+        if self.extra_axes is not None:
+            return "OME-Zarr image"
+        for cls in type(self.image).__mro__:
+            if cls.__name__ in FORMAT_NAMES:
+                name = FORMAT_NAMES[cls.__name__]
+                break
+        else:
+            name = type(self.image).__name__
+        return name + (" (gzip-compressed)" if self.compressed else "")
+
+    @property
+    def decompressed_bytes(self) -> int:
+        """What decompressing a gzip-compressed input writes (its header and voxels)."""
+        proxy = self.image.dataobj
+        return int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * proxy.dtype.itemsize
+
+    @property
     def unit_to_mm(self) -> float:
         return UNIT_TO_MM.get(self.units, 1.0)
 
@@ -225,7 +256,7 @@ class InputVolume:
         else:
             data_file = proxy.file_like if isinstance(proxy.file_like, str) else None
         if data_file is not None and not self.copied and _is_gzip(Path(data_file)):
-            need = int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * proxy.dtype.itemsize
+            need = self.decompressed_bytes
             folder = Path(scratch_dir) if scratch_dir is not None else self.path.parent
             check_free_space(folder, need, "decompressing the input")
             name = Path(data_file).name

@@ -3,7 +3,7 @@
     resample(**arguments)
       -> Request.make        what was asked, every rule checked once (request.py)
       -> plan_job            headers only, O(1) in the blocks (job.py)
-      -> preflight / dry_run refuse or describe before anything is read
+      -> dry_run / preflight describe, then refuse or go on, before anything is read
       -> run_job             voxels attached; each stage's blocks through the
                              executor (executors.py) into the sink (sinks.py),
                              the journal recording them (runner.py); the sink
@@ -32,7 +32,8 @@ from . import store as store_location
 from .job import Job, dry_run, plan_job, preflight
 from .nifti import InputVolume
 from .qc import write_qc
-from .report import AXES, INTERPOLATION_NAMES, Finished, OnCluster, Pyramid, Report, Resumed, Started, TextReport
+from .report import (AXES, INTERPOLATION_NAMES, Finished, OnCluster, Pyramid, Report, Resumed, Started, TextReport,
+                     Verdict)
 from .request import Request, UsageError
 from .runner import resume, run_stage
 from .stats import compare_stats
@@ -123,8 +124,9 @@ def resample(
         Receives the run's events instead (``log`` and ``progress`` are then
         ignored); ``TextReport`` renders them as text.
     force : bool
-        Write an output more than 16x the input's size (refused otherwise, as
-        most likely a typo in the spacing).
+        Skip the size rules (``job.size_rules``: an output more than 16x the
+        input's size and over 1 GiB, or an axis shrunk more than 16x to fewer
+        than 4 voxels, is refused otherwise, as most likely a slip in the spacing).
     antialias : bool
         Smooth each downsampled axis with a Gaussian first (sigma ``(r - 1) / 2``
         input voxels, scikit-image's rule; ``bigresample.antialias``).
@@ -132,13 +134,16 @@ def resample(
         For an OME-Zarr output: a multiscale pyramid of this many levels,
         level k at 2^k times the spacing (each resampled from the input).
     qc : path, optional
-        Also draw orthogonal slices of input and output through the same
-        physical point into this PNG (needs matplotlib).
+        Also draw the axial, coronal and sagittal planes of input and output
+        through the same physical point into this PNG, both rows in world
+        coordinates (needs matplotlib; ``bigresample.qc``).
     labels : bool
-        The input is a label map: order 0 whatever ``order`` says.  Without it,
+        The input is a label map: order 0 whatever ``order`` says (refused with
+        ``antialias``: smoothing would invent labels).  Without it,
         an integer image with few distinct values gets a ``LabelMapWarning``.
     dry_run : bool
-        Report the plan (shapes, blocks, memory and disk) and stop, reading no voxel.
+        Report the plan (shapes, blocks, memory and disk), run every check the
+        run would (refusing as it would), and stop, reading no voxel.
     scheduler, local_cluster, client
         Run on a dask.distributed cluster: a scheduler's address, a number of
         local worker processes, or a ``Client`` (default: the active one, if
@@ -163,6 +168,8 @@ def run_request(request: Request, report: Report, t_start: float | None = None) 
     try:
         if request.dry_run:
             report(dry_run(job))
+            preflight(job)  # the real run's checks: a refusal is the same error (exit status 2)
+            report(Verdict())
             return _result(job, verified_mm=())
         preflight(job)
         return run_job(job, report, t_start)

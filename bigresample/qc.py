@@ -1,15 +1,22 @@
-"""A quality-control picture: orthogonal slices of input and output, side by side.
+"""A quality-control picture: orthogonal planes of input and output, one above the other.
 
-The three planes go through the same physical point (the output's central
-voxel, mapped into the input through both affines), so a misregistration
-shows as a shift between the rows.  Each panel is drawn over its extent in
-mm, with one grey scale for both rows (1st to 99th percentile of the input's
-planes).  Only six planes are read.  matplotlib is an optional dependency
+Every panel is drawn in one frame, the world's (RAS+ millimetres from each
+image's affine: x towards the subject's right, y anterior, z superior, as
+NIfTI's world space has it), so the same anatomy sits at the same drawn coordinates in both rows,
+whatever flips, permutations or rotations lie between the two grids.  The
+three planes are the world planes (constant z: axial, constant y: coronal,
+constant x: sagittal) through the output's central voxel.  Each row samples its
+own image on that plane by nearest neighbour, at its own finest spacing (at
+most ``MAX_PIXELS`` a side), so each row shows its own resolution; outside an
+image is black.  One grey scale for both rows (1st to 99th percentile of the
+input's planes).  Only the voxels on the six planes are read, in small boxes
+(``gather``).  matplotlib is an optional dependency
 (``pip install 'bigresample[qc]'``).
 """
 
 from __future__ import annotations
 
+import itertools
 import os
 import tempfile
 from pathlib import Path
@@ -17,7 +24,9 @@ from pathlib import Path
 import numpy as np
 
 AXES = "xyz"
-VIEWS = (("axial", 2), ("coronal", 1), ("sagittal", 0))  # (name, axis held fixed)
+VIEWS = (("axial", 2), ("coronal", 1), ("sagittal", 0))  # (name, world axis held fixed)
+MAX_PIXELS = 800  # a side of a panel's image, at most
+BOX_VOXELS = 2**22  # the largest box of voxels read at once for a panel
 
 
 def require_matplotlib() -> None:
@@ -28,76 +37,120 @@ def require_matplotlib() -> None:
 
 
 def centre_indices(in_affine, out_affine, out_shape) -> tuple[np.ndarray, np.ndarray]:
-    """Voxel indices (input, output) of the planes through the output's centre."""
+    """Voxel indices (input, output) nearest the output's central voxel."""
     o = np.array([(n - 1) // 2 for n in out_shape[:3]], dtype=float)
     point = out_affine @ np.append(o, 1.0)
     x = np.linalg.solve(in_affine, point)[:3]
     return np.clip(np.rint(x), 0, None).astype(int), o.astype(int)
 
 
-def plane(source, shape, axis: int, index: int, slope=1.0, inter=0.0) -> np.ndarray:
-    """The plane ``index`` along ``axis`` (first volume of a 4D image), as
-    float64 scaled values with the two remaining spatial axes in x, y, z order."""
-    index = int(min(max(index, 0), shape[axis] - 1))
-    sl = [slice(None)] * 3 + [slice(0, 1)] * (len(shape) - 3)
-    sl[axis] = slice(index, index + 1)
-    data = np.asarray(source[tuple(sl)], dtype=np.float64).reshape([n for i, n in enumerate(shape[:3]) if i != axis])
-    return data * slope + inter
+def gather(source, shape, idx: np.ndarray, limit: int = BOX_VOXELS) -> np.ndarray:
+    """The values at voxel indices ``idx`` (N, 3), in range, of the first volume of
+    ``source``: each read is the bounding box of a group of indices, the groups
+    split along their longest side until the box holds at most ``limit`` voxels
+    (an oblique plane is read as thin boxes, never as the volume)."""
+    out = np.empty(len(idx), dtype=np.float64)
+    extra = tuple(slice(0, 1) for _ in shape[3:])
+
+    def read(sel):
+        lo, hi = idx[sel].min(axis=0), idx[sel].max(axis=0) + 1
+        if np.prod(hi - lo) > limit and len(sel) > 1:
+            axis = int(np.argmax(hi - lo))
+            order = sel[np.argsort(idx[sel, axis], kind="stable")]
+            half = len(order) // 2
+            read(order[:half])
+            read(order[half:])
+            return
+        box = np.asarray(source[tuple(slice(a, b) for a, b in zip(lo, hi)) + extra], dtype=np.float64)
+        box = box.reshape(tuple(hi - lo))
+        local = idx[sel] - lo
+        out[sel] = box[local[:, 0], local[:, 1], local[:, 2]]
+
+    if len(idx):
+        read(np.arange(len(idx)))
+    return out
 
 
-def write_qc(png, *, in_source, in_shape, in_affine, in_spacing_mm, out_source, out_shape, out_affine,
-             out_spacing_mm, in_slope=1.0, in_inter=0.0, title="") -> Path:
-    """Draw the picture into ``png``.  ``in_source`` gives raw values (scaled
-    here by ``in_slope``/``in_inter``), ``out_source`` scaled ones (a nibabel
-    proxy)."""
+def world_plane(source, shape, affine, to_mm: float, axis: int, at_mm: float, slope=1.0, inter=0.0):
+    """The image (``source``, ``shape``, ``affine``) sampled by nearest neighbour on
+    the world plane ``axis`` = ``at_mm``: (pixels (nb, na), extent (a0, a1, b0, b1)
+    in mm), ``a``, ``b`` the two other world axes in x, y, z order; NaN outside."""
+    a, b = [i for i in range(3) if i != axis]
+    aff = np.asarray(affine, dtype=np.float64).copy()
+    aff[:3, :] *= to_mm  # world in mm
+    corners = np.array(list(itertools.product(*[(-0.5, n - 0.5) for n in shape[:3]])))
+    world = corners @ aff[:3, :3].T + aff[:3, 3]
+    lo, hi = world.min(axis=0), world.max(axis=0)
+    step = float(np.sqrt((aff[:3, :3] ** 2).sum(axis=0)).min())
+    step = max(step, (hi[a] - lo[a]) / MAX_PIXELS, (hi[b] - lo[b]) / MAX_PIXELS)
+    na = max(1, int(np.ceil((hi[a] - lo[a]) / step - 1e-9)))
+    nb = max(1, int(np.ceil((hi[b] - lo[b]) / step - 1e-9)))
+    ca = lo[a] + (np.arange(na) + 0.5) * step
+    cb = lo[b] + (np.arange(nb) + 0.5) * step
+    pts = np.zeros((nb, na, 3))
+    pts[..., a], pts[..., b], pts[..., axis] = ca[None, :], cb[:, None], at_mm
+    vox = np.rint((pts.reshape(-1, 3) - aff[:3, 3]) @ np.linalg.inv(aff[:3, :3]).T).astype(np.int64)
+    inside = np.all((vox >= 0) & (vox < np.array(shape[:3])), axis=1)
+    values = np.full(len(vox), np.nan)
+    values[inside] = gather(source, shape, vox[inside]) * slope + inter
+    return values.reshape(nb, na), (lo[a], lo[a] + na * step, lo[b], lo[b] + nb * step)
+
+
+def qc_figure(*, in_source, in_shape, in_affine, in_spacing_mm, out_source, out_shape, out_affine,
+              out_spacing_mm, in_slope=1.0, in_inter=0.0, title=""):
+    """The matplotlib figure (2 rows: input, output; 3 columns: axial, coronal, sagittal)."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
     import matplotlib.pyplot as plt
 
-    xi, xo = centre_indices(in_affine, out_affine, out_shape)
-    in_sp = np.asarray(in_spacing_mm, dtype=float)
-    # where output voxel 0 sits, in mm from input voxel 0 along each index axis
-    out_start = np.linalg.solve(in_affine, out_affine @ np.array([0.0, 0.0, 0.0, 1.0]))[:3] * in_sp
-    # an output rotated relative to the input (--reference) is drawn along its own axes
-    m = np.linalg.solve(np.asarray(in_affine, float)[:3, :3], np.asarray(out_affine, float)[:3, :3])
-    aligned = bool(np.allclose(m[~np.eye(3, dtype=bool)], 0.0, atol=1e-9 * np.abs(m).max()))
-    if not aligned:
-        out_start = np.zeros(3)
-    rows = [
-        ("input", in_source, in_shape, xi, in_sp, np.zeros(3), in_slope, in_inter),
-        ("output", out_source, out_shape, xo, np.asarray(out_spacing_mm, dtype=float), out_start, 1.0, 0.0),
-    ]
-    planes = [[plane(src, shape, axis, idx[axis], sc, it) for _, axis in VIEWS]
-              for _, src, shape, idx, _, _, sc, it in rows]
-    finite = np.concatenate([p[np.isfinite(p)].ravel() for p in planes[0]] or [np.zeros(1)])
+    in_affine, out_affine = np.asarray(in_affine, float), np.asarray(out_affine, float)
+    # the header's units (mm, microns...) to mm; both affines are in the input's units
+    to_mm = float(np.asarray(in_spacing_mm, float)[0] / np.sqrt((in_affine[:3, 0] ** 2).sum()))
+    centre = out_affine @ np.append([(n - 1) // 2 for n in out_shape[:3]], 1.0)
+    point = centre[:3] * to_mm
+    rows = [("input", in_source, in_shape, in_affine, in_spacing_mm, in_slope, in_inter),
+            ("output", out_source, out_shape, out_affine, out_spacing_mm, 1.0, 0.0)]
+    panels = [[world_plane(src, shape, aff, to_mm, axis, point[axis], sc, it) for _, axis in VIEWS]
+              for _, src, shape, aff, _, sc, it in rows]
+    finite = np.concatenate([p[np.isfinite(p)] for p, _ in panels[0]] + [np.zeros(0)])
     lo, hi = np.percentile(finite, [1, 99]) if finite.size else (0.0, 1.0)
     if hi <= lo:
         hi = lo + 1.0
+    cmap = matplotlib.colormaps["gray"].with_extremes(bad="black")
     fig, axs = plt.subplots(2, 3, figsize=(12, 9), squeeze=False, layout="constrained")
-    for r, (label, _, shape, idx, sp, start, _, _) in enumerate(rows):
+    for r, (label, _, shape, _, sp, _, _) in enumerate(rows):
+        sp = np.asarray(sp, dtype=float)
         for c, (view, axis) in enumerate(VIEWS):
             a, b = [i for i in range(3) if i != axis]
+            pixels, extent = panels[r][c]
             ax = axs[r][c]
-            # first remaining axis horizontal, second vertical; both rows in the
-            # input's frame (mm from its first voxel), so the same anatomy sits
-            # at the same coordinates
-            ax.imshow(planes[r][c].T, cmap="gray", vmin=lo, vmax=hi, origin="lower", interpolation="nearest",
-                      extent=(start[a] - 0.5 * sp[a], start[a] + (shape[a] - 0.5) * sp[a],
-                              start[b] - 0.5 * sp[b], start[b] + (shape[b] - 0.5) * sp[b]))
-            ax.set_title(
-                f"{label} {view}, {AXES[axis]} = {idx[axis]}\n"
-                f"spacing {sp[a] * 1000:.1f} x {sp[b] * 1000:.1f} um ({AXES[a]} x {AXES[b]}), "
-                f"{shape[a]}x{shape[b]} voxels",
-                fontsize=9,
-            )
-            frame = "the input's first voxel" if aligned or r == 0 else "the output's first voxel, its own axes"
-            ax.set_xlabel(f"{AXES[a]} (mm from {frame})", fontsize=8)
-            ax.set_ylabel(f"{AXES[b]} (mm)", fontsize=8)
+            ax.imshow(pixels, cmap=cmap, vmin=lo, vmax=hi, origin="lower", interpolation="nearest", extent=extent)
+            ax.set_title(f"{label} {view}, {AXES[axis]} = {point[axis]:.1f} mm\n"
+                         f"{'x'.join(map(str, shape[:3]))} voxels of "
+                         + " x ".join(f"{v * 1000:.0f}" for v in sp[:3]) + " um", fontsize=9)
+            ax.set_xlabel(f"{AXES[a]} (mm, world RAS+)", fontsize=8)
+            ax.set_ylabel(f"{AXES[b]} (mm, world RAS+)", fontsize=8)
             ax.tick_params(labelsize=7)
     if title:
-        fig.suptitle(title, fontsize=10)
-    png = Path(png)
+        fig.suptitle(title + "\nboth rows in world coordinates: the same anatomy at the same place", fontsize=10)
+    return fig
+
+
+def write_qc(png, **kw) -> Path:
+    """Draw the picture (``qc_figure``'s keywords) into ``png``.  ``in_source``
+    gives raw values (scaled here by ``in_slope``/``in_inter``), ``out_source``
+    scaled ones (a nibabel proxy)."""
+    fig = qc_figure(**kw)
+    import matplotlib.pyplot as plt
+
+    try:
+        return _save(fig, Path(png))
+    finally:
+        plt.close(fig)
+
+
+def _save(fig, png: Path) -> Path:
     # drawn under a random name beside it, then renamed: never written through a planted link
     fd, tmp = tempfile.mkstemp(prefix=f".{png.name}.", suffix=".png", dir=png.parent)
     try:
@@ -108,6 +161,4 @@ def write_qc(png, *, in_source, in_shape, in_affine, in_spacing_mm, out_source, 
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    finally:
-        plt.close(fig)
     return png

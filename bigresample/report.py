@@ -1,7 +1,7 @@
 """What a run tells its user: small events, and the renderers that turn them into text.
 
 Planning and running emit events (``Opening``, ``Targeted``, ``GridChosen``,
-``InputNotes``, ``Planned``, ``DryRun``, ``Started``, ``OnCluster``, ``NotResuming``,
+``InputNotes``, ``Planned``, ``DryRun``, ``Verdict``, ``Started``, ``OnCluster``, ``NotResuming``,
 ``Pyramid``, ``Resumed``, ``Finished``) through a ``Report``; nothing else in
 the package prints.  ``TextReport`` renders them as the report the command line
 prints (the seed script's lines first); ``Report()`` renders nothing, which is
@@ -33,6 +33,9 @@ GRID_NOTES = {
     "zoom": "samples like scipy.ndimage.zoom; true spacing (n-1)/(m-1) x input",
     "reference": "the reference image's shape and affine; as scipy.ndimage.affine_transform",
 }
+#: how the default grid differs from the placement other tools use (docs/grids-and-exactness.md)
+CENTER_VS_OTHERS = ("nibabel's resample_to_output and SimpleITK keep the first voxel's centre instead "
+                    "(--grid origin matches them)")
 AXES = "xyz"
 NIFTI1_MAX_DIM = 32767
 
@@ -45,7 +48,7 @@ NIFTI1_MAX_DIM = 32767
 @dataclass(frozen=True)
 class Opening:
     path: Path
-    format: str  # "NIfTI file", "OME-Zarr image"
+    format: str  # "NIfTI-1 image", "MGH/MGZ image", "OME-Zarr image" (nifti.InputVolume.format)
 
 
 @dataclass(frozen=True)
@@ -76,8 +79,9 @@ class GridChosen:
     zoom: np.ndarray | None = None  # per-axis zoom factors (spacing and shape targets)
     reference: Path | None = None  # a reference image's path (reference targets)
     reference_shape: tuple[int, ...] | None = None
-    aligned: bool = True
-    rotation_degrees: float = 0.0
+    orientation: str = ""  # a reference's axes relative to the input's (geometry.Orientation.describe)
+    labels: bool = False  # --labels: nearest neighbour whatever the order asked
+    asked_order: int = 0
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,11 @@ class DryRun:
     peak_bytes: int
     memory_limit: int
     disk: tuple[str, ...]  # one entry per folder written
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A dry run passed every check the run makes before it starts."""
 
 
 @dataclass(frozen=True)
@@ -228,12 +237,15 @@ class TextReport(Report):
                 else:
                     yield f"  {a}-axis: Upsampling ({z:.4f}x)"
         else:
-            yield (f"Reference grid: {e.reference}, shape {e.reference_shape}, "
-                   + ("axes aligned with the input's" if e.aligned
-                      else f"rotated {e.rotation_degrees:.2f} degrees relative to the input"))
+            yield f"Reference grid: {e.reference}, shape {e.reference_shape}, {e.orientation}"
         yield ""
         yield f"Interpolation method: {INTERPOLATION_NAMES[e.order]}"
+        if e.labels:
+            yield ("Labels: a label map is resampled by nearest neighbour, every output value an input label"
+                   + (f" (--order {e.asked_order} is not used)" if e.asked_order != 0 else ""))
         yield f"Grid: {e.grid} ({GRID_NOTES[e.grid]})"
+        if e.grid == "center":
+            yield f"  {CENTER_VS_OTHERS}"
         yield f"Boundary mode: {e.mode}" + (f" (cval={e.cval:g})" if "constant" in e.mode else "")
 
     def _planned(self, e: Planned):
@@ -257,6 +269,10 @@ class TextReport(Report):
         yield (f"  Memory: ~{format_bytes(e.block_bytes)} per block, ~{format_bytes(e.peak_bytes)} peak "
                f"(budget {format_bytes(e.memory_limit)})")
         yield f"  Disk: {'; '.join(e.disk)}"
+
+    def _verdict(self, e: Verdict):
+        yield ("Verdict: every check passed (size rules, free disk space, files beside the output); "
+               "the run would go ahead.")
 
     def _started(self, e: Started):
         yield ""

@@ -44,7 +44,8 @@ class Request:
     shape: tuple[int, int, int] | None
     reference: Path | str | None
     units: str
-    order: int
+    order: int  # the order used: 0 for a label map
+    asked_order: int  # the order asked for (differs from ``order`` with ``labels``)
     grid: str
     mode: str
     cval: float
@@ -84,7 +85,11 @@ class Request:
         shape = parse_shape(shape) if shape is not None else None
         if units not in UNITS:
             raise UsageError(f"units must be 'mm' or 'um'; got {units!r}")
-        order = 0 if labels else parse_order(order)
+        asked_order = parse_order(order)
+        if labels and antialias:
+            raise UsageError("--labels cannot be combined with --antialias: smoothing a label map blends "
+                             "neighbouring labels into values that are not labels")
+        order = 0 if labels else asked_order
         mode, grid = parse_mode(mode), parse_grid(grid)
         options = parse_storage_options(storage_options)
         in_path, out_path = _location(input), _location(output)
@@ -117,7 +122,8 @@ class Request:
             raise ClusterError(f"--local-cluster needs at least 1 worker; got {local_cluster}")
         return cls(
             input=in_path, output=out_path, kind=kind, spacing=spacing, shape=shape,
-            reference=ref_path, units=units, order=order, grid=grid,
+            reference=ref_path, units=units, order=order, asked_order=asked_order,
+            grid=grid,
             mode=mode, cval=float(cval), dtype=None if dtype is None else np.dtype(dtype).newbyteorder("="),
             chunks=None if chunks is None else tuple(chunks), memory_limit=limit, workers=workers,
             store_root=store_root, scratch=scratch,

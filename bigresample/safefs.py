@@ -20,7 +20,7 @@ bigresample makes is created here:
 Names that need not be found again (a decompressed input, a picture written
 before it is renamed into place) are random (``tempfile.mkstemp``).  What this
 cannot prevent: someone who can write the output's folder can always replace
-the finished output after the run (README.md, "Shared folders").
+the finished output after the run (docs/files.md, "Shared folders").
 """
 
 from __future__ import annotations

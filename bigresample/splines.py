@@ -238,7 +238,7 @@ def taps(coords: np.ndarray, n: int, order: int, mode: str) -> Taps:
 # --------------------------------------------------------------------------
 
 #: Relative tolerance the halo is sized for: 100x below the 1e-5 x range that
-#: README.md promises for orders 2-5 ("Exactness"), so rounding has room.
+#: docs/grids-and-exactness.md promises for orders 2-5 ("Exactness"), so rounding has room.
 PREFILTER_TOL = 1e-7
 
 

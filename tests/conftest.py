@@ -14,7 +14,7 @@ settings.register_profile(
 )
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
-#: README.md, "Exactness": tolerance as a fraction of the input's range.
+#: docs/grids-and-exactness.md, "Exactness": tolerance as a fraction of the input's range.
 TOLERANCE = {0: 0.0, 1: 1e-6, 2: 1e-5, 3: 1e-5, 4: 1e-5, 5: 1e-5}
 
 
@@ -55,7 +55,7 @@ def scipy_reference(data, grid, order, mode, cval=0.0, dtype=None):
 
 
 def assert_matches_reference(result, expected, data, order, cval=None):
-    """Exactness as README.md ("Exactness") states it, relative to the input's range.
+    """Exactness as docs/grids-and-exactness.md ("Exactness") states it, relative to the input's range.
 
     Integer outputs may differ by one unit where the float value sits on a
     rounding boundary.

@@ -12,6 +12,7 @@ import pytest
 from bigresample import make_grid, resample, resample_nifti_spacing, voxel_spacing
 from bigresample.cli import main
 from bigresample.nifti import NiftiWriter
+from bigresample.request import UsageError
 
 from .conftest import assert_matches_reference, make_volume, scipy_reference  # noqa: F401 (others import it here)
 
@@ -257,6 +258,12 @@ def test_the_demo_runs_the_main_job(tmp_path, monkeypatch, capsys):
     assert main(["--demo", "--no-progress"]) == 0
     report = capsys.readouterr().out
     assert "Resampled volume shape: (512, 512, 200)" in report and "Done!" in report
+    assert "Making a brain phantom (512, 512, 300) at 100 um (300.0 MiB): bigresample-demo/phantom_100um.nii" in report
+    assert report.splitlines()[-1] == (
+        f"The demo left 500.0 MiB in {tmp_path / 'bigresample-demo'}: the phantom (300.0 MiB) and its resampled "
+        "copy (200.0 MiB); remove them with: rm -r bigresample-demo")
+    assert sorted(p.name for p in (tmp_path / "bigresample-demo").iterdir()) == [
+        "phantom_100um.nii", "phantom_100x100x150um.nii"]
     out = nib.load(tmp_path / "bigresample-demo" / "phantom_100x100x150um.nii")
     np.testing.assert_allclose(voxel_spacing(out.affine), [0.1, 0.1, 0.15], rtol=1e-6)
 
@@ -370,6 +377,39 @@ def test_batch_exit_status_is_0_when_all_succeed_and_names_are_kept(tmp_path, ca
     assert capsys.readouterr().out.splitlines()[-1] == "bigresample: 1 of 1 done"
 
 
+def test_batch_prints_one_line_per_file_by_default_and_the_reports_with_verbose(tmp_path, capsys):
+    a, b = tmp_path / "a.nii", tmp_path / "b.nii"
+    make_volume(a)
+    make_volume(b, seed=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    assert main([str(a), str(b), "--output-dir", str(out), "--z-spacing", "0.15", "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [ln.split(" (")[0] for ln in lines] == [f"bigresample: ok {a} -> {out / 'a.nii'}",
+                                                   f"bigresample: ok {b} -> {out / 'b.nii'}",
+                                                   "bigresample: 2 of 2 done"]
+    assert main([str(a), str(b), "--output-dir", str(out), "--z-spacing", "0.15", "--no-progress",
+                 "--verbose"]) == 0
+    text = capsys.readouterr().out
+    assert text.count("Done!") == 2 and text.count("Original volume shape") == 2
+    assert text.splitlines()[-1] == "bigresample: 2 of 2 done"
+    assert f"Done!\nbigresample: ok {a} -> {out / 'a.nii'}" in text
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--output-dir", "OUT", "--verbose", "--quiet"], "give --verbose or --quiet, not both"),
+    (["OUTFILE", "--verbose"], "--verbose is for --output-dir (a single run prints its full report already)"),
+])
+def test_verbose_is_for_batches(tmp_path, capsys, args, message):
+    a = tmp_path / "a.nii"
+    make_volume(a)
+    (tmp_path / "out").mkdir()
+    args = [str(tmp_path / "out") if v == "OUT" else str(tmp_path / "o.nii") if v == "OUTFILE" else v for v in args]
+    assert main([str(a), *args, "--z-spacing", "0.15"]) == 2
+    assert capsys.readouterr().err == f"bigresample: error: {message}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.nii", "out"] and not any((tmp_path / "out").iterdir())
+
+
 @pytest.mark.parametrize("name, expected", [("x.nii", "x_s.nii"), ("x.NII.GZ", "x_s.NII.GZ"),
                                             ("x.mgz", "x_s.nii.gz"), ("x.img", "x_s.nii.gz")])
 def test_batch_output_names(name, expected):
@@ -392,10 +432,33 @@ def test_labels_forces_nearest_neighbour_so_every_value_is_a_label(tmp_path, cap
     out = tmp_path / "out.nii.gz"
     assert main([str(src), str(out), "--spacing", "0.13", "0.07", "0.15", "--order", "3", "--labels"]) == 0
     captured = capsys.readouterr()
-    assert "Nearest" in captured.out and "warning" not in captured.err
+    assert "Interpolation method: Nearest Neighbor\nLabels: a label map is resampled by nearest neighbour, every " \
+           "output value an input label (--order 3 is not used)\n" in captured.out
+    assert "warning" not in captured.err
     got = np.asanyarray(nib.load(out).dataobj)
     assert got.dtype == np.int16 and set(np.unique(got)) <= set(labels.tolist())
     check_output(src, out, [0.13, 0.07, 0.15], order=0)  # identical to scipy at order 0
+
+
+@pytest.mark.parametrize("target", [["--spacing", "0.3", "0.3", "0.3"], ["--reference", "REF"]])
+def test_labels_with_antialias_is_refused_in_one_line(tmp_path, capsys, target):
+    """Smoothing a label map invents values between labels (3-10 in a {0, 1, 2, 11, 12} map)."""
+    src = tmp_path / "seg.nii"
+    _label_volume(src)
+    if "REF" in target:
+        a = np.diag([0.3, 0.3, 0.3, 1.0])
+        a[:3, :3] = a[:3, :3] @ np.array([[0.96, -0.28, 0], [0.28, 0.96, 0], [0, 0, 1.0]])
+        nib.save(nib.Nifti1Image(np.zeros((8, 7, 5), np.float32), a), tmp_path / "ref.nii")
+        target = ["--reference", str(tmp_path / "ref.nii")]
+    out = tmp_path / "out.nii"
+    before = sorted(p.name for p in tmp_path.iterdir())
+    assert main([str(src), str(out), *target, "--labels", "--antialias"]) == 2
+    err = capsys.readouterr().err
+    assert err == ("bigresample: error: --labels cannot be combined with --antialias: smoothing a label map blends "
+                   "neighbouring labels into values that are not labels\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == before
+    with pytest.raises(UsageError, match="--labels cannot be combined with --antialias"):
+        resample(src, out, spacing=(0.3, 0.3, 0.3), labels=True, antialias=True)
 
 
 def test_a_label_map_resampled_with_order_above_0_gets_a_one_line_warning(tmp_path, capsys):

@@ -137,3 +137,47 @@ def test_spacing_stored_in_float32_gives_the_shape_scipy_would_see():
     assert float(stored) != 0.2
     ax = axis_map(1000, float(stored), 0.3)
     assert ax.m == max(1, int(round(1000 * (float(stored) / 0.3))))
+
+
+def _rot(axis, degrees):
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    i, j = [k for k in range(3) if k != axis]
+    r = np.eye(3)
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
+
+
+@pytest.mark.parametrize("directions, axes, flipped, degrees, text", [
+    (np.eye(3), (0, 1, 2), (False,) * 3, 0.0, "axes aligned with the input's"),
+    (np.diag([-1.0, 1, 1]), (0, 1, 2), (True, False, False), 0.0, "x flipped relative to the input's axes"),
+    (np.eye(3)[:, [1, 0, 2]], (1, 0, 2), (False,) * 3, 0.0, "axes permuted (y, x, z) relative to the input's axes"),
+    (_rot(2, 90), (1, 0, 2), (False, True, False), 0.0,  # a quarter turn is a flip and a swap
+     "x flipped, axes permuted (y, x, z) relative to the input's axes"),
+    (np.diag([-1.0, 1, 1]) @ _rot(0, 9), (0, 1, 2), (True, False, False), 9.0,  # as nibabel's example4d.nii.gz
+     "x flipped, then rotated 9.00 degrees relative to the input"),
+    (_rot(2, 17) @ _rot(0, 9), (0, 1, 2), (False,) * 3, None, None),
+])
+def test_a_reference_is_described_as_flips_permutations_and_a_rotation(directions, axes, flipped, degrees, text):
+    from bigresample.geometry import orientation
+
+    a_in = np.diag([0.5, 0.7, 1.1])  # any spacing, any shear of the input's own
+    o = orientation(a_in, directions @ np.diag([2.0, 3.0, 1.5]))
+    assert (o.axes, o.flipped) == (axes, flipped)
+    if degrees is not None:
+        assert o.degrees == pytest.approx(degrees, abs=1e-9)
+        assert o.describe() == text
+    else:  # a rotation that is neither: its angle, that of the rotation matrix itself
+        r = _rot(2, 17) @ _rot(0, 9)
+        assert o.degrees == pytest.approx(np.degrees(np.arccos((np.trace(r) - 1) / 2)))
+        assert o.describe() == f"rotated {o.degrees:.2f} degrees relative to the input"
+
+
+def test_the_reference_grid_seen_from_a_flipped_input():
+    """An input running right to left (as FSL's templates) and a RAS reference: x flipped, nothing else."""
+    from bigresample.geometry import reference_grid
+
+    a_in = np.diag([-2.0, 2.0, 2.0, 1.0])
+    a_ref = np.diag([3.0, 3.0, 3.0, 1.0])
+    g = reference_grid((91, 109, 91), a_in, (60, 72, 60), a_ref)
+    assert g.orientation().describe() == "x flipped relative to the input's axes"
+    assert g.rotation_degrees() == 0.0

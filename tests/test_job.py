@@ -12,6 +12,7 @@ import pytest
 
 from bigresample.executors import Dask, Threads
 from bigresample.job import plan_job, preflight
+from bigresample.nifti import DiskSpaceError
 from bigresample.plan import format_bytes
 from bigresample.report import Planned, Report, TextReport
 from bigresample.request import Request, UsageError
@@ -64,13 +65,15 @@ def test_planning_a_huge_grid_costs_no_time_and_no_memory(tmp_path):
     arithmetic, never by enumerating its 1e8 blocks."""
     make_volume(tmp_path / "in.nii", shape=(128, 128, 75))
     t0 = time.perf_counter()
-    job = plan_job(Request.make(tmp_path / "in.nii", tmp_path / "out.nii", spacing=(1e-4, 1e-4, 1e-4)))
+    job = plan_job(Request.make(tmp_path / "in.nii", tmp_path / "out.nii", spacing=(1e-4, 1e-4, 1e-4), force=True))
     took = time.perf_counter() - t0
     assert job.out_shape == (128_000, 128_000, 75_000)
     assert len(job.blocks) > 10**7
     assert took < 1.0
-    with pytest.raises(UsageError, match=r"output would be .* check the spacing, or add --force"):
+    with pytest.raises(DiskSpaceError, match=r"not enough disk space"):
         preflight(job)
+    with pytest.raises(UsageError, match=r"output would be .* check the spacing, or add --force"):
+        plan_job(Request.make(tmp_path / "in.nii", tmp_path / "out.nii", spacing=(1e-4, 1e-4, 1e-4)))
 
 
 # peak RSS from VmHWM: getrusage's ru_maxrss keeps the forking parent's peak across exec
@@ -101,11 +104,12 @@ def test_a_1e15_voxel_request_is_refused_at_once_in_flat_memory(tmp_path):
     assert took < 1.0, took  # imports included
     assert rss < 200 * 2**20, format_bytes(rss)
     assert sorted(f.name for f in tmp_path.iterdir()) == ["in.nii"]
-    # with --force --dry-run, the plan is printed as fast
+    # with --force --dry-run, the plan is printed as fast, and the disk check refuses it as the run would
     rc, took, rss, p = _measured(args + ["--force", "--dry-run"])
-    assert rc == 0, p.stderr
+    assert rc == 2, p.stderr
     assert "Dry run: nothing is read or written." in p.stdout
     assert "Output shape: (128000, 128000, 75000) (float32)" in p.stdout
+    assert "not enough disk space" in p.stderr and "Verdict" not in p.stdout
     assert took < 1.0, took
     assert rss < 200 * 2**20
 
@@ -198,7 +202,7 @@ def test_the_text_report_renders_the_planning_events(tmp_path):
     make_volume(tmp_path / "in.nii", shape=(40, 30, 20))
     plan_job(Request.make(tmp_path / "in.nii", tmp_path / "o.nii", spacing=(None, None, 0.2), memory_limit="1GB",
                           workers=2, spacing_label="z=0.2"), TextReport(lines.append))
-    assert lines[0] == f"Loading NIfTI file: {tmp_path / 'in.nii'}"
+    assert lines[0] == f"Loading NIfTI-1 image: {tmp_path / 'in.nii'}"
     assert "Changing spacing: z=0.2" in lines
     assert "  z-axis: Downsampling (0.5000x)" in lines
     assert lines[-2] == "Block plan: 40x30x1 output voxels per block, 10 blocks, 2 workers, ~65.6 KiB per block"

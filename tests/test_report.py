@@ -4,13 +4,16 @@ The texts below are what the report printed before the run was split into
 events and renderers; they pin it (timings masked)."""
 
 import re
+from pathlib import Path
+
+import pytest
 
 from bigresample.cli import main
 
 from .conftest import make_volume
 
 RUN = """\
-Loading NIfTI file: in.nii.gz
+Loading NIfTI-1 image (gzip-compressed): in.nii.gz
 
 Original volume shape: (24, 20, 14)
 Original spacing (mm): x=0.1000, y=0.1000, z=0.1000
@@ -28,6 +31,7 @@ Zoom factors: x=0.5000, y=1.0000, z=0.6667
 
 Interpolation method: Linear (Trilinear)
 Grid: center (field of view centred, spacing exact)
+  nibabel's resample_to_output and SimpleITK keep the first voxel's centre instead (--grid origin matches them)
 Boundary mode: nearest
 Block plan: 12x20x1 output voxels per block, 9 blocks, 2 workers, ~54.4 KiB per block
 Memory budget: 953.7 MiB
@@ -53,7 +57,7 @@ Done!
 """
 
 DRY_RUN = """\
-Loading NIfTI file: in.nii.gz
+Loading NIfTI-1 image (gzip-compressed): in.nii.gz
 
 Original volume shape: (24, 20, 14)
 Original spacing (mm): x=0.1000, y=0.1000, z=0.1000
@@ -71,6 +75,7 @@ Zoom factors: x=2.0000, y=2.0000, z=2.0000
 
 Interpolation method: Linear (Trilinear)
 Grid: center (field of view centred, spacing exact)
+  nibabel's resample_to_output and SimpleITK keep the first voxel's centre instead (--grid origin matches them)
 Boundary mode: nearest
 Block plan: 48x40x2 output voxels per block, 14 blocks, 2 workers, ~155.6 KiB per block
 Memory budget: 953.7 MiB
@@ -80,6 +85,7 @@ Dry run: nothing is read or written.
   Blocks: 14 of 48x40x2 voxels, 2 at a time
   Memory: ~155.6 KiB per block, ~100.3 MiB peak (budget 953.7 MiB)
   Disk: output 210.0 KiB in .; decompressed input 26.2 KiB in . (removed afterwards)
+Verdict: every check passed (size rules, free disk space, files beside the output); the run would go ahead.
 """
 
 
@@ -100,3 +106,31 @@ def test_a_run_reports_every_line_as_before(tmp_path, monkeypatch, capsys):
 def test_a_dry_run_reports_every_line_as_before(tmp_path, monkeypatch, capsys):
     assert _report(tmp_path, monkeypatch, capsys, "out.zarr", "--spacing", "0.05", "0.05", "0.05",
                    "--dry-run") == DRY_RUN
+
+
+def _save(cls, path):
+    import nibabel as nib
+    import numpy as np
+
+    data = np.random.default_rng(0).random((12, 10, 8)).astype(np.float32)
+    nib.save(cls(data, np.diag([0.1, 0.1, 0.1, 1.0])), path)
+    return path
+
+
+@pytest.mark.parametrize("name, make, expected", [
+    ("in.nii", "Nifti1Image", "NIfTI-1 image"),
+    ("in.nii.gz", "Nifti1Image", "NIfTI-1 image (gzip-compressed)"),
+    ("in2.nii", "Nifti2Image", "NIfTI-2 image"),
+    ("pair.img", "Nifti1Pair", "NIfTI-1 pair (.hdr/.img)"),
+    ("old.img", "AnalyzeImage", "SPM2 Analyze image"),  # nibabel reads Analyze as SPM2's variant
+    ("brain.mgz", "MGHImage", "MGH image (gzip-compressed)"),
+    ("brain.mgh", "MGHImage", "MGH image"),
+    ("scaled+tlrc.HEAD", None, "AFNI BRIK/HEAD image"),
+])
+def test_the_report_names_the_format_it_loaded(tmp_path, monkeypatch, capsys, name, make, expected):
+    import nibabel as nib
+    from nibabel.testing import data_path
+
+    src = _save(getattr(nib, make), tmp_path / name) if make else Path(data_path) / name
+    assert main([str(src), str(tmp_path / "out.nii"), "--spacing", "0.2", "0.2", "0.2", "--dry-run", "--force"]) == 0
+    assert capsys.readouterr().out.splitlines()[0] == f"Loading {expected}: {src}"

@@ -74,7 +74,7 @@ def test_prefilter_impulse_response_from_the_poles_matches_scipy(order):
 
 
 def test_halo_per_order_is_derived_from_the_poles():
-    # pinned: these are the numbers quoted in the README and the closing note
+    # pinned: these are the numbers quoted in docs/grids-and-exactness.md and the closing note
     assert [splines.halo(o) for o in ORDERS] == [0, 0, 12, 17, 23, 29]
     # a looser tolerance or fewer filtered axes never needs more
     for o in (2, 3, 4, 5):
