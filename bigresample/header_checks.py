@@ -148,6 +148,23 @@ def _check(path: Path, hpath: Path, single: bool, r: _Reader) -> Checked:
     whose = str(path) if hpath == path else f"{path} (header {hpath.name})"
     if len(raw) < 348:
         raise HeaderError(f"{path}: file is truncated: {len(raw)} bytes, a NIfTI header needs 348")
+    version, endian, hsize, h = _identify(path, raw)
+    out = Checked(_check_magic(where, h, version, single))
+    _check_data(where, h, out)
+    offset = _check_offset(where, h, single, hsize, r, out)
+    if out.version == 0:
+        return out  # Analyze: the rest of the header is not NIfTI's
+    if single:
+        _check_extensions(where, r, hsize, offset, endian)
+    elif r.size is not None or r.gz:
+        _check_extensions(where, r, hsize, None, endian)
+    _check_values(where, h, out)
+    _check_forms(whose, h, raw[:hsize], endian, out.version, out)
+    return out
+
+
+def _identify(path: Path, raw: bytes):
+    """(version 1 or 2, byte order, header size, the header's fields) from sizeof_hdr."""
     version, endian = None, None
     for e in ("<", ">"):
         n = int(np.frombuffer(raw[:4], dtype=f"{e}i4")[0])
@@ -164,6 +181,11 @@ def _check(path: Path, hpath: Path, single: bool, r: _Reader) -> Checked:
     layout = (nib.nifti1.header_dtype if version == 1 else nib.nifti2.header_dtype).newbyteorder(endian)
     h = np.ndarray((), dtype=layout, buffer=bytearray(raw[:hsize]))
 
+    return version, endian, hsize, h
+
+
+def _check_magic(where: str, h, version: int, single: bool) -> int:
+    """The version the magic confirms (0: an Analyze 7.5 .hdr), or one line why not."""
     magic = bytes(h["magic"]).rstrip(b"\0")
     want = {(1, True): b"n+1", (1, False): b"ni1", (2, True): b"n+2", (2, False): b"ni2"}[version, single]
     if magic != want:
@@ -177,9 +199,11 @@ def _check(path: Path, hpath: Path, single: bool, r: _Reader) -> Checked:
         if eol not in (b"\r\n\x1a\n", b"\0\0\0\0"):
             raise HeaderError(f"{where} field eol_check is {list(eol)} (NIfTI-2 has [13, 10, 26, 10]: the file "
                               "has probably been through a text-mode line-ending conversion)")
-    out = Checked(version)
+    return version
 
-    # dimensions and data type
+
+def _check_data(where: str, h, out: Checked) -> None:
+    """Dimensions, data type and bitpix."""
     dim = [int(v) for v in h["dim"]]
     if not 1 <= dim[0] <= 7:
         raise HeaderError(f"{where} field dim[0] is {dim[0]} (the number of dimensions must be 1-7)")
@@ -207,7 +231,10 @@ def _check(path: Path, hpath: Path, single: bool, r: _Reader) -> Checked:
                          f"({nib.nifti1.data_type_codes.label[code]}) has {itemsize * 8} bits: bitpix ignored")
         out.fixes["bitpix"] = itemsize * 8
 
-    # where the data starts
+
+
+def _check_offset(where: str, h, single: bool, hsize: int, r: _Reader, out: Checked) -> int:
+    """Where the data starts (vox_offset), with its fallback for 0."""
     offset = float(h["vox_offset"])
     if not np.isfinite(offset) or offset < 0 or offset != int(offset):
         raise HeaderError(f"{where} field vox_offset is {_fmt(h['vox_offset'])} (must be a whole number of "
@@ -225,13 +252,12 @@ def _check(path: Path, hpath: Path, single: bool, r: _Reader) -> Checked:
     if single and offset % 16:
         out.notes.append(f"header field vox_offset is {offset}, not a multiple of 16 as NIfTI asks: data read "
                          f"from byte {offset}")
-    if version == 0:
-        return out  # Analyze: the rest of the header is not NIfTI's
-    if single:
-        _check_extensions(where, r, hsize, offset, endian)
-    elif r.size is not None or r.gz:
-        _check_extensions(where, r, hsize, None, endian)
+    return offset
 
+
+def _check_values(where: str, h, out: Checked) -> None:
+    """Scaling, units, intent and slice codes, the extra dimensions' steps."""
+    dim = [int(v) for v in h["dim"]]
     # scaling
     slope, inter = float(h["scl_slope"]), float(h["scl_inter"])
     if np.isinf(slope):
@@ -272,8 +298,6 @@ def _check(path: Path, hpath: Path, single: bool, r: _Reader) -> Checked:
     if pixdim[0] not in (-1.0, 1.0):
         out.fixes[("pixdim", 0)] = 1.0  # qfac: the standard treats anything but -1 as 1 (so does nibabel)
 
-    _check_forms(whose, h, raw[:hsize], endian, version, out)
-    return out
 
 
 def _check_extensions(where: str, r: _Reader, hsize: int, end: int | None, endian: str) -> None:

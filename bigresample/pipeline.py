@@ -84,11 +84,9 @@ def resample(
     Parameters
     ----------
     input, output : path or URL
-        Input: a NIfTI (or any image nibabel opens with a raw data offset) or
-        an OME-Zarr folder.  Output: .nii, .nii.gz, or .zarr (OME-Zarr).  A
-        URL (``s3://``, ``gs://``, ``az://``, ``https://`` to read) is read
-        through fsspec: an OME-Zarr input, reference or output, or a
-        ``.nii``/``.nii.gz`` input (copied into the scratch folder first).
+        Input: any image nibabel opens, or an OME-Zarr.  Output: .nii, .nii.gz
+        or .zarr (OME-Zarr).  URLs (``s3://``...) go through fsspec: OME-Zarr
+        inputs, references and outputs, and NIfTI inputs (copied first).
     spacing : 3 floats or None
         Requested spacing of x, y, z; None keeps that axis' spacing.
     shape : 3 ints, optional
@@ -102,27 +100,18 @@ def resample(
         Units of ``spacing``; ``spacing_label``: how the report names it.
     order, grid, mode, cval, dtype
         As ``bigresample.resample_array``.
-    chunks : 3 ints, optional
-        Output block shape in voxels (default: planned from ``memory_limit``).
-    memory_limit : bytes or str like '2GB', optional
-        Budget for the computation (default: half the available memory).
-    workers : int, optional
-        Threads computing blocks (default: the number of CPUs).
+    chunks, memory_limit, workers : optional
+        Output block shape in voxels; the budget (bytes or '2GB'); threads
+        (default: planned from the budget; half the available memory; the CPUs).
     tmp_dir : path or URL, optional
         Scratch folder (default: the output's) for a decompressed ``.nii.gz``
         input and the zarr store of cluster and ``keep_zarr`` runs; a URL
         (``s3://bucket/prefix``, through fsspec) holds the zarr store only.
-    keep_zarr : bool
-        Keep the zarr store after success.
-    compare : bool
-        Also compute min/max/mean/std of input and output (block by block).
-    progress : bool
-        Show tqdm progress bars on stderr.
-    log : callable, optional
-        Receives the report, line by line.
-    report : bigresample.report.Report, optional
-        Receives the run's events instead (``log`` and ``progress`` are then
-        ignored); ``TextReport`` renders them as text.
+    keep_zarr, compare : bool
+        Keep the zarr store; compute min/max/mean/std of input and output.
+    progress, log, report
+        tqdm bars on stderr; a callable receiving the report line by line; or a
+        ``bigresample.report.Report`` receiving the events (then the others are ignored).
     force : bool
         Skip the size rules (``job.size_rules``: an output more than 16x the
         input's size and over 1 GiB, or an axis shrunk more than 16x to fewer
