@@ -13,6 +13,20 @@ its worker processes in every run; ``--scheduler`` does not, and shows what
 the workers themselves gain.  Peak RSS is the command's process tree: for
 ``--scheduler`` runs that is the client only (the workers are not its
 children).
+
+    python benchmarks/bench_cluster.py --write-heavy [--shape 1024 1024 600] [--repeats 3]
+
+A write-heavy job instead (an int16 volume, 0.1 -> 0.13 mm on z, order 1,
+``.nii.gz`` out) on running clusters of 1 and 2 ``dask worker`` processes,
+through the two output routes: the workers writing the output themselves
+(gzip members the client concatenates; the default) and the zarr store that
+the client then streams into the NIfTI alone (forced with a ``file://``
+scratch URL; what every cluster run did before).  For each: median wall time,
+the client's own CPU time beyond start-up and planning (its CPU minus that of
+a ``--dry-run`` of the same command and of a process that only connects a
+``distributed.Client`` to the scheduler: a dry run connects nothing), the
+workers' CPU time (from their processes' counters), and the client's peak RSS
+beside the planned block size.
 """
 
 from __future__ import annotations
@@ -23,6 +37,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import time
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -68,7 +83,10 @@ def main(argv=None) -> int:
                    help="target spacing in mm (default 0.1 0.1 0.15: only z changes)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--workdir", default=None)
+    p.add_argument("--write-heavy", action="store_true", help="the write-heavy job on running clusters (see above)")
     args = p.parse_args(argv)
+    if args.write_heavy:
+        return write_heavy(args)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_cluster_"))
     work.mkdir(parents=True, exist_ok=True)
     src = work / "in.nii"
@@ -122,6 +140,93 @@ def _time_runs(runs, src, work, args) -> int:
             speed = f"{one / med:.2f}x"
         print(f"| {label} | {med:.2f} | {statistics.median(peaks[label]) / 2**20:.0f} | {speed} |")
     return 0
+
+
+def _client_run(cmd, work) -> tuple[float, float, int, str]:
+    """Run the client ``cmd``: (wall s, its CPU s, its peak RSS bytes, stdout)."""
+    out_path = work / "client.out"
+    with open(out_path, "wb") as out:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.PIPE)
+        peak = 0
+        while proc.poll() is None:
+            try:
+                with open(f"/proc/{proc.pid}/status") as f:
+                    hwm = [ln for ln in f if ln.startswith("VmHWM:")]
+                peak = max(peak, int(hwm[0].split()[1]) * 1024) if hwm else peak
+            except OSError:
+                pass
+            time.sleep(0.02)
+        wall = time.perf_counter() - t0
+    # the child is reaped by poll(); its CPU comes from RUSAGE_CHILDREN deltas
+    return wall, 0.0, peak, out_path.read_text() + proc.stderr.read().decode()
+
+
+def write_heavy(args) -> int:
+    import numpy as np
+    import psutil
+
+    shape = tuple(args.shape) if args.shape != [512, 512, 300] else (1024, 1024, 600)
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_cluster_"))
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / "in.nii"
+    make_phantom(src, shape=shape, dtype=np.int16)
+    out = work / "out.nii.gz"
+    base = [sys.executable, "-m", "bigresample", str(src), str(out), "--z-spacing", "0.13", "--order", "1",
+            "--no-progress"]
+    routes = {"workers write (after)": [], "zarr store, client streams (before)": ["--tmp-dir", work.as_uri()]}
+    rows = {}
+    with ExitStack() as stack:
+        clusters = {n: stack.enter_context(running_cluster(n, work)) for n in (1, 2)}
+        workers = {n: [c for c in psutil.Process().children() if "dask_worker" in " ".join(c.cmdline())
+                       and f"worker{n}-" in " ".join(c.cmdline())] for n in clusters}
+        for rep in range(args.repeats + 1):  # the first round warms the page cache
+            for n, address in clusters.items():
+                for route, extra in routes.items():
+                    cmd = base + ["--scheduler", address, *extra]
+                    _, dry, dry_peak, _ = _cpu_of(cmd + ["--dry-run"], work)
+                    _, conn, conn_peak, _ = _cpu_of([sys.executable, "-c", CONNECT, address], work)
+                    dry, dry_peak = dry + conn, max(dry_peak, conn_peak)
+                    w0 = sum(sum(p.cpu_times()[:2]) for p in workers[n])
+                    wall, cpu, peak, text = _cpu_of(cmd, work)
+                    w1 = sum(sum(p.cpu_times()[:2]) for p in workers[n])
+                    block = next((ln.split("~")[-1].split(" per block")[0] for ln in text.splitlines()
+                                  if ln.startswith("Block plan:")), "?")
+                    if rep:
+                        rows.setdefault((route, n), []).append((wall, cpu - dry, w1 - w0, peak, block, dry_peak))
+                    remove(out)
+    for line in header_lines("bench_cluster --write-heavy"):
+        print(line)
+    print(f"Input {'x'.join(map(str, shape))} int16 .nii at 0.1 mm -> z 0.13 mm, order 1, .nii.gz out, "
+          f"running dask scheduler + N `dask worker` processes (1 thread each); median of {args.repeats}")
+    print()
+    print("| route | workers | wall (s) | client CPU beyond start-up (s) | workers' CPU (s) | client / workers "
+          "| client peak RSS (MiB) | start-up peak RSS (MiB) | planned block |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for (route, n), runs in rows.items():
+        wall, cpu, wcpu = (statistics.median(r[i] for r in runs) for i in range(3))
+        peak = statistics.median(r[3] for r in runs)
+        print(f"| {route} | {n} | {wall:.2f} | {cpu:.2f} | {wcpu:.2f} | {cpu / max(wcpu, 1e-9):.0%} "
+              f"| {peak / 2**20:.0f} | {statistics.median(r[5] for r in runs) / 2**20:.0f} | {runs[0][4]} |")
+    remove(src)
+    return 0
+
+
+CONNECT = "import sys, distributed; distributed.Client(sys.argv[1], timeout='60s').close()"
+
+
+def _cpu_of(cmd, work) -> tuple[float, float, int, str]:
+    """(wall s, CPU s, peak RSS bytes, output) of one client run, its CPU from
+    this process's RUSAGE_CHILDREN before and after."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall, _, peak, text = _client_run(cmd, work)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if "Traceback" in text or "error:" in text:
+        raise SystemExit(text)
+    return wall, cpu, peak, text
 
 
 if __name__ == "__main__":
