@@ -108,10 +108,12 @@ class RawReader:
 
 class PathWriter:
     """Writes a file-order block at its offsets into the file at ``path``, which
-    it opens for the one block (never through a link) and flushes to disk
-    before returning: picklable (its path and layout), so that a dask worker
-    on another node writes its own blocks into a file on a shared
-    filesystem, and a block is durable once its task has returned."""
+    it opens for the one block (never through a link) and closes before
+    returning (on a network filesystem, closing flushes to the server):
+    picklable (its path and layout), so that a dask worker on another node
+    writes its own blocks into a file on a shared filesystem.  As for local
+    runs, a block is journaled once its bytes are in the file, and the file
+    is flushed to disk once, when it is finished."""
 
     def __init__(self, path, offset: int, shape, dtype):
         self.path, self.offset = str(path), int(offset)
@@ -121,7 +123,6 @@ class PathWriter:
         fd = os.open(self.path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
         try:
             RawWriter(fd, self.offset, self.shape, self.dtype).write_from(slices, block)
-            os.fdatasync(fd)
         finally:
             os.close(fd)
 
