@@ -83,18 +83,9 @@ def decompress(src, fd: int, limit: int, slack: int = TRAILING_SLACK, chunk: int
     later.  ``on_bytes(n)``: called as bytes are written (a progress bar).
     """
     name = src if name is None else name
-    buf = bytearray(chunk)
-    written = 0
     try:
-        with os.fdopen(fd, "wb") as fout, open_gzip(src) as fin:
-            while written < limit:
-                n = fin.readinto(memoryview(buf)[: min(chunk, limit - written)])
-                if not n:
-                    break
-                fout.write(memoryview(buf)[:n])
-                written += n
-                if on_bytes is not None:
-                    on_bytes(n)
+        with open_gzip(src) as fin:
+            written = copy_stream(fin, fd, limit, chunk, on_bytes)
             more = len(fin.read(slack + 1)) if written == limit else 0  # to the end, when within bounds
     except Exception as exc:  # zlib.error, isal's error, EOFError, BadGzipFile...
         if _from_store(exc):
@@ -114,7 +105,8 @@ def _from_store(exc) -> bool:
 
 def copy_stream(fin, fd: int, limit: int, chunk: int = 16 * 2**20, on_bytes=None) -> int:
     """Copy the first ``limit`` bytes of the file object ``fin`` into ``fd``
-    with one reused buffer; returns how many there were."""
+    (closed afterwards) with one reused buffer; returns how many there were.
+    ``on_bytes(n)``: called as bytes are written (a progress bar)."""
     buf = bytearray(chunk)
     written = 0
     with os.fdopen(fd, "wb") as fout:

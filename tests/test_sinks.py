@@ -20,12 +20,11 @@ from .conftest import assert_matches_reference, make_volume, scipy_reference
 
 
 class InterruptAfter:
-    """An executor that stops (as Ctrl-C would) after ``k`` commits."""
+    """An executor (threads by default) that stops, as Ctrl-C would, after ``k`` commits."""
 
-    remote = False
-
-    def __init__(self, k, workers=2):
-        self.inner, self.k, self.n = Threads(workers), k, 0
+    def __init__(self, k, inner=None):
+        self.inner, self.k, self.n = inner or Threads(2), k, 0
+        self.remote = self.inner.remote
 
     def run(self, task, todo, commit):
         def counted(i, payload):
@@ -234,28 +233,6 @@ def test_a_dask_executor_runs_each_block_once_on_a_cluster_and_writes_the_store(
     assert_matches_reference(np.asarray(array[...]).T, expected, data, 1)
 
 
-class DaskInterruptAfter:
-    """A cluster executor that stops (as Ctrl-C would) after ``k`` commits."""
-
-    remote = True
-
-    def __init__(self, client, k):
-        self.inner, self.k, self.n = Dask(client=client), k, 0
-        self.inner.client = client
-
-    def run(self, task, todo, commit):
-        def counted(i, payload):
-            commit(i, payload)
-            self.n += 1
-            if self.n == self.k:
-                raise KeyboardInterrupt
-
-        self.inner.run(task, todo, counted)
-
-    def after_running(self, fn):
-        fn()
-
-
 @pytest.mark.cluster
 @pytest.mark.parametrize("out", ["out.nii", "out.nii.gz"])
 def test_on_a_cluster_the_workers_write_the_output_and_an_interrupted_run_resumes(tmp_path, out):
@@ -276,13 +253,13 @@ def test_on_a_cluster_the_workers_write_the_output_and_an_interrupted_run_resume
                                   dashboard_address=None) as cluster, distributed.Client(cluster) as client:
         job = planned(src, tmp_path / out, client=client, **kw)
         assert job.sink.remote and (out.endswith(".nii") or isinstance(job.sink, GzipMembers))
+        executor = Dask(client=client)
+        executor.client = client  # entered: the test holds the client
         with pytest.raises(Interrupted):
-            run_job_stages(job, DaskInterruptAfter(client, 5))
+            run_job_stages(job, InterruptAfter(5, executor))
         journaled = len(job.stages[0].journal.read_text().splitlines()) - 1
         assert journaled >= 5
         job = planned(src, tmp_path / out, client=client, **kw)
-        executor = Dask(client=client)
-        executor.client = client
         assert run_job_stages(job, executor) == [journaled]
     job.sink.finish(Report().bar)
     job.sink.cleanup()
