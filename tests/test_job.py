@@ -6,8 +6,6 @@ import subprocess
 import sys
 import time
 
-import nibabel as nib
-import numpy as np
 import pytest
 
 from bigresample.executors import Dask, Threads
