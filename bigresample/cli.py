@@ -1,4 +1,5 @@
-"""Command line: ``bigresample INPUT OUTPUT --spacing X Y Z`` and the seed's options.
+"""Command line: ``bigresample INPUT OUTPUT --spacing X Y Z`` and the seed's options;
+``bigresample info FILE [--json]`` (``is_info``).
 
 A thin layer over ``bigresample.pipeline.resample``.  Bad arguments or input
 give one line on stderr naming the problem and the value, exit status 2, no
@@ -8,6 +9,7 @@ traceback (unless ``--debug``).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import sys
@@ -19,9 +21,12 @@ import numpy as np
 
 from ._version import __version__
 from .errors import BigresampleError
+from .fileinfo import describe
 from .pipeline import LabelMapWarning, UsageError, resample
 from .plan import format_bytes
-from .report import summary_line
+from .provenance import command_line
+from .report import info_lines, summary_line
+from .request import parse_storage_options
 from .runner import Interrupted
 from .splines import MODES
 
@@ -208,8 +213,62 @@ def _report_printer():
     return say
 
 
+#: what may follow ``info``: the one FILE and these options (``is_info``)
+INFO_OPTIONS = ("--json", "--storage-option", "--debug", "-h", "--help")
+
+
+def is_info(argv) -> bool:
+    """``bigresample info FILE [--json]``: the first word ``info`` and no option
+    but ``INFO_OPTIONS``.  Every such command line was an error before ``info``
+    existed (it names no target), so a file named ``info`` is resampled as
+    before: ``bigresample info out.nii --spacing ...`` (or ``./info``)."""
+    return bool(argv) and argv[0] == "info" and all(
+        not a.startswith("-") or a.split("=", 1)[0] in INFO_OPTIONS for a in argv[1:])
+
+
+def build_info_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="bigresample info",
+                description="Print an image's geometry (shape, spacing, affine, qform/sform codes, units, type, "
+                            "scaling, NIfTI version) and how it was made (its provenance record, if any).")
+    p.add_argument("file", metavar="FILE", help="a NIfTI, any image nibabel reads, or an OME-Zarr (a folder or a URL)")
+    p.add_argument("--json", action="store_true", help="print it as JSON")
+    p.add_argument("--storage-option", action="append", metavar="KEY=VALUE", dest="storage_options",
+                   help="an fsspec option for a URL, as for a run")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    return p
+
+
+def info_main(argv) -> int:
+    """``bigresample info FILE [--json]``: describe (``fileinfo.describe``), then print."""
+    args = build_info_parser().parse_args(argv)
+    say = _report_printer()
+    try:
+        described = describe(args.file, parse_storage_options(args.storage_options))
+    except BigresampleError as exc:
+        if args.debug:
+            raise
+        print(f"bigresample: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a reader's own failure on an odd file: still one line
+        if args.debug:
+            raise
+        print(f"bigresample: error: {args.file}: cannot be described ({type(exc).__name__}: "
+              f"{' '.join(str(exc).split())})", file=sys.stderr)
+        return EXIT_USAGE
+    if args.json:
+        say(json.dumps(described, indent=2))
+    else:
+        for line in info_lines(described):
+            say(line)
+    return 0
+
+
 def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    if is_info(argv):
+        return info_main(argv[1:])
     args = build_parser().parse_args(argv)
+    args.argv = argv
     log = None if args.quiet else _report_printer()
     main_thread = threading.current_thread() is threading.main_thread()
     _terminated.clear()
@@ -332,6 +391,7 @@ def _options(args) -> dict:
         scheduler=args.scheduler,
         local_cluster=args.local_cluster,
         storage_options=args.storage_options,
+        invocation=command_line(getattr(args, "argv", [])),
     )
 
 

@@ -24,6 +24,7 @@ import numpy as np
 
 from ._version import __version__
 from . import ome
+from . import provenance
 from . import safefs
 from . import store as store_location
 from .antialias import Smoothed
@@ -85,6 +86,7 @@ class Job:
     sink: Sink
     executor: Threads | Dask
     store: str  # the intermediate zarr store's address (used by StoreThenNifti)
+    provenance: dict | None = None  # the output's provenance document (bigresample.provenance), its date fixed
 
     @property
     def grid(self):
@@ -120,8 +122,9 @@ class Job:
         return {
             "input": store_location.identity(self.volume.path, r.storage_options)
             if store_location.is_url(self.volume.path) else input_identity(self.volume.path),
-            # the header written at the start of a partial NIfTI (a reference's forms and codes, ...)
-            "header": hashlib.sha256(header_bytes(self.header)).hexdigest(),
+            # the header written at the start of a partial NIfTI (a reference's forms and codes, ...), but
+            # for its provenance record: a rerun (another date, other execution flags) resumes the same output
+            "header": hashlib.sha256(header_bytes(provenance.without(self.header))).hexdigest(),
             "output": store_location.display(r.output) if store_location.is_url(r.output)
             else str(r.output.resolve()),
             "spacing": [repr(float(v)) for v in self.target],
@@ -184,10 +187,16 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
         for k in range(1, request.levels)
     ]
     header = output_header(vol, grid, out_dtype, reference=ref)
+    # how the output was made, dated once for the job: every route writes the same header bytes
+    previous = provenance.of_volume(vol)
+    record = provenance.document((previous["steps"] if previous else [])
+                                 + [provenance.step(request, vol, ref, stages, out_dtype)])
+    if request.kind != ".zarr":
+        provenance.attach(header, record)
     store = store_location.address(request.store_root, f".{store_location.name(request.output)}.bigresample.zarr")
-    sink = _sink(request, vol, stages, header, out_dtype, store, executor)
+    sink = _sink(request, vol, stages, header, out_dtype, store, executor, record)
     return Job(request=request, volume=vol, reference=ref, target_mm=target_mm, target=target, out_dtype=out_dtype,
-               header=header, stages=tuple(stages), sink=sink, executor=executor, store=store)
+               header=header, stages=tuple(stages), sink=sink, executor=executor, store=store, provenance=record)
 
 
 def journal_path(request: Request) -> Path:
@@ -274,7 +283,8 @@ def _stage(request: Request, vol: InputVolume, level: int, g, out_dtype, extra, 
     return Stage(level, g, resampler, smoothing, plan, BlockSet(tuple(g.out_shape) + extra, plan.block), journal)
 
 
-def _sink(request: Request, vol: InputVolume, stages, header, out_dtype, store: str, executor) -> Sink:
+def _sink(request: Request, vol: InputVolume, stages, header, out_dtype, store: str, executor,
+          record: dict | None = None) -> Sink:
     out, kind, opts = request.output, request.kind, request.storage_options
     if kind == ".zarr":
         lead_axes = _leading_axes(vol)
@@ -284,6 +294,8 @@ def _sink(request: Request, vol: InputVolume, stages, header, out_dtype, store: 
             raise UsageError(f"cannot write this image as OME-Zarr: {exc}; write .nii or .nii.gz") from None
         attrs = ome.metadata(store_location.name(out)[: -len(kind)], [s.grid.output_affine(vol.affine) for s in stages], vol.units,
                              lead_axes)
+        if record is not None:
+            attrs["bigresample"]["provenance"] = record
         return OmeZarr(out, header, kind, attrs, out_dtype, stages[0].grid.output_affine(vol.affine), opts)
     cluster = isinstance(executor, Dask)
     # the zarr store where it is the point: kept, or scratch on an object store

@@ -156,6 +156,8 @@ class InputVolume:
     url_options: dict | None = field(default=None, repr=False)
     url_gzip: bool = False
     url_head: bytes | None = field(default=None, repr=False)
+    #: an OME-Zarr's group attributes (its provenance among them, ``bigresample.provenance``)
+    ome_attrs: dict | None = field(default=None, repr=False)
 
     @property
     def dtype(self) -> np.dtype:
@@ -647,7 +649,8 @@ def _open_ome(path, role: str, options: dict | None = None) -> InputVolume:
     hdr.set_sform(im.affine, 2)
     image = (nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image)(view, im.affine, hdr)
     return InputVolume(path=path, image=image, source=view, shape=tuple(view.shape), affine=im.affine,
-                       spacing=spacing, units=im.units, slope=1.0, inter=0.0, extra_axes=im.extra_axes)
+                       spacing=spacing, units=im.units, slope=1.0, inter=0.0, extra_axes=im.extra_axes,
+                       ome_attrs=im.attrs if im.attrs is not None else {})
 
 
 def _refuse_complex(path, dtype) -> None:
@@ -789,6 +792,25 @@ def header_bytes(hdr) -> bytes:
     hdr.write_to(buf)
     data = buf.getvalue()
     return data + b"\0" * (offset - len(data))
+
+
+def written_header(fd: int):
+    """The NIfTI-1 or -2 header, extensions included, at the start of the open
+    file ``fd`` (a partial output being resumed), or None if there is none."""
+    import io
+
+    try:
+        head = os.pread(fd, 540, 0)
+        sizes = [struct.unpack(e + "i", head[:4])[0] for e in "<>"] if len(head) >= 4 else []
+        klass = nib.Nifti1Header if 348 in sizes else nib.Nifti2Header if 540 in sizes else None
+        if klass is None:
+            return None
+        offset = int(klass(head[: 348 if klass is nib.Nifti1Header else 540], check=False)["vox_offset"])
+        if not 0 < offset <= MAX_URL_HEADER:
+            return None
+        return klass.from_fileobj(io.BytesIO(os.pread(fd, offset, 0)), check=False)
+    except Exception:  # nibabel raises many types for a damaged header: then there is none to keep
+        return None
 
 
 class NiftiWriter:

@@ -163,6 +163,7 @@ class OmeImage:
     affine: np.ndarray  # x, y, z in ``units``
     units: str  # NIfTI name: 'mm', 'micron', 'meter' or 'unknown'
     extra_axes: list  # the leading axes, NGFF order: dicts with name, type, unit, scale
+    attrs: dict | None = None  # the group's attributes (a provenance document among them: bigresample.provenance)
 
 
 def read_image(path, options: dict | None = None) -> OmeImage:
@@ -259,4 +260,4 @@ def _read_multiscale(path, attrs: dict, options: dict | None = None) -> OmeImage
         affine = np.asarray(kept, dtype=np.float64)
     extra = [{"name": a.get("name"), "type": a.get("type"), "unit": a.get("unit"), "scale": float(sc)}
              for a, sc in zip(axes[:-3], scale[:-3])]
-    return OmeImage(SpatialView(array), affine, units, extra)
+    return OmeImage(SpatialView(array), affine, units, extra, attrs)

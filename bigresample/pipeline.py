@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
+from . import provenance
 from . import store as store_location
 from .job import Job, dry_run, plan_job, preflight
 from .nifti import InputVolume
@@ -77,7 +78,7 @@ def resample(
     log: Callable[[str], None] | None = None, spacing_label: str | None = None, force: bool = False,
     dry_run: bool = False, labels: bool = False, antialias: bool = False, levels: int = 1, qc=None,
     scheduler: str | None = None, local_cluster: int | None = None, client=None, report: Report | None = None,
-    storage_options: dict | None = None,
+    storage_options: dict | None = None, invocation: dict | None = None,
 ) -> ResampleResult:
     """Resample a NIfTI (or any nibabel spatial image) file to a new spacing.
 
@@ -141,10 +142,18 @@ def resample(
         fsspec options for every URL of the run (``endpoint_url``, ``anon``,
         ``key``/``secret``...); credentials otherwise come from the
         environment and the protocol library's config.
+    invocation : dict, optional
+        How the output's provenance record (``bigresample.provenance``) says the
+        run was asked: by default this call, with the arguments that differ from
+        their defaults (storage options' values masked); the command line gives
+        its own (``provenance.command_line``).
     """
     t_start = time.perf_counter()
     arguments = dict(locals())  # the parameters as passed: what was asked
     del arguments["t_start"], arguments["log"], arguments["progress"], arguments["report"]
+    if invocation is None:
+        arguments["invocation"] = provenance.api_call(resample, {k: v for k, v in arguments.items()
+                                                                 if k != "invocation"})
     if report is None:
         report = TextReport(log, progress) if log is not None else Report(progress)
     return run_request(Request.make(**arguments), report, t_start)
@@ -319,6 +328,11 @@ def resample_nifti_spacing(
         label = ", ".join(f"{a}={v}" for a, v in zip(AXES, values) if v is not None)
     else:
         raise UsageError("no spacing given: set new_spacing or one of new_x/y/z_spacing")
+    if kwargs.get("invocation") is None:
+        kwargs["invocation"] = provenance.api_call(resample_nifti_spacing, dict(
+            input_path=input_path, output_path=output_path, new_x_spacing=new_x_spacing,
+            new_y_spacing=new_y_spacing, new_z_spacing=new_z_spacing, new_spacing=new_spacing, order=order,
+            verbose=verbose, compare=compare, **kwargs))
     return resample(
         input_path,
         output_path,

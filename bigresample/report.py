@@ -354,3 +354,83 @@ def timing_text(t: dict) -> str:
     if "qc" in t:
         parts.append(f"QC picture {t['qc']:.2f} s")
     return ", ".join(parts)
+
+
+# --------------------------------------------------------------------------
+# bigresample info FILE
+# --------------------------------------------------------------------------
+
+
+def info_lines(d: dict):
+    """``fileinfo.describe``'s dict as the text ``bigresample info`` prints."""
+    version = f", NIfTI-{d['nifti_version']}" if d.get("nifti_version") and "NIfTI" not in d["format"] else ""
+    yield f"{d['file']}: {d['format']}{version}"
+    axes = "x".join(map(str, d["shape"]))
+    yield f"  Shape: {axes} ({' '.join(d['axes'])}), {d['dtype']}"
+    unit = d["units"] if d["units"] != "unknown" else "unknown units"
+    yield f"  Spacing: {fmt3(d['spacing'], '.6g')} {unit}" + (f"; time in {d['time_units']}" if d.get("time_units")
+                                                             and len(d["shape"]) > 3 else "")
+    if d["zooms"][:3] != d["spacing"][:3] or len(d["zooms"]) > 3:
+        yield f"  Header zooms: {', '.join(format(z, '.6g') for z in d['zooms'])}"
+    yield "  Affine:"
+    yield from _matrix_lines(d["affine"])
+    if d.get("qform_code") is not None:
+        yield f"  qform code: {d['qform_code']}, sform code: {d['sform_code']}"
+    slope, inter = d.get("scl_slope"), d.get("scl_inter")
+    yield "  Scaling: none" if slope is None or (slope == 1 and not inter) else f"  Scaling: slope {slope}, inter {inter}"
+    if d.get("description"):
+        yield f"  Description: {d['description']}"
+    if d.get("intent"):
+        yield f"  Intent: {d['intent']}"
+    if d.get("extensions"):
+        yield "  Extensions: " + ", ".join(f"{e['name']} ({e['code']}, {e['bytes']} bytes)" for e in d["extensions"])
+    if d.get("ome"):
+        yield f"  OME-Zarr: NGFF {d['ome']['version']}, {d['ome']['levels']} level(s)"
+    yield from provenance_lines(d.get("provenance"))
+
+
+def _matrix_lines(m):
+    for row in m:
+        yield "    [" + " ".join(f"{float(v):12.6g}" if isinstance(v, (int, float)) else f"{v:>12}" for v in row) + "]"
+
+
+def provenance_lines(doc):
+    """A provenance document (``bigresample.provenance``) as text, one block per step."""
+    if not doc:
+        yield "Provenance: none recorded"
+        return
+    steps = doc["steps"]
+    yield f"Provenance: {len(steps)} step{'s' if len(steps) != 1 else ''} (schema {doc.get('bigresample_provenance')})"
+    for k, st in enumerate(steps, 1):
+        yield from _step_lines(k, st)
+
+
+def _step_lines(k: int, st: dict):
+    inp, out, how = st.get("input") or {}, st.get("output") or {}, st.get("resampling") or {}
+    yield f"  {k}. {st.get('date')}  {st.get('tool', 'bigresample')} {st.get('version')}"
+    inv = st.get("invocation") or {}
+    if "command" in inv:
+        yield "     command: " + " ".join(inv["command"])
+    elif "function" in inv:
+        args = ", ".join(f"{key}={value!r}" for key, value in inv.get("arguments", {}).items())
+        yield f"     call: {inv['function']}({args})"
+    size = "a folder" if inp.get("bytes") is None else f"{inp['bytes']} bytes"
+    yield (f"     input: {inp.get('name')} ({inp.get('format')}, {size}), "
+           f"{'x'.join(map(str, inp.get('shape', [])))} at {_spacing(inp)}")
+    if inp.get("header_sha256"):
+        yield f"     input header sha256: {inp['header_sha256']}"
+    ref = st.get("reference")
+    if ref:
+        yield f"     reference: {ref.get('name')}, {'x'.join(map(str, ref.get('shape', [])))}"
+    labels = f", labels {how['labels']}" if how.get("labels") else ""
+    sigmas = how.get("antialias_sigmas")
+    yield (f"     grid {how.get('grid')}, order {how.get('order')}{labels}, mode {how.get('mode')}, "
+           f"cval {how.get('cval')}" + (f", antialias sigmas {sigmas}" if sigmas else ""))
+    yield (f"     output: {out.get('name')}, {'x'.join(map(str, out.get('shape', [])))} at {_spacing(out)}, "
+           f"{out.get('dtype')}")
+
+
+def _spacing(part: dict) -> str:
+    values = part.get("spacing") or []
+    return " x ".join(format(v, ".6g") if isinstance(v, (int, float)) else str(v) for v in values) + \
+        f" {part.get('units', '')}".rstrip()

@@ -69,13 +69,15 @@ class Request:
     client: object
     #: fsspec options for every URL of the run (--storage-option); never printed
     storage_options: dict = field(default_factory=dict, repr=False)
+    #: how the run was asked, as the output's provenance records it (``provenance.command_line``/``api_call``)
+    invocation: dict | None = None
 
     @classmethod
     def make(cls, input, output, *, spacing=None, shape=None, reference=None, units="mm", order=1,
              grid="center", mode="nearest", cval=0.0, dtype=None, chunks=None, memory_limit=None,
              workers=None, tmp_dir=None, keep_zarr=False, compare=False, spacing_label=None, force=False,
              dry_run=False, labels=False, antialias=False, levels=1, qc=None, scheduler=None,
-             local_cluster=None, client=None, storage_options=None) -> Request:
+             local_cluster=None, client=None, storage_options=None, invocation=None) -> Request:
         """Check the arguments of ``bigresample.resample`` and return them as a request."""
         n_targets = sum(v is not None for v in (spacing, shape, reference))
         if n_targets != 1:
@@ -130,7 +132,7 @@ class Request:
             keep_zarr=bool(keep_zarr), compare=bool(compare), spacing_label=spacing_label, force=bool(force),
             dry_run=bool(dry_run), labels=bool(labels), antialias=bool(antialias), levels=levels, qc=qc,
             scheduler=scheduler, local_cluster=None if local_cluster is None else int(local_cluster),
-            client=client, storage_options=options,
+            client=client, storage_options=options, invocation=invocation,
         )
 
     @property

@@ -54,7 +54,8 @@ from . import store as store_location
 from .codec import gzip_member
 from .errors import BigresampleError
 from .geometry import voxel_spacing
-from .nifti import NiftiWriter, create_raw_output, header_bytes
+from .nifti import NiftiWriter, create_raw_output, header_bytes, written_header
+from .provenance import without
 from .rawio import PathWriter, RawWriter
 
 
@@ -155,17 +156,29 @@ class RawNifti(_NiftiFile):
         self.remote = remote
 
     def begin(self, stage, done):
-        head = header_bytes(self.header)
-        size = len(head) + int(np.prod(stage.blocks.shape, dtype=np.int64)) * self.header.get_data_dtype().itemsize
-        resume = bool(done) and self.partial.exists() and self.partial.stat().st_size == size
-        if resume:
-            self._fd, offset = safefs.open_existing(self.partial, os.O_RDWR), len(head)
+        data = int(np.prod(stage.blocks.shape, dtype=np.int64)) * self.header.get_data_dtype().itemsize
+        self._fd = self._resumable(data) if done and self.partial.exists() else None
+        if self._fd is not None:
+            offset = int(self.header.get_data_offset())
         else:
             done = {}
             self._fd, offset = create_raw_output(self.partial, self.header)
         if self.remote:
             return PathWriter(self.partial.resolve(), offset, stage.blocks.shape, self.header.get_data_dtype()), done
         return RawWriter(self._fd, offset, stage.blocks.shape, self.header.get_data_dtype()).write_from, done
+
+    def _resumable(self, data: int) -> int | None:
+        """The partial output opened for resuming, if it begins with this run's
+        header (but for the provenance record: its own is kept, with the date
+        the output was started) and has its full size; else None."""
+        fd = safefs.open_existing(self.partial, os.O_RDWR)
+        kept = written_header(fd)
+        if (kept is not None and os.fstat(fd).st_size == int(kept.get_data_offset()) + data
+                and header_bytes(without(kept)) == header_bytes(without(self.header))):
+            self.header = kept  # what finish() checks the file against
+            return fd
+        os.close(fd)
+        return None
 
     def end(self, ok):
         fd, self._fd = getattr(self, "_fd", None), None
