@@ -109,6 +109,12 @@ class Job:
         return prod(self.out_shape) * self.out_dtype.itemsize
 
     @property
+    def file_bytes(self) -> int:
+        """What the output file holds uncompressed: a NIfTI's header (its
+        extensions, the provenance record among them) and voxels."""
+        return self.out_bytes + (len(header_bytes(self.header)) if self.request.kind != ".zarr" else 0)
+
+    @property
     def via_store(self) -> bool:
         return isinstance(self.sink, StoreThenNifti)
 
@@ -359,7 +365,7 @@ def preflight(job: Job) -> None:
         check_free_space(r.scratch, vol.decompressed_bytes, "decompressing the input")
     if remote_out:
         return  # an object store has no free space to ask
-    need = out_bytes // 2 if r.kind == ".nii.gz" else out_bytes  # compressed: an estimate
+    need = job.file_bytes // 2 if r.kind == ".nii.gz" else job.file_bytes  # compressed: an estimate
     partial = job.sink.partial
     if partial.is_file():
         need -= partial.stat().st_size
@@ -416,9 +422,9 @@ def _same_filesystem(a, b) -> bool:
 def dry_run(job: Job) -> DryRun:
     """What a run would need: the ``DryRun`` event."""
     r, vol, plan = job.request, job.volume, job.plan
-    out_bytes = job.out_bytes
+    out_bytes, file_bytes = job.out_bytes, job.file_bytes
     gz = r.kind == ".nii.gz"
-    disk = [f"output {format_bytes(out_bytes // 2 if gz else out_bytes)}"
+    disk = [f"output {format_bytes(file_bytes // 2 if gz else file_bytes)}"
             + (" (compressed: an estimate)" if gz else "") + " in "
             + (store_location.display(r.output) if store_location.is_url(r.output) else str(r.output.parent))]
     if vol.copied:

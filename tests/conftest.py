@@ -97,3 +97,24 @@ def make_volume(path, shape=(24, 20, 14), spacing=(0.1, 0.1, 0.1), dtype=np.floa
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def same_but_provenance(path) -> bytes:
+    """The NIfTI (.nii or .nii.gz) at ``path``, byte for byte but for its
+    provenance record (``bigresample.provenance``), which differs between runs
+    (the date, the command line, the output's name): the header re-serialised
+    without that extension, then every byte after ``vox_offset`` as stored.
+    Fails when the record is missing."""
+    import gzip
+    import io
+
+    from bigresample import provenance
+    from bigresample.nifti import header_bytes
+
+    raw = open(path, "rb").read()
+    if raw[:2] == b"\x1f\x8b":
+        raw = gzip.decompress(raw)
+    klass = nib.Nifti1Header if int.from_bytes(raw[:4], "little") in (348, 348 << 24) else nib.Nifti2Header
+    hdr = klass.from_fileobj(io.BytesIO(raw))
+    assert provenance.from_header(hdr) is not None, f"{path}: no provenance record"
+    return header_bytes(provenance.without(hdr)) + raw[int(hdr["vox_offset"]):]

@@ -132,5 +132,7 @@ def test_header_extensions_are_kept(tmp_path):
     nib.save(img, tmp_path / "ext.nii.gz")
     resample(tmp_path / "ext.nii.gz", tmp_path / "out.nii.gz", spacing=(None, None, 0.07))
     _, out = _check(tmp_path / "ext.nii.gz", tmp_path / "out.nii.gz")
-    assert [e.get_code() for e in out.header.extensions] == [6, 4]
+    # the input's, in their order, then the provenance record (bigresample.provenance)
+    assert [e.get_code() for e in out.header.extensions] == [6, 4, 6]
     assert out.header.extensions[0].get_content() == b"first"
+    assert out.header.extensions[2].json()["steps"][-1]["input"]["name"] == "ext.nii.gz"
