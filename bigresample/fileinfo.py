@@ -21,7 +21,7 @@ NIFTI_VERSIONS = {"Nifti1Header": 1, "Nifti2Header": 2}
 def describe(path, storage_options: dict | None = None) -> dict:
     """The geometry, type, scaling, header codes and provenance of the image at
     ``path`` (JSON-safe).  ``InputError`` (one line) for what cannot be read."""
-    vol = open_input(path, read_data=False, role="file", storage_options=storage_options)
+    vol = open_input(path, read_data=False, role="image", storage_options=storage_options)
     try:
         hdr = vol.image.header
         version = None if vol.ome_attrs is not None else _nifti_version(hdr)
