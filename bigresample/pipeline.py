@@ -143,20 +143,22 @@ def resample(
         ``key``/``secret``...); credentials otherwise come from the
         environment and the protocol library's config.
     invocation : dict, optional
-        How the output's provenance record (``bigresample.provenance``) says the
-        run was asked: by default this call, with the arguments that differ from
-        their defaults (storage options' values masked); the command line gives
-        its own (``provenance.command_line``).
+        How the output's provenance says the run was asked (default: this call, ``_asked``).
     """
     t_start = time.perf_counter()
-    arguments = dict(locals())  # the parameters as passed: what was asked
-    del arguments["t_start"], arguments["log"], arguments["progress"], arguments["report"]
-    if invocation is None:
-        arguments["invocation"] = provenance.api_call(resample, {k: v for k, v in arguments.items()
-                                                                 if k != "invocation"})
+    arguments = _asked(locals())
     if report is None:
         report = TextReport(log, progress) if log is not None else Report(progress)
     return run_request(Request.make(**arguments), report, t_start)
+
+
+def _asked(arguments: dict) -> dict:
+    """``resample``'s parameters as passed (what was asked), for ``Request.make``; the
+    invocation, unless given, is this call and its arguments (``provenance.api_call``)."""
+    arguments = {k: v for k, v in arguments.items() if k not in ("t_start", "log", "progress", "report")}
+    arguments["invocation"] = arguments["invocation"] or provenance.api_call(resample,
+                                                                            {**arguments, "invocation": None})
+    return arguments
 
 
 def run_request(request: Request, report: Report, t_start: float | None = None) -> ResampleResult:
