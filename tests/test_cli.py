@@ -144,7 +144,9 @@ def test_header_fields_are_kept(tmp_path):
     assert h["intent_code"] == 1002 and h["intent_name"] == b"labels"
     assert h.get_qform(coded=True)[1] == 1 and h.get_sform(coded=True)[1] == 2
     assert h.get_xyzt_units() == ("mm", "sec")
-    assert [e.get_content() for e in h.extensions] == [b"kept through resampling"]
+    # the input's extension, then the provenance record (bigresample.provenance)
+    assert [e.get_content() for e in h.extensions][:1] == [b"kept through resampling"]
+    assert [e.get_code() for e in h.extensions] == [6, 6] and b"bigresample_provenance" in h.extensions[1].get_content()
 
 
 def test_4d_keeps_the_time_axis_and_time_step(tmp_path):
