@@ -237,8 +237,9 @@ def step(request, vol, reference, stages, out_dtype, date: str | None = None) ->
         "resampling": {
             "grid": "reference" if reference is not None else r.grid,
             "order": int(r.order),
-            "asked_order": int(r.asked_order),
-            "labels": None if labels is None or labels is False else "nearest" if labels is True else str(labels),
+            "asked_order": int(getattr(r, "asked_order", r.order)),
+            # the label method (a bool once: True is nearest neighbour), None without labels
+            "labels": None if not labels else "nearest" if labels is True else str(labels),
             "mode": r.mode,
             "cval": json_safe(r.cval),
             "antialias_sigmas": None if smoothing is None else _floats(smoothing),

@@ -8,6 +8,7 @@ config files and the instance metadata service are switched off.  The results
 must equal, byte for byte, the same runs on local files.
 """
 
+import json
 import os
 import socket
 import subprocess
@@ -150,6 +151,10 @@ def test_a_nifti_on_s3_into_an_ome_zarr_pyramid_on_s3_equals_the_local_run(tmp_p
         assert np.asarray(remote[...]).tobytes() == np.asarray(local[...]).tobytes()
     meta, local_meta = _attrs(url, endpoint), _attrs(str(tmp_path / "local.zarr"))
     meta["ome"]["multiscales"][0].pop("name"), local_meta["ome"]["multiscales"][0].pop("name")
+    # the provenance records differ (the invocation, the date); the input is the same file
+    record, local_record = meta["bigresample"].pop("provenance"), local_meta["bigresample"].pop("provenance")
+    assert record["steps"][-1]["input"]["header_sha256"] == local_record["steps"][-1]["input"]["header_sha256"]
+    assert record["steps"][-1]["input"]["bytes"] == src.stat().st_size
     assert meta == local_meta
     assert list(work.iterdir()) == []  # the copied input and the journal are gone
     # and it reads back as NIfTI, through the OME-Zarr input path
@@ -283,6 +288,20 @@ def test_the_secret_never_shows_in_a_report(tmp_path, s3, volume_on_s3):
     assert "input copied and decompressed" in proc.stdout
     assert SECRET not in proc.stdout + proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_output_records_no_secret_and_info_reads_a_url(tmp_path, s3, volume_on_s3):
+    proc = _cli(s3, tmp_path, volume_on_s3, tmp_path / "out.nii", "--z-spacing", "0.2", "--quiet",
+                "--storage-option", f"secret={SECRET}", "--storage-option", "key=testing")
+    assert proc.returncode == 0, proc.stderr
+    assert SECRET.encode() not in (tmp_path / "out.nii").read_bytes()
+    ext = [e for e in nib.load(tmp_path / "out.nii").header.extensions if e.get_code() == 6][0]
+    command = json.loads(ext.get_content())["steps"][-1]["invocation"]["command"]
+    assert "secret=***" in command and volume_on_s3 in command
+    proc = _cli(s3, tmp_path, "info", volume_on_s3, "--json")
+    assert proc.returncode == 0, proc.stderr
+    described = json.loads(proc.stdout)
+    assert described["shape"] == [24, 20, 14] and described["format"] == "NIfTI-1 image (gzip-compressed)"
 
 
 def test_storage_options_parse_booleans_and_json_and_keep_the_rest_strings():
