@@ -261,21 +261,32 @@ def _matrix(a) -> list:
 
 
 def _source(vol, options) -> dict:
-    """An input's name, format, size in bytes (None for a folder or when
-    unknown) and the sha256 of its header (``header_digest``)."""
+    """An input's name, format, size in bytes (its files': a pair's .hdr and
+    .img; None for a folder or when unknown) and the sha256 of its header
+    (``header_digest``)."""
     digest, of = header_digest(vol)
-    return {"name": store.name(vol.path), "format": vol.format, "bytes": _size(vol.path, options),
+    return {"name": store.name(vol.path), "format": vol.format, "bytes": _size(vol, options),
             "header_sha256": digest, "header_digest_of": of}
 
 
-def _size(path, options) -> int | None:
+def _size(vol, options) -> int | None:
+    path = vol.path
     try:
         if store.is_url(path):
             info = store.info(str(path), options)
             return None if info.get("type") == "directory" else int(info.get("size"))
-        return None if Path(path).is_dir() else Path(path).stat().st_size
+        if Path(path).is_dir():
+            return None
+        files = {os.path.abspath(f) for f in [str(path), *_files(vol.image).values()]}
+        return sum(os.path.getsize(f) for f in files)
     except Exception:  # a store that does not say: the size is left out, the run goes on
         return None
+
+
+def _files(img) -> dict:
+    """The files nibabel reads an image from, by role ("image", "header"...)."""
+    names = {k: getattr(v, "filename", None) for k, v in getattr(img, "file_map", {}).items()}
+    return {k: f for k, f in names.items() if isinstance(f, str) and os.path.isfile(f)}
 
 
 def header_digest(vol) -> tuple[str | None, str | None]:
@@ -291,7 +302,7 @@ def header_digest(vol) -> tuple[str | None, str | None]:
     if vol.url_head is not None:
         return hashlib.sha256(vol.url_head).hexdigest(), "NIfTI header and extensions"
     img = vol.image
-    if type(img) in (nib.Nifti1Image, nib.Nifti2Image):
+    if isinstance(img, nib.Nifti1Pair):  # NIfTI-1 and -2, single files and pairs
         head = _nifti_head(img)
         if head is not None:
             return hashlib.sha256(head).hexdigest(), "NIfTI header and extensions"
@@ -302,14 +313,17 @@ def header_digest(vol) -> tuple[str | None, str | None]:
 
 
 def _nifti_head(img) -> bytes | None:
-    """The first ``vox_offset`` bytes of a single-file NIfTI (decompressed)."""
+    """The first ``vox_offset`` bytes of a single-file NIfTI, or a pair's
+    whole .hdr (decompressed)."""
     from .codec import open_gzip
 
-    name = img.file_map["image"].filename
-    if not name or not os.path.isfile(name):
+    files = _files(img)
+    name = files.get("header") or files.get("image")
+    if name is None:
         return None
     hsize = int(img.header.sizeof_hdr)
-    need = min(max(int(img.dataobj.offset), hsize), MAX_HEADER)
+    pair = "header" in files and files["header"] != files.get("image")
+    need = MAX_HEADER if pair else min(max(int(img.dataobj.offset), hsize), MAX_HEADER)
     try:
         with open(name, "rb") as f:
             gz = f.read(2) == b"\x1f\x8b"

@@ -210,3 +210,12 @@ def test_a_nifti2_output_carries_the_record_too(tmp_path):
     step = _record(out)["steps"][-1]
     assert step["output"]["shape"] == [34000, 2, 2] and step["input"]["name"] == "long.nii"
     assert out.stat().st_size == int(img.dataobj.offset) + 34000 * 2 * 2 * 4
+
+
+def test_a_pairs_size_is_both_files_and_its_digest_the_whole_hdr(tmp_path):
+    nib.save(nib.Nifti1Pair(np.arange(6 * 5 * 4, dtype=np.float32).reshape(6, 5, 4), np.eye(4)), tmp_path / "p.img")
+    resample(tmp_path / "p.hdr", tmp_path / "out.nii", spacing=(0.5, None, None))
+    inp = _record(tmp_path / "out.nii")["steps"][-1]["input"]
+    assert inp["bytes"] == (tmp_path / "p.hdr").stat().st_size + (tmp_path / "p.img").stat().st_size
+    assert inp["header_sha256"] == hashlib.sha256((tmp_path / "p.hdr").read_bytes()).hexdigest()
+    assert inp["format"] == "NIfTI-1 pair (.hdr/.img)"
