@@ -68,9 +68,8 @@ def command_line(argv) -> dict:
     out, secret = [], False
     for arg in map(str, argv):
         flag, eq, value = arg.partition("=")
-        if secret:
-            key, sep, _ = arg.partition("=")
-            arg, secret = (f"{key}={MASK}" if sep else MASK), False
+        if secret:  # the value after a --storage-option: KEY=VALUE, or a stray secret
+            arg, secret = (f"{flag}={MASK}" if eq else MASK), False
         elif _is_storage_option(flag):
             if eq:
                 key, sep, _ = value.partition("=")
