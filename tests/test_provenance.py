@@ -90,16 +90,17 @@ def test_an_api_call_is_recorded_with_its_arguments_and_a_reference_with_its_aff
     np.testing.assert_allclose(step["output"]["affine"], nib.load(tmp_path / "out.nii").affine, atol=1e-6)
 
 
-def test_the_seed_call_and_labels_are_recorded(tmp_path):
+def test_the_seed_call_is_recorded(tmp_path):
     src = tmp_path / "in.nii"
     make_volume(src, shape=(20, 18, 12))
     from bigresample import resample_nifti_spacing
 
-    resample_nifti_spacing(src, tmp_path / "out.nii.gz", new_z_spacing=0.15, verbose=False, labels=True)
+    resample_nifti_spacing(src, tmp_path / "out.nii.gz", new_z_spacing=0.15, verbose=False, order=0)
     step = _record(tmp_path / "out.nii.gz")["steps"][-1]
-    assert step["invocation"]["function"] == "bigresample.resample_nifti_spacing"
-    assert step["invocation"]["arguments"]["new_z_spacing"] == 0.15
-    assert step["resampling"]["labels"] == "nearest" and step["resampling"]["order"] == 0
+    assert step["invocation"] == {"function": "bigresample.resample_nifti_spacing", "arguments": {
+        "input_path": str(src), "output_path": str(tmp_path / "out.nii.gz"), "new_z_spacing": 0.15, "order": 0,
+        "verbose": False}}
+    assert step["resampling"]["labels"] is None and step["resampling"]["order"] == 0
 
 
 def test_an_ome_zarr_output_records_it_in_its_attributes_and_stays_an_ome_image(tmp_path):
@@ -121,10 +122,11 @@ def test_provenance_chains_across_runs_and_formats(tmp_path):
     """in.nii (none) -> a.nii.gz (1 step) -> b.zarr (2 steps) -> c.nii (3 steps): each step's input is
     the previous output, its digest that file's header."""
     src = tmp_path / "in.nii"
-    make_volume(src, shape=(24, 20, 14))
+    make_volume(src, shape=(24, 20, 14), dtype=np.uint16)
     files = [src, tmp_path / "a.nii.gz", tmp_path / "b.zarr", tmp_path / "c.nii"]
     for k, (a, b) in enumerate(zip(files, files[1:]), start=1):
-        assert main([str(a), str(b), "--z-spacing", str(0.1 + 0.05 * k), "--quiet"]) == 0
+        labels = ["--labels"] if k == 3 else []  # the last step on a label map (its default method)
+        assert main([str(a), str(b), "--z-spacing", str(0.1 + 0.05 * k), "--quiet", *labels]) == 0
         steps = _record(b)["steps"]
         assert len(steps) == k
         assert [s["output"]["name"] for s in steps] == [f.name for f in files[1:k + 1]]
@@ -132,6 +134,7 @@ def test_provenance_chains_across_runs_and_formats(tmp_path):
     steps = _record(files[3])["steps"]
     assert steps[1]["input"]["header_sha256"] == hashlib.sha256(_head(files[1])).hexdigest()
     assert steps[2]["input"]["format"] == "OME-Zarr image"
+    assert steps[2]["resampling"]["labels"] == "nearest" and steps[1]["resampling"]["labels"] is None
     assert steps[0] == _record(files[1])["steps"][0]  # kept as it was
 
 
