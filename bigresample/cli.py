@@ -44,7 +44,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="bigresample",
         description="Resample a NIfTI volume to a new voxel spacing, exactly and in bounded memory.",
-        epilog="Spacing values are in millimetres (0.1 mm = 100 microns) unless --units um.",
+        epilog="Spacing values are in millimetres (0.1 mm = 100 microns) unless --units um. "
+               "`bigresample info FILE [--json]` prints a file's geometry and how it was made.",
     )
     p.add_argument("paths", nargs="*", metavar="INPUT OUTPUT",
                    help="input image (.nii, .nii.gz, .hdr/.img, .mgz, ...) and output (.nii, .nii.gz, or .zarr "
