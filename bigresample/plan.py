@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import BigresampleError
-from . import transform
+from . import labels, transform
 from .blocks import is_file_stretch
 from .engine import Resampler
 
@@ -85,7 +85,9 @@ def format_bytes(n: float) -> str:
 
 def window_shape(resampler: Resampler | transform.AffineResampler, block: tuple[int, ...]) -> tuple[int, ...]:
     """Input voxels per axis that an output block of shape ``block`` reads."""
-    if isinstance(resampler, transform.AffineResampler):
+    if isinstance(resampler, labels.InterpolatedLabels):
+        return window_shape(resampler.base, block)
+    if isinstance(resampler, (labels.ModeLabels, transform.AffineResampler)):
         return resampler.window_shape(block)
     order = resampler.order
     shape = []
@@ -108,8 +110,15 @@ def block_bytes(resampler: Resampler, block: tuple[int, ...], in_itemsize: int, 
     type, twice when scipy's pre-padding applies; the float64 prefilter
     coefficients (orders >= 2); two float64 intermediates when more than one
     axis is resampled; the output block; its gzip member; and plane-sized
-    float64 accumulators.
+    float64 accumulators.  A label map's method adds its own buffers
+    (``labels``): the intensity resampler's, counted for float64 indicators,
+    plus the label window, the running maximum and the labels kept.
     """
+    if isinstance(resampler, labels.InterpolatedLabels):
+        base = block_bytes(resampler.base, block, 8, 8)
+        return base + resampler.extra_bytes(window_shape(resampler.base, block), block, in_itemsize, out_itemsize)
+    if isinstance(resampler, labels.ModeLabels):
+        return resampler.block_bytes(block, in_itemsize, out_itemsize)
     if isinstance(resampler, transform.AffineResampler):
         return transform.block_bytes(resampler, block, in_itemsize, out_itemsize)
     order = resampler.order
@@ -192,7 +201,7 @@ def plan_blocks(
         block = tuple(min(b, m) for b, m in zip(block, out))
         return Plan(block, workers, memory_limit, block_bytes(resampler, block, in_itemsize, out_itemsize))
     per_block = max(1, (memory_limit - reserve) // workers)
-    if isinstance(resampler, transform.AffineResampler):
+    if isinstance(getattr(resampler, "base", resampler), transform.AffineResampler):
         target = TARGET_BLOCK_BYTES_GENERAL
     else:
         target = TARGET_BLOCK_BYTES.get(resampler.order, TARGET_BLOCK_BYTES_SPLINE)
