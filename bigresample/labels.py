@@ -82,9 +82,10 @@ def check(method: str, dtype, slope: float, inter: float, mode: str, cval: float
                             f"{inter:g} (use --labels nearest, which keeps the scaling)")
     if method == "mode" or "constant" in mode:
         info = np.iinfo(dtype)
-        if not (float(cval).is_integer() and info.min <= cval <= info.max):
+        # (held as a float: whole numbers are exact up to 2**53)
+        if not (float(cval).is_integer() and max(info.min, -2**53) <= cval <= min(info.max, 2**53)):
             raise LabelMapError(f"{what}: --cval is the label outside the volume and must be a whole number in "
-                                f"{dtype.name}'s range; got {cval:g}")
+                                f"{dtype.name}'s range (and within +-2**53); got {cval:g}")
     if method != "mode":
         return
     if not isinstance(grid, Grid):
@@ -278,12 +279,17 @@ class InterpolatedLabels(_LabelSampling):
         best = ws.array("lab_best", bshape, np.float64)
         best[...] = -np.inf
         lab[...] = todo[-1][0]
+        # order 1 on an axis-aligned grid: straight from the block's plans (a few numpy calls a label)
+        plans = self.zero.plans(spatial) if self.order == 1 and isinstance(self.zero, Resampler) else None
         for i, (value, sub) in enumerate(todo):
             if sub is None:
                 continue
-            resampler = self.one if constant and value == cval else self.zero
-            vals = resampler.compute_into(_Indicator(win, origin, source.shape, value), sub + extra,
-                                          np.float64, ws)
+            outside = 1.0 if constant and value == cval else 0.0
+            if plans is not None:
+                vals = _linear(plans, win, window, value, sub, spatial, outside)
+            else:
+                vals = (self.one if outside else self.zero).compute_into(
+                    _Indicator(win, origin, source.shape, value), sub + extra, np.float64, ws)
             loc = (slice(None),) * len(extra) + tuple(slice(s.start - b.start, s.stop - b.start)
                                                        for s, b in zip(sub, spatial))[::-1]
             b_view, l_view = best[loc], lab[loc]
@@ -326,23 +332,30 @@ class InterpolatedLabels(_LabelSampling):
         n = np.array(self.grid.in_shape, dtype=np.float64)
         reach = self.order + 1 + (self.zero.halo if self.order > 1 else 0)
         lo, hi = lo - reach, hi + reach
-        low_edge, high_edge = lo <= 0, hi >= n - 1
-        if self.mode in FOLDING_MODES:  # the outside folds the volume onto itself: any edge reaches anywhere
-            low_edge = high_edge = low_edge | high_edge
-        lo[low_edge], hi[high_edge] = -np.inf, np.inf
+        folding = self.mode in FOLDING_MODES
+        if not folding:  # beyond an edge the edge voxels (or cval) are read: a label near it reaches on
+            lo[lo <= 0], hi[hi >= n - 1] = -np.inf, np.inf
         if isinstance(self.zero, AffineResampler):
-            return self._sub_box_affine(lo, hi, spatial)
+            return self._sub_box_affine(lo, hi, spatial, reach if folding else None)
         out = []
         for ax, s, a, b in zip(self.grid.axes, spatial, lo, hi):
             x = ax.coordinates(s.start, s.stop)
-            hit = np.flatnonzero((x >= a) & (x <= b))
+            near = (x >= a) & (x <= b)
+            if folding:  # a sample within reach of an edge reads the volume folded: any label
+                near |= (x < reach) | (x > ax.n - 1 - reach)
+            hit = np.flatnonzero(near)
             if not len(hit):
                 return None
             out.append(slice(s.start + int(hit[0]), s.start + int(hit[-1]) + 1))
         return tuple(out)
 
-    def _sub_box_affine(self, lo, hi, spatial):
-        """As ``_sub_box``, on a rotated grid: the output bounding box of the input box's corners."""
+    def _sub_box_affine(self, lo, hi, spatial, folding_reach):
+        """As ``_sub_box``, on a rotated grid: the output bounding box of the input box's corners
+        (the whole block if it reads beyond an edge and the mode folds the volume)."""
+        if folding_reach is not None:
+            cmin, cmax = self.zero._corners(spatial)
+            if np.any(cmin < folding_reach) or np.any(cmax > np.array(self.grid.in_shape) - 1 - folding_reach):
+                return tuple(spatial)
         if not (np.all(np.isfinite(lo)) and np.all(np.isfinite(hi))):
             return tuple(spatial)
         corners = np.array([[hi[a] if (c >> a) & 1 else lo[a] for a in range(3)] for c in range(8)])
@@ -355,6 +368,54 @@ class InterpolatedLabels(_LabelSampling):
                 return None
             out.append(slice(a, b))
         return tuple(out)
+
+
+def _linear(plans, win, window, value, sub, spatial, outside: float) -> np.ndarray:
+    """The indicator of ``value`` resampled at order 1 on the output box ``sub`` of the
+    block ``spatial``, from the block's per-axis plans (``engine.plan_axis``: the input
+    index of each local position, the taps and weights, the cval slot and the samples
+    outside) and its label window ``win`` (file order, starting at ``window``):
+    the engine's per-axis sums, on the label's own box only."""
+    nd, k = win.ndim, len(plans)
+    gathers, masks, passes, fills = [], [], [], []
+    for a, (p, s, b) in enumerate(zip(plans, sub, spatial)):
+        j0, j1 = s.start - b.start, s.stop - b.start
+        n_src = len(p.src)
+        if p.index is None:  # the local line is the output
+            q0, q1, taps, weights = j0, j1, None, None
+        else:
+            taps, weights = p.index[j0:j1], p.weights[j0:j1]
+            real = taps[taps < n_src]
+            q0, q1 = (int(real.min()), int(real.max()) + 1) if real.size else (0, 0)
+            taps = np.where(taps < n_src, taps - q0, q1 - q0)  # the cval slot: one more position
+        src = p.src[q0:q1]
+        gathers.append(np.where(src >= 0, src - window[a][0], 0))
+        masks.append((src < 0, taps is not None and bool((taps == q1 - q0).any())))
+        passes.append((j0, j1, q0, taps, weights))
+        fills.append(p.outside[j0:j1])
+    x = np.equal(win[(Ellipsis,) + np.ix_(*gathers[::-1])], value).astype(np.float64)
+    for a, (cval_at, slot) in enumerate(masks):
+        iax = nd - 1 - a
+        if cval_at.any():
+            x[(slice(None),) * iax + (cval_at,)] = outside
+        if slot:
+            pad = [(0, 0)] * nd
+            pad[iax] = (0, 1)
+            x = np.pad(x, pad, constant_values=outside)
+    for a, (j0, j1, q0, taps, weights) in enumerate(passes):
+        iax = nd - 1 - a
+        if taps is None:
+            x = np.take(x, np.arange(j0 - q0, j1 - q0), axis=iax)
+            continue
+        shape = (len(taps),) + (1,) * (nd - 1 - iax)
+        acc = np.take(x, taps[:, 0], axis=iax) * weights[:, 0].reshape(shape)
+        for t in range(1, taps.shape[1]):
+            acc += np.take(x, taps[:, t], axis=iax) * weights[:, t].reshape(shape)
+        x = acc
+    for a, fill in enumerate(fills):
+        if fill.any():
+            x[(slice(None),) * (nd - 1 - a) + (fill,)] = outside
+    return x
 
 
 def _intersect(a, b):
