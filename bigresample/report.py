@@ -243,7 +243,10 @@ class TextReport(Report):
         yield f"Grid: {e.grid} ({GRID_NOTES[e.grid]})"
         if e.grid == "center":
             yield f"  {CENTER_VS_OTHERS}"
-        yield f"Boundary mode: {e.mode}" + (f" (cval={e.cval:g})" if "constant" in e.mode else "")
+        if e.labels == "mode":  # footprints are cut to the volume; cval fills a footprint beyond it
+            yield f"Boundary mode: not used by --labels mode (an empty footprint gets cval={e.cval:g})"
+        else:
+            yield f"Boundary mode: {e.mode}" + (f" (cval={e.cval:g})" if "constant" in e.mode else "")
 
     def _interpolation(self, e: GridChosen):
         if e.labels == "mode":

@@ -278,6 +278,7 @@ def test_api_and_report_spell_each_method(tmp_path, capsys):
                  "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "Interpolation method: none (--labels mode)\nLabels: the most frequent label among the input voxels" in out
+    assert "Boundary mode: not used by --labels mode (an empty footprint gets cval=0)" in out
     with pytest.raises(UsageError, match="--labels method must be one of nearest, linear, cubic, mode; got 'bilinear'"):
         resample(src, tmp_path / "d.nii", spacing=(0.2, 0.2, 0.2), labels="bilinear")
 
