@@ -88,13 +88,13 @@ def test_one_unit_off_away_from_a_rounding_boundary_fails_for_integers():
 
 def test_one_unit_off_on_a_rounding_boundary_passes_two_fail():
     data = np.zeros((4, 3, 3), np.int16)
+    data[0, 0, 0] = 1000  # the range that sets the tolerance
     exact = np.zeros((4, 3, 3))
     exact[1, 1, 1] = 7.5 - 1e-12  # scipy rounds to 7, a block may see 7.5 + 1e-12 and round to 8
-    expected = with_exact(np.rint(exact - 0.0).astype(np.int16), exact)
-    expected[1, 1, 1] = 7
+    expected = with_exact(np.floor(exact + 0.5).astype(np.int16), exact)
+    assert expected[1, 1, 1] == 7
     got = np.asarray(expected).copy()
     got[1, 1, 1] = 8
-    data[0, 0, 0] = 1000  # the range that sets the tolerance
     assert_matches_reference(got, expected, data, 1)
     got[1, 1, 1] = 9
     with pytest.raises(AssertionError):
