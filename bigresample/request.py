@@ -260,7 +260,8 @@ def _check_paths(in_path, out_path, reference) -> None:
     if reference is not None and (reference.resolve() == out_path.resolve() or _same_file(reference, out_path)):
         raise UsageError(f"output would overwrite the reference: {out_path}")
     if not out_path.parent.is_dir():
-        raise UsageError(f"output folder does not exist: {out_path.parent}")
+        what = "is not a folder" if out_path.parent.exists() else "does not exist"
+        raise UsageError(f"output folder {what}: {out_path.parent}")
     if not os.access(out_path.parent, os.W_OK | os.X_OK):
         raise UsageError(f"output folder is not writable: {out_path.parent}")
 

@@ -18,27 +18,78 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 TOLERANCE = {0: 0.0, 1: 1e-6, 2: 1e-5, 3: 1e-5, 4: 1e-5, 5: 1e-5}
 
 
+class Expected(np.ndarray):
+    """A reference array that also carries ``exact``: the same scipy call in float64.
+
+    An integer output at order > 0 may differ from scipy by one unit only where
+    the float value sits on a rounding boundary; ``exact`` says where those are.
+    """
+
+    exact = None  # a view or a slice has lost track of which float belongs to which voxel: set by with_exact only
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        """Arithmetic on it gives plain arrays."""
+        plain = tuple(np.asarray(x) if isinstance(x, Expected) else x for x in inputs)
+        if "out" in kwargs:
+            kwargs["out"] = tuple(np.asarray(x) if isinstance(x, Expected) else x for x in kwargs["out"])
+        return getattr(ufunc, method)(*plain, **kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        def plain(x):
+            if isinstance(x, Expected):
+                return np.asarray(x)
+            if isinstance(x, (list, tuple)):
+                return type(x)(plain(v) for v in x)
+            return x
+
+        return func(*plain(args), **{k: plain(v) for k, v in kwargs.items()})
+
+
+def with_exact(rounded, exact):
+    """``rounded`` (scipy's integer output) carrying ``exact`` (its float64 output)."""
+    out = np.asarray(rounded).view(Expected)
+    out.exact = np.asarray(exact, dtype=np.float64)
+    return out
+
+
 def scipy_reference(data, grid, order, mode, cval=0.0, dtype=None):
     """The whole-array scipy.ndimage call that a resampling must equal.
 
     ``zoom`` grid: ``scipy.ndimage.zoom(grid_mode=False)``; other grids:
     ``affine_transform`` with the diagonal matrix ``r`` and offset ``x(0)``.
-    Extra axes: every volume the same way.
+    Extra axes: every volume the same way.  The shape, ratios and offsets are
+    derived here from docs/grids-and-exactness.md ("Grids"), not taken from
+    ``grid`` (which only says which grid and the spacing ratios asked for):
+    ``independent_axis`` below, and the test asserts ``grid`` agrees.
+    An integer output carries its float64 twin (``with_exact``).
     """
     out_dtype = np.dtype(data.dtype if dtype is None else dtype)
+    rounded = _scipy_whole(data, grid, order, mode, cval, out_dtype)
+    if out_dtype.kind in "iu" and order > 0:
+        return with_exact(rounded, _scipy_whole(data, grid, order, mode, cval, np.dtype(np.float64)))
+    return rounded
+
+
+def _scipy_whole(data, grid, order, mode, cval, out_dtype):
     k = len(grid.axes)
+    axes = [independent_axis(a.n, a.ratio, grid.grid, a.m) for a in grid.axes]
+    shape = tuple(m for m, _, _ in axes)
+    assert shape == grid.out_shape, f"Grid's shape {grid.out_shape} != the documented {shape}"
+    several = [m > 1 for m, _, _ in axes]  # with one output voxel the step is never used
+    np.testing.assert_allclose(grid.steps[several], [step for m, step, _ in axes if m > 1], rtol=1e-12)
+    np.testing.assert_allclose(grid.offsets, [x0 for _, _, x0 in axes], rtol=1e-12, atol=1e-12)
 
     def one(vol):
         if grid.grid == "zoom":
-            zoom = [1.0 if a.ratio == 1.0 else a.m / a.n for a in grid.axes]
+            zoom = [1.0 if a.ratio == 1.0 else m / a.n for a, (m, _, _) in zip(grid.axes, axes)]
             return ndimage.zoom(
                 vol, zoom, order=order, mode=mode, cval=cval, grid_mode=False, output=out_dtype
             )
         return ndimage.affine_transform(
             vol,
-            grid.ratios,
-            offset=grid.offsets,
-            output_shape=grid.out_shape,
+            np.array([step for _, step, _ in axes]),
+            offset=np.array([x0 for _, _, x0 in axes]),
+            output_shape=shape,
             order=order,
             mode=mode,
             cval=cval,
@@ -48,34 +99,96 @@ def scipy_reference(data, grid, order, mode, cval=0.0, dtype=None):
     if data.ndim == k:
         return one(data)
     extra = data.shape[k:]
-    out = np.empty(grid.out_shape + extra, dtype=out_dtype)
+    out = np.empty(shape + extra, dtype=out_dtype)
     for idx in np.ndindex(*extra):
         out[(Ellipsis,) + idx] = one(data[(Ellipsis,) + idx])
     return out
 
 
-def assert_matches_reference(result, expected, data, order, cval=None):
+def independent_axis(n, r, grid, m_seen=None):
+    """(m, step, x(0)) of one axis as docs/grids-and-exactness.md writes them, from ``n`` and ``r = t/s``.
+
+    ``m = max(1, round(n * s / t))``; center: ``x(o) = (o - (m-1)/2) * r + (n-1)/2``;
+    origin: ``x(o) = o * r``; zoom: ``x(o) = o * (n-1)/(m-1)`` (0 if m == 1).
+    ``n / r`` can differ from ``n * s / t`` in the last bit: on an exact .5 tie
+    (only there) the size seen by the caller, ``m_seen``, is taken.
+    """
+    exact = n / r
+    m = max(1, int(round(exact)))
+    if m_seen is not None and m_seen != m and abs(exact - np.floor(exact) - 0.5) < 1e-9 * max(exact, 1.0):
+        m = m_seen
+    if grid == "zoom":
+        return m, ((n - 1) / (m - 1) if m > 1 else 0.0), 0.0
+    if grid == "origin":
+        return m, r, 0.0
+    return m, r, (0 - (m - 1) / 2) * r + (n - 1) / 2
+
+
+def assert_matches_reference(result, expected, data, order, cval=None, exact=None):
     """Exactness as docs/grids-and-exactness.md ("Exactness") states it, relative to the input's range.
 
-    Integer outputs may differ by one unit where the float value sits on a
-    rounding boundary.
+    NaN and infinities must sit where the reference has them (same sign);
+    finite values within the order's tolerance.  Integer outputs: order 0
+    identical; order > 0 may differ by one unit only where the reference's
+    float64 value (``exact``, or ``expected.exact``) lies within the tolerance
+    of a rounding boundary (k + 0.5), equal everywhere else.
     """
-    assert result.shape == expected.shape
-    assert result.dtype == expected.dtype
+    result, exact = np.asarray(result), exact if exact is not None else getattr(expected, "exact", None)
+    expected = np.asarray(expected)
+    assert result.shape == expected.shape, f"shape {result.shape} != reference {expected.shape}"
+    assert result.dtype == expected.dtype, f"dtype {result.dtype} != reference {expected.dtype}"
+    tol = TOLERANCE[order] * max(_span(data, cval), 1e-300)
+    if expected.dtype.kind in "iu" and order > 0:
+        assert exact is not None, "an integer output at order > 0 needs the float64 reference (exact=)"
+        _assert_integers_match(result, expected, np.asarray(exact, dtype=np.float64), tol)
+        return
+    if tol == 0 or expected.dtype.kind not in "fc":
+        np.testing.assert_array_equal(result, expected)  # NaN where NaN, bit for bit elsewhere
+        return
+    _assert_same_non_finite(result, expected)
+    finite = np.isfinite(expected)
+    diff = np.abs(result[finite].astype(np.float64) - expected[finite].astype(np.float64))
+    worst = float(diff.max()) if diff.size else 0.0
+    assert worst <= tol, f"max abs difference {worst!r} > tolerance {tol!r} (order {order})"
+
+
+def _span(data, cval):
+    data = np.asarray(data)
     finite = data[np.isfinite(data)] if data.dtype.kind == "f" else data
     span = float(finite.max()) - float(finite.min()) if finite.size else 0.0
     if cval is not None and np.isfinite(cval) and finite.size:
         span = max(span, abs(float(cval) - float(finite.min())), abs(float(cval) - float(finite.max())))
-    tol = TOLERANCE[order] * max(span, 1e-300)
-    if expected.dtype.kind in "iu":
-        tol = max(tol, 1.0) if order > 0 else 0.0
-    diff = np.abs(result.astype(np.float64) - expected.astype(np.float64))
-    diff[np.isnan(result.astype(np.float64)) & np.isnan(expected.astype(np.float64))] = 0
-    if tol == 0:
-        np.testing.assert_array_equal(result, expected)
-    else:
-        worst = float(np.nanmax(diff)) if diff.size else 0.0
-        assert worst <= tol, f"max abs difference {worst!r} > tolerance {tol!r} (order {order})"
+    return span
+
+
+def _assert_same_non_finite(result, expected):
+    """NaN exactly where the reference has NaN; +inf/-inf exactly where it has them."""
+    r_nan, e_nan = np.isnan(result), np.isnan(expected)
+    bad = r_nan != e_nan
+    assert not bad.any(), (
+        f"NaN mismatch at {int(bad.sum())} voxel(s), first {tuple(int(i) for i in np.argwhere(bad)[0])}: "
+        f"got {result[bad][0]!r}, reference {expected[bad][0]!r}"
+    )
+    inf = np.isinf(result) | np.isinf(expected)
+    bad = inf & (result != expected)
+    assert not bad.any(), (
+        f"infinity mismatch at {int(bad.sum())} voxel(s), first {tuple(int(i) for i in np.argwhere(bad)[0])}: "
+        f"got {result[bad][0]!r}, reference {expected[bad][0]!r}"
+    )
+
+
+def _assert_integers_match(result, expected, exact, tol):
+    """Equal, except one unit where ``exact`` is within ``tol`` of k + 0.5 (both sides of the tie)."""
+    assert exact.shape == expected.shape, f"float reference shape {exact.shape} != {expected.shape}"
+    near_tie = np.abs(exact - (np.floor(exact) + 0.5)) <= tol
+    diff = np.abs(result.astype(np.int64) - expected.astype(np.int64))
+    off = (diff > 0) & ~near_tie
+    assert not off.any(), (
+        f"{int(off.sum())} integer voxel(s) differ away from a rounding boundary, first at "
+        f"{tuple(int(i) for i in np.argwhere(off)[0])}: got {result[off][0]}, reference {expected[off][0]} "
+        f"(float {exact[off][0]!r})"
+    )
+    assert diff.max(initial=0) <= 1, f"integer difference {int(diff.max())} > 1 unit at a rounding boundary"
 
 
 def make_volume(path, shape=(24, 20, 14), spacing=(0.1, 0.1, 0.1), dtype=np.float32, seed=0, header=None):

@@ -87,6 +87,7 @@ def test_the_cli_runs_against_a_real_scheduler_with_two_worker_processes(tmp_pat
     assert main([str(src), str(tmp_path / "ref.nii.gz"), "--z-spacing", "0.13", "--order", "3", "--chunks",
                  "40", "36", "4", "--quiet"]) == 0
     assert _data(out) == _data(tmp_path / "ref.nii.gz")
+    check_output(src, out, [0.1, 0.1, 0.13], order=3)  # and both equal the whole-array scipy call
 
 
 @pytest.mark.slow
@@ -110,6 +111,7 @@ def test_a_worker_that_dies_mid_run_does_not_change_the_output(tmp_path, real_cl
     assert proc.returncode == 0, stderr
     assert main([str(src), str(tmp_path / "ref.nii"), *args, "--quiet"]) == 0
     assert _data(out) == _data(tmp_path / "ref.nii")
+    check_output(src, out, [0.1, 0.1, 0.13], order=5)
 
 
 def test_an_unreachable_scheduler_is_one_clear_line(tmp_path, capsys, good_volume):
@@ -137,6 +139,7 @@ def test_the_store_may_live_at_a_url_every_worker_opens(tmp_path):
         with pytest.raises(ClusterError, match=r"cannot see nosuchproto://b/x \(Protocol not known"):
             check_visible(client, ["nosuchproto://b/x"])
     assert _data(tmp_path / "cluster.nii") == _data(tmp_path / "threads.nii")
+    check_output(src, tmp_path / "cluster.nii", [0.13, 0.1, 0.07], order=3)
     assert list(scratch.iterdir()) == []  # the store is removed on success
 
 

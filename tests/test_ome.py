@@ -33,6 +33,9 @@ def test_an_ome_zarr_output_reads_back_with_the_data_and_the_scale(tmp_path, cap
     ref = nib.load(tmp_path / "ref.nii")
     data, axes, scale, translation = _read(out)
     np.testing.assert_array_equal(data, np.asanyarray(ref.dataobj).T)  # NGFF order z, y, x
+    raw = np.asanyarray(nib.load(src).dataobj)  # and both equal the whole-array scipy call
+    g = make_grid(raw.shape, (0.1, 0.1, 0.1), (0.13, 0.2, 0.07), "center")
+    assert_matches_reference(data.T, scipy_reference(raw, g, 3, "nearest"), raw, 3)
     assert [a["name"] for a in axes] == ["z", "y", "x"] and {a["unit"] for a in axes} == {"millimeter"}
     np.testing.assert_allclose(scale, np.diag(ref.affine)[:3][::-1], rtol=1e-6)
     np.testing.assert_allclose(translation, ref.affine[:3, 3][::-1], atol=1e-5)
@@ -101,6 +104,11 @@ def test_levels_make_a_pyramid_each_level_resampled_from_the_input(tmp_path):
         # grids differ by a few 1e-8 voxels, so equal to the order-3 tolerance (1e-5 of the 0-1000 range)
         np.testing.assert_allclose(np.asarray(node.data[k]), np.asanyarray(nib.load(ref).dataobj).T, rtol=0,
                                    atol=1e-5 * 1000)
+    raw = np.asanyarray(nib.load(src).dataobj)  # each level against scipy, at the doubled stored spacing
+    stored = np.array([0.1, 0.1, 0.07], np.float32).astype(np.float64)
+    for k in range(3):
+        g = make_grid(raw.shape, np.float32(0.1).astype(np.float64).repeat(3), stored * 2**k, "center")
+        assert_matches_reference(np.asarray(node.data[k]).T, scipy_reference(raw, g, 3, "nearest"), raw, 3)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nii", "level1.nii", "level2.nii", "out.zarr"]
 
 

@@ -160,13 +160,50 @@ def test_an_output_folder_that_does_not_exist(tmp_path, capsys, good):
     assert "output folder does not exist" in capsys.readouterr().err
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root can write anywhere")
-def test_an_output_folder_that_is_not_writable(tmp_path, capsys, good):  # pragma: no cover - CI runs as root
+@pytest.fixture
+def read_only_folder(tmp_path):
+    """A folder nobody can create a file in, root included: immutable (chattr +i) as root, mode 0500 otherwise."""
     ro = tmp_path / "ro"
     ro.mkdir()
-    ro.chmod(0o500)
-    assert main([str(good), str(ro / "out.nii"), "--z-spacing", "0.2"]) == 2
-    assert "not writable" in capsys.readouterr().err
+    if os.geteuid() != 0:
+        ro.chmod(0o500)
+        yield ro
+        ro.chmod(0o700)
+        return
+    if subprocess.run(["chattr", "+i", str(ro)], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not supported on this file system")
+    try:
+        yield ro
+    finally:
+        subprocess.run(["chattr", "-i", str(ro)], check=True)
+
+
+def _refused_in_one_line(tmp_path, capsys, args, message):
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    code = main([*map(str, args), "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1 and err.startswith("bigresample: error: ") and "Traceback" not in err, err
+    assert message in err, err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before
+    return err
+
+
+@pytest.mark.parametrize("out", ["out.nii", "out.nii.gz", "out.zarr"])
+def test_an_output_folder_that_is_not_writable(tmp_path, capsys, good, read_only_folder, out):
+    with pytest.raises(OSError):  # not even root can write there
+        (read_only_folder / "probe").write_bytes(b"")
+    _refused_in_one_line(tmp_path, capsys, [good, read_only_folder / out, "--z-spacing", "0.2"],
+                         f"output folder is not writable: {read_only_folder}")
+
+
+def test_an_output_whose_folder_is_a_regular_file(tmp_path, capsys, good):
+    """ENOTDIR, which root cannot bypass either."""
+    not_a_folder = tmp_path / "file"
+    not_a_folder.write_bytes(b"x")
+    _refused_in_one_line(tmp_path, capsys, [good, not_a_folder / "out.nii", "--z-spacing", "0.2"],
+                         f"output folder is not a folder: {not_a_folder}")
+    assert not_a_folder.read_bytes() == b"x"
 
 
 def test_an_output_extension_that_is_not_supported(tmp_path, capsys, good):
