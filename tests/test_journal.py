@@ -39,6 +39,12 @@ def test_a_folder_input_counts_every_file_below_it(tmp_path):
     assert input_identity(root)["newest_mtime_ns"] == 12_000
 
 
+def test_an_empty_folder_input_counts_nothing(tmp_path):
+    (tmp_path / "empty.zarr").mkdir()
+    ident = input_identity(tmp_path / "empty.zarr")
+    assert (ident["files"], ident["bytes"], ident["newest_mtime_ns"]) == (0, 0, 0)
+
+
 @pytest.mark.parametrize("change", ["content, same size", "replaced, same size and time"])
 def test_an_input_changed_at_the_same_path_is_not_resumed(tmp_path, change):
     """The journal of a killed run is not reused once the input at the same path has changed."""
