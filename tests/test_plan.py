@@ -19,7 +19,7 @@ MiB = 2**20
     ("2GB", 2 * 10**9), ("2gb", 2 * 10**9), ("2 g", 2 * 10**9), ("512MiB", 512 * 2**20), ("1.5g", 1_500_000_000),
     ("3k", 3000), ("3KB", 3000), ("7m", 7 * 10**6), ("7MB", 7 * 10**6), ("2t", 2 * 10**12), ("2TB", 2 * 10**12),
     ("4KiB", 4096), ("3GiB", 3 * 2**30), ("1TiB", 2**40), ("10b", 10), ("10B", 10), (" 12 ", 12), ("1000", 1000),
-    (".5k", 500), (1000000, 1000000), (np.int64(77), 77),
+    (".5k", 500), (1000000, 1000000), (np.int64(77), 77), (1, 1), ("1", 1),
 ])
 def test_memory_sizes(text, n):
     got = parse_memory(text)
@@ -108,6 +108,8 @@ def test_the_window_covers_what_the_engine_reads():
     (GRID, 1, (16, 7, 3), 1120 + 2688 + 3584 + 8960),
     # window 46*7*44 = 14168, out 1120, plane 46*7: 14168*2*2 + 2*1120*4 + 4*322*8 + 14168*8 + 2*14168*8
     (GRID, 3, (16, 7, 10), 56672 + 8960 + 10304 + 113344 + 226688),
+    # order 2: window 35*7*33 = 8085, out 336, plane 35*7: 8085*2*2 + 2*336*4 + 4*245*8 + 8085*8 + 2*8085*8
+    (GRID, 2, (16, 7, 3), 32340 + 2688 + 7840 + 64680 + 129360),
     # only z resampled: window 40*30*8 = 9600, out 3600, plane 1200; no intermediates
     (make_grid((40, 30, 20), (1, 1, 1), (1, 1, 2)), 1, (40, 30, 3), 19200 + 28800 + 38400),
     # upsampled: window 12*5*7 = 420 < out 40*5*10 = 2000, plane 40*5; intermediates 2*2000*8
@@ -163,3 +165,123 @@ def test_a_roomy_budget_gives_whole_planes_enough_blocks_for_every_worker(nz, wo
 def test_a_budget_below_the_reserve_is_refused():
     with pytest.raises(PlanError, match=r"memory limit 160\.0 MiB is too small for even a single row of voxels"):
         plan_blocks(_identity((40, 30, 20)), 4, 4, 160 * MiB, 2)
+
+
+def test_halvings():
+    assert plan_mod._halvings(1) == [1]
+    assert plan_mod._halvings(2) == [2, 1]
+    assert plan_mod._halvings(5) == [5, 3, 2, 1]
+    assert plan_mod._halvings(8) == [8, 4, 2, 1]
+    assert plan_mod._halvings(571) == [571, 286, 143, 72, 36, 18, 9, 5, 3, 2, 1]
+
+
+def test_a_block_that_just_fits_is_taken():
+    """A single plane: whole when the budget per worker is exactly its cost, split when one byte short."""
+    r = _identity((40, 30, 1))
+    whole = block_bytes(r, (40, 30, 1), 4, 4)
+    assert plan_blocks(r, 4, 4, 160 * MiB + whole, 1).block == (40, 30, 1)
+    assert plan_blocks(r, 4, 4, 160 * MiB + whole - 1, 1).block != (40, 30, 1)
+
+
+def _oblique():
+    from bigresample.geometry import reference_grid
+    from bigresample.transform import AffineResampler
+    t = np.radians(15)
+    a_ref = np.array([[np.cos(t), -np.sin(t), 0, 0], [np.sin(t), np.cos(t), 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    a_ref = a_ref @ np.diag([0.9, 0.9, 1.1, 1.0])
+    return AffineResampler(reference_grid((120, 100, 60), np.eye(4), (110, 120, 50), a_ref), order=3)
+
+
+def test_the_general_path_costs_and_plans_its_own_windows():
+    from bigresample import transform
+    r = _oblique()
+    assert window_shape(r, (32, 16, 8)) == r.window_shape((32, 16, 8))
+    assert block_bytes(r, (32, 16, 8), 2, 4) == transform.block_bytes(r, (32, 16, 8), 2, 4)
+    p = plan_blocks(r, 2, 4, 2 * 2**30, 2)
+    assert p.block == _model_plan(r, 2, 4, 2 * 2**30, 2, 160 * MiB, False, False)
+    assert p.block_bytes == transform.block_bytes(r, p.block, 2, 4)
+
+
+def _model_plan(r, in_it, out_it, limit, workers, reserve, gzip, stretches):
+    """The planner's documented cost model (plan.py's comments), written out plainly.
+
+    Blocks: every shape from halving each axis (n, ceil(n/2), ... 1) whose
+    estimated bytes fit the budget per worker (at most the target per block:
+    48 MiB at orders 0 and 1, 128 MiB for splines, 512 MiB on the general
+    path); only stretches of the file when asked; for a .nii.gz, blocks that are
+    not stretches only if three slabs of whole planes plus every worker's block
+    fit the budget and one slab fits a worker's share.  Cost: input voxels read,
+    plus 20000 per block, plus 4096 per contiguous stretch read or written (one
+    for whole planes, window depth + block depth for whole rows, that times the
+    rows otherwise), times 1.25 (2 for a .nii.gz) for blocks that are not
+    stretches.  The first cheapest wins; then z is halved (rounding up) until
+    there are at least four blocks per worker.
+    """
+    from bigresample.transform import AffineResampler
+    out = r.grid.out_shape
+    x, y = out[:2]
+    budget = limit - reserve
+    if isinstance(r, AffineResampler):
+        target = 512 * MiB
+    else:
+        target = 48 * MiB if r.order <= 1 else 128 * MiB
+    share = min(budget // workers, target)
+    halvings = []
+    for n in out:
+        h = [n]
+        while h[-1] > 1:
+            h.append((h[-1] + 1) // 2)
+        halvings.append(h)
+    costs = []
+    for bx in halvings[0]:
+        for by in halvings[1]:
+            for bz in halvings[2]:
+                b = (bx, by, bz)
+                nbytes = block_bytes(r, b, in_it, out_it)
+                stretch = (bx == x and by == y) or (bx == x and bz == 1) or (by == 1 and bz == 1)
+                slab = x * y * bz * out_it
+                if nbytes > share or (stretches and not stretch):
+                    continue
+                if gzip and not stretch and (3 * slab + workers * nbytes > budget or slab > share):
+                    continue
+                wx, wy, wz = window_shape(r, b)
+                spans = 1 if (bx, by) == (x, y) else (wz + bz if bx == x else (wz + bz) * by)
+                count = np.prod([-(-n // k) for n, k in zip(out, b)])
+                score = count * (wx * wy * wz + 20_000 + spans * 4096)
+                if not stretch:
+                    score *= 2.0 if gzip else 1.25
+                costs.append((score, len(costs), b))
+    if not costs:
+        return None
+    bx, by, bz = min(costs)[2]
+    while bz > 1 and np.prod([-(-n // k) for n, k in zip(out, (bx, by, bz))]) < 4 * workers:
+        bz = (bz + 1) // 2
+    return (bx, by, bz)
+
+
+SCENARIOS = [((400, 300, 64), 0.7, 3), ((400, 300, 64), 0.7, 1), ((256, 256, 40), 1.3, 3), ((90, 200, 30), 0.5, 0)]
+
+
+@pytest.mark.parametrize("shape, spacing, order", SCENARIOS)
+@pytest.mark.parametrize("gzip, stretches", [(False, False), (True, False), (False, True)])
+def test_the_planner_picks_the_cheapest_block_of_its_cost_model(shape, spacing, order, gzip, stretches):
+    r = Resampler(make_grid(shape, (1, 1, 1), (spacing,) * 3), order=order)
+    for limit_mib, workers, in_it, out_it in [(164, 1, 4, 4), (168, 2, 4, 4), (176, 3, 2, 4), (200, 2, 4, 2),
+                                               (400, 2, 4, 4), (1200, 1, 4, 8)]:
+        limit = limit_mib * MiB
+        want = _model_plan(r, in_it, out_it, limit, workers, 160 * MiB, gzip, stretches)
+        kw = {k: v for k, v in dict(gzip=gzip, stretches=stretches).items() if v}  # the defaults otherwise
+        if want is None:
+            with pytest.raises(PlanError, match="too small for even a single row"):
+                plan_blocks(r, in_it, out_it, limit, workers, **kw)
+            continue
+        p = plan_blocks(r, in_it, out_it, limit, workers, **kw)
+        assert p == Plan(want, workers, limit, block_bytes(r, want, in_it, out_it)), (limit_mib, workers)
+
+
+def test_whole_planes_win_when_they_fit_and_a_tight_spline_budget_splits_y():
+    """plan.py's two stated outcomes, on a 571x429x91 output."""
+    grid = make_grid((400, 300, 64), (1, 1, 1), (0.7, 0.7, 0.7))
+    assert plan_blocks(Resampler(grid, order=1), 4, 4, 400 * MiB, 2).block[:2] == (571, 429)
+    bx, by, bz = plan_blocks(Resampler(grid, order=3), 4, 4, 200 * MiB, 2).block
+    assert by < 429 and bz > 1
