@@ -285,3 +285,304 @@ def test_a_run_leaves_no_descriptor_open(tmp_path):
         resample(src, tmp_path / f"o{k}.nii", spacing=(0.2, 0.2, 0.2), workers=2)
     gc.collect()
     assert len(os.listdir("/proc/self/fd")) == before
+
+
+# --- each sink's pieces on their own, read back with nibabel, gzip and zarr ---
+
+def _header(shape, dtype=np.float32):
+    hdr = nib.Nifti1Header()
+    hdr.set_data_shape(shape)
+    hdr.set_data_dtype(dtype)
+    from bigresample.nifti import header_bytes
+    header_bytes(hdr)  # sets the data offset, as for a run's output header
+    return hdr
+
+
+def _stage(shape, block):
+    from types import SimpleNamespace
+    return SimpleNamespace(blocks=BlockSet(shape, block), level=0)
+
+
+def _file_order_block(vol, region):
+    return np.ascontiguousarray(vol[region].T)
+
+
+def test_partial_paths_sit_beside_the_output():
+    from pathlib import Path
+
+    from bigresample.sinks import partial_path
+    assert partial_path(Path("/d/out.nii"), ".nii") == Path("/d/.out.bigresample-partial.nii")
+    assert partial_path(Path("/d/a.b.nii.gz"), ".nii.gz") == Path("/d/.a.b.bigresample-partial.nii.gz")
+    assert partial_path(Path("o.zarr"), ".zarr") == Path(".o.bigresample-partial.zarr")
+
+
+def test_store_layouts_in_file_and_ngff_order():
+    from bigresample.sinks import store_layout
+    f4 = np.dtype("float32")
+    assert store_layout((10, 20, 30), (5, 4, 3), "float32") == dict(shape=(30, 20, 10), chunks=(3, 4, 5), dtype=f4)
+    assert store_layout((10, 20, 30, 2), (5, 4, 3), np.int16) == dict(
+        shape=(2, 30, 20, 10), chunks=(1, 3, 4, 5), dtype=np.dtype("int16"))
+    assert store_layout((10, 20, 30, 2, 3), (5, 4, 3), "float32", ngff=True) == dict(
+        shape=(2, 3, 30, 20, 10), chunks=(1, 1, 3, 4, 5), dtype=f4)
+
+
+def test_a_raw_nifti_is_written_at_its_offsets_in_any_order_and_resumed(tmp_path):
+    from bigresample.sinks import RawNifti
+    shape = (10, 6, 5)
+    vol = np.random.default_rng(3).random(shape, dtype=np.float32)
+    out = tmp_path / "o.nii"
+    sink = RawNifti(out, _header(shape), ".nii")
+    stage = _stage(shape, (10, 6, 2))
+    assert not sink.has_leftover()
+    write, done = sink.begin(stage, {})
+    assert done == {} and sink.has_leftover()
+    size = 352 + vol.nbytes
+    assert sink.partial.stat().st_size == size  # full size from the start
+    regions = list(stage.blocks)
+    write(regions[2], _file_order_block(vol, regions[2]))
+    write(regions[0], _file_order_block(vol, regions[0]))
+    sink.end(False)
+    # resumed: the blocks written are kept, the file is not recreated
+    write, done = RawNifti(out, _header(shape), ".nii").begin(stage, {0: None, 2: None})
+    assert done == {0: None, 2: None}
+    write(regions[1], _file_order_block(vol, regions[1]))
+    sink = RawNifti(out, _header(shape), ".nii")
+    sink._fd = None
+    sink.finish(Report().bar)
+    np.testing.assert_array_equal(np.asanyarray(nib.load(out).dataobj), vol)
+    assert not sink.partial.exists()
+
+
+def test_a_raw_partial_of_the_wrong_size_is_not_resumed(tmp_path):
+    from bigresample.sinks import RawNifti
+    shape = (10, 6, 5)
+    out = tmp_path / "o.nii"
+    sink = RawNifti(out, _header(shape), ".nii")
+    sink.partial.write_bytes(b"\x01" * 500)
+    write, done = sink.begin(_stage(shape, (10, 6, 2)), {0: None})
+    sink.end(True)
+    assert done == {}
+    data = sink.partial.read_bytes()
+    assert len(data) == 352 + 4 * 300 and data[352:] == bytes(1200)  # recreated: zeros until written
+
+
+def test_a_remote_raw_sink_hands_out_a_path_writer(tmp_path):
+    import pickle
+
+    from bigresample.rawio import PathWriter
+    from bigresample.sinks import RawNifti
+    shape = (10, 6, 5)
+    vol = np.arange(300, dtype=np.float32).reshape(shape, order="F")
+    sink = RawNifti(tmp_path / "o.nii", _header(shape), ".nii", remote=True)
+    write, _ = sink.begin(_stage(shape, (10, 6, 5)), {})
+    assert isinstance(write, PathWriter) and sink.remote
+    write = pickle.loads(pickle.dumps(write))
+    write((slice(0, 10), slice(0, 6), slice(0, 5)), _file_order_block(vol, np.s_[:, :, :]))
+    sink.end(True)
+    sink.finish(Report().bar)
+    np.testing.assert_array_equal(np.asanyarray(nib.load(tmp_path / "o.nii").dataobj), vol)
+
+
+def _members(data: bytes) -> list[bytes]:
+    """Each gzip member's data, with zlib (which stops at a member's end)."""
+    import zlib
+    out = []
+    while data:
+        d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        out.append(d.decompress(data) + d.flush())
+        assert d.eof
+        data = d.unused_data
+    return out
+
+
+def test_a_gzip_nifti_is_a_member_per_block_and_resumes_after_the_last_unbroken_one(tmp_path):
+    from bigresample.nifti import header_bytes
+    from bigresample.sinks import GzipNifti, _compress
+    shape = (10, 6, 5)
+    vol = np.random.default_rng(4).random(shape, dtype=np.float32)
+    out = tmp_path / "o.nii.gz"
+    stage = _stage(shape, (10, 6, 2))
+    regions = list(stage.blocks)
+    sink = GzipNifti(out, _header(shape), ".nii.gz")
+    write, done = sink.begin(stage, {})
+    assert write is _compress and done == {}
+    lengths = {}
+    for i in (0, 1):
+        [(j, length)] = sink.commit(i, write(regions[i], _file_order_block(vol, regions[i])))
+        sink._f.flush()
+        assert j == i and length == sink.partial.stat().st_size
+        lengths[i] = length
+    sink.end(False)
+    head = header_bytes(_header(shape))
+    got = _members(sink.partial.read_bytes())
+    assert got == [head] + [_file_order_block(vol, regions[i]).tobytes() for i in (0, 1)]
+    # journaled 0, 1 and 3 (2 lost): the partial is cut after 1's member and 2 is computed again
+    with open(sink.partial, "ab") as f:
+        f.write(b"a torn member")
+    sink = GzipNifti(out, _header(shape), ".nii.gz")
+    write, done = sink.begin(stage, {0: lengths[0], 1: lengths[1], 3: lengths[1] + 99})
+    assert done == {0: lengths[0], 1: lengths[1]}
+    assert sink.partial.stat().st_size == lengths[1]
+    sink.commit(2, write(regions[2], _file_order_block(vol, regions[2])))
+    sink.end(True)
+    assert sink._f is None
+    sink.end(True)  # closed once
+    sink.finish(Report().bar)
+    np.testing.assert_array_equal(np.asanyarray(nib.load(out).dataobj), vol)
+
+
+@pytest.mark.parametrize("done", [{}, {1: 500}, {0: 10**6}])
+def test_a_gzip_partial_that_cannot_be_resumed_starts_with_the_header_alone(tmp_path, done):
+    from bigresample.nifti import header_bytes
+    from bigresample.sinks import GzipNifti
+    shape = (10, 6, 5)
+    sink = GzipNifti(tmp_path / "o.nii.gz", _header(shape), ".nii.gz")
+    sink.partial.write_bytes(b"x" * 2000)
+    _, got = sink.begin(_stage(shape, (10, 6, 2)), done)
+    sink.end(True)
+    assert got == {}
+    assert _members(sink.partial.read_bytes()) == [header_bytes(_header(shape))]
+
+
+def test_slabs_are_assembled_from_blocks_in_any_order_and_compressed_once_complete(tmp_path):
+    """Blocks that are not stretches of the file: a member per slab of whole planes, all its blocks
+    journaled with the file length after it; the thinner last slab reuses a buffer."""
+    import io
+
+    from bigresample.sinks import _SlabAssembler
+    shape = (10, 6, 5, 2)
+    vol = np.random.default_rng(5).integers(-3000, 3000, shape).astype(np.int16)
+    blocks = BlockSet(shape, (4, 3, 2))
+    f = io.BytesIO()
+    asm = _SlabAssembler(blocks, np.int16, f)
+    rng = np.random.default_rng(6)
+    journal = []
+    for s in range(len(blocks) // 6):
+        members = list(blocks.slab_blocks(s))
+        for i in rng.permutation(members):  # computed in any order, committed in file order (as Threads does)
+            region = blocks.region(int(i))
+            asm.work(region, _file_order_block(vol, region))
+        for i in members:
+            journal += asm.commit(i)
+    per_slab = 3 * 2
+    assert [j for j, _ in journal] == list(range(len(blocks)))
+    members = _members(f.getvalue())
+    assert len(members) == len(blocks) // per_slab
+    expected = []
+    for t in range(2):
+        for z0 in range(0, 5, 2):
+            expected.append(np.ascontiguousarray(vol[:, :, z0:z0 + 2, t].T).tobytes())
+    assert members == expected
+    ends = np.cumsum([len(m) for m in _split_members(f.getvalue())])
+    assert [length for _, length in journal] == [int(e) for e in ends for _ in range(per_slab)]
+    assert len(asm.open) == 0 and len(asm.free) == 1
+
+
+def _split_members(data: bytes) -> list[bytes]:
+    import zlib
+    out = []
+    while data:
+        d = zlib.decompressobj(zlib.MAX_WBITS | 16)
+        d.decompress(data)
+        out.append(data[: len(data) - len(d.unused_data)])
+        data = d.unused_data
+    return out
+
+
+def test_a_nifti_partial_changed_behind_the_runs_back_is_removed(tmp_path):
+    from bigresample.sinks import OutputError, _check_nifti
+    shape = (10, 6, 5)
+    path = tmp_path / "p.nii"
+    nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), np.eye(4)), path)
+    _check_nifti(path, _header(shape), ".nii")  # right: kept
+    assert path.exists()
+    with open(path, "ab") as f:
+        f.write(b"\0")
+    with pytest.raises(OutputError, match=rf"p\.nii was changed while the run wrote it: it has {352 + 1201} bytes, "
+                                          rf"expected {352 + 1200}; it is removed, run the same command again"):
+        _check_nifti(path, _header(shape), ".nii")
+    assert not path.exists()
+    nib.save(nib.Nifti1Image(np.zeros((10, 6, 4), np.float32), np.eye(4)), path)
+    with pytest.raises(OutputError, match=r"it has shape \(10, 6, 4\), expected \(10, 6, 5\)"):
+        _check_nifti(path, _header(shape), ".nii")
+    assert not path.exists()
+    path.write_bytes(b"not a nifti")
+    with pytest.raises(OutputError, match="it cannot be read back"):
+        _check_nifti(path, _header(shape), ".nii")
+    assert not path.exists()
+    gz = tmp_path / "p.nii.gz"
+    nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), np.eye(4)), gz)
+    _check_nifti(gz, _header(shape), ".nii.gz")  # a .nii.gz has no fixed size
+    assert gz.exists()
+
+
+@pytest.mark.parametrize("ok", [True, False])
+def test_a_member_file_appears_whole_or_not_at_all(tmp_path, monkeypatch, ok):
+    import gzip
+
+    from bigresample import sinks
+    from bigresample.sinks import MemberWriter
+    blocks = BlockSet((10, 6, 5), (10, 6, 2))
+    vol = np.random.default_rng(7).random((10, 6, 5), dtype=np.float32)
+    writer = MemberWriter(tmp_path, blocks)
+    region = blocks.region(1)
+    if not ok:
+        monkeypatch.setattr(sinks, "gzip_member", lambda block: (_ for _ in ()).throw(MemoryError("full")))
+        with pytest.raises(MemoryError):
+            writer(region, _file_order_block(vol, region))
+        assert os.listdir(tmp_path) == []
+        return
+    writer(region, _file_order_block(vol, region))
+    assert os.listdir(tmp_path) == ["1.gz"]
+    assert gzip.decompress((tmp_path / "1.gz").read_bytes()) == _file_order_block(vol, region).tobytes()
+
+
+@pytest.mark.parametrize("fail_after", [None, 0, 100])
+def test_appending_a_file_copies_all_of_it(tmp_path, monkeypatch, fail_after):
+    """In the kernel, or by a copy from where the kernel stopped (another filesystem)."""
+    from bigresample.sinks import _append
+    payload = os.urandom(300_000)
+    (tmp_path / "src").write_bytes(payload)
+    if fail_after is not None:
+        real, calls = os.copy_file_range, []
+
+        def partial(src, dst, count, *a):
+            calls.append(count)
+            if len(calls) > 1 or not fail_after:
+                raise OSError(18, "Invalid cross-device link")
+            return real(src, dst, fail_after)
+        monkeypatch.setattr(os, "copy_file_range", partial)
+    with open(tmp_path / "src", "rb", buffering=0) as src, open(tmp_path / "dst", "wb", buffering=0) as dst:
+        dst.write(b"head")
+        _append(src, dst)
+    assert (tmp_path / "dst").read_bytes() == b"head" + payload
+
+
+def test_a_store_is_streamed_into_a_nifti(tmp_path):
+    import zarr
+
+    from bigresample.sinks import StoreWriter, store_layout, stream_store
+    shape = (10, 6, 5, 2)
+    vol = np.random.default_rng(8).random(shape, dtype=np.float32)
+    blocks = BlockSet(shape, (10, 3, 2))
+    array = zarr.create_array(store=str(tmp_path / "s.zarr"), **store_layout(shape, blocks.block, np.float32),
+                              fill_value=0, zarr_format=3)
+    writer = StoreWriter(array)
+    for region in blocks:
+        writer(region, _file_order_block(vol, region))
+    stream_store(array, tmp_path / "o.nii", _header(shape), Report().bar)
+    np.testing.assert_array_equal(np.asanyarray(nib.load(tmp_path / "o.nii").dataobj), vol)
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_finished_folder_replaces_the_output_whole(tmp_path, existing):
+    from bigresample.sinks import _replace_folder
+    new, target = tmp_path / "new", tmp_path / "out.zarr"
+    new.mkdir()
+    (new / "a").write_text("new")
+    if existing:
+        target.mkdir()
+        (target / "b").write_text("old")
+    _replace_folder(new, target)
+    assert sorted(os.listdir(target)) == ["a"] and (target / "a").read_text() == "new"
+    assert sorted(os.listdir(tmp_path)) == ["out.zarr"]
