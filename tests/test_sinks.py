@@ -586,3 +586,98 @@ def test_a_finished_folder_replaces_the_output_whole(tmp_path, existing):
     _replace_folder(new, target)
     assert sorted(os.listdir(target)) == ["a"] and (target / "a").read_text() == "new"
     assert sorted(os.listdir(tmp_path)) == ["out.zarr"]
+
+
+class Progress:
+    """A ``Report.bar`` that records what each bar was for and how far it went."""
+
+    def __init__(self):
+        self.bars = []
+
+    def __call__(self, total, desc, unit="block"):
+        import contextlib
+        bar = [total, desc, unit, 0]
+        self.bars.append(bar)
+
+        class Bar:
+            def update(self, n=1):
+                bar[3] += n
+
+        return contextlib.nullcontext(Bar())
+
+
+def test_a_cluster_gzip_is_the_header_member_then_each_block_member_in_file_order(tmp_path):
+    from bigresample.nifti import header_bytes
+    from bigresample.sinks import GzipMembers
+    shape = (10, 6, 5)
+    vol = np.random.default_rng(9).random(shape, dtype=np.float32)
+    out = tmp_path / "o.nii.gz"
+    stage = _stage(shape, (10, 6, 2))
+    sink = GzipMembers(out, _header(shape), ".nii.gz")
+    assert not sink.has_leftover()
+    write, done = sink.begin(stage, {})
+    assert done == {} and sink.has_leftover() and sink.remote
+    assert sink.where(stage) == str(tmp_path / ".o.bigresample-members")
+    assert sink.describe() == "the compressed blocks in .o.bigresample-members"
+    regions = list(stage.blocks)
+    for i in (2, 0):
+        write(regions[i], _file_order_block(vol, regions[i]))
+    # resumed: only the journaled blocks whose member file is there are kept
+    sink = GzipMembers(out, _header(shape), ".nii.gz")
+    write, done = sink.begin(stage, {0: None, 1: None, 2: None})
+    assert done == {0: None, 2: None}
+    write(regions[1], _file_order_block(vol, regions[1]))
+    progress = Progress()
+    sink.finish(progress)
+    assert progress.bars == [[3, "concatenating", "block", 3]]
+    assert _members(out.read_bytes()) == [header_bytes(_header(shape))] + [
+        _file_order_block(vol, r).tobytes() for r in regions]
+    np.testing.assert_array_equal(np.asanyarray(nib.load(out).dataobj), vol)
+    sink.cleanup()
+    assert sorted(os.listdir(tmp_path)) == ["o.nii.gz"]
+
+
+def test_a_stream_out_of_a_store_keeps_every_bit_of_64_bit_integers(tmp_path):
+    import zarr
+
+    from bigresample.sinks import StoreWriter, store_layout, stream_store
+    shape = (6, 4, 5)
+    vol = (2**60 + np.arange(120, dtype=np.int64)).reshape(shape)  # not representable in float64
+    blocks = BlockSet(shape, (6, 4, 2))
+    array = zarr.create_array(store=str(tmp_path / "s.zarr"), **store_layout(shape, blocks.block, np.int64),
+                              fill_value=0, zarr_format=3)
+    for region in blocks:
+        StoreWriter(array)(region, _file_order_block(vol, region))
+    progress = Progress()
+    stream_store(array, tmp_path / "o.nii", _header(shape, np.int64), progress)
+    assert progress.bars == [[3, "writing", "slab", 3]]
+    np.testing.assert_array_equal(np.asanyarray(nib.load(tmp_path / "o.nii").dataobj), vol)
+
+
+def test_an_ome_zarr_output_at_a_url_appears_only_when_complete_and_resumes(tmp_path):
+    """A file:// URL takes the object-store route: arrays written in place, the group's metadata last."""
+    import zarr
+    src = tmp_path / "in.nii"
+    data, _ = make_volume(src, shape=(40, 30, 24))
+    (tmp_path / "out.zarr").mkdir()
+    (tmp_path / "out.zarr" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group"}')  # an older image
+    (tmp_path / "out.zarr" / "old").write_text("old chunk")
+    url = "file://" + str(tmp_path / "out.zarr")
+    args = dict(spacing=(0.1, 0.13, 0.07), order=1, chunks=(40, 23, 2), levels=2)
+    job = planned(src, url, **args)
+    assert job.sink.describe() == f"the arrays at {url}"
+    assert [job.sink.where(s) for s in job.stages] == [url + "/0", url + "/1"]
+    with pytest.raises(Interrupted):
+        run_job_stages(job, InterruptAfter(7))
+    assert not (tmp_path / "out.zarr" / "zarr.json").exists()  # no reader finds the old image over new chunks
+    assert not (tmp_path / "out.zarr" / "old").exists()
+    job = planned(src, url, **args)
+    assert run_job_stages(job, Threads(2))[0] == 7
+    assert not (tmp_path / "out.zarr" / "zarr.json").exists()
+    job.sink.finish(Report().bar)
+    assert (tmp_path / "out.zarr" / "zarr.json").exists()
+    level0 = np.asarray(zarr.open_array(str(tmp_path / "out.zarr" / "0"), mode="r")[...]).T  # NGFF z, y, x
+    assert_matches_reference(level0, scipy_reference(data, job.grid, 1, "nearest"), data, 1)
+    view, affine, spacing = job.sink.written()
+    assert view.shape == level0.shape
+    np.testing.assert_allclose(spacing, [0.1, 0.13, 0.07], rtol=1e-7)  # float32 header spacing
