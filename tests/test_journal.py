@@ -153,3 +153,47 @@ def test_close_and_remove(tmp_path):
     journal.remove()
     assert not path.exists() and journal._f is None
     journal.remove()  # already gone
+
+
+@pytest.mark.parametrize("out, chunks", [("out.nii", (40, 30, 2)), ("out.nii.gz", (40, 30, 2)),
+                                         ("out.nii.gz", (20, 9, 3))])
+def test_a_block_is_journaled_only_once_its_bytes_are_in_the_partial_output(tmp_path, monkeypatch, out, chunks):
+    """At every journal line the partial output file already holds that block's final values
+    (whole-array scipy): a process killed right after the line loses nothing journaled.  For a
+    .nii.gz, the journaled length covers every member up to the block's (or its slab's)."""
+    import gzip
+
+    import numpy as np
+
+    from bigresample.executors import Threads
+    from bigresample.report import Report
+    from bigresample.runner import resume, run_stage
+    from tests.conftest import make_volume, scipy_reference
+    from tests.test_sinks import planned
+
+    src = tmp_path / "in.nii"
+    data, _ = make_volume(src, shape=(40, 30, 24))
+    job = planned(src, tmp_path / out, spacing=(0.1, 0.13, 0.07), order=0, chunks=chunks, workers=2)
+    stage = job.stages[0]
+    expected = scipy_reference(data, job.grid, 0, "nearest")
+    full = np.ascontiguousarray(expected.T).tobytes()  # the data in file order
+    plane = expected.shape[0] * expected.shape[1] * expected.itemsize
+    head = 352
+    checked = []
+    record = Journal.record
+
+    def checked_record(self, index, length=None):
+        z = stage.blocks.region(index)[2]
+        raw = job.sink.partial.read_bytes()  # what a killed process would leave
+        if out.endswith(".gz"):
+            body = gzip.decompress(raw[:length])[head:]  # every member up to the journaled length
+            assert len(body) >= z.stop * plane and body == full[:len(body)], index
+        else:
+            assert raw[head + z.start * plane:head + z.stop * plane] == full[z.start * plane:z.stop * plane], index
+        checked.append(index)
+        record(self, index, length)
+
+    monkeypatch.setattr(Journal, "record", checked_record)
+    journal, done = resume(job, stage, Report())
+    run_stage(job, stage, journal, done, Threads(2), job.volume.source, Report())
+    assert checked == list(range(len(stage.blocks)))
