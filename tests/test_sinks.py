@@ -681,3 +681,62 @@ def test_an_ome_zarr_output_at_a_url_appears_only_when_complete_and_resumes(tmp_
     view, affine, spacing = job.sink.written()
     assert view.shape == level0.shape
     np.testing.assert_allclose(spacing, [0.1, 0.13, 0.07], rtol=1e-7)  # float32 header spacing
+
+
+def test_a_store_is_reopened_only_for_finished_blocks_of_the_same_layout(tmp_path):
+    import zarr
+
+    from bigresample.sinks import _open_store, store_layout
+    addr = str(tmp_path / "s.zarr")
+    layout = store_layout((6, 4, 5), (6, 4, 2), np.float32)
+    array, done = _open_store(addr, layout, {})
+    assert done == {} and (array.shape, array.chunks) == ((5, 4, 6), (2, 4, 6))
+    array[0:2] = 7.0
+    array, done = _open_store(addr, layout, {0: None})  # resumed: the chunk written is there
+    assert done == {0: None} and float(array[0, 0, 0]) == 7.0
+    other = store_layout((6, 4, 5), (6, 4, 1), np.float32)
+    array, done = _open_store(addr, other, {0: None})  # other chunks: made afresh
+    assert done == {} and array.chunks == (1, 4, 6) and float(array[0, 0, 0]) == 0.0
+    array[0:1] = 3.0
+    array, done = _open_store(addr, other, {})  # nothing finished: afresh, whatever is there
+    assert done == {} and float(array[0, 0, 0]) == 0.0
+    assert zarr.open_array(addr, mode="r").chunks == (1, 4, 6)
+    array, done = _open_store(str(tmp_path / "gone.zarr"), layout, {0: None})  # journal, but no store
+    assert done == {} and array.shape == (5, 4, 6)
+
+
+def test_what_each_sink_names_for_its_partial_output(tmp_path):
+    from bigresample.sinks import GzipNifti, RawNifti, Sink, StoreThenNifti
+    hdr = _header((10, 6, 5))
+    raw = RawNifti(tmp_path / "o.nii", hdr, ".nii")
+    assert raw.describe() == "the partial output .o.bigresample-partial.nii"
+    assert raw.where(None) == str(tmp_path / ".o.bigresample-partial.nii")
+    assert raw.commit(4, None) == [(4, None)] and not raw.in_store and not raw.remote
+    gz = GzipNifti(tmp_path / "o.nii.gz", hdr, ".nii.gz")
+    assert gz.describe() == "the partial output .o.bigresample-partial.nii.gz"
+    store = StoreThenNifti(tmp_path / "o.nii", hdr, ".nii", str(tmp_path / "s.zarr"), keep=False)
+    assert store.where(None) == str(tmp_path / "s.zarr") and store.in_store and store.remote
+    assert store.describe() == f"the zarr store {tmp_path / 's.zarr'}"
+    assert Sink(tmp_path / "o.nii", hdr, ".nii").has_leftover()  # a sink that cannot tell: worth a note
+
+
+def test_a_store_then_nifti_leaves_no_partial_when_streaming_fails_and_removes_an_unkept_store(tmp_path):
+    from bigresample.sinks import StoreThenNifti
+    shape = (6, 4, 5)
+    vol = np.arange(120, dtype=np.float32).reshape(shape)
+    for keep in (False, True):
+        store = str(tmp_path / f"s{keep}.zarr")
+        sink = StoreThenNifti(tmp_path / f"o{keep}.nii", _header(shape), ".nii", store, keep=keep)
+        stage = _stage(shape, (6, 4, 2))
+        write, done = sink.begin(stage, {})
+        for region in stage.blocks:
+            write(region, _file_order_block(vol, region))
+        sink.finish(Report().bar)
+        np.testing.assert_array_equal(np.asanyarray(nib.load(tmp_path / f"o{keep}.nii").dataobj), vol)
+        sink.cleanup()
+        assert os.path.exists(store) == keep
+    sink = StoreThenNifti(tmp_path / "bad.nii", _header((6, 4, 6)), ".nii", str(tmp_path / "t.zarr"), keep=False)
+    sink.begin(_stage(shape, (6, 4, 2)), {})  # a store of 5 planes for a header of 6
+    with pytest.raises(Exception):
+        sink.finish(Report().bar)
+    assert not sink.partial.exists() and not (tmp_path / "bad.nii").exists()
