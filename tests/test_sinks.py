@@ -444,38 +444,44 @@ def test_a_gzip_partial_that_cannot_be_resumed_starts_with_the_header_alone(tmp_
     assert _members(sink.partial.read_bytes()) == [header_bytes(_header(shape))]
 
 
-def test_slabs_are_assembled_from_blocks_in_any_order_and_compressed_once_complete(tmp_path):
-    """Blocks that are not stretches of the file: a member per slab of whole planes, all its blocks
-    journaled with the file length after it; the thinner last slab reuses a buffer."""
+@pytest.mark.parametrize("shape", [(10, 6, 5), (10, 6, 5, 2)])
+def test_slabs_are_assembled_from_blocks_in_any_order_and_compressed_once_complete(shape):
+    """Blocks that are not stretches of the file: a member per slab of whole planes, written once its
+    last block is committed, all its blocks journaled with the file length after it; buffers reused."""
     import io
 
     from bigresample.sinks import _SlabAssembler
-    shape = (10, 6, 5, 2)
     vol = np.random.default_rng(5).integers(-3000, 3000, shape).astype(np.int16)
     blocks = BlockSet(shape, (4, 3, 2))
     f = io.BytesIO()
     asm = _SlabAssembler(blocks, np.int16, f)
-    rng = np.random.default_rng(6)
-    journal = []
-    for s in range(len(blocks) // 6):
-        members = list(blocks.slab_blocks(s))
-        for i in rng.permutation(members):  # computed in any order, committed in file order (as Threads does)
-            region = blocks.region(int(i))
-            asm.work(region, _file_order_block(vol, region))
-        for i in members:
-            journal += asm.commit(i)
     per_slab = 3 * 2
+    journal, worked, committed, buffers = [], set(), 0, set()
+    for s in range(len(blocks) // per_slab):
+        first = s * per_slab
+        for k in (1, 0, 3, 2, 4, 5):  # computed out of order; each committed once it and all before it are done
+            i = first + k
+            region = blocks.region(i)
+            asm.work(region, _file_order_block(vol, region))
+            buffers.add(asm.open[s].__array_interface__["data"][0])
+            worked.add(i)
+            while committed in worked:
+                journal += asm.commit(committed)
+                committed += 1
+        assert len(asm.open) == 0 and len(asm.free) == 1
+        slab_bytes = 10 * 6 * min(2, 5 - 2 * (s % 3)) * 2
+        assert isinstance(asm.free[0], np.ndarray) and asm.free[0].nbytes >= slab_bytes
+    # one buffer for the slabs of a volume (its thinner last slab reuses it too); what is freed after a
+    # thinner slab is that slab's view, so the next volume's first slab takes a new buffer
+    assert len(buffers) == (1 if len(shape) == 3 else 2)
     assert [j for j, _ in journal] == list(range(len(blocks)))
     members = _members(f.getvalue())
-    assert len(members) == len(blocks) // per_slab
-    expected = []
-    for t in range(2):
-        for z0 in range(0, 5, 2):
-            expected.append(np.ascontiguousarray(vol[:, :, z0:z0 + 2, t].T).tobytes())
+    expected = [np.ascontiguousarray(vol[:, :, z0:z0 + 2, ...].T if len(shape) == 3 else vol[:, :, z0:z0 + 2, t].T
+                                     ).tobytes() for t in range(shape[3] if len(shape) > 3 else 1)
+                for z0 in range(0, 5, 2)]
     assert members == expected
     ends = np.cumsum([len(m) for m in _split_members(f.getvalue())])
     assert [length for _, length in journal] == [int(e) for e in ends for _ in range(per_slab)]
-    assert len(asm.open) == 0 and len(asm.free) == 1
 
 
 def _split_members(data: bytes) -> list[bytes]:
@@ -721,7 +727,7 @@ def test_what_each_sink_names_for_its_partial_output(tmp_path):
 
 
 def test_a_store_then_nifti_leaves_no_partial_when_streaming_fails_and_removes_an_unkept_store(tmp_path):
-    from bigresample.sinks import StoreThenNifti
+    from bigresample.sinks import OutputError, StoreThenNifti
     shape = (6, 4, 5)
     vol = np.arange(120, dtype=np.float32).reshape(shape)
     for keep in (False, True):
@@ -737,6 +743,111 @@ def test_a_store_then_nifti_leaves_no_partial_when_streaming_fails_and_removes_a
         assert os.path.exists(store) == keep
     sink = StoreThenNifti(tmp_path / "bad.nii", _header((6, 4, 6)), ".nii", str(tmp_path / "t.zarr"), keep=False)
     sink.begin(_stage(shape, (6, 4, 2)), {})  # a store of 5 planes for a header of 6
-    with pytest.raises(Exception):
+    with pytest.raises(OutputError):
         sink.finish(Report().bar)
     assert not sink.partial.exists() and not (tmp_path / "bad.nii").exists()
+
+
+def test_appending_keeps_going_when_the_kernel_copies_a_little_at_a_time(tmp_path, monkeypatch):
+    from bigresample.sinks import _append
+    payload = os.urandom(1000)
+    (tmp_path / "src").write_bytes(payload)
+    real = os.copy_file_range
+    monkeypatch.setattr(os, "copy_file_range", lambda src, dst, count, *a: real(src, dst, min(count, 1)))
+    with open(tmp_path / "src", "rb", buffering=0) as src, open(tmp_path / "dst", "wb", buffering=0) as dst:
+        _append(src, dst)
+    assert (tmp_path / "dst").read_bytes() == payload
+
+
+def test_a_folder_put_where_nothing_was_touches_nothing_else(tmp_path, monkeypatch):
+    from bigresample.sinks import _replace_folder
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "keep").write_text("mine")
+    (tmp_path / "new").mkdir()
+    _replace_folder(tmp_path / "new", tmp_path / "out.zarr")
+    assert sorted(os.listdir(tmp_path)) == ["keep", "out.zarr"]
+
+
+def test_a_cluster_gzip_is_concatenated_by_copies_where_the_kernel_cannot(tmp_path, monkeypatch):
+    from bigresample.sinks import GzipMembers
+
+    def refuse(*a):
+        raise OSError(18, "Invalid cross-device link")
+
+    shape = (10, 6, 5)
+    vol = np.random.default_rng(10).random(shape, dtype=np.float32)
+    stage = _stage(shape, (10, 6, 2))
+    sink = GzipMembers(tmp_path / "o.nii.gz", _header(shape), ".nii.gz")
+    write, _ = sink.begin(stage, {})
+    for region in stage.blocks:
+        write(region, _file_order_block(vol, region))
+    monkeypatch.setattr(os, "copy_file_range", refuse)
+    sink.finish(Report().bar)
+    np.testing.assert_array_equal(np.asanyarray(nib.load(tmp_path / "o.nii.gz").dataobj), vol)
+
+
+def test_a_url_sinks_storage_options_reach_every_store_call(tmp_path, monkeypatch):
+    """--storage-option values go with each call on the store (a spy on the store functions)."""
+    from bigresample import sinks
+    from bigresample.sinks import OmeZarr, StoreThenNifti
+    seen = []
+
+    def spy(name, result=None):
+        return lambda *a, **k: seen.append((name, a[-1] if len(a) > 1 else k.get("given"))) or result
+
+    opts = {"anon": False, "key": "k"}
+    monkeypatch.setattr(sinks.store_location, "remove_image", spy("remove_image"))
+    monkeypatch.setattr(sinks.store_location, "remove", spy("remove"))
+    monkeypatch.setattr(sinks, "_open_store", lambda addr, layout, done, given=None: (
+        seen.append(("open_store", given)) or (None, {})))
+    monkeypatch.setattr(sinks.ome, "written_scale", spy("written_scale", [1.0, 2.0, 3.0]))
+    monkeypatch.setattr(sinks.ome, "open_image", spy("open_image"))
+    monkeypatch.setattr(sinks.ome, "NgffWriter", lambda array: array)
+    stage = _stage((6, 4, 5), (6, 4, 2))
+    ome_sink = OmeZarr("s3://b/o.zarr", _header((6, 4, 5)), ".zarr", {}, np.float32, np.eye(4), opts)
+    ome_sink.begin(stage, {})
+    ome_sink.written()
+    nifti = StoreThenNifti(tmp_path / "o.nii", _header((6, 4, 5)), ".nii", "s3://b/s.zarr", keep=False,
+                           options=opts)
+    nifti.begin(stage, {})
+    nifti.cleanup()
+    assert seen == [("remove_image", opts), ("open_store", opts), ("written_scale", opts), ("open_image", opts),
+                    ("open_store", opts), ("remove", opts)]
+
+
+def test_a_store_then_nifti_store_has_the_output_type(tmp_path):
+    from bigresample.sinks import StoreThenNifti
+    sink = StoreThenNifti(tmp_path / "o.nii", _header((6, 4, 5), np.int16), ".nii", str(tmp_path / "s.zarr"),
+                          keep=False)
+    sink.begin(_stage((6, 4, 5), (6, 4, 2)), {})
+    assert sink.array.dtype == np.int16
+
+
+def test_a_4d_ome_zarr_output_is_in_ngff_order(tmp_path):
+    import zarr
+    src = tmp_path / "in.nii"
+    data, _ = make_volume(src, shape=(20, 16, 12, 3))
+    job = planned(src, tmp_path / "o.zarr", spacing=(0.15, 0.12, 0.2), order=1, chunks=(20, 9, 2))
+    run_job_stages(job, Threads(2))
+    job.sink.finish(Report().bar)
+    level0 = zarr.open_array(str(tmp_path / "o.zarr" / "0"), mode="r")
+    assert level0.shape == (3,) + job.grid.out_shape[::-1]  # t, z, y, x
+    got = np.asarray(level0[...]).transpose(3, 2, 1, 0)
+    assert_matches_reference(got, scipy_reference(data, job.grid, 1, "nearest"), data, 1)
+    _, _, spacing = job.sink.written()
+    np.testing.assert_allclose(spacing, [0.15, 0.12, 0.2], rtol=1e-6)
+
+
+def test_a_leftover_ome_zarr_partial_of_other_parameters_is_made_afresh(tmp_path):
+    from bigresample import ome
+    src = tmp_path / "in.nii"
+    data, _ = make_volume(src, shape=(40, 30, 24))
+    out = tmp_path / "o.zarr"
+    job = planned(src, out, spacing=(0.2, 0.2, 0.2), chunks=(40, 30, 2))
+    with pytest.raises(Interrupted):
+        run_job_stages(job, InterruptAfter(2))
+    job = planned(src, out, spacing=(0.1, 0.13, 0.07), order=1, chunks=(40, 30, 2))  # its journal: not this run's
+    assert run_job_stages(job, Threads(2)) == [0]
+    job.sink.finish(Report().bar)
+    np.testing.assert_allclose(ome.written_scale(out)[-3:], [0.07, 0.13, 0.1], rtol=1e-6)
+    assert_matches_reference(read_output(out), scipy_reference(data, job.grid, 1, "nearest"), data, 1)
