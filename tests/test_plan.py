@@ -285,3 +285,11 @@ def test_whole_planes_win_when_they_fit_and_a_tight_spline_budget_splits_y():
     assert plan_blocks(Resampler(grid, order=1), 4, 4, 400 * MiB, 2).block[:2] == (571, 429)
     bx, by, bz = plan_blocks(Resampler(grid, order=3), 4, 4, 200 * MiB, 2).block
     assert by < 429 and bz > 1
+
+
+def test_a_gzip_output_whose_plane_exceeds_a_worker_share_is_cut_in_rows_not_slabs():
+    """2560x5120 float32 planes (50 MiB, over the 48 MiB target): split blocks would need slabs of whole
+    planes no worker's share holds, so the .nii.gz gets stretches of rows."""
+    r = Resampler(make_grid((2048, 4096, 4), (1, 1, 1), (0.8, 0.8, 0.8)), order=1)
+    p = plan_blocks(r, 4, 4, 2**30, 1, gzip=True)
+    assert p.block == _model_plan(r, 4, 4, 2**30, 1, 160 * MiB, True, False) == (2560, 160, 1)
