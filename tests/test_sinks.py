@@ -851,3 +851,33 @@ def test_a_leftover_ome_zarr_partial_of_other_parameters_is_made_afresh(tmp_path
     job.sink.finish(Report().bar)
     np.testing.assert_allclose(ome.written_scale(out)[-3:], [0.07, 0.13, 0.1], rtol=1e-6)
     assert_matches_reference(read_output(out), scipy_reference(data, job.grid, 1, "nearest"), data, 1)
+
+
+def test_a_gzip_partial_with_one_journaled_block_resumes_after_it(tmp_path):
+    from bigresample.sinks import GzipNifti
+    shape = (10, 6, 5)
+    vol = np.random.default_rng(11).random(shape, dtype=np.float32)
+    stage = _stage(shape, (10, 6, 2))
+    regions = list(stage.blocks)
+    sink = GzipNifti(tmp_path / "o.nii.gz", _header(shape), ".nii.gz")
+    write, _ = sink.begin(stage, {})
+    [(_, length)] = sink.commit(0, write(regions[0], _file_order_block(vol, regions[0])))
+    sink.end(True)
+    sink = GzipNifti(tmp_path / "o.nii.gz", _header(shape), ".nii.gz")
+    write, done = sink.begin(stage, {0: length})
+    assert done == {0: length}
+    for i in (1, 2):
+        sink.commit(i, write(regions[i], _file_order_block(vol, regions[i])))
+    sink.end(True)
+    sink.finish(Report().bar)
+    np.testing.assert_array_equal(np.asanyarray(nib.load(tmp_path / "o.nii.gz").dataobj), vol)
+
+
+def test_a_store_is_never_made_through_a_link_planted_at_its_name(tmp_path):
+    from bigresample import safefs
+    from bigresample.sinks import _open_store, store_layout
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "s.zarr").symlink_to(tmp_path / "elsewhere")
+    with pytest.raises(safefs.UnsafePathError):
+        _open_store(str(tmp_path / "s.zarr"), store_layout((6, 4, 5), (6, 4, 2), np.float32), {})
+    assert os.listdir(tmp_path / "elsewhere") == []
