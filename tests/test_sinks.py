@@ -77,6 +77,7 @@ def test_an_interrupted_sink_resumes_from_its_journal_and_finishes_atomically(tm
     data, _ = make_volume(src, shape=(40, 30, 24))
     out = tmp_path / out
     out.write_bytes(b"an older output") if not str(out).endswith(".zarr") else None
+    kw = dict(kw)  # the parametrization's own dict stays whole (mutation runs repeat a test in one process)
     args = dict(spacing=(0.1, 0.13, 0.07), order=3, chunks=kw.pop("chunks", (40, 23, 2)), **kw)
 
     job = planned(src, out, **args)
@@ -424,8 +425,9 @@ def test_a_gzip_nifti_is_a_member_per_block_and_resumes_after_the_last_unbroken_
     assert done == {0: lengths[0], 1: lengths[1]}
     assert sink.partial.stat().st_size == lengths[1]
     sink.commit(2, write(regions[2], _file_order_block(vol, regions[2])))
+    f = sink._f
     sink.end(True)
-    assert sink._f is None
+    assert sink._f is None and f.closed
     sink.end(True)  # closed once
     sink.finish(Report().bar)
     np.testing.assert_array_equal(np.asanyarray(nib.load(out).dataobj), vol)
@@ -516,6 +518,8 @@ def test_a_nifti_partial_changed_behind_the_runs_back_is_removed(tmp_path):
     with pytest.raises(OutputError, match="it cannot be read back"):
         _check_nifti(path, _header(shape), ".nii")
     assert not path.exists()
+    with pytest.raises(OutputError, match="it cannot be read back"):  # removed behind the run's back
+        _check_nifti(path, _header(shape), ".nii")
     gz = tmp_path / "p.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros(shape, np.float32), np.eye(4)), gz)
     _check_nifti(gz, _header(shape), ".nii.gz")  # a .nii.gz has no fixed size
