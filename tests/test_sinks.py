@@ -323,6 +323,8 @@ def test_store_layouts_in_file_and_ngff_order():
     assert store_layout((10, 20, 30), (5, 4, 3), "float32") == dict(shape=(30, 20, 10), chunks=(3, 4, 5), dtype=f4)
     assert store_layout((10, 20, 30, 2), (5, 4, 3), np.int16) == dict(
         shape=(2, 30, 20, 10), chunks=(1, 3, 4, 5), dtype=np.dtype("int16"))
+    assert store_layout((10, 20, 30, 2, 3), (5, 4, 3), "float32") == dict(
+        shape=(3, 2, 30, 20, 10), chunks=(1, 1, 3, 4, 5), dtype=f4)  # file order: every axis reversed
     assert store_layout((10, 20, 30, 2, 3), (5, 4, 3), "float32", ngff=True) == dict(
         shape=(2, 3, 30, 20, 10), chunks=(1, 1, 3, 4, 5), dtype=f4)
 
