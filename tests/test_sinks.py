@@ -850,8 +850,11 @@ def test_a_leftover_ome_zarr_partial_of_other_parameters_is_made_afresh(tmp_path
     data, _ = make_volume(src, shape=(40, 30, 24))
     out = tmp_path / "o.zarr"
     job = planned(src, out, spacing=(0.2, 0.2, 0.2), chunks=(40, 30, 2))
+    ended, end = threading.Event(), job.sink.end
+    job.sink.end = lambda ok: (end(ok), ended.set())  # called once the blocks still running have written
     with pytest.raises(Interrupted):
         run_job_stages(job, InterruptAfter(2))
+    assert ended.wait(30)
     job = planned(src, out, spacing=(0.1, 0.13, 0.07), order=1, chunks=(40, 30, 2))  # its journal: not this run's
     assert run_job_stages(job, Threads(2)) == [0]
     job.sink.finish(Report().bar)
