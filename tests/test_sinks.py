@@ -675,7 +675,7 @@ def test_an_ome_zarr_output_at_a_url_appears_only_when_complete_and_resumes(tmp_
     (tmp_path / "out.zarr" / "zarr.json").write_text('{"zarr_format": 3, "node_type": "group"}')  # an older image
     (tmp_path / "out.zarr" / "old").write_text("old chunk")
     url = "file://" + str(tmp_path / "out.zarr")
-    args = dict(spacing=(0.1, 0.13, 0.07), order=1, chunks=(40, 23, 2), levels=2)
+    args = dict(spacing=(0.1, 0.13, 0.07), order=1, chunks=(40, 23, 2), levels=2, tmp_dir=tmp_path)  # journal here
     job = planned(src, url, **args)
     assert job.sink.describe() == f"the arrays at {url}"
     assert [job.sink.where(s) for s in job.stages] == [url + "/0", url + "/1"]
