@@ -222,6 +222,7 @@ class GzipNifti(_NiftiFile):
         if self._assembler is not None:
             return self._assembler.commit(i)
         self._f.write(payload)
+        self._f.flush()  # in the file before the journal names it (a kill then loses nothing journaled)
         return [(i, self._f.tell())]
 
     def end(self, ok):
@@ -362,6 +363,7 @@ class _SlabAssembler:
             return []
         buf = self.open.pop(s)
         self.f.write(gzip_member(buf))
+        self.f.flush()  # in the file before the journal names its blocks
         length = self.f.tell()
         self.free.append(buf.reshape(-1).view(np.uint8))
         return [(j, length) for j in members]
