@@ -271,25 +271,44 @@ def out_shape(axes) -> tuple[int, int, int]:
 
 @dataclass
 class Reference:
-    labels: Path  # uint16 .npy, the output's shape
-    near_tie: Path | None  # bool .npy, or None
+    labels: Path  # uint16 .npy over the output sub-volume ``box``
+    near_tie: Path | None  # bool .npy over ``box``, or None
     seconds: float
+    box: tuple  # slices of the output
 
 
-def reference_nearest(data, axes, dst: Path, workdir: Path) -> Reference:
+def ref_box(shape, fraction: float) -> tuple:
+    """The central ``fraction`` of every output axis (all of it for 1)."""
+    box = []
+    for m in shape:
+        k = max(1, int(round(m * fraction)))
+        box.append(slice((m - k) // 2, (m - k) // 2 + k))
+    return tuple(box)
+
+
+def box_shape(box) -> tuple:
+    return tuple(b.stop - b.start for b in box)
+
+
+def reference_nearest(data, axes, dst: Path, workdir: Path, box) -> Reference:
+    """One whole-array order-0 call (into a memory-mapped file), kept over ``box``."""
     t0 = time.perf_counter()
-    out = np.lib.format.open_memmap(dst, mode="w+", dtype=np.uint16, shape=out_shape(axes))
+    whole_path = workdir / "whole_nearest.npy"
+    whole = np.lib.format.open_memmap(whole_path, mode="w+", dtype=np.uint16, shape=out_shape(axes))
     ndimage.affine_transform(data, np.array([a.r for a in axes]), offset=np.array([a.x0 for a in axes]),
-                             output_shape=out.shape, order=0, mode="nearest", output=out)
+                             output_shape=whole.shape, order=0, mode="nearest", output=whole)
+    out = np.lib.format.open_memmap(dst, mode="w+", dtype=np.uint16, shape=box_shape(box))
+    out[...] = whole[box]
     out.flush()
-    del out
-    ties = [np.abs((a.positions() % 1.0) - 0.5) < NEAR_TIE for a in axes]  # half-way on that axis
+    del out, whole
+    remove(whole_path)
+    ties = [np.abs((a.positions(b.start, b.stop) % 1.0) - 0.5) < NEAR_TIE for a, b in zip(axes, box)]
     tie_path = workdir / (dst.stem + "_ties.npy")
-    tie = np.lib.format.open_memmap(tie_path, mode="w+", dtype=bool, shape=out_shape(axes))
-    for z in range(axes[2].m):
+    tie = np.lib.format.open_memmap(tie_path, mode="w+", dtype=bool, shape=box_shape(box))
+    for z in range(tie.shape[2]):
         tie[:, :, z] = ties[0][:, None] | ties[1][None, :] | ties[2][z]
     tie.flush()
-    return Reference(dst, tie_path, time.perf_counter() - t0)
+    return Reference(dst, tie_path, time.perf_counter() - t0, box)
 
 
 def cubic_reach(n_labels: int) -> int:
@@ -340,15 +359,19 @@ def label_box(data, label: int, bbox, axes, order: int, reach: float) -> LabelBo
     return LabelBox(label, ind, tuple(start), tuple(lo for lo, _ in ranges), tuple(hi for _, hi in ranges))
 
 
-def sample_box(lb: LabelBox, axes, z0: int, z1: int, order: int):
-    """The label's values on output voxels [out_lo, out_hi) x [z0, z1); (values, x/y/z output slices)."""
-    lo = list(lb.out_lo[:2]) + [max(lb.out_lo[2], z0)]
-    hi = list(lb.out_hi[:2]) + [min(lb.out_hi[2], z1)]
+def sample_box(lb: LabelBox, axes, box, z0: int, z1: int, order: int):
+    """The label's values on its output range within ``box`` and planes [z0, z1); (values, slices into the
+    slab of ``box`` that starts at plane z0), or None if they do not meet."""
+    lo = [max(lb.out_lo[k], box[k].start) for k in range(2)] + [max(lb.out_lo[2], z0)]
+    hi = [min(lb.out_hi[k], box[k].stop) for k in range(2)] + [min(lb.out_hi[2], z1)]
+    if any(h <= l for l, h in zip(lo, hi)):
+        return None
     offset = np.array([ax.positions(l, l + 1)[0] - s for ax, l, s in zip(axes, lo, lb.start)])
     vals = ndimage.affine_transform(lb.coef, np.array([a.r for a in axes]), offset=offset,
                                     output_shape=tuple(h - l for l, h in zip(lo, hi)), order=order,
                                     mode="nearest", prefilter=False, output=np.float64)
-    return vals, (slice(lo[0], hi[0]), slice(lo[1], hi[1]), slice(lo[2] - z0, hi[2] - z0))
+    origin = (box[0].start, box[1].start, z0)
+    return vals, tuple(slice(l - o, h - o) for l, h, o in zip(lo, hi, origin))
 
 
 def bounding_boxes(data) -> dict[int, tuple]:
@@ -364,48 +387,48 @@ def bounding_boxes(data) -> dict[int, tuple]:
     return dict(sorted(boxes.items()))
 
 
-def reference_argmax(data, axes, order: int, dst: Path, workdir: Path, ref_slab: int) -> Reference:
-    """Arg-max of every label's interpolated indicator, output slab by output slab (see the docstring)."""
+def reference_argmax(data, axes, order: int, dst: Path, workdir: Path, ref_slab: int, box) -> Reference:
+    """Arg-max of every label's interpolated indicator over the output ``box``, slab by slab of output
+    planes (see the module's docstring)."""
     t0 = time.perf_counter()
     boxes = bounding_boxes(data)
     reach = 1.0 if order == 1 else float(cubic_reach(len(boxes)))
-    shape = out_shape(axes)
+    shape = box_shape(box)
     out = np.lib.format.open_memmap(dst, mode="w+", dtype=np.uint16, shape=shape)
     tie_path = workdir / (dst.stem + "_ties.npy")
     tie = np.lib.format.open_memmap(tie_path, mode="w+", dtype=bool, shape=shape)
-    pending = sorted(boxes)  # labels whose LabelBox is not made yet, by id
+    z_range = {lab: out_range(axes[2], boxes[lab][2].start, boxes[lab][2].stop - 1, reach) for lab in boxes}
     cache: dict[int, LabelBox | None] = {}
-    z_first = {lab: out_range(axes[2], boxes[lab][2].start, boxes[lab][2].stop - 1, reach) for lab in pending}
-    for z0 in range(0, shape[2], ref_slab):
-        z1 = min(z0 + ref_slab, shape[2])
+    for z0 in range(box[2].start, box[2].stop, ref_slab):
+        z1 = min(z0 + ref_slab, box[2].stop)
         best = np.full(shape[:2] + (z1 - z0,), -np.inf)
         second = np.full_like(best, -np.inf)
         arg = np.zeros(best.shape, np.uint16)
-        for lab in pending:
-            zlo, zhi = z_first[lab]
-            if zhi <= z0 or zlo >= z1:
+        for lab in boxes:  # increasing id: a tie keeps the smaller id
+            if z_range[lab][1] <= z0 or z_range[lab][0] >= z1:
                 continue
             if lab not in cache:
                 cache[lab] = label_box(data, lab, boxes[lab], axes, order, reach)
-            if cache[lab] is None:
+            got = sample_box(cache[lab], axes, box, z0, z1, order) if cache[lab] else None
+            if got is None:
                 continue
-            vals, where = sample_box(cache[lab], axes, z0, z1, order)
-            b, s, a = best[where], second[where], arg[where]
-            wins = vals > b  # labels in increasing id order: a tie keeps the smaller id
-            second[where] = np.where(wins, b, np.maximum(s, vals))
+            vals, where = got
+            b, sec, a = best[where], second[where], arg[where]
+            wins = vals > b
+            second[where] = np.where(wins, b, np.maximum(sec, vals))
             best[where] = np.where(wins, vals, b)
             arg[where] = np.where(wins, np.uint16(lab), a)
-        for lab in [k for k in cache if z_first[k][1] <= z1]:
+        for lab in [k for k in cache if z_range[k][1] <= z1]:
             del cache[lab]
         if not np.all(best >= 1.0 / len(boxes) - 1e-12):
             raise AssertionError("a winning value below 1/K: the reach argument does not hold")
-        out[:, :, z0:z1] = arg
-        tie[:, :, z0:z1] = (best - second) < NEAR_TIE
-        log(f"    reference order {order}: output planes {z0}-{z1} of {shape[2]}, "
+        out[:, :, z0 - box[2].start:z1 - box[2].start] = arg
+        tie[:, :, z0 - box[2].start:z1 - box[2].start] = (best - second) < NEAR_TIE
+        log(f"    reference order {order}: output planes {z0}-{z1} of {box[2].start}-{box[2].stop}, "
             f"{time.perf_counter() - t0:.0f} s, {len(cache)} boxes cached")
     out.flush()
     tie.flush()
-    return Reference(dst, tie_path, time.perf_counter() - t0)
+    return Reference(dst, tie_path, time.perf_counter() - t0, box)
 
 
 def plain_argmax(data, axes, order: int) -> tuple[np.ndarray, np.ndarray]:
@@ -432,12 +455,35 @@ def check_references(data, axes, refs: dict) -> None:
             continue
         plain, gap = plain_argmax(data, axes, order)
         boxed = np.load(refs[kind].labels)
+        plain, gap = plain[refs[kind].box], gap[refs[kind].box]
         differ = plain != boxed
         log(f"  check {kind}: boxed reference vs whole-array definition: {int(differ.sum())} voxels differ, "
             f"{int((differ & (gap >= NEAR_TIE)).sum())} of them away from near-ties "
             f"({int((gap < NEAR_TIE).sum())} near-tie voxels)")
         if (differ & (gap >= NEAR_TIE)).any():
             raise AssertionError(f"the boxed {kind} reference differs from the definition away from near-ties")
+    if "mode" in refs:
+        check_mode(data, axes, refs["mode"])
+
+
+def check_mode(data, axes, ref: Reference, n: int = 500) -> None:
+    """The mode reference at ``n`` random output voxels against a loop over each one's footprint."""
+    rng = np.random.default_rng(0)
+    got = np.load(ref.labels)
+    bad = 0
+    for _ in range(n):
+        o = [int(rng.integers(b.start, b.stop)) for b in ref.box]
+        lo_hi = []
+        for ax, k in zip(axes, o):
+            x = ax.positions(k, k + 1)[0]
+            lo_hi.append((max(0, math.ceil(x - ax.r / 2)), min(ax.n, math.ceil(x + ax.r / 2))))
+        foot = data[tuple(slice(lo, max(lo, hi)) for lo, hi in lo_hi)].ravel()
+        labels, counts = np.unique(foot, return_counts=True)  # sorted: argmax takes the smallest on ties
+        want = labels[np.argmax(counts)] if foot.size else 0
+        bad += int(got[tuple(k - b.start for k, b in zip(o, ref.box))] != want)
+    log(f"  check mode: {bad} of {n} random output voxels differ from a loop over their footprints")
+    if bad:
+        raise AssertionError("the mode reference differs from its definition")
 
 
 def footprint(ax: Axis) -> np.ndarray:
@@ -456,24 +502,23 @@ def footprint(ax: Axis) -> np.ndarray:
     return np.where(valid, idx, -1)
 
 
-def reference_mode(data, axes, dst: Path, ref_slab: int) -> Reference:
+def reference_mode(data, axes, dst: Path, ref_slab: int, box) -> Reference:
     """Majority over each output voxel's footprint (plain numpy), ties to the smallest label."""
     t0 = time.perf_counter()
-    shape = out_shape(axes)
+    shape = box_shape(box)
     out = np.lib.format.open_memmap(dst, mode="w+", dtype=np.uint16, shape=shape)
-    fx, fy, fz = (footprint(ax) for ax in axes)
+    fx, fy, fz = (footprint(ax)[b] for ax, b in zip(axes, box))
     for z0 in range(0, shape[2], ref_slab):
         z1 = min(z0 + ref_slab, shape[2])
-        f3 = fz[z0:z1]
         ix = fx[:, None, None, :, None, None]
         iy = fy[None, :, None, None, :, None]
-        iz = f3[None, None, :, None, None, :]
+        iz = fz[z0:z1][None, None, :, None, None, :]
         vals = data[np.maximum(ix, 0), np.maximum(iy, 0), np.maximum(iz, 0)].astype(np.int64)
         vals = np.where((ix >= 0) & (iy >= 0) & (iz >= 0), vals, NLAB)  # NLAB: outside, never counted
         vals = vals.reshape(-1, vals.shape[3] * vals.shape[4] * vals.shape[5])
         out[:, :, z0:z1] = majority(vals).reshape(shape[0], shape[1], z1 - z0)
     out.flush()
-    return Reference(dst, None, time.perf_counter() - t0)
+    return Reference(dst, None, time.perf_counter() - t0, box)
 
 
 def majority(vals: np.ndarray) -> np.ndarray:
@@ -500,7 +545,7 @@ def majority(vals: np.ndarray) -> np.ndarray:
 class Agreement:
     labels_in: int  # non-zero labels in the input
     labels_out: int  # of them, present in the output
-    labels_ref: int  # of them, present in the reference
+    labels_ref: int  # of them, present in the reference (its box)
     dice: np.ndarray  # per non-zero label present in the reference or the output
     differ: int  # voxels != reference
     differ_at_ties: int
@@ -514,29 +559,37 @@ class Agreement:
 
 
 def compare(output: Path, ref: Reference, input_labels: np.ndarray, slab: int = 32) -> Agreement:
+    """Labels present in the whole output; Dice and differing voxels over the reference's box."""
     got_img = nib.load(output)
     want = np.load(ref.labels, mmap_mode="r")
     ties = np.load(ref.near_tie, mmap_mode="r") if ref.near_tie else None
-    if tuple(got_img.shape[:3]) != want.shape:
-        raise ValueError(f"{output.name}: shape {got_img.shape} != reference {want.shape}")
-    n_got, n_want, n_both = (np.zeros(NLAB, np.int64) for _ in range(3))
+    bx, by, bz = ref.box
+    if tuple(got_img.shape[:3])[2] < bz.stop or box_shape(ref.box) != want.shape:
+        raise ValueError(f"{output.name}: shape {got_img.shape} does not hold the reference's box")
+    n_all, n_got, n_want, n_both = (np.zeros(NLAB, np.int64) for _ in range(4))
     differ = at_ties = 0
-    for z0 in range(0, want.shape[2], slab):
-        g = np.asarray(got_img.dataobj[:, :, z0:z0 + slab]).astype(np.int64)
-        w = np.asarray(want[:, :, z0:z0 + slab]).astype(np.int64)
-        if g.min() < 0 or g.max() >= NLAB:
-            raise ValueError(f"{output.name}: values outside uint16")
+    for z0 in range(0, got_img.shape[2], slab):
+        z1 = min(z0 + slab, got_img.shape[2])
+        whole = np.asarray(got_img.dataobj[:, :, z0:z1])
+        if whole.dtype != np.uint16:
+            raise ValueError(f"{output.name}: {whole.dtype}, not uint16")
+        n_all += np.bincount(whole.ravel(), minlength=NLAB)
+        lo, hi = max(z0, bz.start), min(z1, bz.stop)
+        if hi <= lo:
+            continue
+        g = whole[bx, by, lo - z0:hi - z0]
+        w = np.asarray(want[:, :, lo - bz.start:hi - bz.start])
         same = g == w
         n_got += np.bincount(g.ravel(), minlength=NLAB)
         n_want += np.bincount(w.ravel(), minlength=NLAB)
         n_both += np.bincount(w[same], minlength=NLAB)
         differ += int((~same).sum())
         if ties is not None:
-            at_ties += int((~same & np.asarray(ties[:, :, z0:z0 + slab])).sum())
+            at_ties += int((~same & np.asarray(ties[:, :, lo - bz.start:hi - bz.start])).sum())
     nz = input_labels[input_labels > 0]
     present = np.nonzero((n_got + n_want)[1:] > 0)[0] + 1
     dice = 2 * n_both[present] / (n_got[present] + n_want[present])
-    return Agreement(len(nz), int((n_got[nz] > 0).sum()), int((n_want[nz] > 0).sum()), dice, differ, at_ties,
+    return Agreement(len(nz), int((n_all[nz] > 0).sum()), int((n_want[nz] > 0).sum()), dice, differ, at_ties,
                      int(np.prod(want.shape)))
 
 
@@ -600,23 +653,25 @@ def available(method: str, src: Path, workdir: Path, target: float, axes, args, 
 class JobResult:
     target: float
     shape: tuple
+    box: tuple  # the output sub-volume of the references
     cells: dict = field(default_factory=dict)  # method -> Cell
     agreement: dict = field(default_factory=dict)  # method -> Agreement
     refs: dict = field(default_factory=dict)  # reference kind -> seconds
     missing: dict = field(default_factory=dict)  # method -> why not available
 
 
-def make_references(kinds, data, axes, workdir: Path, args) -> dict[str, Reference]:
+def make_references(kinds, data, axes, workdir: Path, args, box) -> dict[str, Reference]:
     refs = {}
     for kind in kinds:
         dst = workdir / f"ref_{kind}.npy"
         log(f"  reference {kind} ...")
         if kind == "nearest":
-            refs[kind] = reference_nearest(data, axes, dst, workdir)
+            refs[kind] = reference_nearest(data, axes, dst, workdir, box)
         elif kind == "mode":
-            refs[kind] = reference_mode(data, axes, dst, args.ref_slab)
+            refs[kind] = reference_mode(data, axes, dst, args.ref_slab, box)
         else:
-            refs[kind] = reference_argmax(data, axes, {"linear": 1, "cubic": 3}[kind], dst, workdir, args.ref_slab)
+            order = {"linear": 1, "cubic": 3}[kind]
+            refs[kind] = reference_argmax(data, axes, order, dst, workdir, args.ref_slab, box)
         log(f"  reference {kind}: {refs[kind].seconds:.1f} s")
     return refs
 
@@ -624,15 +679,18 @@ def make_references(kinds, data, axes, workdir: Path, args) -> dict[str, Referen
 def run_job(name: str, src: Path, data, input_labels, workdir: Path, script: Path, args) -> JobResult:
     target = JOBS[name]
     axes = center_grid(src, target)
-    res = JobResult(target, out_shape(axes))
-    methods = [m for m in args.methods if not (m == "mode" and name == "up")]
+    box = ref_box(out_shape(axes), args.up_ref_fraction if name == "up" else 1.0)
+    res = JobResult(target, out_shape(axes), box)
+    methods = [m for m in args.methods if not (m == "mode" and name == "up") and f"{name}:{m}" not in args.skip]
     for m in methods:
         why = available(m, src, workdir, target, axes, args, script)
         if why:
             res.missing[m] = why
             log(f"[{name}] {m}: not available ({why})")
     methods = [m for m in methods if m not in res.missing]
-    refs = make_references(sorted({REFERENCE_OF[m] for m in methods}), data, axes, workdir, args)
+    checked = {"linear", "cubic"} | ({"mode"} if name == "down" else set())
+    kinds = {REFERENCE_OF[m] for m in methods} | (checked if args.check_references else set())
+    refs = make_references(sorted(kinds), data, axes, workdir, args, box)
     res.refs = {k: r.seconds for k, r in refs.items()}
     if args.check_references:
         check_references(data, axes, refs)
@@ -663,7 +721,12 @@ def run_job(name: str, src: Path, data, input_labels, workdir: Path, script: Pat
 
 
 def job_table(name: str, res: JobResult, methods) -> list[str]:
-    rows = [f"### {name}: 0.1 -> {res.target} mm, output {'x'.join(map(str, res.shape))}", "",
+    part = np.prod(box_shape(res.box)) / np.prod(res.shape)
+    sub = "the whole output" if part == 1 else (
+        "output voxels " + " x ".join(f"{b.start}-{b.stop - 1}" for b in res.box)
+        + f" ({'x'.join(map(str, box_shape(res.box)))}, the central {part:.1%})")
+    rows = [f"### {name}: 0.1 -> {res.target} mm, output {'x'.join(map(str, res.shape))}; "
+            f"references, Dice and differences over {sub}", "",
             "| method | median wall (s) | min wall (s) | median peak RSS (MiB) | time / sitk-nearest "
             "| labels in output / input | in reference | reference | Dice mean | Dice min | Dice = 1 "
             "| voxels ≠ reference (at near-ties) | fraction ≠ |",
@@ -676,8 +739,16 @@ def job_table(name: str, res: JobResult, methods) -> list[str]:
             continue
         cell = res.cells.get(m)
         if cell is None:
+            why = "not defined for upsampling" if m == "mode" and name == "up" else "skipped (--skip)"
+            rows.append(f"| {m} | {why} | | | | | | | | | | | |")
             continue
         t = cell.median_time()
+        if t is None and not cell.runs:
+            rows.append(f"| {m} | not timed | | | | " + (
+                f"{res.agreement[m].labels_out} / {res.agreement[m].labels_in} | {res.agreement[m].labels_ref} | "
+                f"{REFERENCE_OF[m]} | " + res.agreement[m].row().split(" | ", 2)[2] if m in res.agreement
+                else "- | - | - | - | - | - | - | -") + " |")
+            continue
         if t is None:
             rows.append(f"| {m} | error | | | | | | | | | | | |")
             continue
@@ -706,12 +777,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--workdir", type=Path, help="work folder (default: a fresh one under /tmp, removed at the end); "
                                                "an atlas.nii of the same shape and seed there is reused")
     p.add_argument("--keep", action="store_true", help="keep the work folder")
+    p.add_argument("--up-ref-fraction", type=float, default=0.5,
+                   help="the up job's references (and so its Dice) cover the central FRACTION of every output axis "
+                        "(default 0.5: an eighth of the volume; 1 for all of it)")
+    p.add_argument("--skip", nargs="+", default=[], metavar="JOB:METHOD",
+                   help="leave these out, e.g. up:sitk-labelgaussian")
     p.add_argument("--check-references", action="store_true",
                    help="also compute the linear/cubic references by their plain definition (one whole-array "
                         "call per label) and check the boxed ones against it: small shapes only")
     args = p.parse_args(argv)
     if args.repeats < 0 or min(args.shape) < 8 or args.threads < 1 or args.ref_slab < 1:
         p.error("--repeats >= 0, --shape values >= 8, --threads >= 1, --ref-slab >= 1")
+    if not 0 < args.up_ref_fraction <= 1:
+        p.error("--up-ref-fraction must be in (0, 1]")
     return args
 
 
