@@ -392,12 +392,16 @@ def reference_argmax(data, axes, order: int, dst: Path, workdir: Path, ref_slab:
     planes (see the module's docstring)."""
     t0 = time.perf_counter()
     boxes = bounding_boxes(data)
-    reach = 1.0 if order == 1 else float(cubic_reach(len(boxes)))
+    n_labels = len(boxes)  # K, background included
+    reach = 1.0 if order == 1 else float(cubic_reach(n_labels))
     shape = box_shape(box)
     out = np.lib.format.open_memmap(dst, mode="w+", dtype=np.uint16, shape=shape)
     tie_path = workdir / (dst.stem + "_ties.npy")
     tie = np.lib.format.open_memmap(tie_path, mode="w+", dtype=bool, shape=shape)
-    z_range = {lab: out_range(axes[2], boxes[lab][2].start, boxes[lab][2].stop - 1, reach) for lab in boxes}
+    ranges = {lab: [out_range(ax, b.start, b.stop - 1, reach) for ax, b in zip(axes, boxes[lab])] for lab in boxes}
+    boxes = {lab: b for lab, b in boxes.items()  # only the labels that can win somewhere in the box
+             if all(lo < hi and lo < k.stop and hi > k.start for (lo, hi), k in zip(ranges[lab], box))}
+    z_range = {lab: ranges[lab][2] for lab in boxes}
     cache: dict[int, LabelBox | None] = {}
     for z0 in range(box[2].start, box[2].stop, ref_slab):
         z1 = min(z0 + ref_slab, box[2].stop)
@@ -420,7 +424,7 @@ def reference_argmax(data, axes, order: int, dst: Path, workdir: Path, ref_slab:
             arg[where] = np.where(wins, np.uint16(lab), a)
         for lab in [k for k in cache if z_range[k][1] <= z1]:
             del cache[lab]
-        if not np.all(best >= 1.0 / len(boxes) - 1e-12):
+        if not np.all(best >= 1.0 / n_labels - 1e-12):
             raise AssertionError("a winning value below 1/K: the reach argument does not hold")
         out[:, :, z0 - box[2].start:z1 - box[2].start] = arg
         tie[:, :, z0 - box[2].start:z1 - box[2].start] = (best - second) < NEAR_TIE
