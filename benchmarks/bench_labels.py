@@ -8,9 +8,10 @@ in smoothly warped coordinates (a third of the seeds in tight clusters, so some
 cells are small), inside a warped ellipsoid with background 0 around it; every
 ``SHELL_EVERY``-th cell also gets a shell label: its voxels less than
 ``SHELL_THICKNESS`` voxels (warped) from the boundary with a neighbouring cell,
-2-3 voxels thick.  Label ids are distinct random uint16 values.  At the default
-shape that is ~700 labels; ``--shape`` scales the number of cells with the
-volume (at least ``MIN_CELLS``).  Deterministic for a given ``--seed``.
+2-3 voxels thick; and ``FULL_BLOBS`` tiny ellipsoids (semi-axes 0.8-2 voxels) get labels of
+their own.  Label ids are distinct random uint16 values.  At the default shape
+that is ~700 labels; ``--shape`` scales the number of cells and blobs with the
+volume (at least ``MIN_CELLS`` and ``MIN_BLOBS``).  Deterministic for a given ``--seed``.
 
 Two jobs (``--jobs``): ``down`` 0.1 -> 0.25 mm (205x205x120) and ``up`` 0.1 ->
 0.05 mm (1024x1024x600), both on bigresample's default ``center`` grid.
@@ -109,8 +110,10 @@ from bench_speed import Cell, Run, header_lines, log, measure, remove, report_ru
 SPACING = 0.1  # mm, isotropic input
 ORIGIN = (-25.6, -25.6, -15.0)  # mm
 FULL_SHAPE = (512, 512, 300)
-FULL_CELLS = 600  # Voronoi cells at the full shape (scaled with the volume)
+FULL_CELLS = 575  # Voronoi cells at the full shape (scaled with the volume)
 MIN_CELLS = 30
+FULL_BLOBS = 30  # tiny ellipsoids (semi-axes 0.8-2 voxels) at the full shape
+MIN_BLOBS = 5
 CLUSTERED = 1 / 3  # fraction of the seeds in tight clusters: small cells
 N_CLUSTERS = 12
 SHELL_EVERY = 6  # every 6th cell gets a shell label
@@ -140,6 +143,7 @@ class Atlas:
     semi_axes: np.ndarray
     cell_ids: np.ndarray  # uint16, one per seed
     shell_ids: np.ndarray  # uint16, one per seed (0: no shell)
+    blobs: list  # (centre, semi-axes, label) of the tiny ellipsoids, voxel units (not warped)
 
 
 def draw_atlas(shape, seed: int) -> Atlas:
@@ -171,10 +175,14 @@ def draw_atlas(shape, seed: int) -> Atlas:
     clustered = members + rng.normal(scale=0.03 * shape_a.mean(), size=(n_clustered, 3))
     seeds = np.concatenate([centre + semi * inside(n_cells - n_clustered), clustered])
     has_shell = np.arange(n_cells) % SHELL_EVERY == 0
-    ids = rng.choice(np.arange(1, NLAB, dtype=np.int64), n_cells + int(has_shell.sum()), replace=False)
+    n_shells = int(has_shell.sum())
+    n_blobs = max(MIN_BLOBS, int(round(FULL_BLOBS * scale**3)))
+    ids = rng.choice(np.arange(1, NLAB, dtype=np.int64), n_cells + n_shells + n_blobs, replace=False)
     shell_ids = np.zeros(n_cells, np.uint16)
-    shell_ids[has_shell] = ids[n_cells:]
-    return Atlas(tuple(shape), seeds, warp, centre, semi, ids[:n_cells].astype(np.uint16), shell_ids)
+    shell_ids[has_shell] = ids[n_cells:n_cells + n_shells]
+    blobs = [(c, rng.uniform(0.8, 2.0, 3), int(lab))
+             for c, lab in zip(centre + 0.8 * semi * inside(n_blobs), ids[n_cells + n_shells:])]
+    return Atlas(tuple(shape), seeds, warp, centre, semi, ids[:n_cells].astype(np.uint16), shell_ids, blobs)
 
 
 def warped(atlas: Atlas, points: np.ndarray) -> np.ndarray:
@@ -203,7 +211,16 @@ def atlas_slab(atlas: Atlas, tree: cKDTree, z0: int, z1: int, workers: int) -> n
     in_shell = (shell > 0) & (to_boundary < SHELL_THICKNESS)
     labels[in_shell] = shell[in_shell]
     out[inside] = labels
-    return out.reshape(x.shape)
+    out = out.reshape(x.shape)
+    for c, semi, label in atlas.blobs:  # tiny labels, drawn over the cells
+        lo = np.maximum(np.floor(c - semi).astype(int), [0, 0, z0])
+        hi = np.minimum(np.ceil(c + semi).astype(int) + 1, [atlas.shape[0], atlas.shape[1], z1])
+        if np.any(hi <= lo):
+            continue
+        g = np.meshgrid(*(np.arange(a, b) for a, b in zip(lo, hi)), indexing="ij")
+        hit = sum(((g[k] - c[k]) / semi[k]) ** 2 for k in range(3)) <= 1
+        out[lo[0]:hi[0], lo[1]:hi[1], lo[2] - z0:hi[2] - z0][hit] = label
+    return out
 
 
 def nifti_header(shape, dtype=np.uint16) -> nib.Nifti1Header:
@@ -354,22 +371,51 @@ def label_box(data, label: int, bbox, axes, order: int, reach: float) -> LabelBo
     if order > 1:  # what affine_transform does before sampling: pad 12 by edge, prefilter in float64
         ind = ndimage.spline_filter(np.pad(ind, 12, mode="edge"), order, output=np.float64, mode="nearest")
         start = [v - 12 for v in start]
-    else:
-        ind = ind.astype(np.float64)
+    else:  # edge padding: the taps clamped at the volume's faces, as mode "nearest"
+        ind = np.pad(ind, 2, mode="edge").astype(np.float64)
+        start = [v - 2 for v in start]
     return LabelBox(label, ind, tuple(start), tuple(lo for lo, _ in ranges), tuple(hi for _, hi in ranges))
+
+
+def spline_weights(x: np.ndarray, order: int) -> tuple[np.ndarray, np.ndarray]:
+    """(first tap, (len(x), order + 1) weights) of the B-spline of ``order`` (1 or 3) at positions ``x``,
+    with scipy's taps: ``floor(x) - order // 2`` onwards."""
+    f = np.floor(x)
+    t = x - f
+    if order == 1:
+        return f.astype(np.int64), np.stack([1 - t, t], axis=1)
+    u = 1 - t
+    w = np.stack([u**3 / 6, (3 * t**3 - 6 * t**2 + 4) / 6, (3 * u**3 - 6 * u**2 + 4) / 6, t**3 / 6], axis=1)
+    return f.astype(np.int64) - 1, w
+
+
+def sample_axis(c: np.ndarray, axis: int, x: np.ndarray, start: int, order: int) -> np.ndarray:
+    """``c`` (coefficients from input index ``start`` along ``axis``) sampled at positions ``x`` along it."""
+    first, w = spline_weights(x, order)
+    first -= start
+    shape = [1, 1, 1]
+    shape[axis] = len(x)
+    out = None
+    for k in range(order + 1):
+        term = np.take(c, first + k, axis=axis) * w[:, k].reshape(shape)
+        out = term if out is None else out + term
+    return out
 
 
 def sample_box(lb: LabelBox, axes, box, z0: int, z1: int, order: int):
     """The label's values on its output range within ``box`` and planes [z0, z1); (values, slices into the
-    slab of ``box`` that starts at plane z0), or None if they do not meet."""
+    slab of ``box`` that starts at plane z0), or None if they do not meet.
+
+    Separable: the coefficients sampled along z, then y, then x at the very positions the whole-array
+    ``affine_transform`` computes (``Axis.positions``); only the order of the sums differs from scipy's
+    (``--check-references`` compares with the plain definition)."""
     lo = [max(lb.out_lo[k], box[k].start) for k in range(2)] + [max(lb.out_lo[2], z0)]
     hi = [min(lb.out_hi[k], box[k].stop) for k in range(2)] + [min(lb.out_hi[2], z1)]
     if any(h <= l for l, h in zip(lo, hi)):
         return None
-    offset = np.array([ax.positions(l, l + 1)[0] - s for ax, l, s in zip(axes, lo, lb.start)])
-    vals = ndimage.affine_transform(lb.coef, np.array([a.r for a in axes]), offset=offset,
-                                    output_shape=tuple(h - l for l, h in zip(lo, hi)), order=order,
-                                    mode="nearest", prefilter=False, output=np.float64)
+    vals = lb.coef
+    for a in (2, 1, 0):
+        vals = sample_axis(vals, a, axes[a].positions(lo[a], hi[a]), lb.start[a], order)
     origin = (box[0].start, box[1].start, z0)
     return vals, tuple(slice(l - o, h - o) for l, h, o in zip(lo, hi, origin))
 
