@@ -882,11 +882,12 @@ def main(argv=None) -> int:
               f"label sizes {sizes.min()}-{sizes.max()} voxels (median {int(np.median(sizes))}); "
               f"{args.repeats} timed repeat(s) after 1 warm-up, {args.threads} threads each; "
               f"work folder {workdir}\n", flush=True)
-        results = {name: run_job(name, src, data, input_labels, workdir, script, args) for name in args.jobs}
         print("## Wall time, peak RSS (median of the timed runs) and agreement with the references "
-              "(warm-up outputs)\n")
-        for name, res in results.items():
-            print("\n".join(job_table(name, res, args.methods)) + "\n")
+              "(warm-up outputs)\n", flush=True)
+        results = {}
+        for name in args.jobs:  # each job's table as soon as it is done
+            results[name] = run_job(name, src, data, input_labels, workdir, script, args)
+            print("\n".join(job_table(name, results[name], args.methods)) + "\n", flush=True)
         print("Dice: per non-zero label present in the reference or the output, 2|A∩B| / (|A| + |B|); "
               "'Dice = 1' is the fraction of those labels with Dice exactly 1.  Near-ties: voxels whose two "
               f"largest label values differ by < {NEAR_TIE:g} (linear, cubic), or whose sample position is within "
