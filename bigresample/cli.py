@@ -22,6 +22,7 @@ from .errors import BigresampleError
 from .pipeline import LabelMapWarning, UsageError, resample
 from .plan import format_bytes
 from .report import summary_line
+from .request import LABEL_METHODS
 from .runner import Interrupted
 from .splines import MODES
 
@@ -35,6 +36,19 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
+class _LabelsAction(argparse.Action):
+    """``--labels [METHOD]``: a word after a bare ``--labels`` that names no method but looks like a
+    path (``bigresample --labels in.nii out.nii ...``) is a path, as it was before methods existed."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if values is not None and values not in LABEL_METHODS:
+            if not ("." in values or os.sep in values or Path(values).exists()):
+                parser.error(f"--labels METHOD must be one of {', '.join(LABEL_METHODS)}; got {values!r}")
+            namespace.paths_before = [*getattr(namespace, "paths_before", []), values]
+            values = self.const
+        setattr(namespace, self.dest, values)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="bigresample",
@@ -44,9 +58,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="*", metavar="INPUT OUTPUT",
                    help="input image (.nii, .nii.gz, .hdr/.img, .mgz, ...) and output (.nii, .nii.gz, or .zarr "
                         "for OME-Zarr); with --output-dir, any number of inputs")
-    p.add_argument("--labels", action="store_true",
-                   help="the input is a label map: nearest neighbour (order 0, whatever --order says), every output "
-                        "value an input label; not with --antialias")
+    p.add_argument("--labels", nargs="?", const="nearest", default=None, action=_LabelsAction, metavar="METHOD",
+                   help="the input is a label map, every output value an input label (--order is not used; not "
+                        "with --antialias): nearest (the default of --labels alone), linear or cubic (each label "
+                        "interpolated, the largest wins), mode (downsampling: the most frequent label of each "
+                        "output voxel's footprint); see docs/grids-and-exactness.md, 'Label maps'")
     bt = p.add_argument_group("several inputs")
     bt.add_argument("--output-dir", metavar="DIR",
                     help="resample every INPUT into DIR, keeping its name (plus --suffix); one failure does not "
@@ -210,6 +226,7 @@ def _report_printer():
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
+    args.paths = [*getattr(args, "paths_before", []), *args.paths]
     log = None if args.quiet else _report_printer()
     main_thread = threading.current_thread() is threading.main_thread()
     _terminated.clear()

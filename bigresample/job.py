@@ -23,6 +23,7 @@ import nibabel as nib
 import numpy as np
 
 from ._version import __version__
+from . import labels as label_methods
 from . import ome
 from . import safefs
 from . import store as store_location
@@ -57,7 +58,7 @@ class Stage:
 
     level: int
     grid: object  # Grid or ReferenceGrid
-    resampler: Resampler | AffineResampler
+    resampler: Resampler | AffineResampler | label_methods.InterpolatedLabels | label_methods.ModeLabels
     smoothing: tuple[float, ...] | None  # --antialias's Gaussian sigmas (input voxels), or None
     plan: Plan
     blocks: BlockSet
@@ -137,6 +138,7 @@ class Job:
             "store": self.store if self.via_store else (
                 self.sink.where(self.stages[0]) if isinstance(self.sink, (OmeZarr, GzipMembers)) else None),
             "antialias": list(self.stages[0].smoothing) if self.stages[0].smoothing else None,
+            **({"labels": r.labels} if r.labels in label_methods.METHODS else {}),
             "version": __version__,
             # blocks of a 5D+ output are numbered in file order (dimension 4 before 5, BlockSet); a
             # journal written before that numbered them otherwise and is not resumed
@@ -168,6 +170,9 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     if "constant" in request.mode and not np.isfinite(request.cval) and out_dtype.kind in "iub":
         raise UsageError(f"--cval {request.cval:g} needs a float output (e.g. --dtype float32); the output type is "
                          f"{out_dtype.name}")
+    if request.labels in label_methods.METHODS:  # before anything is planned: a label map it cannot resample
+        label_methods.check(request.labels, vol.dtype, vol.slope, vol.inter, request.mode, request.cval,
+                            _label_grid(grid))
     extra = tuple(vol.shape[3:])
     if not request.force:  # before the blocks are planned: a slip in the spacing gets this line, not another
         size_rules(vol, request, grid, out_dtype)
@@ -256,7 +261,9 @@ def _stage(request: Request, vol: InputVolume, level: int, g, out_dtype, extra, 
            gzip: bool = False, stretches: bool = False) -> Stage:
     """The resampler, the Gaussian sigmas (None without ``antialias``) and the block plan for the grid ``g``."""
     r = request
-    if isinstance(g, ReferenceGrid):
+    if r.labels in label_methods.METHODS:
+        resampler = label_methods.make(r.labels, _label_grid(g), r.mode, r.cval)
+    elif isinstance(g, ReferenceGrid):
         # axis-aligned (flips allowed): the separable engine on the same coordinates, much faster
         separable = g.separable()
         resampler = Resampler(separable, r.order, r.mode, r.cval) if separable else AffineResampler(
@@ -272,6 +279,11 @@ def _stage(request: Request, vol: InputVolume, level: int, g, out_dtype, extra, 
     plan = plan_blocks(resampler, in_itemsize, out_dtype.itemsize, r.memory_limit, r.workers, r.chunks, gzip=gzip,
                        stretches=stretches)
     return Stage(level, g, resampler, smoothing, plan, BlockSet(tuple(g.out_shape) + extra, plan.block), journal)
+
+
+def _label_grid(g):
+    """The grid a label method runs on: an axis-aligned reference as the per-axis grid it is."""
+    return (g.separable() or g) if isinstance(g, ReferenceGrid) else g
 
 
 def _sink(request: Request, vol: InputVolume, stages, header, out_dtype, store: str, executor) -> Sink:

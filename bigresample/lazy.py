@@ -21,8 +21,10 @@ import numpy as np
 from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
+from . import labels as label_methods
 from .engine import READ_GAP, Resampler, _split_runs
 from .geometry import make_grid
+from .splines import parse_mode
 
 #: Default output block size in bytes of float64 work per block.
 DEFAULT_BLOCK_BYTES = 32 * 2**20
@@ -110,6 +112,7 @@ def resample_array(
     grid: str = "center",
     chunks=None,
     dtype=None,
+    labels=None,
 ) -> da.Array:
     """Resample an array lazily to a new voxel spacing.
 
@@ -134,6 +137,10 @@ def resample_array(
     dtype : optional
         Output dtype; default the input's.  Integer outputs are rounded and
         saturated.
+    labels : {None, True, 'nearest', 'linear', 'cubic', 'mode'}
+        The array is a label map: nearest neighbour (``True``), or a label
+        method (docs/grids-and-exactness.md, "Label maps"); ``order`` is then
+        not used.  Integer arrays only for linear, cubic and mode.
 
     Returns
     -------
@@ -143,7 +150,11 @@ def resample_array(
     """
     k = _spatial_ndim(data.shape, spacing)
     g = make_grid(data.shape[:k], spacing, new_spacing, grid)
-    resampler = Resampler(g, order, mode, cval)
+    method = label_methods.parse_labels(labels)
+    if method in label_methods.METHODS:
+        label_methods.check(method, data.dtype, 1.0, 0.0, parse_mode(mode), cval, g)
+        return resample_with(label_methods.make(method, g, parse_mode(mode), cval), data, chunks=chunks, dtype=dtype)
+    resampler = Resampler(g, 0 if method == "nearest" else order, mode, cval)
     return resample_with(resampler, data, chunks=chunks, dtype=dtype)
 
 
@@ -162,10 +173,8 @@ def resample_with(resampler: Resampler, data, *, chunks=None, dtype=None) -> da.
     if isinstance(data, da.Array):
         in_bounds = [np.cumsum((0,) + c) for c in data.chunks]
         for idx, region in _block_regions(out_chunks):
-            plans = resampler.plans(region[:k])
             per_axis = []
-            for ax, p in enumerate(plans):
-                runs = _split_runs(np.unique(p.src[p.src >= 0]), READ_GAP)
+            for ax, runs in enumerate(_input_runs(resampler, region[:k])):
                 hit = set()
                 for a, b in runs:
                     i0 = int(np.searchsorted(in_bounds[ax], a, side="right") - 1)
@@ -203,6 +212,13 @@ def resample_with(resampler: Resampler, data, *, chunks=None, dtype=None) -> da.
         graph = HighLevelGraph.from_collections(name, dsk, dependencies=[])
     meta = np.empty((0,) * len(shape), dtype=out_dtype)
     return da.Array(graph, name, out_chunks, meta=meta)
+
+
+def _input_runs(resampler, spatial) -> list[list[tuple[int, int]]]:
+    """Per spatial axis, the runs of input indices the output block ``spatial`` reads."""
+    if not hasattr(resampler, "plans"):  # a label method: its window
+        return [[(s.start, s.stop)] if s.stop > s.start else [] for s in resampler.input_region(spatial)]
+    return [_split_runs(np.unique(p.src[p.src >= 0]), READ_GAP) for p in resampler.plans(spatial)]
 
 
 def _source_token(data):

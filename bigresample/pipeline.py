@@ -75,7 +75,7 @@ def resample(
     chunks: Sequence[int] | None = None, memory_limit=None, workers: int | None = None, tmp_dir=None,
     keep_zarr: bool = False, compare: bool = False, progress: bool = False,
     log: Callable[[str], None] | None = None, spacing_label: str | None = None, force: bool = False,
-    dry_run: bool = False, labels: bool = False, antialias: bool = False, levels: int = 1, qc=None,
+    dry_run: bool = False, labels: bool | str = False, antialias: bool = False, levels: int = 1, qc=None,
     scheduler: str | None = None, local_cluster: int | None = None, client=None, report: Report | None = None,
     storage_options: dict | None = None,
 ) -> ResampleResult:
@@ -126,10 +126,14 @@ def resample(
         Also draw the axial, coronal and sagittal planes of input and output
         through the same physical point into this PNG, both rows in world
         coordinates (needs matplotlib; ``bigresample.qc``).
-    labels : bool
-        The input is a label map: order 0 whatever ``order`` says (refused with
-        ``antialias``: smoothing would invent labels).  Without it,
-        an integer image with few distinct values gets a ``LabelMapWarning``.
+    labels : bool or str
+        The input is a label map (``order`` is not used; refused with
+        ``antialias``: smoothing would invent labels): ``True`` or
+        ``'nearest'`` for order 0, ``'linear'``/``'cubic'`` for the arg-max of
+        each label's interpolated indicator, ``'mode'`` for the most frequent
+        label of each output voxel's footprint (docs/grids-and-exactness.md,
+        "Label maps").  Without it, an integer image with few distinct values
+        gets a ``LabelMapWarning``.
     dry_run : bool
         Report the plan (shapes, blocks, memory and disk), run every check the
         run would (refusing as it would), and stop, reading no voxel.

@@ -80,7 +80,7 @@ class GridChosen:
     reference: Path | None = None  # a reference image's path (reference targets)
     reference_shape: tuple[int, ...] | None = None
     orientation: str = ""  # a reference's axes relative to the input's (geometry.Orientation.describe)
-    labels: bool = False  # --labels: nearest neighbour whatever the order asked
+    labels: str | None = None  # --labels METHOD (request.LABEL_METHODS): its own order whatever the order asked
     asked_order: int = 0
 
 
@@ -239,14 +239,30 @@ class TextReport(Report):
         else:
             yield f"Reference grid: {e.reference}, shape {e.reference_shape}, {e.orientation}"
         yield ""
-        yield f"Interpolation method: {INTERPOLATION_NAMES[e.order]}"
-        if e.labels:
-            yield ("Labels: a label map is resampled by nearest neighbour, every output value an input label"
-                   + (f" (--order {e.asked_order} is not used)" if e.asked_order != 0 else ""))
+        yield from self._interpolation(e)
         yield f"Grid: {e.grid} ({GRID_NOTES[e.grid]})"
         if e.grid == "center":
             yield f"  {CENTER_VS_OTHERS}"
-        yield f"Boundary mode: {e.mode}" + (f" (cval={e.cval:g})" if "constant" in e.mode else "")
+        if e.labels == "mode":  # footprints are cut to the volume; cval fills a footprint beyond it
+            yield f"Boundary mode: not used by --labels mode (an empty footprint gets cval={e.cval:g})"
+        else:
+            yield f"Boundary mode: {e.mode}" + (f" (cval={e.cval:g})" if "constant" in e.mode else "")
+
+    def _interpolation(self, e: GridChosen):
+        if e.labels == "mode":
+            yield "Interpolation method: none (--labels mode)"
+        else:
+            yield (f"Interpolation method: {INTERPOLATION_NAMES[e.order]}"
+                   + (", of each label's indicator" if e.labels in ("linear", "cubic") else ""))
+        unused = f" (--order {e.asked_order} is not used)" if e.asked_order != e.order else ""
+        if e.labels == "nearest":
+            yield "Labels: a label map is resampled by nearest neighbour, every output value an input label" + unused
+        elif e.labels in ("linear", "cubic"):
+            yield ("Labels: each label's indicator (1 on the label, 0 elsewhere) interpolated, the label with the "
+                   "largest value kept (ties: the smallest label), every output value an input label" + unused)
+        elif e.labels == "mode":
+            yield ("Labels: the most frequent label among the input voxels of each output voxel's footprint "
+                   "(ties: the smallest label), every output value an input label" + unused)
 
     def _planned(self, e: Planned):
         if e.smoothing is not None:

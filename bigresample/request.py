@@ -20,6 +20,7 @@ from . import store as store_location
 from .cluster import ClusterError
 from .errors import BigresampleError
 from .geometry import parse_grid
+from .labels import LABEL_METHODS, LABEL_ORDERS, LabelMapError, parse_labels
 from .nifti import output_kind
 from .plan import default_memory_limit, parse_memory
 from .qc import require_matplotlib
@@ -44,7 +45,7 @@ class Request:
     shape: tuple[int, int, int] | None
     reference: Path | str | None
     units: str
-    order: int  # the order used: 0 for a label map
+    order: int  # the order used: the label method's (LABEL_ORDERS) for a label map
     asked_order: int  # the order asked for (differs from ``order`` with ``labels``)
     grid: str
     mode: str
@@ -60,7 +61,7 @@ class Request:
     spacing_label: str | None
     force: bool
     dry_run: bool
-    labels: bool
+    labels: str | None  # a label map's method (LABEL_METHODS), None for an intensity image
     antialias: bool
     levels: int
     qc: object  # the picture's path, as given
@@ -86,10 +87,14 @@ class Request:
         if units not in UNITS:
             raise UsageError(f"units must be 'mm' or 'um'; got {units!r}")
         asked_order = parse_order(order)
+        try:
+            labels = parse_labels(labels)
+        except LabelMapError as exc:
+            raise UsageError(str(exc)) from None
         if labels and antialias:
             raise UsageError("--labels cannot be combined with --antialias: smoothing a label map blends "
                              "neighbouring labels into values that are not labels")
-        order = 0 if labels else asked_order
+        order = LABEL_ORDERS[labels] if labels else asked_order
         mode, grid = parse_mode(mode), parse_grid(grid)
         options = parse_storage_options(storage_options)
         in_path, out_path = _location(input), _location(output)
@@ -128,7 +133,7 @@ class Request:
             chunks=None if chunks is None else tuple(chunks), memory_limit=limit, workers=workers,
             store_root=store_root, scratch=scratch,
             keep_zarr=bool(keep_zarr), compare=bool(compare), spacing_label=spacing_label, force=bool(force),
-            dry_run=bool(dry_run), labels=bool(labels), antialias=bool(antialias), levels=levels, qc=qc,
+            dry_run=bool(dry_run), labels=labels, antialias=bool(antialias), levels=levels, qc=qc,
             scheduler=scheduler, local_cluster=None if local_cluster is None else int(local_cluster),
             client=client, storage_options=options,
         )
