@@ -4,7 +4,9 @@ Each module is mutated on its own (mutmut 3, the ``dev`` extra) and checked
 against that module's own tests only (``TESTS`` below): mutmut records which of
 those tests call each function and runs just them against the function's
 mutants.  The run happens in a scratch copy of ``bigresample/`` and ``tests/``
-(removed afterwards, so the checkout is never touched), and a markdown table
+(removed afterwards, so the checkout is never touched; ``--work-dir`` keeps it,
+and ``--retest-survivors`` then retests the mutants left alive after tests were
+added), and a markdown table
 per module is printed:
 
     mutants  killed  survived  equivalent  timeout  score = killed / (mutants - equivalent)
@@ -124,19 +126,32 @@ def load_equivalent(module: str) -> dict[tuple[str, str], str]:
     return {(e["function"], e["change"]): e["reason"] for e in data.get("mutant", []) if e["module"] == module}
 
 
-def run_module(module: str, work: Path, max_children: int) -> dict:
-    _prepare(work, module)
-    start = time.monotonic()
-    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
-    proc = subprocess.run([sys.executable, "-m", "mutmut", "run", "--max-children", str(max_children)],
-                          cwd=work, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    elapsed = time.monotonic() - start
+def _mutmut(module: str, work: Path, env: dict, args: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-m", "mutmut", "run", *args], cwd=work, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:])
         raise SystemExit(f"mutmut failed on {module} (exit {proc.returncode})")
+
+
+def _dump(module: str, work: Path, env: dict) -> dict:
     dump = subprocess.run([sys.executable, "-c", _DUMP, f"bigresample/{module}.py"], cwd=work, env=env,
                           stdout=subprocess.PIPE, text=True, check=True)
-    return {"mutants": json.loads(dump.stdout), "seconds": elapsed}
+    return json.loads(dump.stdout)
+
+
+def run_module(module: str, work: Path, max_children: int, retest: bool = False) -> dict:
+    """Mutate ``module`` in ``work`` and test every mutant; ``retest``: test again the
+    mutants a previous run in ``work`` left alive (after tests were added)."""
+    _prepare(work, module)
+    start = time.monotonic()
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    _mutmut(module, work, env, ["--max-children", str(max_children)])
+    if retest:
+        alive = [k for k, m in _dump(module, work, env).items() if m["exit"] not in KILLED]
+        if alive:
+            _mutmut(module, work, env, ["--max-children", str(max_children), *alive])
+    return {"mutants": _dump(module, work, env), "seconds": time.monotonic() - start}
 
 
 def summarise(module: str, result: dict) -> tuple[dict, list[str]]:
@@ -192,8 +207,10 @@ def main(argv=None) -> int:
     parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2,
                         help="mutants tested at once (default: the CPU count)")
     parser.add_argument("--work-dir", type=Path,
-                        help="keep mutmut's files here between runs (only changed functions and new tests "
-                             "are rerun); default: a scratch folder, removed at the end")
+                        help="keep mutmut's files here between runs (a rerun tests only the mutants of "
+                             "changed functions); default: a scratch folder, removed at the end")
+    parser.add_argument("--retest-survivors", action="store_true",
+                        help="with --work-dir: test again the mutants an earlier run left alive")
     parser.add_argument("--min-score", type=float, default=0.0,
                         help="exit 1 if a module scores below this fraction (e.g. 0.9)")
     args = parser.parse_args(argv)
@@ -202,7 +219,7 @@ def main(argv=None) -> int:
         if args.work_dir:
             work = args.work_dir.resolve() / module
             work.mkdir(parents=True, exist_ok=True)
-            result = run_module(module, work, args.max_children)
+            result = run_module(module, work, args.max_children, args.retest_survivors)
         else:
             with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
                 result = run_module(module, Path(tmp), args.max_children)
