@@ -260,3 +260,62 @@ def test_axis_map_is_a_plain_value():
     np.testing.assert_array_equal(ax.coordinates(), (np.arange(8) + 0.5) * 0.5)
     assert not ax.is_identity
     assert ax.affine_scale == 0.5
+
+
+def test_integer_and_text_inputs_are_taken_as_float64():
+    g = make_grid((10, 10, 10), (1, 1, 1), (0.5, 0.5, 0.5))  # the center grid by default
+    assert g.grid == "center" and g.axes[0].offset == pytest.approx(4.5 - 9.5 * 0.5)
+    out = g.output_affine(np.eye(4, dtype=np.int64))  # an integer affine: no truncation
+    assert out.dtype == np.float64
+    np.testing.assert_allclose(out.diagonal(), [0.5, 0.5, 0.5, 1])
+    np.testing.assert_allclose(out[:3, 3], [-0.25, -0.25, -0.25])
+    np.testing.assert_allclose(g.output_spacing(["1", "1", "2"]), [0.5, 0.5, 1.0])
+    ref = reference_grid((4, 4, 4), np.eye(4, dtype=int), (4, 4, 4), 2 * np.eye(4, dtype=int))
+    assert ref.output_affine().dtype == np.float64 and ref.out_affine.dtype == np.float64
+
+
+def test_make_grid_names_which_spacing_is_wrong():
+    with pytest.raises(GeometryError) as err:
+        make_grid((4, 4, 4), (1, 1), (1, 1, 1))
+    assert str(err.value) == "input spacing must have 3 values; got 2: [1, 1]"
+    with pytest.raises(GeometryError) as err:
+        make_grid((4, 4, 4), (1, 1, 1), (1, 0, 1))
+    assert str(err.value) == "new spacing values must be finite and > 0; got 0.0"
+
+
+def test_one_voxel_axes_and_the_determinant_threshold_are_accepted():
+    g = reference_grid((1, 4, 4), np.eye(4), (4, 1, 4), np.eye(4))
+    assert g.in_shape == (1, 4, 4) and g.out_shape == (4, 1, 4)
+    flat = np.diag([1e-12, 1.0, 1.0, 1.0])  # determinant exactly 1e-12: still invertible enough
+    assert reference_grid((4, 4, 4), np.eye(4), (4, 4, 4), flat).matrix[0, 0] == 1e-12
+
+
+def _rz(degrees):
+    t = np.radians(degrees)
+    return np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1.0]])
+
+
+def test_the_nearest_signed_permutation_is_chosen_and_ties_go_to_the_first():
+    # 60 degrees about z is 30 from a quarter turn (a flip and a swap): that is nearer
+    o = orientation(np.eye(3), _rz(60))
+    assert (o.axes, o.flipped) == ((1, 0, 2), (False, True, False))
+    assert o.degrees == pytest.approx(30.0, abs=1e-9)
+    # exactly half-way (45 degrees): the plain rotation, not a permutation and a rotation
+    o = orientation(np.eye(3), _rz(45))
+    assert (o.axes, o.flipped) == ((0, 1, 2), (False, False, False))
+    assert o.describe() == "rotated 45.00 degrees relative to the input"
+
+
+def test_identical_directions_are_zero_degrees_even_when_rounding_makes_the_trace_exceed_3():
+    r = _rz(39) * 0.1  # q = R^T R has a trace of 3 + 9e-16 here
+    o = orientation(r, r)
+    assert o.degrees == 0.0 and o.describe() == "axes aligned with the input's"
+
+
+def test_float32_directions_are_decomposed_in_float64():
+    a = (_rz(17) * 0.7).astype(np.float32)
+    b = (np.array([[1, 0, 0], [0, np.cos(0.05), -np.sin(0.05)], [0, np.sin(0.05), np.cos(0.05)]]) * 0.2)
+    b = b.astype(np.float32)
+    o32 = orientation(a, b)
+    o64 = orientation(a.astype(np.float64), b.astype(np.float64))
+    assert o32.degrees == pytest.approx(o64.degrees, abs=1e-9)
