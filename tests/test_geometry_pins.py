@@ -319,3 +319,12 @@ def test_float32_directions_are_decomposed_in_float64():
     o32 = orientation(a, b)
     o64 = orientation(a.astype(np.float64), b.astype(np.float64))
     assert o32.degrees == pytest.approx(o64.degrees, abs=1e-9)
+
+
+def test_spacing_of_a_float32_affine_is_computed_in_float64():
+    a = (np.diag([0.1, 0.2, 0.3, 1.0]) @ np.array(
+        [[1, 0, 0, 0], [0, np.cos(0.3), -np.sin(0.3), 0], [0, np.sin(0.3), np.cos(0.3), 0], [0, 0, 0, 1]]))
+    a32 = a.astype(np.float32)
+    got = voxel_spacing(a32)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, np.sqrt((a32[:3, :3].astype(np.float64) ** 2).sum(axis=0)))
