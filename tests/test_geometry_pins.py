@@ -32,6 +32,7 @@ def test_refusals_name_the_rule_and_the_value():
         (lambda: axis_map(4, 0.0, 1.0), "input spacing must be finite and > 0; got 0.0"),
         (lambda: axis_map(4, float("nan"), 1.0), "input spacing must be finite and > 0; got nan"),
         (lambda: axis_map(4, 1.0, -1.0), "new spacing must be finite and > 0; got -1.0"),
+        (lambda: axis_map(4, 1.0, 0.0), "new spacing must be finite and > 0; got 0.0"),
         (lambda: axis_map(4, 1.0, float("inf")), "new spacing must be finite and > 0; got inf"),
         (lambda: reference_grid((4, 4), np.eye(4), (4, 4, 4), np.eye(4)),
          "shapes must be 3 positive lengths; got (4, 4) and (4, 4, 4)"),
@@ -78,8 +79,9 @@ def test_the_three_grids_by_hand(n, s, t):
     assert (center.m, center.ratio, center.step) == (m, r, r)
     np.testing.assert_allclose(center.coordinates(), (o - (m - 1) / 2) * r + (n - 1) / 2, rtol=0, atol=1e-12)
     assert center.offset == pytest.approx((n - 1) / 2 - (m - 1) / 2 * r, abs=1e-15)
+    assert center.kind == "affine"
     origin = axis_map(n, s, t, "origin")
-    assert (origin.offset, origin.step) == (0.0, r)
+    assert (origin.offset, origin.step, origin.kind) == (0.0, r, "affine")
     np.testing.assert_array_equal(origin.coordinates(), o * r)
     zoom = axis_map(n, s, t, "zoom")
     step = (n - 1) / (m - 1) if m > 1 else 1.0
@@ -115,6 +117,7 @@ def test_zoom_coordinates_are_zooms_own():
 
 
 def test_identity_axis_and_a_copy_grid():
+    assert axis_map(1, 1.0, 1.0, "zoom").is_identity  # one voxel to one voxel: step 1, as scipy's factor
     assert axis_map(5, 0.3, 0.3, "origin").is_identity
     assert not axis_map(5, 0.3, 0.3, "center").is_identity is False  # center of an unchanged axis: offset 0 too
     assert not axis_map(5, 0.3, 0.15, "origin").is_identity
@@ -286,7 +289,7 @@ def test_make_grid_names_which_spacing_is_wrong():
 def test_one_voxel_axes_and_the_determinant_threshold_are_accepted():
     g = reference_grid((1, 4, 4), np.eye(4), (4, 1, 4), np.eye(4))
     assert g.in_shape == (1, 4, 4) and g.out_shape == (4, 1, 4)
-    flat = np.diag([1e-12, 1.0, 1.0, 1.0])  # determinant exactly 1e-12: still invertible enough
+    flat = np.diag([1e-12, 1.0, 1.0, 1.0])  # determinant 1e-12 (1.000000000000001e-12 as numpy computes it)
     assert reference_grid((4, 4, 4), np.eye(4), (4, 4, 4), flat).matrix[0, 0] == 1e-12
 
 
@@ -307,7 +310,10 @@ def test_the_nearest_signed_permutation_is_chosen_and_ties_go_to_the_first():
 
 
 def test_identical_directions_are_zero_degrees_even_when_rounding_makes_the_trace_exceed_3():
-    r = _rz(39) * 0.1  # q = R^T R has a trace of 3 + 9e-16 here
+    from bigresample.geometry import _rotation_part
+
+    r = _rz(39)
+    assert np.trace(_rotation_part(r).T @ _rotation_part(r)) > 3  # 3 + 9e-16 here
     o = orientation(r, r)
     assert o.degrees == 0.0 and o.describe() == "axes aligned with the input's"
 
