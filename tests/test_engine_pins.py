@@ -266,9 +266,15 @@ def test_input_region_is_the_bounding_box_of_the_taps_by_hand():
     assert Resampler(g, 1).input_region(region) == (slice(2, 6), slice(0, 2), slice(8, 10))
     r0 = Resampler(g, 0).input_region(region)
     assert r0[0].start in (2, 3) and r0[0].stop in (5, 6)
-    # 'constant' far outside: nothing read
     g = make_grid((10, 10, 10), (1, 1, 1), (1, 1, 1), "origin")
     assert Resampler(g, 1, "constant").input_region((slice(2, 4),) * 3) == (slice(2, 4),) * 3
+    # 'constant' wholly outside on x (samples from x = 10 on): nothing read there
+    from bigresample.geometry import AxisMap, Grid
+
+    shifted = Grid((AxisMap(6, 8, 1.0, 1.0, 10.0, "matrix"),) + make_grid((6, 6, 6), (1,) * 3, (1,) * 3).axes[1:],
+                   "reference")
+    assert Resampler(shifted, 1, "constant").input_region((slice(0, 8), slice(1, 3), slice(0, 6))) == (
+        slice(0, 0), slice(1, 3), slice(0, 6))
 
 
 @pytest.mark.parametrize("order", [0, 1, 2, 3, 4, 5])
