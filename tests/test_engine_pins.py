@@ -12,7 +12,6 @@ from scipy import ndimage
 from bigresample import engine
 from bigresample.engine import Resampler, Workspace
 from bigresample.geometry import make_grid
-from bigresample.splines import MODES
 
 TOL = {0: 0.0, 1: 1e-6, 2: 1e-5, 3: 1e-5, 4: 1e-5, 5: 1e-5}  # docs/grids-and-exactness.md, "Exactness"
 
@@ -278,11 +277,12 @@ def test_input_region_is_the_bounding_box_of_the_taps_by_hand():
 
 
 @pytest.mark.parametrize("order", [0, 1, 2, 3, 4, 5])
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", ["nearest", "grid-constant", "constant", "reflect", "grid-wrap"])
 def test_blocks_with_long_outer_lines_equal_the_whole_array_call(order, mode):
     """Windows longer than splines.PLANEWISE_MIN_LEN on y and z (prefiltered plane by
-    plane) and cut inside the volume; float64, strict."""
-    data = smooth((20, 72, 70), seed=order)
+    plane) and cut inside the volume; float64, strict.  One mode per way the engine
+    treats an edge: pre-padded by the edge value or cval, cval outside, folded, periodic."""
+    data = smooth((10, 72, 70), seed=order)
     g = make_grid(data.shape, (1, 1, 1), (1.3, 0.9, 0.95), "center")
     expected = reference(data, g, order, mode, cval=-40.0)
     got = blockwise(Resampler(g, order, mode, -40.0), data, (11, 45, 80), ws=Workspace())
