@@ -153,3 +153,13 @@ def test_the_prefilter_horizon_is_where_the_pole_falls_below_1e_16():
     # 44 samples for order 5's largest pole, as prefilter_planes' docstring says
     z = max(abs(p) for p in splines.poles(5))
     assert math.ceil(math.log(1e-16) / math.log(z)) == 44
+
+
+@pytest.mark.parametrize("mode", ["mirror", "reflect", "wrap", "grid-wrap"])
+def test_map_coordinate_computes_in_float64_like_the_c_code(mode):
+    """ni_interpolation.c folds coordinates as doubles: float32 coordinates give the
+    float64 result of the same values, not float32 arithmetic."""
+    x32 = np.array([-7.3, -1.2, 5.3, 11.7, 23.9], dtype=np.float32)
+    got = splines.map_coordinate(x32, 5, mode)
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, splines.map_coordinate(x32.astype(np.float64), 5, mode))
