@@ -173,8 +173,8 @@ def test_padded_range_by_hand():
 def test_read_generic_equals_numpy_fancy_indexing():
     rng = np.random.default_rng(0)
     src = rng.integers(0, 100, size=(150, 9, 4, 2)).astype(np.int16)
-    # far-apart runs on x (a gap > READ_GAP), a gathered order on y, cval on z
-    sx = np.array([0, 1, 2, 140, 141, 3])
+    # far-apart runs on x (a gap > READ_GAP, the first not at 0), a gathered order on y, cval on z
+    sx = np.array([5, 6, 7, 140, 141, 8])
     sy = np.array([8, 7, 7, 0])
     sz = np.array([-1, 0, 1, 2, 3, -1])
     got = engine._read_generic(src, [sx, sy, sz], (slice(None),), cval=-5.5)
