@@ -75,6 +75,7 @@ def test_reach_windows_and_their_bounds_by_hand():
     assert r1.window((slice(300, 310), slice(50, 60), slice(50, 60)))[0] == (194, 200)
     assert r1.window((slice(-40, -30), slice(50, 60), slice(50, 60)))[0] == (0, 6)
     assert r1.window_shape((10, 10, 10)) == (15, 15, 15)  # 9 + 2 * 2 + 2
+    assert r1.window_shape((10, 10, 10, 3)) == (15, 15, 15)  # a 4D run's block: the spatial axes
     r3 = AffineResampler(g, 3, "nearest")
     assert r3.reach == 2 + 1 + 17
     # at an edge at least 2 * 20 + 2 = 42 voxels
@@ -119,6 +120,7 @@ def test_block_bytes_by_hand():
     assert block_bytes(AffineResampler(g, 3, "mirror"), (4, 5, 6), 4, 4) == base + window * 8
     assert block_bytes(AffineResampler(g, 3, "nearest"), (4, 5, 6), 4, 4) == base + 34 * 44 * 54 * 8
     assert block_bytes(AffineResampler(g, 5, "grid-constant"), (4, 5, 6), 4, 4) == base + 34 * 44 * 54 * 8
+    assert block_bytes(AffineResampler(g, 2, "reflect"), (4, 5, 6), 4, 4) == base + window * 8
 
 
 def test_block_coordinates_are_scipys_relative_to_the_window():
