@@ -199,7 +199,7 @@ def summarise(module: str, result: dict) -> tuple[dict, list[str]]:
     for key in sorted(set(equivalent) - matched):
         if not any(key == (function_name(n), change_key(m["diff"])) for n, m in result["mutants"].items()):
             notes.append(f"- listed as equivalent but not generated any more: `{key[0]}`: `{key[1]}`")
-    tested = row["mutants"] - row["equivalent"]
+    tested = row["mutants"] - row["equivalent"] - row["not_checked"]  # all of them once the run is complete
     row["score"] = row["killed"] / tested if tested else 1.0
     row["seconds"] = result["seconds"]
     return row, notes
@@ -211,7 +211,8 @@ def table(rows: list[dict]) -> str:
         f"| {r['module']} | {r['mutants']} | {r['killed']} | {r['survived']}"
         + (f" ({r['no_tests']} no test)" if r["no_tests"] else "")
         + f" | {r['equivalent']} | {r['timeout']} | {100 * r['score']:.1f}%"
-        + (f" ({r['not_checked']} not yet tested)" if r["not_checked"] else "")
+        + (f" of the {r['mutants'] - r['not_checked']} tested so far ({r['not_checked']} not yet)"
+           if r["not_checked"] else "")
         + f" | {r['seconds']:.0f} s |"
         for r in rows
     ]
