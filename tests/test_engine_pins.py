@@ -190,6 +190,7 @@ def test_read_generic_equals_numpy_fancy_indexing():
     big = np.random.default_rng(1).integers(0, 100, size=(140, 140, 140)).astype(np.int16)
     far = [np.array([1, 2, 130, 131]), np.array([100, 3, 4]), np.array([139, 0])]
     got = engine._read_generic(big, far, (), 0.0)
+    assert got.dtype == np.int16  # the stored type: int64 labels beyond 2**53 would not survive float64
     np.testing.assert_array_equal(got, big[np.ix_(*far)])
     # a whole axis of cval: nothing read, every value cval
     got = engine._read_generic(src, [np.array([3, 4]), np.array([-1, -1, -1]), np.array([0])], (slice(None),), 2.5)
