@@ -163,3 +163,15 @@ def test_map_coordinate_computes_in_float64_like_the_c_code(mode):
     got = splines.map_coordinate(x32, 5, mode)
     assert got.dtype == np.float64
     np.testing.assert_array_equal(got, splines.map_coordinate(x32.astype(np.float64), 5, mode))
+
+
+@pytest.mark.parametrize("mode, expected", [
+    ("reflect", [2.5, 2.2, 4.0, 3.5]),  # period 10, about -0.5: -23.5 + 30 = 6.5 -> 2.5
+    ("mirror", [0.5, 2.8, 0.0, 1.5]),  # period 8, about 0: -23.5 + 24 = 0.5
+    ("wrap", [0.5, 2.8, 4.0, 1.5]),  # period 4 (-16 lands on 0, which is also 4: the C code says 4)
+    ("grid-wrap", [1.5, 1.8, 4.0, 3.5]),  # period 5
+])
+def test_map_coordinate_folds_coordinates_several_periods_away(mode, expected):
+    """More than one period below 0 (the far branch of each mode), by hand on 5 samples."""
+    got = splines.map_coordinate(np.array([-23.5, -13.2, -16.0, 33.5]), 5, mode)
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
