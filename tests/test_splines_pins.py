@@ -175,3 +175,7 @@ def test_map_coordinate_folds_coordinates_several_periods_away(mode, expected):
     """More than one period below 0 (the far branch of each mode), by hand on 5 samples."""
     got = splines.map_coordinate(np.array([-23.5, -13.2, -16.0, 33.5]), 5, mode)
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+
+
+def test_reflect_maps_exactly_one_period_below_zero_to_zero():
+    np.testing.assert_array_equal(splines.map_coordinate(np.array([-10.0, -20.0]), 5, "reflect"), [0.0, 0.0])
