@@ -178,4 +178,4 @@ def test_map_coordinate_folds_coordinates_several_periods_away(mode, expected):
 
 
 def test_reflect_maps_exactly_one_period_below_zero_to_zero():
-    np.testing.assert_array_equal(splines.map_coordinate(np.array([-10.0, -20.0]), 5, "reflect"), [0.0, 0.0])
+    np.testing.assert_array_equal(splines.map_coordinate(np.array([-10.0]), 5, "reflect"), [0.0])
