@@ -1,0 +1,259 @@
+"""Mutation testing of the modules where a wrong line means a wrong result or lost data.
+
+Each module is mutated on its own (mutmut 3, the ``dev`` extra) and checked
+against that module's own tests only (``TESTS`` below): mutmut records which of
+those tests call each function and runs just them against the function's
+mutants.  The run happens in a scratch copy of ``bigresample/`` and ``tests/``
+(removed afterwards, so the checkout is never touched; ``--work-dir`` keeps it,
+and ``--retest-survivors`` then retests the mutants left alive after tests were
+added), and a markdown table
+per module is printed:
+
+    mutants  killed  survived  equivalent  timeout  score = killed / (mutants - equivalent)
+
+A mutant no test can tell from the original is listed, with the reason, in
+``tools/equivalent_mutants.toml``, keyed by module, function and the changed
+line (``old => new``, as ``mutmut show`` prints it), which stays valid when
+other lines move.  Survivors not listed there are printed with their diff.
+
+Usage (from the checkout, after ``pip install -e ".[dev,test]"``)::
+
+    nice -n 10 python tools/mutation.py                 # all modules
+    nice -n 10 python tools/mutation.py --module engine # one module
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import tomllib
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+EQUIVALENT = Path(__file__).resolve().parent / "equivalent_mutants.toml"
+
+#: module -> that module's tests: test files or node ids, and pytest options.
+TESTS = {
+    "geometry": ["tests/test_geometry.py", "tests/test_geometry_pins.py"],
+    "splines": ["tests/test_splines.py", "tests/test_splines_pins.py"],
+    # Every surviving mutant pays for all the tests that reach its function, and mutmut's
+    # trampolines make the engine's many small calls slow: the engine's and the
+    # transform's heaviest tests are left out (hypothesis draws, the 576-case and 48-case
+    # whole-image grids, the command-line runs); their _pins files check the same paths
+    # strictly on smaller volumes.
+    "engine": ["tests/test_engine_pins.py", "tests/test_engine.py",
+               "--deselect=tests/test_engine.py::test_any_shape_spacing_and_chunking_matches_scipy",
+               "--deselect=tests/test_engine.py::test_block_decomposition_matches_a_single_whole_image_call"],
+    "transform": ["tests/test_transform_pins.py"] + [f"tests/test_reference.py::{t}" for t in (
+        "test_nearest_neighbour_ties_fall_as_in_scipy", "test_integer_output_is_rounded_and_saturated_as_scipy",
+        "test_4d_volumes_and_nan_as_cval", "test_a_block_far_outside_the_input_is_the_edge_or_cval",
+        "test_the_planned_window_bounds_every_block_window", "test_orders_0_and_1_are_bit_identical_in_float64_too")],
+    "journal": ["tests/test_job.py", "tests/test_reliability.py"],
+    "codec": ["tests/test_sinks.py"],
+    "plan": ["tests/test_job.py", "tests/test_memory.py"],
+    "sinks": ["tests/test_sinks.py", "tests/test_reliability.py"],
+}
+
+#: mutmut's exit codes, grouped as the table counts them.
+KILLED = {1, 3}
+TIMEOUT = {24, -24, 152, 255, 36}
+NO_TESTS = {5, 33}
+
+# Run inside the scratch copy by a fresh interpreter (mutmut reads its
+# configuration from the working directory when imported): every mutant's
+# name, exit code and diff, as JSON.
+_DUMP = r"""
+import json, sys
+from pathlib import Path
+from mutmut.mutation.data import SourceFileMutationData
+from mutmut.mutation.diff_apply import get_diff_for_mutant
+path = Path(sys.argv[1])
+m = SourceFileMutationData(path=path)
+m.load()
+out = {k: {"exit": v, "diff": get_diff_for_mutant(k, path=path)} for k, v in m.exit_code_by_key.items()}
+json.dump(out, sys.stdout)
+"""
+
+
+def _setup_cfg(module: str, tests: list[str]) -> str:
+    lines = [
+        "[mutmut]",
+        "source_paths = bigresample",
+        f"only_mutate = bigresample/{module}.py",
+        "pytest_add_cli_args_test_selection =",
+        *(f"    {t}" for t in tests),
+        "pytest_add_cli_args =",
+        "    -p",
+        "    no:cacheprovider",
+        "use_git_change_detection = false",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _prepare(work: Path, module: str) -> None:
+    """A scratch copy of the package and the tests, with mutmut's configuration."""
+    ignore = shutil.ignore_patterns("__pycache__", ".hypothesis", "*.pyc")
+    for name in ("bigresample", "tests"):
+        if (work / name).exists():
+            shutil.rmtree(work / name)
+        shutil.copytree(ROOT / name, work / name, ignore=ignore)
+    # without a [tool.mutmut] table mutmut reads setup.cfg; pytest its own options
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    if "[tool.mutmut]" in pyproject:
+        raise SystemExit("pyproject.toml has a [tool.mutmut] table: this script writes its own configuration")
+    (work / "pyproject.toml").write_text(pyproject)
+    tests = [t for t in TESTS[module] if t.startswith("-") or (ROOT / t.split("::")[0]).exists()]
+    (work / "setup.cfg").write_text(_setup_cfg(module, tests))
+
+
+def change_key(diff: str) -> str:
+    """``old => new`` from a mutant's diff: its removed and added lines, stripped."""
+    old = [ln[1:].strip() for ln in diff.splitlines() if ln.startswith("-") and not ln.startswith("---")]
+    new = [ln[1:].strip() for ln in diff.splitlines() if ln.startswith("+") and not ln.startswith("+++")]
+    return " / ".join(old) + " => " + " / ".join(new)
+
+
+def function_name(mutant: str) -> str:
+    """``Class.method`` or ``function`` from mutmut's mangled mutant name."""
+    name = mutant.partition("__mutmut_")[0].rpartition(".")[2]
+    if "ǁ" in name:  # mutmut's class separator: xǁClassǁmethod
+        _, cls, meth = name.split("ǁ")
+        return f"{cls}.{meth}"
+    return name[2:] if name.startswith("x_") else name
+
+
+def load_equivalent(module: str) -> dict[tuple[str, str], str]:
+    if not EQUIVALENT.exists():
+        return {}
+    data = tomllib.loads(EQUIVALENT.read_text())
+    return {(e["function"], e["change"]): e["reason"] for e in data.get("mutant", []) if e["module"] == module}
+
+
+def _mutmut(module: str, work: Path, env: dict, args: list[str]) -> None:
+    proc = subprocess.run([sys.executable, "-m", "mutmut", "run", *args], cwd=work, env=env,
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    if proc.returncode != 0:
+        sys.stderr.write(proc.stdout[-4000:])
+        raise SystemExit(f"mutmut failed on {module} (exit {proc.returncode})")
+
+
+def _dump(module: str, work: Path, env: dict) -> dict:
+    dump = subprocess.run([sys.executable, "-c", _DUMP, f"bigresample/{module}.py"], cwd=work, env=env,
+                          stdout=subprocess.PIPE, text=True, check=True)
+    return json.loads(dump.stdout)
+
+
+def run_module(module: str, work: Path, max_children: int, retest: bool = False, report: bool = False) -> dict:
+    """Mutate ``module`` in ``work`` and test every mutant; ``retest``: test again the
+    mutants a previous run in ``work`` left alive (after tests were added); ``report``:
+    only read what a run in ``work`` found so far."""
+    start = time.monotonic()
+    env = dict(os.environ, PYTHONDONTWRITEBYTECODE="1")
+    if report:
+        return {"mutants": _dump(module, work, env), "seconds": 0.0}
+    _prepare(work, module)
+    _mutmut(module, work, env, ["--max-children", str(max_children)])
+    if retest:
+        alive = [k for k, m in _dump(module, work, env).items() if m["exit"] not in KILLED]
+        if alive:
+            _mutmut(module, work, env, ["--max-children", str(max_children), *alive])
+    return {"mutants": _dump(module, work, env), "seconds": time.monotonic() - start}
+
+
+def summarise(module: str, result: dict) -> tuple[dict, list[str]]:
+    """The table row and the lines describing survivors and stale equivalents."""
+    equivalent = load_equivalent(module)
+    row = dict(module=module, mutants=0, killed=0, survived=0, equivalent=0, timeout=0, no_tests=0, not_checked=0)
+    notes, matched = [], set()
+    for name, m in sorted(result["mutants"].items()):
+        row["mutants"] += 1
+        key = (function_name(name), change_key(m["diff"]))
+        code = m["exit"]
+        if code in KILLED:
+            row["killed"] += 1
+            if key in equivalent:
+                notes.append(f"- listed as equivalent but killed (remove it): `{key[0]}`: `{key[1]}`")
+            continue
+        if code in TIMEOUT:
+            row["timeout"] += 1
+            continue
+        if key in equivalent:
+            row["equivalent"] += 1
+            matched.add(key)
+            continue
+        if code is None:
+            row["not_checked"] += 1
+            continue
+        row["survived"] += 1
+        if code in NO_TESTS:
+            row["no_tests"] += 1
+        status = "no test covers it" if code in NO_TESTS else f"survived (exit {code})"
+        notes.append(f"- {status}: `{name}`\n\n```diff\n{m['diff'].strip()}\n```")
+    for key in sorted(set(equivalent) - matched):
+        if not any(key == (function_name(n), change_key(m["diff"])) for n, m in result["mutants"].items()):
+            notes.append(f"- listed as equivalent but not generated any more: `{key[0]}`: `{key[1]}`")
+    tested = row["mutants"] - row["equivalent"] - row["not_checked"]  # all of them once the run is complete
+    row["score"] = row["killed"] / tested if tested else 1.0
+    row["seconds"] = result["seconds"]
+    return row, notes
+
+
+def table(rows: list[dict]) -> str:
+    head = "| module | mutants | killed | survived | equivalent | timeout | score | time |\n|---|---|---|---|---|---|---|---|"
+    body = [
+        f"| {r['module']} | {r['mutants']} | {r['killed']} | {r['survived']}"
+        + (f" ({r['no_tests']} no test)" if r["no_tests"] else "")
+        + f" | {r['equivalent']} | {r['timeout']} | {100 * r['score']:.1f}%"
+        + (f" of the {r['mutants'] - r['not_checked']} tested so far ({r['not_checked']} not yet)"
+           if r["not_checked"] else "")
+        + f" | {r['seconds']:.0f} s |"
+        for r in rows
+    ]
+    return "\n".join([head, *body])
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--module", choices=sorted(TESTS), action="append",
+                        help="run this module only (repeatable); default: all")
+    parser.add_argument("--max-children", type=int, default=os.cpu_count() or 2,
+                        help="mutants tested at once (default: the CPU count)")
+    parser.add_argument("--work-dir", type=Path,
+                        help="keep mutmut's files here between runs (a rerun tests only the mutants of "
+                             "changed functions); default: a scratch folder, removed at the end")
+    parser.add_argument("--retest-survivors", action="store_true",
+                        help="with --work-dir: test again the mutants an earlier run left alive")
+    parser.add_argument("--report-only", action="store_true",
+                        help="with --work-dir: print what the run there has found so far, run nothing")
+    parser.add_argument("--min-score", type=float, default=0.0,
+                        help="exit 1 if a module scores below this fraction (e.g. 0.9)")
+    args = parser.parse_args(argv)
+    rows = []
+    for module in args.module or list(TESTS):
+        if args.work_dir:
+            work = args.work_dir.resolve() / module
+            work.mkdir(parents=True, exist_ok=True)
+            result = run_module(module, work, args.max_children, args.retest_survivors, args.report_only)
+        else:
+            with tempfile.TemporaryDirectory(prefix="mutation-") as tmp:
+                result = run_module(module, Path(tmp), args.max_children)
+        row, notes = summarise(module, result)
+        rows.append(row)
+        print(f"## {module}\n\n{table([row])}\n")
+        if notes:
+            print("\n".join(notes) + "\n")
+        sys.stdout.flush()
+    if len(rows) > 1:
+        print("## All modules\n\n" + table(rows))
+    return 1 if any(r["score"] < args.min_score for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
