@@ -38,6 +38,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 EQUIVALENT = Path(__file__).resolve().parent / "equivalent_mutants.toml"
 
+SLOW_CLOCKS = ["--deselect=tests/test_job.py::test_planning_a_huge_grid_costs_no_time_and_no_memory",
+               "--deselect=tests/test_job.py::test_a_1e15_voxel_request_is_refused_at_once_in_flat_memory"]
+
 #: module -> that module's tests: test files or node ids, and pytest options.
 TESTS = {
     "geometry": ["tests/test_geometry.py", "tests/test_geometry_pins.py"],
@@ -54,10 +57,14 @@ TESTS = {
         "test_nearest_neighbour_ties_fall_as_in_scipy", "test_integer_output_is_rounded_and_saturated_as_scipy",
         "test_4d_volumes_and_nan_as_cval", "test_a_block_far_outside_the_input_is_the_edge_or_cval",
         "test_the_planned_window_bounds_every_block_window", "test_orders_0_and_1_are_bit_identical_in_float64_too")],
-    "journal": ["tests/test_job.py", "tests/test_reliability.py"],
-    "codec": ["tests/test_sinks.py"],
-    "plan": ["tests/test_job.py", "tests/test_memory.py"],
-    "sinks": ["tests/test_sinks.py", "tests/test_reliability.py"],
+    # the data modules: their own test files and test_job's planning; test_memory and
+    # test_reliability run everything in subprocesses (which run no mutant) and are left out,
+    # as are test_job's two wall-clock checks (a loaded machine fails them, mutant or not)
+    "journal": ["tests/test_journal.py", "tests/test_job.py", *SLOW_CLOCKS],
+    "codec": ["tests/test_codec.py", "tests/test_sinks.py"],
+    "plan": ["tests/test_plan.py", "tests/test_job.py", *SLOW_CLOCKS],
+    "sinks": ["tests/test_sinks.py", "-mnot cluster",
+              "--deselect=tests/test_sinks.py::test_a_dask_executor_connects_nothing_until_a_run_enters_it"],
 }
 
 #: mutmut's exit codes, grouped as the table counts them.
@@ -104,6 +111,11 @@ def _prepare(work: Path, module: str) -> None:
         if (work / name).exists():
             shutil.rmtree(work / name)
         shutil.copytree(ROOT / name, work / name, ignore=ignore)
+    # each test in a folder of its own: a mutant that turns a path into "" (the working
+    # directory, which is mutmut's mutants/ folder) must not be able to empty mutants/
+    with open(work / "tests" / "conftest.py", "a") as f:
+        f.write("\n\n@pytest.fixture(autouse=True)\ndef _mutation_cwd(tmp_path_factory, monkeypatch):\n"
+                "    monkeypatch.chdir(tmp_path_factory.mktemp('cwd'))\n")
     # without a [tool.mutmut] table mutmut reads setup.cfg; pytest its own options
     pyproject = (ROOT / "pyproject.toml").read_text()
     if "[tool.mutmut]" in pyproject:
