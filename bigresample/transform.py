@@ -2,14 +2,15 @@
 
 A rotated (or sheared) target is not separable, so the per-axis engine of
 ``bigresample.engine`` does not apply.  Each output block is instead computed
-by ``scipy.ndimage.map_coordinates`` on the *input window* the block needs:
+by the compiled kernel of ``bigresample.kernel`` on the *input window* the
+block needs:
 
-* the block's input coordinates are computed as scipy's own ``affine_transform``
-  computes them (``((offset + o_x m_0) + o_y m_1) + o_z m_2``, the C loop's
-  order), then shifted by the window's start, which is exact, and scipy is
-  given spatial-first views so that it sums each sample's taps in the same
-  order: orders 0 and 1 give the whole-array call's values bit for bit
-  (nearest-neighbour ties included);
+* the kernel computes each voxel's input coordinate as scipy's own
+  ``affine_transform`` computes it (``((offset + o_x m_0) + o_y m_1) + o_z m_2``,
+  the C loop's order) where it uses it (no coordinate arrays), and follows
+  scipy's taps, weights and boundary rules: order 0 gives the whole-array
+  call's values bit for bit (nearest-neighbour ties included), order 1 within
+  a few 1e-16 of the range (the taps are summed in another order);
 * the window is the bounding box of those coordinates plus the interpolation
   support, plus the prefilter halo of ``bigresample.splines.halo`` for orders
   >= 2 (the B-spline coefficients of a window differ from the whole volume's by
