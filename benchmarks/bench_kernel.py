@@ -64,7 +64,17 @@ def setup(shape):
     centre = (np.array(shape) - 1) / 2
     offset = centre - matrix @ centre
     grid = ReferenceGrid(tuple(shape), tuple(shape), matrix, offset, np.eye(4))
-    return np.ascontiguousarray(xyz), grid
+    return np.ascontiguousarray(xyz.T), grid  # file order (z, y, x), as a NIfTI holds it
+
+
+class FileOrder:
+    """A source in file order, read without transposing (as ``rawio.RawReader``)."""
+
+    def __init__(self, zyx):
+        self.zyx, self.shape, self.dtype = zyx, zyx.shape[::-1], zyx.dtype
+
+    def read_into(self, slices, out):
+        np.copyto(out, self.zyx[tuple(slices[::-1])])
 
 
 def slabs(grid, parts):
@@ -75,11 +85,12 @@ def slabs(grid, parts):
             for a, b in zip(cuts[:-1], cuts[1:])]
 
 
-def scipy_affine(xyz, grid, order, region):
+def scipy_affine(zyx, grid, order, region):
+    """The whole-array call on the file-order array (the matrix reversed): a (z, y, x) result."""
     o = np.array([s.start for s in region], dtype=np.float64)
-    shape = tuple(s.stop - s.start for s in region)
-    return ndimage.affine_transform(xyz, grid.matrix, offset=grid.offset + grid.matrix @ o, output_shape=shape,
-                                    order=order, mode="nearest")
+    shape = tuple(s.stop - s.start for s in region)[::-1]
+    return ndimage.affine_transform(zyx, grid.matrix[::-1, ::-1], offset=(grid.offset + grid.matrix @ o)[::-1],
+                                    output_shape=shape, order=order, mode="nearest")
 
 
 def scipy_coords(xyz, grid, order, region, coef, pad):
@@ -94,8 +105,8 @@ def scipy_coords(xyz, grid, order, region, coef, pad):
     return ndimage.map_coordinates(coef, coords, order=order, mode="nearest", prefilter=False)
 
 
-def kernel(xyz, grid, order, region, ws):
-    return AffineResampler(grid, order, "nearest").compute_into(xyz, region, np.float32, ws)
+def kernel(source, grid, order, region, ws):
+    return AffineResampler(grid, order, "nearest").compute_into(source, region, np.float32, ws)
 
 
 def sitk_resample(img, grid, order, threads):
@@ -115,7 +126,7 @@ def timed(fn):
     return time.perf_counter() - w, time.process_time() - c, out
 
 
-def candidates(xyz, grid, order, threads):
+def candidates(zyx, grid, order, threads):
     """name -> a function computing the whole output with ``threads`` threads."""
     pool = ThreadPoolExecutor(threads)
     regions = slabs(grid, threads)
@@ -124,18 +135,19 @@ def candidates(xyz, grid, order, threads):
     def split(fn):
         return lambda: list(pool.map(fn, regions, workspaces))
 
+    xyz = zyx.T  # spatial-first, x fastest in memory: what the previous path gave scipy
     pad = 12 if order > 1 else 0
     coef = xyz if order < 2 else ndimage.spline_filter(np.pad(xyz, pad, mode="edge"), order, mode="nearest")
     out = {
-        "scipy affine_transform": split(lambda r, ws: scipy_affine(xyz, grid, order, r)),
-        "scipy map_coordinates": split(lambda r, ws: scipy_coords(xyz, grid, order, r, coef, pad)),
-        "bigresample kernel": split(lambda r, ws: kernel(xyz, grid, order, r, ws).T.copy()),
+        "scipy affine_transform": split(lambda r, ws: scipy_affine(zyx, grid, order, r)),
+        "scipy map_coordinates": split(lambda r, ws: scipy_coords(xyz, grid, order, r, coef, pad).T),
+        "bigresample kernel": split(lambda r, ws: kernel(FileOrder(zyx), grid, order, r, ws).copy()),
     }
     try:
         import SimpleITK as sitk
 
-        img = sitk.GetImageFromArray(xyz.T)  # x fastest
-        out["simpleitk"] = lambda: [sitk.GetArrayFromImage(sitk_resample(img, grid, order, threads)).T]
+        img = sitk.GetImageFromArray(zyx)  # x fastest
+        out["simpleitk"] = lambda: [sitk.GetArrayFromImage(sitk_resample(img, grid, order, threads))]
     except ImportError:
         pass
     return out
@@ -168,23 +180,23 @@ def main(argv=None):
     ap.add_argument("--orders", type=int, nargs="+", default=[0, 1, 3])
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args(argv)
-    xyz, grid = setup(args.shape)
-    n = xyz.size
+    zyx, grid = setup(args.shape)
+    n = zyx.size
     (cold, cold_cpu), (warm, warm_cpu) = jit_cost()
     print(f"kernel's first call in a fresh process (order 1, float32): empty cache {cold:.2f} s "
           f"(the whole process: {cold_cpu:.2f} s CPU), cache filled {warm:.2f} s ({warm_cpu:.2f} s CPU)\n")
     print("| order | threads | candidate | wall ns/voxel | CPU ns/voxel | max abs diff / range vs scipy |")
     print("|---:|---:|---|---:|---:|---:|")
     for order in args.orders:
-        reference = scipy_affine(xyz, grid, order, slabs(grid, 1)[0])
-        span = float(np.ptp(xyz))
+        reference = scipy_affine(zyx, grid, order, slabs(grid, 1)[0])
+        span = float(np.ptp(zyx))
         for threads in (1, 2):
-            cands = candidates(xyz, grid, order, threads)
+            cands = candidates(zyx, grid, order, threads)
             times = {k: [] for k in cands}
             diffs = {}
             for name, fn in cands.items():  # warm-up (JIT), and the agreement
                 parts = fn()
-                got = np.concatenate([np.asarray(p) for p in parts], axis=2)
+                got = np.concatenate([np.asarray(p) for p in parts], axis=0)  # (z, y, x) slabs
                 diffs[name] = float(np.max(np.abs(got.astype(np.float64) - reference))) / span
             for rep in range(args.repeats):
                 names = list(cands)
