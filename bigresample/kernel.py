@@ -43,10 +43,18 @@ MODE_CODES = {"nearest": 0, "wrap": 1, "reflect": 2, "mirror": 3, "constant": 4,
               "grid-constant": 6}
 _NEAREST, _WRAP, _REFLECT, _MIRROR, _CONSTANT, _GRID_WRAP, _GRID_CONSTANT = range(7)
 
-_JIT = dict(nogil=True, cache=True, fastmath=False)
 
 
-@njit(**_JIT)
+def _jit(fn):
+    """Compiled without fast-math (scipy's rounding), the GIL released, cached
+    on disk; compiled in every process if no cache folder is writable."""
+    try:
+        return njit(nogil=True, cache=True, fastmath=False)(fn)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return njit(nogil=True, fastmath=False)(fn)
+
+
+@_jit
 def _map_low(x, n, mode):
     """``map_coordinate`` of ni_interpolation.c for ``x < 0``."""
     if mode == _NEAREST:
@@ -74,7 +82,7 @@ def _map_low(x, n, mode):
     return x + n * (int((-1 - x) / n) + 1)  # grid-wrap
 
 
-@njit(**_JIT)
+@_jit
 def _map_high(x, n, mode):
     """``map_coordinate`` of ni_interpolation.c for ``x > n - 1``."""
     if mode == _NEAREST:
@@ -99,7 +107,7 @@ def _map_high(x, n, mode):
     return x - n * int(x / n)  # grid-wrap
 
 
-@njit(**_JIT)
+@_jit
 def _map(x, n, mode):
     if x < 0:
         return _map_low(x, n, mode)
@@ -108,7 +116,7 @@ def _map(x, n, mode):
     return x
 
 
-@njit(**_JIT)
+@_jit
 def _weights(x, order):
     """``get_spline_interpolation_weights`` of scipy's ni_splines.c, term for
     term, as a tuple of six (the unused ones 0)."""
@@ -155,7 +163,7 @@ def _weights(x, order):
     return 1.0, 0.0, 0.0, 0.0, 0.0, 0.0  # order 0: the one tap, unweighted
 
 
-@njit(**_JIT)
+@_jit
 def _start(cc, order):
     """First tap of a (mapped) coordinate, as scipy finds it."""
     if order & 1:
@@ -163,7 +171,7 @@ def _start(cc, order):
     return int(math.floor(cc + 0.5)) - order // 2
 
 
-@njit(**_JIT)
+@_jit
 def _tap(i, folds, length, first, width, mode):
     """Window position of tap ``i`` of a line of ``length``: folded by the
     spline's boundary mode if the point's taps cross an edge (``folds``), -1
@@ -178,7 +186,7 @@ def _tap(i, folds, length, first, width, mode):
     return j if 0 <= j < width else -2
 
 
-@njit(**_JIT)
+@_jit
 def _axis_start(cc, length, order, mode):
     """One axis of scipy's per-point route for the coordinate ``cc`` (prepad
     included): ``(cval, cc, start, folds)``: cval True if the point is cval
@@ -192,7 +200,7 @@ def _axis_start(cc, length, order, mode):
     return False, cc, start, start < 0 or start + order >= length
 
 
-@njit(**_JIT)
+@_jit
 def _bulk(cc, first, width, order):
     """Window position of the first tap if every tap lies inside the window
     (and so inside the volume) and the coordinate needs no mapping, else -1."""
@@ -204,7 +212,7 @@ def _bulk(cc, first, width, order):
     return j
 
 
-@njit(**_JIT)
+@_jit
 def resample_block(data, out, matrix, offset, origin, first, length, pad, order, mode, cval):
     """Fill ``out`` (``(bz, by, bx)``) with the samples of output voxels
     ``origin + (x, y, z)``.  ``matrix``/``offset``: input coordinate per
@@ -239,7 +247,7 @@ def resample_block(data, out, matrix, offset, origin, first, length, pad, order,
     return bad
 
 
-@njit(**_JIT)
+@_jit
 def _row(data, dst, colx, geom, slow, pad, order, mode, cval, ryx, ryy, ryz, rzx, rzy, rzz, w):
     """One output row along x, but the voxels near or beyond the volume's
     edges: their positions go to ``slow``; returns how many."""
@@ -285,7 +293,7 @@ def _row(data, dst, colx, geom, slow, pad, order, mode, cval, ryx, ryy, ryz, rzx
     return nslow
 
 
-@njit(**_JIT)
+@_jit
 def _edges(data, dst, colx, geom, slow, nslow, pad, order, mode, cval, ryx, ryy, ryz, rzx, rzy, rzz,
            idx, w):
     """The row's voxels listed in ``slow``, by scipy's per-point route."""
@@ -311,7 +319,7 @@ def _edges(data, dst, colx, geom, slow, nslow, pad, order, mode, cval, ryx, ryy,
     return bad
 
 
-@njit(**_JIT)
+@_jit
 def _sum_folded(data, idx, w, order):
     """Separable sum over taps that all read the window."""
     t = 0.0
@@ -326,7 +334,7 @@ def _sum_folded(data, idx, w, order):
     return t
 
 
-@njit(**_JIT)
+@_jit
 def _sum_taps(data, idx, w, order, cval):
     """Sum over taps some of which read ``cval`` (``idx`` -1: 'grid-constant')."""
     t = 0.0
@@ -339,7 +347,7 @@ def _sum_taps(data, idx, w, order, cval):
     return t
 
 
-@njit(**_JIT)
+@_jit
 def _clamped(cc, order, first, length, width):
     """'nearest' at orders 0 and 1 (no pre-pad): the window positions of the
     two taps, clamped to the volume as scipy folds them (-1: outside the window)."""
@@ -351,7 +359,7 @@ def _clamped(cc, order, first, length, width):
     return j0, j1
 
 
-@njit(**_JIT)
+@_jit
 def _row_nearest(data, dst, colx, geom, slow, order, ryx, ryy, ryz, rzx, rzy, rzz):
     """``_row`` for 'nearest' at orders 0 and 1: points beyond the edges too."""
     nslow = 0
