@@ -45,13 +45,15 @@ _NEAREST, _WRAP, _REFLECT, _MIRROR, _CONSTANT, _GRID_WRAP, _GRID_CONSTANT = rang
 
 
 
-def _jit(fn):
+def _jit(fn=None, **options):
     """Compiled without fast-math (scipy's rounding), the GIL released, cached
     on disk; compiled in every process if no cache folder is writable."""
+    if fn is None:
+        return lambda f: _jit(f, **options)
     try:
-        return njit(nogil=True, cache=True, fastmath=False)(fn)
+        return njit(nogil=True, cache=True, fastmath=False, **options)(fn)
     except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return njit(nogil=True, fastmath=False)(fn)
+        return njit(nogil=True, fastmath=False, **options)(fn)
 
 
 @_jit
@@ -238,23 +240,30 @@ def resample_block(data, out, matrix, offset, origin, first, length, pad, order,
             ry = (oy * matrix[0, 1], oy * matrix[1, 1], oy * matrix[2, 1])
             rz = (oz * matrix[0, 2], oz * matrix[1, 2], oz * matrix[2, 2])
             dst = out[z, y]
+            a, b = 0, 0
+            if order < 2:
+                a, b = _span(colx, geom, pad, order, *ry, *rz)
+                _interior(data, dst, colx, geom, pad, order, a, b, *ry, *rz)
             if mode == _NEAREST and order < 2:
-                nslow = _row_nearest(data, dst, colx, geom, slow, order, *ry, *rz)
+                nslow = _row_nearest(data, dst, colx, geom, slow, order, a, b, *ry, *rz)
             else:
-                nslow = _row(data, dst, colx, geom, slow, pad, order, mode, cval, *ry, *rz, w)
+                nslow = _row(data, dst, colx, geom, slow, pad, order, mode, cval, a, b, *ry, *rz, w)
             if nslow:
                 bad += _edges(data, dst, colx, geom, slow, nslow, pad, order, mode, cval, *ry, *rz, idx, w)
     return bad
 
 
 @_jit
-def _row(data, dst, colx, geom, slow, pad, order, mode, cval, ryx, ryy, ryz, rzx, rzy, rzz, w):
-    """One output row along x, but the voxels near or beyond the volume's
-    edges: their positions go to ``slow``; returns how many."""
+def _row(data, dst, colx, geom, slow, pad, order, mode, cval, a, b, ryx, ryy, ryz, rzx, rzy, rzz, w):
+    """One output row along x but ``[a, b)`` (done by ``_interior``), and
+    but the voxels near or beyond the volume's edges: their positions go to
+    ``slow``; returns how many."""
     fx, fy, fz, wx, wy, wz = geom[0], geom[1], geom[2], geom[3], geom[4], geom[5]
     limx, limy, limz = geom[6] - 1.0, geom[7] - 1.0, geom[8] - 1.0
     nslow = 0
     for x in range(dst.shape[0]):
+        if a <= x < b:
+            continue
         cx = ((colx[0, x] + ryx) + rzx) + pad
         cy = ((colx[1, x] + ryy) + rzy) + pad
         cz = ((colx[2, x] + ryz) + rzz) + pad
@@ -360,10 +369,12 @@ def _clamped(cc, order, first, length, width):
 
 
 @_jit
-def _row_nearest(data, dst, colx, geom, slow, order, ryx, ryy, ryz, rzx, rzy, rzz):
+def _row_nearest(data, dst, colx, geom, slow, order, a, b, ryx, ryy, ryz, rzx, rzy, rzz):
     """``_row`` for 'nearest' at orders 0 and 1: points beyond the edges too."""
     nslow = 0
     for x in range(dst.shape[0]):
+        if a <= x < b:
+            continue
         cx = (colx[0, x] + ryx) + rzx
         cy = (colx[1, x] + ryy) + rzy
         cz = (colx[2, x] + ryz) + rzz
@@ -386,3 +397,79 @@ def _row_nearest(data, dst, colx, geom, slow, order, ryx, ryy, ryz, rzx, rzy, rz
             r11 = ax * float(data[z1, y1, x0]) + bx * float(data[z1, y1, x1])
             dst[x] = az * (ay * r00 + by * r01) + bz * (ay * r10 + by * r11)
     return nslow
+
+
+#: Margin (in voxels) kept from the edges of the interior span: far above the
+#: rounding of the span's linear estimate of the coordinates (~1e-13).
+_SPAN_EPS = 1e-6
+
+
+@_jit
+def _axis_span(c0, m, lo, hi, n):
+    """The x range ``[a, b)`` of ``0 <= x < n`` where ``c0 + x m`` lies in
+    ``[lo + eps, hi - eps]``, one x narrower at each end."""
+    lo += _SPAN_EPS
+    hi -= _SPAN_EPS
+    if hi < lo:
+        return 0, 0
+    if m == 0.0:
+        return (0, n) if lo <= c0 <= hi else (0, 0)
+    t0, t1 = (lo - c0) / m, (hi - c0) / m
+    if m < 0.0:
+        t0, t1 = t1, t0
+    if not (t1 >= 0.0 and t0 < n):  # also NaN
+        return 0, 0
+    a = max(int(math.ceil(max(t0, 0.0))) + 1, 0)
+    b = min(int(math.floor(min(t1, float(n)))), n)
+    return a, max(a, b)
+
+
+@_jit
+def _span(colx, geom, pad, order, ryx, ryy, ryz, rzx, rzy, rzz):
+    """The x range of a row (orders 0 and 1) whose coordinates lie inside the
+    volume (no mapping by any mode) and whose taps all lie inside the window."""
+    n = colx.shape[1]
+    if n < 2:
+        return 0, 0
+    a, b = 0, n
+    r = ((ryx, rzx), (ryy, rzy), (ryz, rzz))
+    for k in range(3):
+        first, width, length = geom[k], geom[3 + k], geom[6 + k]
+        c0 = ((colx[k, 0] + r[k][0]) + r[k][1]) + pad
+        m = (colx[k, n - 1] - colx[k, 0]) / (n - 1)
+        if order == 0:  # the tap floor(c + 0.5)
+            lo, hi = max(first - 0.5, 0.0), min(first + width - 0.5, length - 1.0)
+        else:  # the taps floor(c) and floor(c) + 1
+            lo, hi = max(float(first), 0.0), min(first + width - 1.0, length - 1.0)
+        ka, kb = _axis_span(c0, m, lo, hi, n)
+        a, b = max(a, ka), min(b, kb)
+    return a, max(a, b)
+
+
+@_jit(boundscheck=False, error_model="numpy")
+def _interior(data, dst, colx, geom, pad, order, a, b, ryx, ryy, ryz, rzx, rzy, rzz):
+    """Orders 0 and 1 over the span ``[a, b)`` of ``_span``: no mapping, no
+    folding, no test; coordinates in scipy's order and rounding."""
+    fx, fy, fz = geom[0], geom[1], geom[2]
+    if order == 0:
+        for x in range(a, b):
+            jx = int(((colx[0, x] + ryx) + rzx) + pad + 0.5) - fx
+            jy = int(((colx[1, x] + ryy) + rzy) + pad + 0.5) - fy
+            jz = int(((colx[2, x] + ryz) + rzz) + pad + 0.5) - fz
+            dst[x] = data[jz, jy, jx]
+        return
+    for x in range(a, b):
+        cx = ((colx[0, x] + ryx) + rzx) + pad
+        cy = ((colx[1, x] + ryy) + rzy) + pad
+        cz = ((colx[2, x] + ryz) + rzz) + pad
+        ix, iy, iz = int(cx), int(cy), int(cz)
+        jx, jy, jz = ix - fx, iy - fy, iz - fz
+        ax = 1.0 - (cx - ix)
+        ay = 1.0 - (cy - iy)
+        az = 1.0 - (cz - iz)
+        bx, by, bz = 1.0 - ax, 1.0 - ay, 1.0 - az
+        r00 = ax * float(data[jz, jy, jx]) + bx * float(data[jz, jy, jx + 1])
+        r01 = ax * float(data[jz, jy + 1, jx]) + bx * float(data[jz, jy + 1, jx + 1])
+        r10 = ax * float(data[jz + 1, jy, jx]) + bx * float(data[jz + 1, jy, jx + 1])
+        r11 = ax * float(data[jz + 1, jy + 1, jx]) + bx * float(data[jz + 1, jy + 1, jx + 1])
+        dst[x] = az * (ay * r00 + by * r01) + bz * (ay * r10 + by * r11)
