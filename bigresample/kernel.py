@@ -232,6 +232,9 @@ def resample_block(data, out, matrix, offset, origin, first, length, pad, order,
     slow = np.empty(bx, dtype=np.int64)
     idx = np.zeros((3, 6), dtype=np.int64)
     w = np.zeros((3, 6))
+    flat = data.ravel()  # a view of a C-ordered window
+    tap = np.empty(bx, dtype=np.int64)
+    frac = np.empty((3, bx))
     bad = 0
     for z in range(bz):
         oz = float(origin[2] + z)
@@ -243,8 +246,8 @@ def resample_block(data, out, matrix, offset, origin, first, length, pad, order,
             a, b = 0, 0
             if order < 2:
                 a, b = _span(colx, geom, pad, order, mode == _NEAREST, *ry, *rz)
-                _interior(data, dst, colx, geom, pad, order, a, b, matrix[0, 0], matrix[1, 0], matrix[2, 0],
-                          *ry, *rz)
+                _interior(flat, data.shape, dst, colx, geom, pad, order, a, b, matrix[0, 0], matrix[1, 0],
+                          matrix[2, 0], tap, frac, *ry, *rz)
             if mode == _NEAREST and order < 2:
                 nslow = _row_nearest(data, dst, colx, geom, slow, order, a, b, *ry, *rz)
             else:
@@ -456,23 +459,36 @@ def _span(colx, geom, pad, order, clamp, ryx, ryy, ryz, rzx, rzy, rzz):
 
 
 @_jit(boundscheck=False, error_model="numpy")
-def _interior(data, dst, colx, geom, pad, order, a, b, mx, my, mz, ryx, ryy, ryz, rzx, rzy, rzz):
+def _interior(flat, shape, dst, colx, geom, pad, order, a, b, mx, my, mz, tap, frac, ryx, ryy, ryz, rzx, rzy, rzz):
     """Orders 0 and 1 over the span ``[a, b)`` of ``_span``: no mapping, no
-    folding, no test.  Order 0: coordinates in scipy's order and rounding
-    (identical, ties included); order 1: scipy's coordinate at ``a`` plus
-    ``(x - a)`` times the matrix's first column ``(mx, my, mz)`` (a few 1e-13
-    off scipy's, no dependency between iterations)."""
-    fx, fy, fz = geom[0], geom[1], geom[2]
+    folding, no test, in two passes (the taps' flat positions in the window
+    and the weights, then the reads).  Order 0: coordinates in scipy's order
+    and rounding (identical, ties included); order 1: scipy's coordinate at
+    ``a`` plus ``(x - a)`` times the matrix's first column ``(mx, my, mz)``
+    (a few 1e-13 off scipy's, no dependency between iterations)."""
+    if b <= a:
+        return
+    sy_, sz_ = shape[2], shape[2] * shape[1]
+    base = geom[0] + geom[1] * sy_ + geom[2] * sz_
     lx, ly, lz = geom[6] - 1.0, geom[7] - 1.0, geom[8] - 1.0
     if order == 0:
         for x in range(a, b):
-            jx = np.uint64(int(min(max(((colx[0, x] + ryx) + rzx) + pad, 0.0), lx) + 0.5) - fx)
-            jy = np.uint64(int(min(max(((colx[1, x] + ryy) + rzy) + pad, 0.0), ly) + 0.5) - fy)
-            jz = np.uint64(int(min(max(((colx[2, x] + ryz) + rzz) + pad, 0.0), lz) + 0.5) - fz)
-            dst[x] = data[jz, jy, jx]
+            ix = int(min(max(((colx[0, x] + ryx) + rzx) + pad, 0.0), lx) + 0.5)
+            iy = int(min(max(((colx[1, x] + ryy) + rzy) + pad, 0.0), ly) + 0.5)
+            iz = int(min(max(((colx[2, x] + ryz) + rzz) + pad, 0.0), lz) + 0.5)
+            tap[x] = ix + iy * sy_ + iz * sz_ - base
+        for x in range(a, b):
+            dst[x] = flat[np.uint64(tap[x])]
         return
-    if b <= a:
-        return
+    _interior_linear(flat, dst, colx, geom, pad, a, b, mx, my, mz, tap, frac[0], frac[1], frac[2], sy_, sz_,
+                     base, ryx, ryy, ryz, rzx, rzy, rzz)
+
+
+@_jit(boundscheck=False, error_model="numpy")
+def _interior_linear(flat, dst, colx, geom, pad, a, b, mx, my, mz, tap, fx, fy, fz, sy_, sz_, base,
+                     ryx, ryy, ryz, rzx, rzy, rzz):
+    """Order 1 of ``_interior``."""
+    lx, ly, lz = geom[6] - 1.0, geom[7] - 1.0, geom[8] - 1.0
     sx = ((colx[0, a] + ryx) + rzx) + pad
     sy = ((colx[1, a] + ryy) + rzy) + pad
     sz = ((colx[2, a] + ryz) + rzz) + pad
@@ -482,17 +498,18 @@ def _interior(data, dst, colx, geom, pad, order, a, b, mx, my, mz, ryx, ryy, ryz
         cy = min(max(sy + k * my, 0.0), ly)
         cz = min(max(sz + k * mz, 0.0), lz)
         ix, iy, iz = int(cx), int(cy), int(cz)
-        jx, jy, jz = np.uint64(ix - fx), np.uint64(iy - fy), np.uint64(iz - fz)
-        # the second tap: 'nearest' folds the one beyond the last sample onto it (weight 0)
-        jx1 = np.uint64(min(ix + 1, geom[6] - 1) - fx)
-        jy1 = np.uint64(min(iy + 1, geom[7] - 1) - fy)
-        jz1 = np.uint64(min(iz + 1, geom[8] - 1) - fz)
-        ax = 1.0 - (cx - ix)
-        ay = 1.0 - (cy - iy)
-        az = 1.0 - (cz - iz)
+        fx[x], fy[x], fz[x] = cx - ix, cy - iy, cz - iz
+        tap[x] = ix + iy * sy_ + iz * sz_ - base
+    for x in range(a, b):
+        # the second taps: 'nearest' puts a point beyond the last sample onto it, weight 0 on the next
+        t = np.uint64(tap[x])
+        dx = np.uint64(1) if fx[x] > 0.0 else np.uint64(0)
+        dy = np.uint64(sy_) if fy[x] > 0.0 else np.uint64(0)
+        dz = np.uint64(sz_) if fz[x] > 0.0 else np.uint64(0)
+        ax, ay, az = 1.0 - fx[x], 1.0 - fy[x], 1.0 - fz[x]
         bx, by, bz = 1.0 - ax, 1.0 - ay, 1.0 - az
-        r00 = ax * float(data[jz, jy, jx]) + bx * float(data[jz, jy, jx1])
-        r01 = ax * float(data[jz, jy1, jx]) + bx * float(data[jz, jy1, jx1])
-        r10 = ax * float(data[jz1, jy, jx]) + bx * float(data[jz1, jy, jx1])
-        r11 = ax * float(data[jz1, jy1, jx]) + bx * float(data[jz1, jy1, jx1])
+        r00 = ax * float(flat[t]) + bx * float(flat[t + dx])
+        r01 = ax * float(flat[t + dy]) + bx * float(flat[t + dy + dx])
+        r10 = ax * float(flat[t + dz]) + bx * float(flat[t + dz + dx])
+        r11 = ax * float(flat[t + dz + dy]) + bx * float(flat[t + dz + dy + dx])
         dst[x] = az * (ay * r00 + by * r01) + bz * (ay * r10 + by * r11)
