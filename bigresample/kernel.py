@@ -244,6 +244,7 @@ def resample_block(data, out, matrix, offset, origin, first, length, pad, order,
     flat = data.ravel()  # a view of a C-ordered window
     tap = np.empty(bx, dtype=np.int64)
     frac = np.empty((3, bx))
+    step = np.empty(bx, dtype=np.int64)
     bad = 0
     for z in range(bz):
         oz = float(origin[2] + z)
@@ -256,7 +257,7 @@ def resample_block(data, out, matrix, offset, origin, first, length, pad, order,
             if order < 2:
                 a, b = _span(colx, geom, pad, order, mode == _NEAREST, *ry, *rz)
                 _interior(flat, data.shape, dst, colx, geom, pad, order, a, b, matrix[0, 0], matrix[1, 0],
-                          matrix[2, 0], tap, frac, *ry, *rz)
+                          matrix[2, 0], tap, frac, step, *ry, *rz)
             if mode == _NEAREST and order < 2:
                 nslow = _row_nearest(data, dst, colx, geom, slow, order, a, b, *ry, *rz)
             else:
@@ -468,7 +469,7 @@ def _span(colx, geom, pad, order, clamp, ryx, ryy, ryz, rzx, rzy, rzz):
 
 
 @_jit(boundscheck=False, error_model="numpy")
-def _interior(flat, shape, dst, colx, geom, pad, order, a, b, mx, my, mz, tap, frac, ryx, ryy, ryz, rzx, rzy, rzz):
+def _interior(flat, shape, dst, colx, geom, pad, order, a, b, mx, my, mz, tap, frac, step, ryx, ryy, ryz, rzx, rzy, rzz):
     """Orders 0 and 1 over the span ``[a, b)`` of ``_span``: no mapping, no
     folding, no test, in two passes (the taps' flat positions in the window
     and the weights, then the reads).  Order 0: coordinates in scipy's order
@@ -489,12 +490,12 @@ def _interior(flat, shape, dst, colx, geom, pad, order, a, b, mx, my, mz, tap, f
         for x in range(a, b):
             dst[x] = flat[np.uint64(tap[x])]
         return
-    _interior_linear(flat, dst, colx, geom, pad, a, b, mx, my, mz, tap, frac[0], frac[1], frac[2], sy_, sz_,
-                     base, ryx, ryy, ryz, rzx, rzy, rzz)
+    _interior_linear(flat, dst, colx, geom, pad, a, b, mx, my, mz, tap, frac[0], frac[1], frac[2], step, sy_,
+                     sz_, base, ryx, ryy, ryz, rzx, rzy, rzz)
 
 
 @_jit(boundscheck=False, error_model="numpy")
-def _interior_linear(flat, dst, colx, geom, pad, a, b, mx, my, mz, tap, fx, fy, fz, sy_, sz_, base,
+def _interior_linear(flat, dst, colx, geom, pad, a, b, mx, my, mz, tap, fx, fy, fz, step, sy_, sz_, base,
                      ryx, ryy, ryz, rzx, rzy, rzz):
     """Order 1 of ``_interior``."""
     lx, ly, lz = geom[6] - 1.0, geom[7] - 1.0, geom[8] - 1.0
@@ -508,13 +509,15 @@ def _interior_linear(flat, dst, colx, geom, pad, a, b, mx, my, mz, tap, fx, fy, 
         cz = min(max(sz + k * mz, 0.0), lz)
         ix, iy, iz = int(cx), int(cy), int(cz)
         fx[x], fy[x], fz[x] = cx - ix, cy - iy, cz - iz
+        # which second taps are the next sample (bits x, y, z); 'nearest' folds
+        # the one beyond the last sample onto it (its weight is 0, as scipy's)
+        step[x] = (ix < lx) + 2 * (iy < ly) + 4 * (iz < lz)
         tap[x] = ix + iy * sy_ + iz * sz_ - base
     for x in range(a, b):
-        # the second taps: 'nearest' puts a point beyond the last sample onto it, weight 0 on the next
-        t = np.uint64(tap[x])
-        dx = np.uint64(1) if fx[x] > 0.0 else np.uint64(0)
-        dy = np.uint64(sy_) if fy[x] > 0.0 else np.uint64(0)
-        dz = np.uint64(sz_) if fz[x] > 0.0 else np.uint64(0)
+        t, k = np.uint64(tap[x]), np.uint64(step[x])
+        dx = k & np.uint64(1)
+        dy = ((k >> np.uint64(1)) & np.uint64(1)) * np.uint64(sy_)
+        dz = (k >> np.uint64(2)) * np.uint64(sz_)
         ax, ay, az = 1.0 - fx[x], 1.0 - fy[x], 1.0 - fz[x]
         bx, by, bz = 1.0 - ax, 1.0 - ay, 1.0 - az
         r00 = ax * float(flat[t]) + bx * float(flat[t + dx])

@@ -136,3 +136,19 @@ def test_any_shape_angle_block_and_type(shape, out_shape, angles, scale, shift, 
     cval = 5.0
     got = blockwise(AffineResampler(g, order, mode, cval=cval), data, block, dtype)
     check(got, whole(data, g, order, mode, cval, dtype), data, order, cval, g)
+
+
+def test_order_1_reads_a_zero_weight_tap_as_scipy_does():
+    # integer y and z coordinates: scipy reads the next line at weight 0, so a NaN there spreads
+    from bigresample import kernel
+
+    data = volume((8, 7, 6), np.float32).T.copy()  # (z, y, x) file order
+    data[3, 4, 5] = np.nan
+    out = np.empty((5, 6, 20), np.float32)
+    m = np.diag([0.25, 1.0, 1.0])
+    kernel.resample_block(data, out, m, np.zeros(3), np.zeros(3, np.int64), np.zeros(3, np.int64),
+                          np.array([8, 7, 6]), 0.0, 1, kernel.MODE_CODES["nearest"], 0.0)
+    ref = ndimage.affine_transform(data, m[::-1, ::-1], output_shape=out.shape, order=1, mode="nearest")
+    assert np.isnan(ref).sum() > 2
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6 * 1000)
