@@ -95,6 +95,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 import tempfile
@@ -493,6 +494,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def load_text() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
 def unavailable(tools) -> dict[str, str]:
     """{tool: why it cannot run here} for peers that do not import."""
     skipped = {}
@@ -527,8 +532,9 @@ def warm_up(cells, orders, tools, once, run_tool, workdir, points, value_range) 
     return diffs
 
 
-def describe(case_name: str, case: Case, shape, grid: dict, points, args) -> str:
+def describe(case_name: str, case: Case, shape, grid: dict, points, args, tools) -> str:
     out_shape = grid["shape"]
+    once = [t for t in args.once if t in tools]
     if case.ref_spacing is not None:
         rotation_text = ", then ".join(f"{deg:g} deg about {'xyz'[axis]}" for axis, deg in ROTATION)
         target = (f"reference {'x'.join(map(str, out_shape))} at {' x '.join(map(str, case.ref_spacing))} mm, "
@@ -540,7 +546,7 @@ def describe(case_name: str, case: Case, shape, grid: dict, points, args) -> str
             f"-> {target}; of the output voxels, {1 - interior_fraction(points, out_shape, 0):.0%} sample outside "
             f"the input and {interior_fraction(points, out_shape):.0%} >= {MARGIN} input voxels inside every "
             f"face (the interior); {args.repeats} timed repeat(s) after 1 warm-up"
-            + (f" ({', '.join(args.once)}: the warm-up only)" if args.once else "")
+            + (f" ({', '.join(once)}: the warm-up only)" if once else "")
             + f"; ngff-zarr {_version('ngff-zarr')}, itkwasm-downsample {_version('itkwasm-downsample')}, "
             f"chunks {args.ngff_chunks}; work folder {args.workdir}\n")
 
@@ -569,13 +575,15 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     args.workdir = workdir
 
-    print("\n".join(header_lines("bench_reference")), flush=True)
+    print("\n".join(header_lines("bench_reference")[:-1]), flush=True)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"- load average at start (1, 5, 15 min): {load_text()}; {when}\n", flush=True)
     shape = tuple(args.shape or case.shape)
     try:
         src, grid_path, value_range = make_inputs(workdir, case, shape)
         scripts = write_scripts(workdir)
         points = sample_points(src, grid_path)
-        print(describe(args.case, case, shape, json.loads(grid_path.read_text()), points, args), flush=True)
+        print(describe(args.case, case, shape, json.loads(grid_path.read_text()), points, args, tools), flush=True)
 
         def run_tool(tool: str, dst: Path, order: int) -> Run:
             cmd = tool_command(tool, src, grid_path, dst, order, scripts, case, args.ngff_chunks)
@@ -593,6 +601,8 @@ def main(argv=None) -> int:
               "different computation (0 outside the input, mirror-boundary B-spline prefilter, near-ties of "
               f"nearest neighbour rounded their own way); the interior is the output voxels sampled >= {MARGIN} "
               "input voxels inside every face.")
+        print(f"\nLoad average at the end (1, 5, 15 min): {load_text()} on {os.cpu_count()} cores: the machine is "
+              "shared; ratios within a run are the figures to read.")
         failures = [(order, tool) for order in orders for tool, cell in cells[order].items() if cell.failed]
         if failures:
             print("\nFailed runs: " + ", ".join(f"{tool} order {order}" for order, tool in failures))
