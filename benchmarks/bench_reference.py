@@ -73,11 +73,14 @@ its own arithmetic and rounds nearest-neighbour half-way ties its own way.
 
 Then ``--repeats`` timed rounds run, the tool order rotated each round so that
 noise on a shared machine hits every tool alike.  Tools named in ``--once``
-(default ``ngff-zarr``, about 50x slower here) are not repeated: their warm-up
-run, made after the other tools' warm-ups (input in the page cache), is their
-one timed run; the table's ``runs`` column says so.  Speed is reported as
-ratios to SimpleITK and to scipy measured in the same run; absolute times are
-for orientation only.
+are not repeated: their warm-up run, made after the earlier tools' warm-ups
+(input in the page cache), is their one timed run; the table's ``runs`` column
+says so (``--once scipy ngff-zarr`` saves most of the time at full size and
+keeps the exactness check).  ``--baseline DIR`` adds ``bigresample-base``: the
+same command run from another source tree (``PYTHONPATH=DIR``), so that two
+versions are timed side by side in one run.  Speed is reported as ratios to
+SimpleITK and to scipy measured in the same run; absolute times are for
+orientation only.
 
 How to run
 ----------
@@ -85,7 +88,9 @@ From the repository root, with the ``bench`` extra installed::
 
     python benchmarks/bench_reference.py                        # default case, 3 repeats
     python benchmarks/bench_reference.py --case rotated         # 512x512x300 onto the same grid rotated 15/7 deg
-    python benchmarks/bench_reference.py --case every-axis --orders 1 --once scipy ngff-zarr
+    python benchmarks/bench_reference.py --case every-axis --once scipy ngff-zarr
+    git archive main | tar -x -C /tmp/base && \
+        python benchmarks/bench_reference.py --case rotated --baseline /tmp/base --tools bigresample simpleitk scipy
     python benchmarks/bench_reference.py --case rotated --shape 96 96 64 --repeats 1   # a quick try
 
 The report (markdown) goes to stdout, progress to stderr.
@@ -97,6 +102,7 @@ import argparse
 import json
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -111,7 +117,7 @@ if str(HERE) not in sys.path:  # the shared measuring helpers live beside this f
     sys.path.insert(0, str(HERE))
 
 from bench_speed import (  # noqa: E402  (puts the repo on sys.path)
-    Cell, Run, _version, header_lines, log, measure, remove, report_run,
+    Cell, Run, _version, header_lines, log, measure, remove, report_run, subprocess_env,
 )
 
 SPACING = 0.1  # mm, isotropic input
@@ -119,6 +125,7 @@ ORIGIN = (-17.35, 4.8, 22.6)  # mm, world position of input voxel (0, 0, 0)
 ROTATION = ((2, 15.0), (0, 7.0))  # (axis, degrees): about z, then about x
 MARGIN = 8  # input voxels from every face: the "interior" of the comparisons
 TOOLS = ("bigresample", "scipy", "simpleitk", "ngff-zarr")
+BASE = "bigresample-base"  # another version of bigresample (--baseline), run side by side
 SLAB = 16  # z planes per slab when writing the input and comparing outputs
 
 
@@ -350,11 +357,13 @@ def write_scripts(workdir: Path) -> dict[str, Path]:
 
 def tool_command(tool: str, src: Path, grid_path: Path, dst: Path, order: int, scripts: dict[str, Path],
                  case: Case, ngff_chunks: int) -> list[str]:
-    if tool == "bigresample":
+    if tool in ("bigresample", BASE):
         grid = json.loads(grid_path.read_text())
         target = (["--reference", grid["reference"]] if grid["reference"]
                   else ["--spacing", *map(str, case.spacing), "--grid", "center"])
-        return [sys.executable, "-m", "bigresample", str(src), str(dst), *target, "--order", str(order), "--quiet"]
+        # -P: no current folder first on sys.path, so that PYTHONPATH chooses the version (a checkout runs from it)
+        return [sys.executable, "-P", "-m", "bigresample", str(src), str(dst), *target, "--order", str(order),
+                "--quiet"]
     extra = [str(ngff_chunks)] if tool == "ngff-zarr" else []
     return [sys.executable, str(scripts[tool]), str(src), str(grid_path), str(dst), str(order), *extra]
 
@@ -434,11 +443,14 @@ def _diff_text(d, which: int) -> str:
 
 
 def results_table(cells: dict, diffs: dict, orders, tools, skipped: dict) -> list[str]:
+    peers = [("simpleitk", "SimpleITK"), ("scipy", "scipy")] + ([(BASE, "base")] if BASE in tools else [])
     rows = [
-        "| order | tool | runs | median wall (s) | min wall (s) | median peak RSS (MiB) | time / SimpleITK "
-        "| time / scipy | max\\|Δ\\|/range vs scipy | vs scipy: interior |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| order | tool | runs | median wall (s) | min wall (s) | median peak RSS (MiB) | "
+        + "".join(f"time / {name} | " for _, name in peers)
+        + "max\\|Δ\\|/range vs scipy | vs scipy: interior |",
+        "|---:|---|---:|---:|---:|---:|" + "---:|" * (len(peers) + 2),
     ]
+    dashes = " - |" * (len(peers) + 2)
 
     def ratio(t, peer):
         ref = cells[order].get(peer)
@@ -448,17 +460,17 @@ def results_table(cells: dict, diffs: dict, orders, tools, skipped: dict) -> lis
     for order in orders:
         for tool in tools:
             if tool in skipped:
-                rows.append(f"| {order} | {tool} | n/a | n/a ({skipped[tool]}) | - | - | - | - | - | - |")
+                rows.append(f"| {order} | {tool} | n/a | n/a ({skipped[tool]}) | - | - |{dashes}")
                 continue
             cell = cells[order][tool]
             t = cell.median_time()
             if t is None:
-                rows.append(f"| {order} | {tool} | {len(cell.runs)} | error | error | error | - | - | - | - |")
+                rows.append(f"| {order} | {tool} | {len(cell.runs)} | error | error | error |{dashes}")
                 continue
             d = diffs[order].get(tool)
             rows.append(f"| {order} | {tool} | {len(cell.good)} | {t:.2f} | {cell.min_time():.2f} "
-                        f"| {cell.median_rss():.0f} | {ratio(t, 'simpleitk')} | {ratio(t, 'scipy')} "
-                        f"| {_diff_text(d, 0)} | {_diff_text(d, 1)} |")
+                        f"| {cell.median_rss():.0f} | " + "".join(f"{ratio(t, peer)} | " for peer, _ in peers)
+                        + f"{_diff_text(d, 0)} | {_diff_text(d, 1)} |")
     return rows
 
 
@@ -480,8 +492,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="spline orders (default 0 1 3)")
     p.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS),
                    help="tools to run (default: all; scipy is the reference the others are compared with)")
-    p.add_argument("--once", nargs="*", choices=TOOLS, default=["ngff-zarr"],
-                   help="tools timed by their warm-up run only, not repeated (default: ngff-zarr)")
+    p.add_argument("--once", nargs="*", choices=(*TOOLS, BASE), default=[],
+                   help="tools timed by their warm-up run only, not repeated (default: none)")
+    p.add_argument("--baseline", type=Path, metavar="DIR",
+                   help="a source tree of another bigresample version (e.g. git archive COMMIT | tar -x -C DIR): "
+                        "adds the tool bigresample-base, the same command with PYTHONPATH=DIR")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds (default 3)")
     p.add_argument("--ngff-chunks", type=int, default=128, help="ngff-zarr's dask chunk edge (default 128)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds before a run is killed (default 3600)")
@@ -492,6 +507,20 @@ def parse_args(argv=None) -> argparse.Namespace:
     if args.shape is not None and min(args.shape) < 1:
         p.error("--shape values must be >= 1")
     return args
+
+
+def base_env(args) -> dict:
+    return dict(subprocess_env(), PYTHONPATH=str(args.baseline.resolve()))
+
+
+def imported_from(env: dict | None) -> str:
+    """The bigresample package (folder and git commit if known) a tool's subprocess imports."""
+    code = "import bigresample, pathlib; print(pathlib.Path(bigresample.__file__).parent.parent)"
+    folder = subprocess.run([sys.executable, "-P", "-c", code], env=env or subprocess_env(), capture_output=True,
+                            text=True).stdout.strip()
+    commit = subprocess.run(["git", "-C", folder, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    return f"{folder}" + (f" (git {commit})" if commit else "")
 
 
 def load_text() -> str:
@@ -570,6 +599,8 @@ def main(argv=None) -> int:
     orders = list(dict.fromkeys(args.orders))
     skipped = unavailable(args.tools)
     tools = [t for t in TOOLS if t in args.tools and t not in skipped]
+    if args.baseline is not None:
+        tools.insert(1, BASE)
     created = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="bench_reference_", dir="/tmp")) if created else args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -585,9 +616,13 @@ def main(argv=None) -> int:
         points = sample_points(src, grid_path)
         print(describe(args.case, case, shape, json.loads(grid_path.read_text()), points, args, tools), flush=True)
 
+        for tool in (t for t in tools if t in ("bigresample", BASE)):
+            print(f"- {tool} runs {imported_from(base_env(args) if tool == BASE else None)}", flush=True)
+        print(flush=True)
+
         def run_tool(tool: str, dst: Path, order: int) -> Run:
             cmd = tool_command(tool, src, grid_path, dst, order, scripts, case, args.ngff_chunks)
-            return measure(cmd, workdir, args.timeout)
+            return measure(cmd, workdir, args.timeout, base_env(args) if tool == BASE else None)
 
         cells = {order: {t: Cell() for t in tools} for order in orders}
         once = set(args.once)
