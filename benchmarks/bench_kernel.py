@@ -1,0 +1,202 @@
+"""The general path's kernel, per output voxel, against its candidates and peers.
+
+    python benchmarks/bench_kernel.py [--shape 256 256 192] [--orders 0 1 3] [--repeats 3]
+
+A smooth float32 volume (``--shape``, x y z) is resampled onto the same grid
+rotated 15 degrees about z and 7 about x around its centre, mode 'nearest'
+(bigresample's default), all in memory:
+
+* ``scipy affine_transform``      -- one whole-array call (the reference);
+* ``scipy map_coordinates``       -- the previous general path: float64
+                                     coordinate arrays (24 B per output voxel)
+                                     computed as scipy's loop does, then
+                                     ``map_coordinates`` (B-spline coefficients
+                                     by ``spline_filter`` for orders >= 2);
+* ``bigresample kernel``          -- ``AffineResampler.compute_into`` with the
+                                     numba kernel (bigresample/kernel.py),
+                                     window read and prefilter included;
+* ``simpleitk``                   -- ``sitk.Resample`` with the same affine
+                                     (nearest / linear / B-spline 3).
+
+One thread: each on the whole output.  Two threads: the output cut in two
+slabs along z, one per thread (SimpleITK: its own 2 threads).  Figures:
+nanoseconds per output voxel of wall time and of CPU time (the process's, so
+that a busy shared machine shows less in it than in the wall time); the
+median of ``--repeats``, the candidates alternating.  Also max |difference| /
+range against the whole-array scipy call, and the kernel's JIT cost: a fresh
+process compiling into an empty cache folder (cold), then loading from it
+(warm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+from scipy import ndimage
+
+from bigresample.engine import Workspace
+from bigresample.geometry import ReferenceGrid
+from bigresample.transform import AffineResampler
+
+
+def rotation(axis, degrees):
+    t = np.radians(degrees)
+    c, s = np.cos(t), np.sin(t)
+    r = np.eye(3)
+    i, j = [k for k in range(3) if k != axis]
+    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
+    return r
+
+
+def setup(shape):
+    rng = np.random.default_rng(0)
+    xyz = ndimage.gaussian_filter(rng.standard_normal(shape, dtype=np.float32), 2.0) * 1000
+    matrix = rotation(2, 15) @ rotation(0, 7)
+    centre = (np.array(shape) - 1) / 2
+    offset = centre - matrix @ centre
+    grid = ReferenceGrid(tuple(shape), tuple(shape), matrix, offset, np.eye(4))
+    return np.ascontiguousarray(xyz), grid
+
+
+def slabs(grid, parts):
+    """Output regions (spatial-first slices) cutting z into ``parts``."""
+    nz = grid.out_shape[2]
+    cuts = np.linspace(0, nz, parts + 1).astype(int)
+    return [(slice(0, grid.out_shape[0]), slice(0, grid.out_shape[1]), slice(a, b))
+            for a, b in zip(cuts[:-1], cuts[1:])]
+
+
+def scipy_affine(xyz, grid, order, region):
+    o = np.array([s.start for s in region], dtype=np.float64)
+    shape = tuple(s.stop - s.start for s in region)
+    return ndimage.affine_transform(xyz, grid.matrix, offset=grid.offset + grid.matrix @ o, output_shape=shape,
+                                    order=order, mode="nearest")
+
+
+def scipy_coords(xyz, grid, order, region, coef, pad):
+    o = [np.arange(s.start, s.stop, dtype=np.float64) for s in region]
+    coords = np.empty((3,) + tuple(len(v) for v in o))
+    m, off = grid.matrix, grid.offset
+    for i in range(3):
+        coords[i] = (off[i] + o[0] * m[i, 0])[:, None, None]
+        coords[i] += (o[1] * m[i, 1])[None, :, None]
+        coords[i] += (o[2] * m[i, 2])[None, None, :]
+    coords += pad  # scipy's pre-pad for 'nearest' at orders >= 2
+    return ndimage.map_coordinates(coef, coords, order=order, mode="nearest", prefilter=False)
+
+
+def kernel(xyz, grid, order, region, ws):
+    return AffineResampler(grid, order, "nearest").compute_into(xyz, region, np.float32, ws)
+
+
+def sitk_resample(img, grid, order, threads):
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(threads)
+    tr = sitk.AffineTransform(3)
+    tr.SetMatrix(grid.matrix.ravel().tolist())
+    tr.SetTranslation(grid.offset.tolist())
+    interp = {0: sitk.sitkNearestNeighbor, 1: sitk.sitkLinear, 3: sitk.sitkBSpline}[order]
+    return sitk.Resample(img, img, tr, interp, 0.0)
+
+
+def timed(fn):
+    w, c = time.perf_counter(), time.process_time()
+    out = fn()
+    return time.perf_counter() - w, time.process_time() - c, out
+
+
+def candidates(xyz, grid, order, threads):
+    """name -> a function computing the whole output with ``threads`` threads."""
+    pool = ThreadPoolExecutor(threads)
+    regions = slabs(grid, threads)
+    workspaces = [Workspace() for _ in regions]
+
+    def split(fn):
+        return lambda: list(pool.map(fn, regions, workspaces))
+
+    pad = 12 if order > 1 else 0
+    coef = xyz if order < 2 else ndimage.spline_filter(np.pad(xyz, pad, mode="edge"), order, mode="nearest")
+    out = {
+        "scipy affine_transform": split(lambda r, ws: scipy_affine(xyz, grid, order, r)),
+        "scipy map_coordinates": split(lambda r, ws: scipy_coords(xyz, grid, order, r, coef, pad)),
+        "bigresample kernel": split(lambda r, ws: kernel(xyz, grid, order, r, ws).T.copy()),
+    }
+    try:
+        import SimpleITK as sitk
+
+        img = sitk.GetImageFromArray(xyz.T)  # x fastest
+        out["simpleitk"] = lambda: [sitk.GetArrayFromImage(sitk_resample(img, grid, order, threads)).T]
+    except ImportError:
+        pass
+    return out
+
+
+def jit_cost() -> list[tuple[float, float]]:
+    """(wall, CPU) seconds of a fresh process's first kernel call with an empty
+    cache folder (compiling), then with that folder filled (loading)."""
+    code = ("import time, numpy as np; from bigresample.geometry import ReferenceGrid; "
+            "from bigresample.transform import AffineResampler; from bigresample.engine import Workspace; "
+            "g = ReferenceGrid((8, 8, 8), (8, 8, 8), np.eye(3) * 0.9, np.ones(3), np.eye(4)); "
+            "d = np.ones((8, 8, 8), np.float32); t = time.perf_counter(); "
+            "AffineResampler(g, 1).compute_into(d, (slice(0, 8),) * 3, np.float32, Workspace()); "
+            "print(time.perf_counter() - t)")
+    with tempfile.TemporaryDirectory(prefix="bench-kernel-") as cache:
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
+        runs = []
+        for _ in range(2):
+            before = resource.getrusage(resource.RUSAGE_CHILDREN)
+            wall = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                        check=True).stdout)
+            after = resource.getrusage(resource.RUSAGE_CHILDREN)
+            runs.append((wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime))
+    return runs
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shape", type=int, nargs=3, default=[256, 256, 192])
+    ap.add_argument("--orders", type=int, nargs="+", default=[0, 1, 3])
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args(argv)
+    xyz, grid = setup(args.shape)
+    n = xyz.size
+    (cold, cold_cpu), (warm, warm_cpu) = jit_cost()
+    print(f"kernel's first call in a fresh process (order 1, float32): empty cache {cold:.2f} s "
+          f"(the whole process: {cold_cpu:.2f} s CPU), cache filled {warm:.2f} s ({warm_cpu:.2f} s CPU)\n")
+    print("| order | threads | candidate | wall ns/voxel | CPU ns/voxel | max abs diff / range vs scipy |")
+    print("|---:|---:|---|---:|---:|---:|")
+    for order in args.orders:
+        reference = scipy_affine(xyz, grid, order, slabs(grid, 1)[0])
+        span = float(np.ptp(xyz))
+        for threads in (1, 2):
+            cands = candidates(xyz, grid, order, threads)
+            times = {k: [] for k in cands}
+            diffs = {}
+            for name, fn in cands.items():  # warm-up (JIT), and the agreement
+                parts = fn()
+                got = np.concatenate([np.asarray(p) for p in parts], axis=2)
+                diffs[name] = float(np.max(np.abs(got.astype(np.float64) - reference))) / span
+            for rep in range(args.repeats):
+                names = list(cands)
+                for name in names[rep % len(names):] + names[:rep % len(names)]:
+                    wall, cpu, _ = timed(cands[name])
+                    times[name].append((wall, cpu))
+            for name, ts in times.items():
+                wall = statistics.median(t[0] for t in ts) / n * 1e9
+                cpu = statistics.median(t[1] for t in ts) / n * 1e9
+                print(f"| {order} | {threads} | {name} | {wall:.1f} | {cpu:.1f} | {diffs[name]:.1e} |")
+            sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

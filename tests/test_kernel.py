@@ -1,0 +1,138 @@
+"""The general path's compiled kernel (bigresample/kernel.py) against the
+whole-array ``scipy.ndimage.affine_transform``: every order, mode and input
+type, any shape, angle and block (docs/grids-and-exactness.md, "Exactness")."""
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import ndimage
+
+from bigresample.geometry import reference_grid
+from bigresample.splines import MODES, ORDERS
+from bigresample.transform import AffineResampler
+
+from .conftest import assert_matches_reference
+from .test_reference import A_IN, rotation
+
+DTYPES = (np.float32, np.float64, np.int16, np.uint8)
+
+
+def volume(shape, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    smooth = ndimage.gaussian_filter(rng.standard_normal(shape), 1.5)
+    smooth = (smooth - smooth.min()) / max(np.ptp(smooth), 1e-12)
+    if np.dtype(dtype).kind in "iu":
+        hi = 250 if dtype == np.uint8 else 3000
+        return (smooth * hi - (0 if dtype == np.uint8 else 1000)).round().astype(dtype)
+    return (smooth * 1000 - 300).astype(dtype)
+
+
+def grid(shape, out_shape, angles, scale=(1.0, 1.0, 1.0), shift=(0.0, 0.0, 0.0)):
+    a_ref = rotation(0, angles[0]) @ rotation(1, angles[1]) @ rotation(2, angles[2]) @ np.diag(
+        [0.1 * scale[0], 0.1 * scale[1], 0.12 * scale[2], 1.0])
+    a_ref[:3, 3] = A_IN[:3, 3] + np.array(shift) * 0.1
+    return reference_grid(shape, A_IN, out_shape, a_ref)
+
+
+def blockwise(r, data, block, dtype):
+    out = np.empty(r.grid.out_shape + data.shape[3:], dtype=dtype)
+    for start in itertools.product(*[range(0, m, b) for m, b in zip(r.grid.out_shape, block)]):
+        region = tuple(slice(i, min(i + b, m)) for i, b, m in zip(start, block, r.grid.out_shape))
+        out[region] = r.compute(data, region + (slice(None),) * (data.ndim - 3), dtype)
+    return out
+
+
+def whole(data, g, order, mode, cval, dtype):
+    return ndimage.affine_transform(data, g.homogeneous, output_shape=g.out_shape, order=order, mode=mode,
+                                    cval=cval, output=dtype)
+
+
+def near_tie(g) -> np.ndarray:
+    """Output voxels whose sample coordinate lies within 1e-6 voxel of a half-way tie on some axis."""
+    o = np.stack(np.meshgrid(*[np.arange(m, dtype=np.float64) for m in g.out_shape], indexing="ij"), -1)
+    c = o @ g.matrix.T + g.offset
+    return np.any(np.abs(c - np.floor(c) - 0.5) < 1e-6, axis=-1)
+
+
+def check(got, expected, data, order, cval, g):
+    """The contract: order 0 identical but where a sample is within 1e-6 voxel
+    of a half-way tie; orders >= 1 as ``assert_matches_reference``."""
+    if order > 0:
+        assert_matches_reference(got, expected, data, order, cval=cval)
+        return
+    assert got.shape == expected.shape and got.dtype == expected.dtype
+    same = got == expected
+    if got.dtype.kind == "f":
+        same |= np.isnan(got) & np.isnan(expected)
+    excused = near_tie(g)
+    same |= excused.reshape(excused.shape + (1,) * (got.ndim - excused.ndim))
+    assert same.all(), f"{int((~same).sum())} voxels differ at order 0"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("order", ORDERS)
+def test_every_order_mode_and_type_equals_the_whole_array_call(order, mode, dtype):
+    data = volume((40, 36, 30), dtype, seed=order)
+    # rotated, scaled and shifted so that blocks reach beyond every edge of the volume
+    g = grid(data.shape, (34, 31, 27), (8, -11, 23), (1.1, 0.9, 1.2), (-4, 3, -2))
+    cval = -30.5 if np.dtype(dtype).kind == "f" else 7.0
+    r = AffineResampler(g, order, mode, cval=cval)
+    got = blockwise(r, data, (13, 17, 9), dtype)
+    check(got, whole(data, g, order, mode, cval, dtype), data, order, cval, g)
+
+
+@pytest.mark.parametrize("out", [np.float32, np.uint8, np.int16])
+def test_outputs_of_another_type_are_rounded_and_saturated_as_scipy(out):
+    data = volume((40, 36, 30), np.float32) * 2  # beyond uint8's range both ways
+    g = grid(data.shape, (30, 28, 20), (5, 0, 31))
+    for order in (0, 1, 3):
+        r = AffineResampler(g, order, "mirror")
+        got = blockwise(r, data, (30, 11, 7), out)
+        check(got, whole(data, g, order, "mirror", 0.0, out), data, order, None, g)
+
+
+def test_extra_axes_big_endian_and_float16_windows():
+    data = volume((30, 28, 26), np.float32)
+    g = grid(data.shape, (20, 22, 18), (0, 12, -7))
+    four = np.stack([data, -data, data * 0.5], axis=-1)
+    got = blockwise(AffineResampler(g, 1, "reflect"), four, (20, 9, 18), np.float32)
+    for k in range(3):
+        assert_matches_reference(got[..., k], whole(four[..., k], g, 1, "reflect", 0.0, np.float32), data, 1)
+    for dtype in (">f4", np.float16):
+        src = data.astype(dtype)
+        got = blockwise(AffineResampler(g, 0, "nearest"), src, (7, 22, 5), np.float32)
+        check(got, whole(src.astype(np.float32), g, 0, "nearest", 0.0, np.float32), data, 0, None, g)
+
+
+def test_order_0_ties_are_the_only_excuse():
+    # twice the spacing, half a voxel off: every coordinate is k + 0.5, a tie
+    data = volume((40, 36, 30), np.float32)
+    a_ref = A_IN @ np.array([[2, 0, 0.001, 0.5], [0, 2, 0, 0.5], [0, 0, 2, -0.5], [0, 0, 0, 1]])
+    g = reference_grid(data.shape, A_IN, (20, 18, 16), a_ref)
+    assert near_tie(g).mean() > 0.5
+    got = blockwise(AffineResampler(g, 0, "nearest"), data, (7, 18, 5), np.float32)
+    # the kernel computes scipy's coordinates: the ties fall as scipy's too
+    np.testing.assert_array_equal(got, whole(data, g, 0, "nearest", 0.0, np.float32))
+
+
+@given(
+    shape=st.tuples(st.integers(1, 12), st.integers(1, 40), st.integers(20, 45)),
+    out_shape=st.tuples(st.integers(1, 25), st.integers(1, 12), st.integers(1, 25)),
+    angles=st.tuples(*[st.floats(-180, 180)] * 3),
+    scale=st.tuples(*[st.floats(0.3, 3.0)] * 3),
+    shift=st.tuples(*[st.floats(-15, 15)] * 3),
+    block=st.tuples(st.integers(1, 25), st.integers(1, 12), st.integers(1, 25)),
+    order=st.sampled_from(ORDERS),
+    mode=st.sampled_from(MODES),
+    dtype=st.sampled_from(DTYPES),
+)
+def test_any_shape_angle_block_and_type(shape, out_shape, angles, scale, shift, block, order, mode, dtype):
+    data = volume(shape, dtype, seed=3)
+    g = grid(shape, out_shape, angles, scale, shift)
+    cval = 5.0
+    got = blockwise(AffineResampler(g, order, mode, cval=cval), data, block, dtype)
+    check(got, whole(data, g, order, mode, cval, dtype), data, order, cval, g)
