@@ -1,53 +1,84 @@
-"""Resampling onto a rotated reference grid (``--reference``): bigresample against
-a whole-array scipy call and SimpleITK, file in to file out.
+"""The general (non-separable) path and an every-axis spacing change: bigresample
+against a whole-array scipy call, SimpleITK and ngff-zarr, file in to file out.
 
 What it measures
 ----------------
-A smooth float32 volume (default 384x384x256 at 0.1 mm isotropic, origin away
-from zero; a sum of products of 1-D cosines with wavelengths of 2.6-9 mm,
-written slab by slab as ``in.nii``) is resampled onto the grid of a reference
-image ``ref.nii``: the input's axes rotated by 15 degrees about z, then 7
-degrees about x, around the input's centre, spacing 0.12 x 0.12 x 0.15 mm, and
-the shape that spans the input's field of view (default 320x320x171).  The
-reference holds zeros (uint8); only its header matters.  Spline orders 0, 1
-and 3, by
+A smooth float32 volume at 0.1 mm isotropic, origin away from zero (a sum of
+products of 1-D cosines with wavelengths of 2.6-9 mm, written slab by slab as
+``in.nii``), is resampled onto a new grid, spline orders 0, 1 and 3.  The grid
+is chosen by ``--case``:
 
-* ``bigresample`` -- ``python -m bigresample in.nii OUT --reference ref.nii --order K --quiet``
-                     (block by block, all cores)
+* ``default``    -- 384x384x256 onto a reference ``ref.nii`` whose axes are
+                    rotated by 15 degrees about z, then 7 degrees about x,
+                    around the input's centre, spacing 0.12 x 0.12 x 0.15 mm,
+                    the shape that spans the input's field of view (320x320x171);
+* ``rotated``    -- 512x512x300 onto a reference of the SAME shape and spacing
+                    rotated the same way (issue 16's case);
+* ``every-axis`` -- 512x512x300 to 0.13 x 0.07 x 0.15 mm (every axis changes;
+                    bigresample's ``--spacing``, default ``center`` grid:
+                    output size ``round(n * s / t)``, voxel ``o`` samples input
+                    index ``(o - (m-1)/2) * t/s + (n-1)/2``; the peers are given
+                    exactly that grid).
+
+The reference holds zeros (uint8); only its header matters.  The tools:
+
+* ``bigresample`` -- ``python -m bigresample in.nii OUT (--reference ref.nii | --spacing X Y Z --grid center)
+                     --order K --quiet`` (block by block, its default threads: one per core)
 * ``scipy``       -- nibabel ``np.asanyarray(img.dataobj)`` + one
-                     ``scipy.ndimage.affine_transform(data, np.linalg.solve(A_in, A_ref),
-                     output_shape=ref_shape, order=K, mode="nearest", output=float32)``
-                     on the whole array (one core) + nibabel save: the result
-                     bigresample promises to equal
-* ``simpleitk``   -- ``sitk.ReadImage`` of input and reference +
-                     ``sitk.Resample(img, ref, sitk.Transform(), interpolator, 0.0, sitk.sitkFloat32)``
-                     (nearest neighbour, linear, cubic B-spline; all cores) + ``sitk.WriteImage``
+                     ``scipy.ndimage.affine_transform(data, matrix, offset, output_shape,
+                     order=K, mode="nearest", output=float32)`` on the whole array
+                     (one core) + nibabel save: the result bigresample promises
+                     to equal.  ``matrix, offset`` map an output index to an
+                     input index: ``np.linalg.solve(A_in, A_ref)`` from the
+                     affines as stored, or the ``center`` grid's diagonal.
+* ``simpleitk``   -- ``sitk.ReadImage`` + ``sitk.Resample`` onto the reference
+                     image (or onto size, spacing, origin and direction of the
+                     ``center`` grid) with the identity transform (nearest
+                     neighbour, linear, cubic B-spline), 2 threads
+                     (``ProcessObject_SetGlobalDefaultNumberOfThreads(2)``) +
+                     ``sitk.WriteImage``
+* ``ngff-zarr``   -- ``ngff_zarr.resample`` (ITK's interpolators compiled to
+                     WebAssembly, run by ``itkwasm-downsample`` on dask blocks):
+                     the ``.nii`` is read through nibabel's memory map (as
+                     ``ngff_zarr.nibabel_image_to_ngff_image`` reads it) into a
+                     dask array of ``--ngff-chunks`` chunks (128: OME-Zarr's
+                     default for 3D), the moving and fixed images are
+                     ``NgffImage`` s in (z, y, x) order without orientation, the
+                     transform an RFC-5 ``Affine`` (rotated) or ``Identity``
+                     (spacing change, the fixed grid placed on the ``center``
+                     grid), interpolators ``nearest_neighbor`` / ``linear`` /
+                     ``b_spline``; the result is ``dask.array.store``-d with 2
+                     threads into a memory-mapped ``.nii`` (no OME-Zarr
+                     conversion: file in to file out like the others).
 
 Every tool runs as a separate subprocess, timed and memory-polled by
 ``bench_speed.measure``: wall time is ``time.perf_counter()`` around the whole
-subprocess (interpreter start-up and imports count); peak RSS is the largest
-sum of RSS over the process tree, polled every ~10 ms with psutil and raised to
-any one process's VmHWM.  RSS counts file-backed pages a process maps (nibabel
-memory-maps the uncompressed input).
+subprocess (interpreter start-up, imports, JIT or WebAssembly compilation
+count); peak RSS is the largest sum of RSS over the process tree, polled every
+~10 ms with psutil and raised to any one process's VmHWM.  RSS counts
+file-backed pages a process maps (nibabel memory-maps the uncompressed input).
 
-Each order gets one untimed warm-up run per tool first (so the page cache
-holds the input); the warm-up outputs are then compared, read back with
-nibabel, as ``max |a - b| / (max - min of the input)``:
-
-* bigresample against scipy: the correctness check (it should be ~1e-7, float32
-  rounding; order 0 and 1 are exact by construction);
-* bigresample and scipy against SimpleITK, only for information.  SimpleITK is
-  not the same computation: outside the input it writes the default value 0
-  where scipy's ``mode="nearest"`` repeats the edge (so over all voxels the
-  difference is about the whole value range), its B-spline prefilter uses
-  mirror boundaries, and it computes the sample points in its own arithmetic,
-  so a nearest-neighbour sample point within ~1e-6 voxel of a half-way tie may
-  round to the other neighbour.  So the difference is given over all voxels and
-  over the "interior": output voxels whose sample point lies at least 8 input
-  voxels inside every face of the input, where only interpolation differs.
+Each order gets one warm-up run per tool first (so the page cache holds the
+input); the warm-up outputs are then compared, read back with nibabel, with
+scipy's as ``max |a - b| / (max - min of the input)``, over all voxels and over
+the "interior": output voxels whose sample point lies at least 8 input voxels
+inside every face of the input.  For bigresample this is the correctness check
+(~1e-7 at most, float32 rounding; orders 0 and 1 exact by construction).  For
+SimpleITK and ngff-zarr only for information: they are not the same
+computation -- outside the input they write 0 where scipy's ``mode="nearest"``
+repeats the edge (so over all voxels the difference is about the whole value
+range on a rotated grid), ITK prefilters B-splines with mirror boundaries
+(ngff-zarr on a block padded by 16 voxels), and ITK computes sample points in
+its own arithmetic and rounds nearest-neighbour half-way ties its own way.
 
 Then ``--repeats`` timed rounds run, the tool order rotated each round so that
-noise on a shared machine hits every tool alike.  Speed is reported as ratios to
+noise on a shared machine hits every tool alike.  Tools named in ``--once``
+are not repeated: their warm-up run, made after the earlier tools' warm-ups
+(input in the page cache), is their one timed run; the table's ``runs`` column
+says so (``--once scipy ngff-zarr`` saves most of the time at full size and
+keeps the exactness check).  ``--baseline DIR`` adds ``bigresample-base``: the
+same command run from another source tree (``PYTHONPATH=DIR``), so that two
+versions are timed side by side in one run.  Speed is reported as ratios to
 SimpleITK and to scipy measured in the same run; absolute times are for
 orientation only.
 
@@ -55,9 +86,12 @@ How to run
 ----------
 From the repository root, with the ``bench`` extra installed::
 
-    python benchmarks/bench_reference.py                        # default 384x384x256, 3 repeats
-    python benchmarks/bench_reference.py --orders 1 3 --repeats 5
-    python benchmarks/bench_reference.py --shape 96 96 64 --repeats 1   # a quick try
+    python benchmarks/bench_reference.py                        # default case, 3 repeats
+    python benchmarks/bench_reference.py --case rotated         # 512x512x300 onto the same grid rotated 15/7 deg
+    python benchmarks/bench_reference.py --case every-axis --once scipy ngff-zarr
+    git archive main | tar -x -C /tmp/base && \
+        python benchmarks/bench_reference.py --case rotated --baseline /tmp/base --tools bigresample simpleitk scipy
+    python benchmarks/bench_reference.py --case rotated --shape 96 96 64 --repeats 1   # a quick try
 
 The report (markdown) goes to stdout, progress to stderr.
 """
@@ -65,10 +99,14 @@ The report (markdown) goes to stdout, progress to stderr.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import nibabel as nib
@@ -78,55 +116,136 @@ HERE = Path(__file__).resolve().parent
 if str(HERE) not in sys.path:  # the shared measuring helpers live beside this file
     sys.path.insert(0, str(HERE))
 
-from bench_speed import Cell, header_lines, log, measure, remove, report_run  # noqa: E402  (puts the repo on sys.path)
+from bench_speed import (  # noqa: E402  (puts the repo on sys.path)
+    Cell, Run, _version, header_lines, log, measure, remove, report_run, subprocess_env,
+)
 
 SPACING = 0.1  # mm, isotropic input
 ORIGIN = (-17.35, 4.8, 22.6)  # mm, world position of input voxel (0, 0, 0)
-REF_SPACING = (0.12, 0.12, 0.15)  # mm
 ROTATION = ((2, 15.0), (0, 7.0))  # (axis, degrees): about z, then about x
-MARGIN = 8  # input voxels from every face: the "interior" of the SimpleITK comparison
-TOOLS = ("bigresample", "scipy", "simpleitk")
+MARGIN = 8  # input voxels from every face: the "interior" of the comparisons
+TOOLS = ("bigresample", "scipy", "simpleitk", "ngff-zarr")
+BASE = "bigresample-base"  # another version of bigresample (--baseline), run side by side
 SLAB = 16  # z planes per slab when writing the input and comparing outputs
+
+
+@dataclass(frozen=True)
+class Case:
+    """One job: input shape and either a rotated reference (``ref_spacing``) or a spacing change (``spacing``)."""
+
+    shape: tuple[int, int, int]
+    ref_spacing: tuple[float, float, float] | None = None  # mm: onto a rotated reference grid
+    spacing: tuple[float, float, float] | None = None  # mm: bigresample --spacing, center grid
+
+
+CASES = {
+    "default": Case((384, 384, 256), ref_spacing=(0.12, 0.12, 0.15)),
+    "rotated": Case((512, 512, 300), ref_spacing=(SPACING,) * 3),
+    "every-axis": Case((512, 512, 300), spacing=(0.13, 0.07, 0.15)),
+}
 
 # --------------------------------------------------------------------------- #
 # The peers, as small scripts run by the same interpreter:                    #
-#   python SCRIPT IN REF OUT ORDER                                            #
+#   python SCRIPT IN GRID_JSON OUT ORDER                                      #
+# GRID_JSON: {"shape", "matrix", "offset", "affine", "reference"}: output      #
+# index o samples input index matrix @ o + offset; "reference" is the          #
+# reference image's path or null (a spacing change).                           #
 # --------------------------------------------------------------------------- #
 
 SCIPY_SCRIPT = '''\
 """scipy whole-array: one affine_transform on the whole volume (one core)."""
+import json
 import sys
 import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-src, ref, dst, order = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-img, ref_img = nib.load(src), nib.load(ref)
-data = np.asanyarray(img.dataobj)
-matrix = np.linalg.solve(img.affine, ref_img.affine)  # 4x4: output index -> input index
-out = ndimage.affine_transform(data, matrix, output_shape=ref_img.shape[:3], order=order, mode="nearest",
-                               output=np.float32)
-nib.save(nib.Nifti1Image(out, ref_img.affine), dst)
+src, grid, dst, order = sys.argv[1], json.load(open(sys.argv[2])), sys.argv[3], int(sys.argv[4])
+data = np.asanyarray(nib.load(src).dataobj)
+out = ndimage.affine_transform(data, np.array(grid["matrix"]), np.array(grid["offset"]),
+                               output_shape=tuple(grid["shape"]), order=order, mode="nearest", output=np.float32)
+nib.save(nib.Nifti1Image(out, np.array(grid["affine"])), dst)
 '''
 
 SITK_SCRIPT = '''\
-"""SimpleITK: ReadImage input and reference, Resample onto the reference, WriteImage (all cores)."""
+"""SimpleITK, 2 threads: ReadImage, Resample onto the reference (or the center grid), WriteImage."""
+import json
 import sys
 import SimpleITK as sitk
 
-src, ref, dst, order = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
-interpolators = {0: sitk.sitkNearestNeighbor, 1: sitk.sitkLinear, 3: sitk.sitkBSpline}  # cubic B-spline
+src, grid, dst, order = sys.argv[1], json.load(open(sys.argv[2])), sys.argv[3], int(sys.argv[4])
+sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(2)
+interpolator = {0: sitk.sitkNearestNeighbor, 1: sitk.sitkLinear, 3: sitk.sitkBSpline}[order]  # cubic B-spline
 img = sitk.ReadImage(src)
-ref_img = sitk.ReadImage(ref)
-out = sitk.Resample(img, ref_img, sitk.Transform(), interpolators[order], 0.0, sitk.sitkFloat32)
+if grid["reference"]:
+    out = sitk.Resample(img, sitk.ReadImage(grid["reference"]), sitk.Transform(), interpolator, 0.0,
+                        sitk.sitkFloat32)
+else:  # the center grid: spacing s * t/s, first voxel at input index offset, the input's direction
+    ratios = [grid["matrix"][k][k] for k in range(3)]
+    out = sitk.Resample(img, grid["shape"], sitk.Transform(), interpolator,
+                        img.TransformContinuousIndexToPhysicalPoint(grid["offset"]),
+                        [s * r for s, r in zip(img.GetSpacing(), ratios)], img.GetDirection(), 0.0,
+                        sitk.sitkFloat32)
 sitk.WriteImage(out, dst)
 '''
 
-SCRIPTS = {"scipy": ("scipy_affine.py", SCIPY_SCRIPT), "simpleitk": ("sitk_reference.py", SITK_SCRIPT)}
+NGFF_SCRIPT = '''\
+"""ngff-zarr: resample (ITK in WebAssembly on dask blocks), nibabel memory map in, memory-mapped .nii out."""
+import json
+import sys
+import dask
+import dask.array as da
+import nibabel as nib
+import numpy as np
+from ngff_zarr import NgffImage, resample
+from ngff_zarr.v06.zarr_metadata import Affine, Identity
+
+src, grid, dst, order = sys.argv[1], json.load(open(sys.argv[2])), sys.argv[3], int(sys.argv[4])
+chunks = int(sys.argv[5])
+DIMS = ("z", "y", "x")  # OME-Zarr order: the C-order view of a NIfTI's (x, y, z) Fortran-order data
+
+
+def zyx(v):
+    return {d: float(x) for d, x in zip(DIMS, list(v)[::-1])}
+
+
+img = nib.load(src)
+a_in = img.affine
+s_in = np.linalg.norm(a_in[:3, :3], axis=0)
+moving = NgffImage(data=da.from_array(np.asanyarray(img.dataobj).T, chunks=chunks), dims=DIMS,
+                   scale=zyx(s_in), translation=zyx(a_in[:3, 3]))
+shape, m, off = tuple(grid["shape"]), np.array(grid["matrix"]), np.array(grid["offset"])
+target = da.zeros(shape[::-1], chunks=chunks, dtype=np.float32)  # geometry only: never computed
+if grid["reference"]:  # fixed point p = output index; moving point = A_in(m @ p + offset), in (z, y, x)
+    fixed = NgffImage(data=target, dims=DIMS, scale=zyx(np.ones(3)), translation=zyx(np.zeros(3)))
+    matrix, shift = np.diag(s_in) @ m, a_in[:3, 3] + s_in * off  # (x, y, z)
+    transform = Affine(affine=np.hstack([matrix[::-1, ::-1], shift[::-1, None]]).tolist())
+else:  # the center grid itself, identity transform
+    fixed = NgffImage(data=target, dims=DIMS, scale=zyx(s_in * np.diag(m)), translation=zyx(a_in[:3, 3] + s_in * off))
+    transform = Identity()
+out = resample(transform, fixed, moving, interpolator={0: "nearest_neighbor", 1: "linear", 3: "b_spline"}[order])
+
+hdr = nib.Nifti1Header()
+hdr.set_data_shape(shape)
+hdr.set_data_dtype(np.float32)
+hdr.set_qform(np.array(grid["affine"]), 1)
+hdr.set_sform(np.array(grid["affine"]), 1)
+hdr.set_data_offset(352)
+with open(dst, "wb") as f:
+    f.write(hdr.binaryblock + bytes(4))
+    f.truncate(352 + 4 * int(np.prod(shape)))
+mm = np.memmap(dst, dtype=np.float32, mode="r+", offset=352, shape=shape, order="F")
+with dask.config.set(scheduler="threads", num_workers=2):
+    da.store(out.data, mm.T, lock=False)
+mm.flush()
+'''
+
+SCRIPTS = {"scipy": ("scipy_affine.py", SCIPY_SCRIPT), "simpleitk": ("sitk_resample.py", SITK_SCRIPT),
+           "ngff-zarr": ("ngff_zarr_resample.py", NGFF_SCRIPT)}
 
 
 # --------------------------------------------------------------------------- #
-# Input, reference and commands                                               #
+# Input, grids and commands                                                   #
 # --------------------------------------------------------------------------- #
 
 
@@ -146,18 +265,32 @@ def input_affine() -> np.ndarray:
     return a
 
 
-def reference_geometry(shape, a_in) -> tuple[tuple[int, ...], np.ndarray]:
+def reference_geometry(shape, a_in, ref_spacing) -> tuple[tuple[int, ...], np.ndarray]:
     """(shape, affine) of the reference: the input's axes rotated about its centre,
-    ``REF_SPACING``, as many voxels as span the input's extent along each axis."""
+    ``ref_spacing``, as many voxels as span the input's extent along each axis."""
     rot = np.eye(3)
     for axis, degrees in ROTATION:
         rot = rotation(axis, degrees) @ rot
     centre = a_in[:3, :3] @ ((np.array(shape) - 1) / 2) + a_in[:3, 3]
-    ref_shape = tuple(max(1, int(round(n * SPACING / s))) for n, s in zip(shape, REF_SPACING))
+    ref_shape = tuple(max(1, int(round(n * SPACING / s))) for n, s in zip(shape, ref_spacing))
     a_ref = np.eye(4)
-    a_ref[:3, :3] = rot @ np.diag(REF_SPACING)
+    a_ref[:3, :3] = rot @ np.diag(ref_spacing)
     a_ref[:3, 3] = centre - a_ref[:3, :3] @ ((np.array(ref_shape) - 1) / 2)
     return ref_shape, a_ref
+
+
+def center_grid(in_shape, a_in, spacing) -> dict:
+    """bigresample's ``center`` grid for ``--spacing`` (docs/grids-and-exactness.md), from the stored affine."""
+    n = np.array(in_shape, dtype=float)
+    s = np.linalg.norm(a_in[:3, :3], axis=0)
+    r = np.array(spacing) / s
+    m = np.array([max(1, int(round(k * (si / ti)))) for k, si, ti in zip(in_shape, s, spacing)])
+    offset = -(m - 1) / 2 * r + (n - 1) / 2
+    affine = a_in.copy()
+    affine[:3, :3] = a_in[:3, :3] * r
+    affine[:3, 3] = a_in[:3, :3] @ offset + a_in[:3, 3]
+    return {"shape": m.tolist(), "matrix": np.diag(r).tolist(), "offset": offset.tolist(),
+            "affine": affine.tolist(), "reference": None}
 
 
 def smooth_slab(shape, a_in, z0: int, z1: int) -> np.ndarray:
@@ -184,8 +317,9 @@ def nifti_header(shape, affine, dtype) -> nib.Nifti1Header:
     return hdr
 
 
-def make_inputs(workdir: Path, shape) -> tuple[Path, Path, float]:
-    """Write ``in.nii`` (slab by slab, never whole) and ``ref.nii``; (input, reference, input value range)."""
+def make_inputs(workdir: Path, case: Case, shape) -> tuple[Path, Path, float]:
+    """Write ``in.nii`` (slab by slab, never whole) and ``grid.json`` (and ``ref.nii`` for a reference case);
+    (input, grid, input value range).  The grid is computed from the affines as stored in the files."""
     from bigresample.nifti import NiftiWriter
 
     t0 = time.perf_counter()
@@ -197,12 +331,20 @@ def make_inputs(workdir: Path, shape) -> tuple[Path, Path, float]:
             slab = smooth_slab(shape, a_in, z0, min(z0 + SLAB, shape[2]))
             lo, hi = min(lo, float(slab.min())), max(hi, float(slab.max()))
             w.write(slab)
-    ref_shape, a_ref = reference_geometry(shape, a_in)
-    ref = workdir / "ref.nii"
-    nib.save(nib.Nifti1Image(np.zeros(ref_shape, np.uint8), None, nifti_header(ref_shape, a_ref, np.uint8)), ref)
-    log(f"made {src} ({src.stat().st_size / 1e6:.1f} MB) and {ref} ({ref.stat().st_size / 1e6:.1f} MB) "
-        f"in {time.perf_counter() - t0:.1f} s")
-    return src, ref, hi - lo
+    a_stored = nib.load(src).affine
+    if case.ref_spacing is not None:
+        ref_shape, a_ref = reference_geometry(shape, a_in, case.ref_spacing)
+        ref = workdir / "ref.nii"
+        nib.save(nib.Nifti1Image(np.zeros(ref_shape, np.uint8), None, nifti_header(ref_shape, a_ref, np.uint8)), ref)
+        m = np.linalg.solve(a_stored, nib.load(ref).affine)  # output index -> input index, as every tool reads it
+        grid = {"shape": list(ref_shape), "matrix": m[:3, :3].tolist(), "offset": m[:3, 3].tolist(),
+                "affine": nib.load(ref).affine.tolist(), "reference": str(ref)}
+    else:
+        grid = center_grid(shape, a_stored, case.spacing)
+    grid_path = workdir / "grid.json"
+    grid_path.write_text(json.dumps(grid))
+    log(f"made {src} ({src.stat().st_size / 1e6:.1f} MB) and {grid_path} in {time.perf_counter() - t0:.1f} s")
+    return src, grid_path, hi - lo
 
 
 def write_scripts(workdir: Path) -> dict[str, Path]:
@@ -213,11 +355,17 @@ def write_scripts(workdir: Path) -> dict[str, Path]:
     return paths
 
 
-def tool_command(tool: str, src: Path, ref: Path, dst: Path, order: int, scripts: dict[str, Path]) -> list[str]:
-    if tool == "bigresample":
-        return [sys.executable, "-m", "bigresample", str(src), str(dst), "--reference", str(ref),
-                "--order", str(order), "--quiet"]
-    return [sys.executable, str(scripts[tool]), str(src), str(ref), str(dst), str(order)]
+def tool_command(tool: str, src: Path, grid_path: Path, dst: Path, order: int, scripts: dict[str, Path],
+                 case: Case, ngff_chunks: int) -> list[str]:
+    if tool in ("bigresample", BASE):
+        grid = json.loads(grid_path.read_text())
+        target = (["--reference", grid["reference"]] if grid["reference"]
+                  else ["--spacing", *map(str, case.spacing), "--grid", "center"])
+        # -P: no current folder first on sys.path, so that PYTHONPATH chooses the version (a checkout runs from it)
+        return [sys.executable, "-P", "-m", "bigresample", str(src), str(dst), *target, "--order", str(order),
+                "--quiet"]
+    extra = [str(ngff_chunks)] if tool == "ngff-zarr" else []
+    return [sys.executable, str(scripts[tool]), str(src), str(grid_path), str(dst), str(order), *extra]
 
 
 # --------------------------------------------------------------------------- #
@@ -225,12 +373,10 @@ def tool_command(tool: str, src: Path, ref: Path, dst: Path, order: int, scripts
 # --------------------------------------------------------------------------- #
 
 
-def sample_points(src: Path, ref: Path):
-    """(input shape, 3x3 matrix, offset): output index ``o`` samples input index ``matrix @ o + offset``,
-    from the affines as stored in the files (what every tool reads)."""
-    a_in, a_ref = nib.load(src).affine, nib.load(ref).affine
-    m = np.linalg.solve(a_in, a_ref)
-    return nib.load(src).shape[:3], m[:3, :3], m[:3, 3]
+def sample_points(src: Path, grid_path: Path):
+    """(input shape, 3x3 matrix, offset): output index ``o`` samples input index ``matrix @ o + offset``."""
+    grid = json.loads(grid_path.read_text())
+    return nib.load(src).shape[:3], np.array(grid["matrix"]), np.array(grid["offset"])
 
 
 def interior(points, out_shape, z0: int, z1: int, margin: int = MARGIN) -> np.ndarray:
@@ -272,13 +418,15 @@ def compare(a: Path, b: Path, points, value_range: float) -> tuple[float, float,
 
 
 def compare_outputs(outputs: dict[str, Path], points, value_range: float) -> dict:
-    """{(tool, peer): (all, interior)} for bigresample vs scipy / SimpleITK and scipy vs SimpleITK."""
+    """{tool: (all, interior, note)}: every tool's output against scipy's."""
     diffs = {}
-    for tool, peer in (("bigresample", "scipy"), ("bigresample", "simpleitk"), ("scipy", "simpleitk")):
-        if tool in outputs and peer in outputs:
-            whole, inside, note = compare(outputs[tool], outputs[peer], points, value_range)
-            diffs[tool, peer] = (whole, inside)
-            log(f"    {tool} vs {peer}: max |diff| / range {whole:.1e} (interior {inside:.1e})"
+    if "scipy" not in outputs:
+        return diffs
+    for tool, path in outputs.items():
+        if tool != "scipy":
+            whole, inside, note = compare(path, outputs["scipy"], points, value_range)
+            diffs[tool] = (whole, inside, note)
+            log(f"    {tool} vs scipy: max |diff| / range {whole:.1e} (interior {inside:.1e})"
                 + (f" -- {note}" if note else ""))
     return diffs
 
@@ -288,32 +436,41 @@ def compare_outputs(outputs: dict[str, Path], points, value_range: float) -> dic
 # --------------------------------------------------------------------------- #
 
 
-def results_table(cells: dict, diffs: dict, orders, tools) -> list[str]:
+def _diff_text(d, which: int) -> str:
+    if d is None:
+        return "-"
+    return f"{d[which]:.1e}" + (f" ({d[2]})" if d[2] and which == 0 else "")
+
+
+def results_table(cells: dict, diffs: dict, orders, tools, skipped: dict) -> list[str]:
+    peers = [("simpleitk", "SimpleITK"), ("scipy", "scipy")] + ([(BASE, "base")] if BASE in tools else [])
     rows = [
-        "| order | tool | median wall (s) | min wall (s) | median peak RSS (MiB) | time / SimpleITK "
-        "| time / scipy | max\\|Δ\\|/range vs scipy | vs SimpleITK: all | vs SimpleITK: interior |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| order | tool | runs | median wall (s) | min wall (s) | median peak RSS (MiB) | "
+        + "".join(f"time / {name} | " for _, name in peers)
+        + "max\\|Δ\\|/range vs scipy | vs scipy: interior |",
+        "|---:|---|---:|---:|---:|---:|" + "---:|" * (len(peers) + 2),
     ]
+    dashes = " - |" * (len(peers) + 2)
 
     def ratio(t, peer):
         ref = cells[order].get(peer)
         ref_t = ref.median_time() if ref else None
         return f"{t / ref_t:.2f}" if ref_t else "-"
 
-    def diff(tool, peer, which):
-        d = diffs[order].get((tool, peer))
-        return "-" if d is None else f"{d[which]:.1e}"
-
     for order in orders:
         for tool in tools:
+            if tool in skipped:
+                rows.append(f"| {order} | {tool} | n/a | n/a ({skipped[tool]}) | - | - |{dashes}")
+                continue
             cell = cells[order][tool]
             t = cell.median_time()
             if t is None:
-                rows.append(f"| {order} | {tool} | error | error | error | - | - | - | - | - |")
+                rows.append(f"| {order} | {tool} | {len(cell.runs)} | error | error | error |{dashes}")
                 continue
-            rows.append(f"| {order} | {tool} | {t:.2f} | {cell.min_time():.2f} | {cell.median_rss():.0f} "
-                        f"| {ratio(t, 'simpleitk')} | {ratio(t, 'scipy')} | {diff(tool, 'scipy', 0)} "
-                        f"| {diff(tool, 'simpleitk', 0)} | {diff(tool, 'simpleitk', 1)} |")
+            d = diffs[order].get(tool)
+            rows.append(f"| {order} | {tool} | {len(cell.good)} | {t:.2f} | {cell.min_time():.2f} "
+                        f"| {cell.median_rss():.0f} | " + "".join(f"{ratio(t, peer)} | " for peer, _ in peers)
+                        + f"{_diff_text(d, 0)} | {_diff_text(d, 1)} |")
     return rows
 
 
@@ -324,37 +481,79 @@ def results_table(cells: dict, diffs: dict, orders, tools) -> list[str]:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--case", choices=sorted(CASES), default="default",
+                   help="the job (default: default; see above)")
     p.add_argument("--workdir", type=Path,
-                   help="folder for the input, reference, outputs and tool scripts (default: a fresh folder "
+                   help="folder for the input, grid, outputs and tool scripts (default: a fresh folder "
                         "under /tmp, deleted at the end)")
-    p.add_argument("--shape", nargs=3, type=int, default=(384, 384, 256), metavar=("X", "Y", "Z"),
-                   help="input shape in voxels at 0.1 mm (default 384 384 256)")
+    p.add_argument("--shape", nargs=3, type=int, metavar=("X", "Y", "Z"),
+                   help="input shape in voxels at 0.1 mm (default: the case's)")
     p.add_argument("--orders", nargs="+", type=int, default=[0, 1, 3], choices=(0, 1, 3),
                    help="spline orders (default 0 1 3)")
+    p.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS),
+                   help="tools to run (default: all; scipy is the reference the others are compared with)")
+    p.add_argument("--once", nargs="*", choices=(*TOOLS, BASE), default=[],
+                   help="tools timed by their warm-up run only, not repeated (default: none)")
+    p.add_argument("--baseline", type=Path, metavar="DIR",
+                   help="a source tree of another bigresample version (e.g. git archive COMMIT | tar -x -C DIR): "
+                        "adds the tool bigresample-base, the same command with PYTHONPATH=DIR")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds (default 3)")
+    p.add_argument("--ngff-chunks", type=int, default=128, help="ngff-zarr's dask chunk edge (default 128)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds before a run is killed (default 3600)")
     p.add_argument("--keep", action="store_true", help="keep the work folder (input, reference, scripts)")
     args = p.parse_args(argv)
     if args.repeats < 1:
         p.error("--repeats must be >= 1")
-    if min(args.shape) < 1:
+    if args.shape is not None and min(args.shape) < 1:
         p.error("--shape values must be >= 1")
     return args
 
 
-def warm_up(cells, orders, tools, src, ref, scripts, workdir, points, value_range, timeout) -> dict:
-    """One untimed run per tool and order; compare the outputs. {order: {(tool, peer): (all, interior)}}."""
+def base_env(args) -> dict:
+    return dict(subprocess_env(), PYTHONPATH=str(args.baseline.resolve()))
+
+
+def imported_from(env: dict | None) -> str:
+    """The bigresample package (folder and git commit if known) a tool's subprocess imports."""
+    code = "import bigresample, pathlib; print(pathlib.Path(bigresample.__file__).parent.parent)"
+    folder = subprocess.run([sys.executable, "-P", "-c", code], env=env or subprocess_env(), capture_output=True,
+                            text=True).stdout.strip()
+    commit = subprocess.run(["git", "-C", folder, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    return f"{folder}" + (f" (git {commit})" if commit else "")
+
+
+def load_text() -> str:
+    return ", ".join(f"{x:.1f}" for x in os.getloadavg())
+
+
+def unavailable(tools) -> dict[str, str]:
+    """{tool: why it cannot run here} for peers that do not import."""
+    skipped = {}
+    for tool, module in (("simpleitk", "SimpleITK"), ("ngff-zarr", "ngff_zarr")):
+        if tool in tools:
+            try:
+                __import__(module)
+            except ImportError as exc:
+                skipped[tool] = f"not installed: {exc}"
+    return skipped
+
+
+def warm_up(cells, orders, tools, once, run_tool, workdir, points, value_range) -> dict:
+    """One run per tool and order (the timed run of ``--once`` tools); compare the outputs with scipy's.
+    {order: {tool: (all, interior, note)}}."""
     diffs = {}
     for order in orders:
         outputs = {}
         for tool in tools:
             dst = workdir / f"out_{tool}.nii"
-            run = measure(tool_command(tool, src, ref, dst, order, scripts), workdir, timeout)
+            run = run_tool(tool, dst, order)
             report_run(f"[warm-up] order {order} {tool}", run)
             if run.ok:
                 outputs[tool] = dst
-            else:
-                cells[order][tool].runs.append(run)  # a tool that fails here is reported as failed
+            if not run.ok or tool in once:
+                cells[order][tool].runs.append(run)  # a failure is reported as such; a --once tool's only run
+            if not run.ok:
                 remove(dst)
         diffs[order] = compare_outputs(outputs, points, value_range)
         for dst in outputs.values():
@@ -362,51 +561,84 @@ def warm_up(cells, orders, tools, src, ref, scripts, workdir, points, value_rang
     return diffs
 
 
+def describe(case_name: str, case: Case, shape, grid: dict, points, args, tools) -> str:
+    out_shape = grid["shape"]
+    once = [t for t in args.once if t in tools]
+    if case.ref_spacing is not None:
+        rotation_text = ", then ".join(f"{deg:g} deg about {'xyz'[axis]}" for axis, deg in ROTATION)
+        target = (f"reference {'x'.join(map(str, out_shape))} at {' x '.join(map(str, case.ref_spacing))} mm, "
+                  f"rotated {rotation_text} around the input's centre")
+    else:
+        target = (f"{' x '.join(map(str, case.spacing))} mm (--spacing, center grid), "
+                  f"{'x'.join(map(str, out_shape))}")
+    return (f"Case {case_name}: input {'x'.join(map(str, shape))} float32 at {SPACING} mm, origin {ORIGIN} mm "
+            f"-> {target}; of the output voxels, {1 - interior_fraction(points, out_shape, 0):.0%} sample outside "
+            f"the input and {interior_fraction(points, out_shape):.0%} >= {MARGIN} input voxels inside every "
+            f"face (the interior); {args.repeats} timed repeat(s) after 1 warm-up"
+            + (f" ({', '.join(once)}: the warm-up only)" if once else "")
+            + f"; ngff-zarr {_version('ngff-zarr')}, itkwasm-downsample {_version('itkwasm-downsample')}, "
+            f"chunks {args.ngff_chunks}; work folder {args.workdir}\n")
+
+
+def timed_rounds(cells, orders, tools, once, run_tool, workdir, repeats: int) -> None:
+    repeated = [t for t in tools if t not in once]
+    dst = workdir / "out.nii"
+    for rep in range(repeats):
+        for order in orders:
+            k = rep % max(1, len(repeated))
+            for tool in repeated[k:] + repeated[:k]:
+                run = run_tool(tool, dst, order)
+                remove(dst)
+                report_run(f"[{rep + 1}/{repeats}] order {order} {tool}", run)
+                cells[order][tool].runs.append(run)
+
+
 def main(argv=None) -> int:
     args = parse_args(argv)
+    case = CASES[args.case]
     orders = list(dict.fromkeys(args.orders))
-    tools = list(TOOLS)
+    skipped = unavailable(args.tools)
+    tools = [t for t in TOOLS if t in args.tools and t not in skipped]
+    if args.baseline is not None:
+        tools.insert(1, BASE)
     created = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="bench_reference_", dir="/tmp")) if created else args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
+    args.workdir = workdir
 
-    print("\n".join(header_lines("bench_reference")), flush=True)
-    shape = tuple(args.shape)
+    print("\n".join(header_lines("bench_reference")[:-1]), flush=True)
+    when = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    print(f"- load average at start (1, 5, 15 min): {load_text()}; {when}\n", flush=True)
+    shape = tuple(args.shape or case.shape)
     try:
-        src, ref, value_range = make_inputs(workdir, shape)
+        src, grid_path, value_range = make_inputs(workdir, case, shape)
         scripts = write_scripts(workdir)
-        ref_shape = nib.load(ref).shape
-        points = sample_points(src, ref)
-        rotation_text = ", then ".join(f"{deg:g} deg about {'xyz'[axis]}" for axis, deg in ROTATION)
-        print(f"Input {'x'.join(map(str, shape))} float32 at {SPACING} mm, origin {ORIGIN} mm -> reference "
-              f"{'x'.join(map(str, ref_shape))} at {' x '.join(map(str, REF_SPACING))} mm, rotated "
-              f"{rotation_text} around the input's centre; of the output voxels, "
-              f"{1 - interior_fraction(points, ref_shape, 0):.0%} sample outside the input and "
-              f"{interior_fraction(points, ref_shape):.0%} >= {MARGIN} input voxels inside every face "
-              f"(the interior); "
-              f"{args.repeats} timed repeat(s) after 1 warm-up; work folder {workdir}\n", flush=True)
+        points = sample_points(src, grid_path)
+        print(describe(args.case, case, shape, json.loads(grid_path.read_text()), points, args, tools), flush=True)
+
+        for tool in (t for t in tools if t in ("bigresample", BASE)):
+            print(f"- {tool} runs {imported_from(base_env(args) if tool == BASE else None)}", flush=True)
+        print(flush=True)
+
+        def run_tool(tool: str, dst: Path, order: int) -> Run:
+            cmd = tool_command(tool, src, grid_path, dst, order, scripts, case, args.ngff_chunks)
+            return measure(cmd, workdir, args.timeout, base_env(args) if tool == BASE else None)
 
         cells = {order: {t: Cell() for t in tools} for order in orders}
-        diffs = warm_up(cells, orders, tools, src, ref, scripts, workdir, points, value_range, args.timeout)
-        dst = workdir / "out.nii"
-        for rep in range(args.repeats):
-            for order in orders:
-                k = rep % len(tools)
-                for tool in tools[k:] + tools[:k]:
-                    run = measure(tool_command(tool, src, ref, dst, order, scripts), workdir, args.timeout)
-                    remove(dst)
-                    report_run(f"[{rep + 1}/{args.repeats}] order {order} {tool}", run)
-                    cells[order][tool].runs.append(run)
+        once = set(args.once)
+        diffs = warm_up(cells, orders, tools, once, run_tool, workdir, points, value_range)
+        timed_rounds(cells, orders, tools, once, run_tool, workdir, args.repeats)
 
-        print(f"## Wall time, peak RSS (median of {args.repeats} run{'s' if args.repeats > 1 else ''}) "
-              "and agreement (warm-up outputs)\n")
-        print("\n".join(results_table(cells, diffs, orders, tools)))
-        print(f"\nmax|Δ|/range: largest absolute difference from the peer's output over the input's value "
-              f"range ({value_range:.1f}); bigresample should equal scipy.  SimpleITK is a different "
-              "computation (0 outside the input, mirror-boundary B-spline prefilter, near-ties of nearest "
-              f"neighbour rounded its own way); its interior is the output voxels sampled >= {MARGIN} input "
-              "voxels inside every face.")
-        failures = [(order, tool) for order, row in cells.items() for tool, cell in row.items() if cell.failed]
+        print("## Wall time, peak RSS (median of the runs) and agreement with scipy (warm-up outputs)\n")
+        print("\n".join(results_table(cells, diffs, orders, [*tools, *skipped], skipped)))
+        print(f"\nmax|Δ|/range: largest absolute difference from scipy's output over the input's value range "
+              f"({value_range:.1f}); bigresample should equal scipy.  SimpleITK and ngff-zarr (ITK) are a "
+              "different computation (0 outside the input, mirror-boundary B-spline prefilter, near-ties of "
+              f"nearest neighbour rounded their own way); the interior is the output voxels sampled >= {MARGIN} "
+              "input voxels inside every face.")
+        print(f"\nLoad average at the end (1, 5, 15 min): {load_text()} on {os.cpu_count()} cores: the machine is "
+              "shared; ratios within a run are the figures to read.")
+        failures = [(order, tool) for order in orders for tool, cell in cells[order].items() if cell.failed]
         if failures:
             print("\nFailed runs: " + ", ".join(f"{tool} order {order}" for order, tool in failures))
         return 1 if failures else 0
