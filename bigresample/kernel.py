@@ -502,7 +502,43 @@ def _interior_linear(flat, dst, colx, geom, pad, a, b, mx, my, mz, tap, fx, fy, 
     sx = ((colx[0, a] + ryx) + rzx) + pad
     sy = ((colx[1, a] + ryy) + rzy) + pad
     sz = ((colx[2, a] + ryz) + rzz) + pad
-    for x in range(a, b):
+    # the part of the span whose coordinates lie inside the volume on every
+    # axis: no clamping, every second tap the next sample (one pass, fixed steps)
+    ia, ib = a, b
+    for c0, m, l in ((sx, mx, lx), (sy, my, ly), (sz, mz, lz)):
+        ka, kb = _axis_span(c0, m, 0.0, l, b - a)
+        ia, ib = max(ia, a + ka), min(ib, a + kb)
+    if ib > ia:
+        _linear_inside(flat, dst, sx, sy, sz, a, ia, ib, mx, my, mz, sy_, sz_, base)
+        _linear_clamped(flat, dst, sx, sy, sz, a, a, ia, mx, my, mz, lx, ly, lz, tap, fx, fy, fz, step, sy_, sz_, base)
+        _linear_clamped(flat, dst, sx, sy, sz, a, ib, b, mx, my, mz, lx, ly, lz, tap, fx, fy, fz, step, sy_, sz_, base)
+    else:
+        _linear_clamped(flat, dst, sx, sy, sz, a, a, b, mx, my, mz, lx, ly, lz, tap, fx, fy, fz, step, sy_, sz_, base)
+
+
+@_jit(boundscheck=False, error_model="numpy")
+def _linear_inside(flat, dst, sx, sy, sz, a, ia, ib, mx, my, mz, sy_, sz_, base):
+    """Order 1 over ``[ia, ib)``, where every coordinate lies in ``[0, length - 1)``."""
+    dy, dz = np.uint64(sy_), np.uint64(sz_)
+    one = np.uint64(1)
+    for x in range(ia, ib):
+        k = float(x - a)
+        cx, cy, cz = sx + k * mx, sy + k * my, sz + k * mz
+        ix, iy, iz = int(cx), int(cy), int(cz)
+        bx, by, bz = cx - ix, cy - iy, cz - iz
+        ax, ay, az = 1.0 - bx, 1.0 - by, 1.0 - bz
+        t = np.uint64(ix + iy * sy_ + iz * sz_ - base)
+        r00 = ax * float(flat[t]) + bx * float(flat[t + one])
+        r01 = ax * float(flat[t + dy]) + bx * float(flat[t + dy + one])
+        r10 = ax * float(flat[t + dz]) + bx * float(flat[t + dz + one])
+        r11 = ax * float(flat[t + dz + dy]) + bx * float(flat[t + dz + dy + one])
+        dst[x] = az * (ay * r00 + by * r01) + bz * (ay * r10 + by * r11)
+
+
+@_jit(boundscheck=False, error_model="numpy")
+def _linear_clamped(flat, dst, sx, sy, sz, a, lo, hi, mx, my, mz, lx, ly, lz, tap, fx, fy, fz, step, sy_, sz_, base):
+    """Order 1 over ``[lo, hi)`` of the span, coordinates clamped to the volume."""
+    for x in range(lo, hi):
         k = float(x - a)
         cx = min(max(sx + k * mx, 0.0), lx)
         cy = min(max(sy + k * my, 0.0), ly)
@@ -513,7 +549,7 @@ def _interior_linear(flat, dst, colx, geom, pad, a, b, mx, my, mz, tap, fx, fy, 
         # the one beyond the last sample onto it (its weight is 0, as scipy's)
         step[x] = (ix < lx) + 2 * (iy < ly) + 4 * (iz < lz)
         tap[x] = ix + iy * sy_ + iz * sz_ - base
-    for x in range(a, b):
+    for x in range(lo, hi):
         t, k = np.uint64(tap[x]), np.uint64(step[x])
         dx = k & np.uint64(1)
         dy = ((k >> np.uint64(1)) & np.uint64(1)) * np.uint64(sy_)
