@@ -26,6 +26,13 @@ median of ``--repeats``, the candidates alternating.  Also max |difference| /
 range against the whole-array scipy call, and the kernel's JIT cost: a fresh
 process compiling into an empty cache folder (cold), then loading from it
 (warm).
+
+Then the window prefilter of orders >= 2 (``transform._prefilter``, compiled)
+against what it replaced (``splines.prefilter_planes`` along z and y, scipy's
+``spline_filter1d`` along x), order 3, on a float64 window of ``--window``
+samples (z y x; default the largest window of ``bench_reference.py --case
+rotated``'s blocks at order 3, pre-pad included): ns per window sample and
+axis, one thread, median of ``--repeats``.
 """
 
 from __future__ import annotations
@@ -174,11 +181,44 @@ def jit_cost() -> list[tuple[float, float]]:
     return runs
 
 
+def prefilter_table(window, repeats) -> None:
+    from bigresample import splines
+    from bigresample.engine import Workspace
+    from bigresample.transform import _prefilter
+
+    data = np.random.default_rng(1).standard_normal(window) * 1000
+    work, ws = np.empty_like(data), Workspace()
+
+    def before(axis):
+        if axis < 2:
+            splines.prefilter_planes(work, work, 3, "nearest", axis)
+        else:
+            ndimage.spline_filter1d(work, 3, axis=axis, output=work, mode="nearest")
+
+    print(f"\nwindow prefilter, order 3, mode nearest, float64 window {window[0]}x{window[1]}x{window[2]} (z y x)\n")
+    print("| axis | before (numpy planes / scipy) ns/sample | compiled ns/sample | max abs diff / range |")
+    print("|---|---:|---:|---:|")
+    for axis, name in enumerate("zyx"):
+        times, outs = {"before": [], "compiled": []}, {}
+        for rep in range(repeats + 1):
+            for label, fn in (("before", before), ("compiled", lambda a: _prefilter(work, 3, "nearest", a, ws))):
+                np.copyto(work, data)
+                t = time.perf_counter()
+                fn(axis)
+                if rep:
+                    times[label].append(time.perf_counter() - t)
+                outs[label] = work.copy()
+        diff = float(np.max(np.abs(outs["before"] - outs["compiled"]))) / float(np.ptp(data))
+        b, c = (statistics.median(times[k]) / data.size * 1e9 for k in ("before", "compiled"))
+        print(f"| {name} | {b:.2f} | {c:.2f} | {diff:.1e} |")
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shape", type=int, nargs=3, default=[256, 256, 192])
     ap.add_argument("--orders", type=int, nargs="+", default=[0, 1, 3])
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--window", type=int, nargs=3, default=[163, 267, 536])
     args = ap.parse_args(argv)
     zyx, grid = setup(args.shape)
     n = zyx.size
@@ -208,6 +248,7 @@ def main(argv=None):
                 cpu = statistics.median(t[1] for t in ts) / n * 1e9
                 print(f"| {order} | {threads} | {name} | {wall:.1f} | {cpu:.1f} | {diffs[name]:.1e} |")
             sys.stdout.flush()
+    prefilter_table(tuple(args.window), args.repeats)
 
 
 if __name__ == "__main__":

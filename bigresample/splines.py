@@ -301,6 +301,20 @@ PLANEWISE_MIN_LEN = 64
 _HORIZON_TOL = 1e-16
 
 
+def prefilter_gain(zs) -> float:
+    """The prefilter's gain for poles ``zs`` (scipy's ``apply_filter`` product)."""
+    gain = 1.0
+    for z in zs:
+        gain *= (1.0 - z) * (1.0 - 1.0 / z)
+    return gain
+
+
+def start_horizon(z: float, n: int) -> int:
+    """Terms of a boundary start's sum kept for pole ``z`` on a line of ``n``
+    samples: up to ``|z|**k < 1e-16``."""
+    return min(n - 1, int(math.ceil(math.log(_HORIZON_TOL) / math.log(abs(z)))))
+
+
 def prefilter_planes(x: np.ndarray, out: np.ndarray, order: int, mode: str, axis: int) -> np.ndarray:
     """scipy.ndimage.spline_filter1d along a non-contiguous ``axis``, plane by plane.
 
@@ -323,9 +337,7 @@ def prefilter_planes(x: np.ndarray, out: np.ndarray, order: int, mode: str, axis
         return out[lead + (i,)]
 
     zs = poles(order)
-    gain = 1.0
-    for z in zs:
-        gain *= (1.0 - z) * (1.0 - 1.0 / z)
+    gain = prefilter_gain(zs)
     np.multiply(x, np.float64(gain), out=out)  # a strong float64: no float32 arithmetic
     tmp = np.empty(P(0).shape)
     acc = np.empty(P(0).shape)
@@ -336,7 +348,7 @@ def prefilter_planes(x: np.ndarray, out: np.ndarray, order: int, mode: str, axis
     else:
         kind = "mirror"
     for z in zs:
-        horizon = min(n - 1, int(math.ceil(math.log(_HORIZON_TOL) / math.log(abs(z)))))
+        horizon = start_horizon(z, n)
         # causal start
         if kind == "wrap":  # c0 + sum_{i>=1} z^i c[n-i]
             np.copyto(acc, P(0))

@@ -154,8 +154,9 @@ class AffineResampler(Sampling):
         makes them (pre-padded by ``pad`` with edge values or cval, then
         ``spline_filter`` with the mode), in a reused workspace buffer: fresh
         window-sized arrays per block cost more in page faults than the filter.
-        The outer axes go plane by plane (``splines.prefilter_planes``, the
-        engine's: scipy's recursions and starts, streamed)."""
+        Axes of 64 samples or more go through the compiled ``_prefilter``
+        (``splines.prefilter_planes``' recursions and starts: scipy's,
+        streamed), shorter ones through scipy's ``spline_filter1d``."""
         shape = tuple(n + 2 * pad for n in win.shape)
         coef = ws.array("coef", shape, np.float64)
         inner = tuple(slice(pad, pad + n) for n in win.shape)
@@ -173,11 +174,28 @@ class AffineResampler(Sampling):
         for ax in range(3):
             if shape[ax] < 2:
                 continue
-            if ax < 2 and shape[ax] >= splines.PLANEWISE_MIN_LEN:
-                splines.prefilter_planes(coef, coef, self.order, self.mode, ax)
+            if shape[ax] >= splines.PLANEWISE_MIN_LEN:
+                _prefilter(coef, self.order, self.mode, ax, ws)
             else:
                 ndimage().spline_filter1d(coef, self.order, axis=ax, output=coef, mode=self.mode)
         return coef
+
+
+def _prefilter(coef, order, mode, axis, ws) -> None:
+    """``splines.prefilter_planes`` along ``axis`` of the C-ordered 3-d
+    ``coef``, in place, by the compiled ``kernel.prefilter_lines`` (the same
+    values bit for bit): along z and y the lines of a plane row advance
+    together; along x (scipy's ``spline_filter1d`` before, one line at a time)
+    the rows of a plane do (bench_kernel.py: the prefilter)."""
+    from . import kernel
+
+    z, y, x = coef.shape
+    view = (coef.reshape(1, z, y * x), coef, coef.transpose(0, 2, 1))[axis]
+    zs = np.array(splines.poles(order))
+    horizons = np.array([splines.start_horizon(p, view.shape[1]) for p in zs], dtype=np.int64)
+    gain = splines.prefilter_gain(zs)
+    acc = ws.array("prefilter", (view.shape[2],), np.float64)
+    kernel.prefilter_lines(view, gain, zs, horizons, kernel.prefilter_kind(mode), acc)
 
 
 def _native(win, ws) -> np.ndarray:

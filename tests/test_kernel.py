@@ -159,3 +159,26 @@ def test_order_1_reads_a_zero_weight_tap_as_scipy_does():
     assert np.isnan(ref).sum() > 2
     np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6 * 1000)
+
+
+@pytest.mark.parametrize("mode", ["nearest", "mirror", "reflect", "wrap", "grid-wrap", "constant", "grid-constant"])
+@pytest.mark.parametrize("order", [2, 3, 4, 5])
+def test_the_compiled_prefilter_is_the_planewise_one_bit_for_bit_and_scipys_along_x(order, mode):
+    """The window's B-spline prefilter (``transform._prefilter``, compiled) along
+    z and y equals ``splines.prefilter_planes`` exactly, and along every axis
+    (x included, where scipy's own ``spline_filter1d`` ran before) scipy's
+    ``spline_filter1d`` to rounding; lines of 64 samples and more, as it is used."""
+    from bigresample.engine import Workspace
+    from bigresample.splines import prefilter_planes
+    from bigresample.transform import _prefilter
+
+    data = np.random.default_rng(order).standard_normal((66, 70, 81)) * 1000
+    for axis in range(3):
+        got = data.copy()
+        _prefilter(got, order, mode, axis, Workspace())
+        expected = ndimage.spline_filter1d(data, order, axis=axis, mode=mode)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10 * np.ptp(data))
+        if axis < 2:
+            planes = data.copy()
+            prefilter_planes(planes, planes, order, mode, axis)
+            assert np.array_equal(got, planes)
