@@ -179,3 +179,28 @@ def test_map_coordinate_folds_coordinates_several_periods_away(mode, expected):
 
 def test_reflect_maps_exactly_one_period_below_zero_to_zero():
     np.testing.assert_array_equal(splines.map_coordinate(np.array([-10.0]), 5, "reflect"), [0.0])
+
+
+def test_reflect_guards_a_tiny_negative_coordinate_as_scipy_does():
+    """ni_interpolation.c's 'reflect' maps ``in`` in (-1e-15, 0) to ``1e-15 - 1``,
+    not ``-in - 1`` (which rounds to -1); -1e-15 itself gives the same either way."""
+    got = splines.map_coordinate(np.array([-1e-16, -1e-300, -1e-15, -0.25]), 5, "reflect")
+    np.testing.assert_array_equal(got, [1e-15 - 1, 1e-15 - 1, 1e-15 - 1, -0.75])
+
+
+def test_an_unknown_mode_is_refused_by_name():
+    with pytest.raises(splines.SplineError, match="unknown mode 'edge'"):
+        splines.map_coordinate(np.array([-1.0]), 5, "edge")
+
+
+@pytest.mark.parametrize("mode, npad", [("nearest", 12), ("grid-constant", 12), ("mirror", 0), ("constant", 0)])
+def test_taps_record_the_padded_line_and_mark_no_sample_outside_but_in_constant_mode(mode, npad):
+    """``Taps.length`` is the pre-padded line (n + 2 * npad) the indices point into;
+    only 'constant' marks samples as cval altogether ('grid-constant' reads cval
+    tap by tap, 'nearest' clamps); order 0 has no weights."""
+    coords = np.array([-30.0, -1.5, 0.0, 2.5, 4.0, 9.0, 40.0])
+    t = splines.taps(coords, 5, 3, mode)
+    assert (t.length, t.npad) == (5 + 2 * npad, npad)
+    assert t.outside.tolist() == ([True, True, False, False, False, True, True] if mode == "constant" else [False] * 7)
+    t0 = splines.taps(coords, 5, 0, mode)
+    assert t0.weights is None and t0.index.shape == (7, 1)
