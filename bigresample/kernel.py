@@ -28,7 +28,11 @@ three differences that cost nothing in exactness:
   positions and weights (vectorised), then the reads.  Order 0 computes
   scipy's coordinates there too (identical, ties included); order 1 takes
   scipy's at the span's start plus ``k`` times the matrix's first column (a
-  few 1e-13 voxel off scipy's, so within 1e-12 of the input's range).
+  few 1e-13 voxel off scipy's, so within 1e-12 of the input's range); the part
+  of that span whose coordinates lie inside the volume on every axis (no
+  clamping, every second tap the next sample) in one pass with fixed steps
+  (``_linear_inside``).
+* for orders >= 2 the window's prefilter is compiled too (``prefilter_lines``).
 
 The window is in file order (``(z, y, x)``, C-ordered), and so is the output
 block: what a NIfTI holds, no transposing.  For orders >= 2 the window holds
