@@ -119,6 +119,12 @@ def _prepare(work: Path, module: str) -> None:
     with open(work / "tests" / "conftest.py", "a") as f:
         f.write("\n\n@pytest.fixture(autouse=True)\ndef _mutation_cwd(tmp_path_factory, monkeypatch):\n"
                 "    monkeypatch.chdir(tmp_path_factory.mktemp('cwd'))\n")
+        # mutmut forks each mutant's run from a process whose dask thread pool
+        # (made by the stats run) has no threads in the child: a .compute() there
+        # would wait forever, and the mutant count as a timeout
+        f.write("\n\n@pytest.fixture(autouse=True)\ndef _mutation_fresh_dask_pool(monkeypatch):\n"
+                "    import dask.threaded\n"
+                "    monkeypatch.setattr(dask.threaded, 'default_pool', None)\n")
     # without a [tool.mutmut] table mutmut reads setup.cfg; pytest its own options
     pyproject = (ROOT / "pyproject.toml").read_text()
     if "[tool.mutmut]" in pyproject:
