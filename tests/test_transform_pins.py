@@ -192,3 +192,16 @@ def test_4d_blocks_in_file_order_and_every_volume():
     got = blockwise(r, data, (5, 10, 3))
     for v in range(2):
         assert_strict(got[..., v], whole(data[..., v], g, 3, "reflect"), data, 3)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.int16])
+def test_a_block_without_an_output_type_keeps_the_inputs(dtype):
+    """``compute(source, region)`` with no type gives the input's type (scipy's
+    ``affine_transform`` default output), values as the whole-array call's."""
+    data = (np.random.default_rng(5).random((20, 18, 12)) * 300).astype(dtype)
+    g = rotated_grid(data.shape, (14, 16, 10))
+    r = AffineResampler(g, 1, "nearest")
+    got = r.compute(data, tuple(slice(0, n) for n in g.out_shape))
+    assert got.dtype == dtype
+    expected = whole(data, g, 1, "nearest")
+    assert np.abs(got.astype(np.float64) - expected).max() <= (1 if dtype == np.int16 else 1e-4)
