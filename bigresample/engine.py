@@ -564,6 +564,16 @@ class Resampler(Sampling):
                     x[tuple(sl)] = fill
         return x
 
+    def _prepad_value(self, dtype) -> float:
+        """What a window sample with ``src == -1`` holds: ``cval``, except in
+        scipy's pre-pad for orders >= 2 ('grid-constant'), which ``np.pad``
+        fills in the input's type (cval cast to it: -40.5 is -40 in an int16
+        volume, as ``transform.AffineResampler._coefficients`` pads too)."""
+        if self.order < 2:
+            return self.cval
+        with np.errstate(invalid="ignore"):
+            return float(np.array(self.cval).astype(dtype))
+
     def _read_window(self, source, plans, extra, ws) -> np.ndarray:
         """The input window of the block, file order (axes reversed), C-ordered.
 
@@ -574,6 +584,7 @@ class Resampler(Sampling):
         """
         k = len(plans)
         pads = [_padded_range(p.src) for p in plans]
+        fill = self._prepad_value(source.dtype)
         if all(q is not None for q in pads):
             extra_shape = slice_lengths(extra, source.shape[k:])
             core_sl = tuple(slice(a, b) for _, a, b, _ in pads) + extra
@@ -597,18 +608,18 @@ class Resampler(Sampling):
                 if lo:
                     region = win[lead + (slice(0, lo),)]
                     if src[0] < 0:
-                        region[...] = self.cval
+                        region[...] = fill
                     else:
                         region[...] = win[lead + (slice(lo, lo + 1),)]
                 if hi:
                     n = win.shape[iax]
                     region = win[lead + (slice(n - hi, n),)]
                     if src[-1] < 0:
-                        region[...] = self.cval
+                        region[...] = fill
                     else:
                         region[...] = win[lead + (slice(n - hi - 1, n - hi),)]
             return win
-        arr = _read_generic(source, [p.src for p in plans], extra, self.cval)
+        arr = _read_generic(source, [p.src for p in plans], extra, fill)
         win = ws.array("win", arr.shape[::-1], arr.dtype)
         np.copyto(win, arr.T)
         return win

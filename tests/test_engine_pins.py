@@ -12,6 +12,7 @@ from scipy import ndimage
 from bigresample import engine
 from bigresample.engine import Resampler, Workspace
 from bigresample.geometry import make_grid
+from bigresample.splines import MODES
 
 TOL = {0: 0.0, 1: 1e-6, 2: 1e-5, 3: 1e-5, 4: 1e-5, 5: 1e-5}  # docs/grids-and-exactness.md, "Exactness"
 
@@ -358,3 +359,18 @@ def test_4d_blocks_carry_the_extra_axes_in_file_order():
     part = r.compute(data, (slice(0, 4), slice(0, 3), slice(0, 7), slice(1, 2), slice(0, 3, 2)))
     assert part.shape == (4, 3, 7, 1, 2)
     np.testing.assert_allclose(part, got[:4, :3, :, 1:2, 0:3:2], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("order", [0, 1, 2, 3, 4, 5])
+def test_blocks_cut_on_every_axis_with_one_workspace_equal_the_whole_array_call(order, mode):
+    """Blocks cut on every axis (windows padded on one side only, at each edge of the
+    volume; lines of 64 samples and more and shorter ones), all computed in one
+    reused Workspace as a worker computes them, float32 and int16 inputs, a
+    fractional cval; strict against the whole-array call."""
+    for dtype in (np.float32, np.int16):
+        data = smooth((14, 75, 68), seed=order).astype(dtype)
+        g = make_grid(data.shape, (1, 1, 1), (1.3, 0.8, 1.1), "center")
+        expected = reference(data, g, order, mode, cval=-40.5)
+        got = blockwise(Resampler(g, order, mode, -40.5), data, (5, 30, 25), dtype=np.float64, ws=Workspace())
+        assert_strict(got, expected, data, order, cval=-40.5)
