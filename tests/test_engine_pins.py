@@ -374,3 +374,14 @@ def test_blocks_cut_on_every_axis_with_one_workspace_equal_the_whole_array_call(
         expected = reference(data, g, order, mode, cval=-40.5)
         got = blockwise(Resampler(g, order, mode, -40.5), data, (5, 30, 25), dtype=np.float64, ws=Workspace())
         assert_strict(got, expected, data, order, cval=-40.5)
+
+
+def test_a_fractional_cval_outside_the_input_is_rounded_into_an_integer_output():
+    """Output voxels outside the input in 'constant' mode hold cval converted as scipy
+    converts values (-40.6 -> -41 in int16, not truncated to -40), in blocks partly outside."""
+    data = smooth((12, 10, 8))
+    g = make_grid(data.shape, (1, 1, 1), (0.4, 1, 1), "center")
+    expected = reference(data, g, 1, "constant", -40.6, output=np.int16)
+    got = blockwise(Resampler(g, 1, "constant", -40.6), data, (7, 4, 8), dtype=np.int16, ws=Workspace())
+    assert (got == -41).any()
+    np.testing.assert_array_equal(got[expected == -41], expected[expected == -41])
