@@ -205,3 +205,15 @@ def test_a_block_without_an_output_type_keeps_the_inputs(dtype):
     assert got.dtype == dtype
     expected = whole(data, g, 1, "nearest")
     assert np.abs(got.astype(np.float64) - expected).max() <= (1 if dtype == np.int16 else 1e-4)
+
+
+def test_two_extra_axes_of_different_lengths_are_each_resampled():
+    """A 5-d input (x, y, z, t, c), t != c: every (t, c) volume equals its own whole-array call."""
+    data = np.random.default_rng(9).random((16, 14, 12, 3, 2)) * 100
+    g = rotated_grid(data.shape[:3], (12, 13, 10))
+    r = AffineResampler(g, 1, "nearest")
+    got = r.compute(data, tuple(slice(0, n) for n in g.out_shape) + (slice(None), slice(None)))
+    assert got.shape == g.out_shape + (3, 2)
+    for t in range(3):
+        for c in range(2):
+            np.testing.assert_allclose(got[..., t, c], whole(data[..., t, c], g, 1, "nearest"), rtol=0, atol=1e-9)
