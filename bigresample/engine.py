@@ -590,14 +590,14 @@ class Resampler(Sampling):
             core_sl = tuple(slice(a, b) for _, a, b, _ in pads) + extra
             core_shape = (tuple(b - a for _, a, b, _ in pads) + extra_shape)[::-1]
             padded = any(lo or hi for lo, _, _, hi in pads)
-            cval_pad = any(p.src[0] < 0 or p.src[-1] < 0 for p in plans)
-            dtype = np.result_type(source.dtype, np.float64) if cval_pad else source.dtype
-            core = ws.array("core" if padded or cval_pad else "win", core_shape, source.dtype)
+            # a cval pad (src -1: 'grid-constant', orders >= 2) holds cval cast to
+            # the input's type (_prepad_value): the window keeps that type
+            core = ws.array("core" if padded else "win", core_shape, source.dtype)
             read_file_order(source, core_sl, core)
             if not padded:
                 return core
             full = (tuple(len(p.src) for p in plans) + extra_shape)[::-1]
-            win = ws.array("win", full, dtype)
+            win = ws.array("win", full, source.dtype)
             nd = len(full)
             inner = tuple(slice(lo, lo + (b - a)) for lo, a, b, _ in pads)[::-1]
             win[(slice(None),) * (nd - k) + inner] = core
