@@ -6,7 +6,7 @@ those tests call each function and runs just them against the function's
 mutants.  The run happens in a scratch copy of ``bigresample/`` and ``tests/``
 (removed afterwards, so the checkout is never touched; ``--work-dir`` keeps it,
 and ``--retest-survivors`` then retests the mutants left alive after tests were
-added), and a markdown table
+added, but those listed as equivalent), and a markdown table
 per module is printed:
 
     mutants  killed  survived  equivalent  timeout  score = killed / (mutants - equivalent)
@@ -182,7 +182,9 @@ def run_module(module: str, work: Path, max_children: int, retest: bool = False,
     _prepare(work, module)
     _mutmut(module, work, env, ["--max-children", str(max_children)])
     if retest:
-        alive = [k for k, m in _dump(module, work, env).items() if m["exit"] not in KILLED]
+        equivalent = load_equivalent(module)
+        alive = [k for k, m in _dump(module, work, env).items()
+                 if m["exit"] not in KILLED and (function_name(k), change_key(m["diff"])) not in equivalent]
         if alive:
             _mutmut(module, work, env, ["--max-children", str(max_children), *alive])
     return {"mutants": _dump(module, work, env), "seconds": time.monotonic() - start}
@@ -250,7 +252,8 @@ def main(argv=None) -> int:
                         help="keep mutmut's files here between runs (a rerun tests only the mutants of "
                              "changed functions); default: a scratch folder, removed at the end")
     parser.add_argument("--retest-survivors", action="store_true",
-                        help="with --work-dir: test again the mutants an earlier run left alive")
+                        help="with --work-dir: test again the mutants an earlier run left alive "
+                             "(but those listed as equivalent)")
     parser.add_argument("--report-only", action="store_true",
                         help="with --work-dir: print what the run there has found so far, run nothing")
     parser.add_argument("--min-score", type=float, default=0.0,
