@@ -385,3 +385,33 @@ def test_a_fractional_cval_outside_the_input_is_rounded_into_an_integer_output()
     got = blockwise(Resampler(g, 1, "constant", -40.6), data, (7, 4, 8), dtype=np.int16, ws=Workspace())
     assert (got == -41).any()
     np.testing.assert_array_equal(got[expected == -41], expected[expected == -41])
+
+
+@pytest.mark.parametrize("mode", ["wrap", "grid-wrap", "reflect", "mirror"])
+def test_a_grid_reaching_past_both_ends_prefilters_each_window_piece(mode):
+    """Outputs beyond both ends of a long line fold onto both of its ends: the local
+    window is two pieces, each prefiltered on its own (order 3), strict against scipy."""
+    from bigresample.geometry import AxisMap, Grid
+
+    data = smooth((8, 6, 150))
+    base = make_grid(data.shape, (1, 1, 1), (1, 1, 1), "origin")
+    z = AxisMap(150, 40, 1.0, 1.0, -20.0, "matrix")  # z from -20 to 19: both ends of the line
+    z2 = AxisMap(150, 40, 1.0, 1.0, 130.0, "matrix")  # z from 130 to 169
+    for axis in (z, z2):
+        g = Grid(base.axes[:2] + (axis,), "reference")
+        expected = ndimage.affine_transform(data, [1, 1, 1], offset=[0, 0, axis.offset], output_shape=g.out_shape,
+                                            order=3, mode=mode)
+        got = blockwise(Resampler(g, 3, mode), data, (8, 6, 40), dtype=np.float64, ws=Workspace())
+        assert_strict(got, expected, data, 3)
+
+
+def test_a_nan_cval_in_an_integer_volumes_pre_pad_warns_nothing():
+    """np.pad casts cval to the input's type in scipy's pre-pad; NaN into int16 is cast
+    quietly (numpy would warn 'invalid value'), as scipy's own np.pad call does."""
+    import warnings
+
+    data = (smooth((20, 70, 66)) % 1000).astype(np.int16)
+    g = make_grid(data.shape, (1, 1, 1), (1.3, 0.8, 1.1), "center")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        blockwise(Resampler(g, 3, "grid-constant", np.nan), data, (20, 40, 40), dtype=np.float32)
