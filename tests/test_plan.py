@@ -293,3 +293,45 @@ def test_a_gzip_output_whose_plane_exceeds_a_worker_share_is_cut_in_rows_not_sla
     r = Resampler(make_grid((2048, 4096, 4), (1, 1, 1), (0.8, 0.8, 0.8)), order=1)
     p = plan_blocks(r, 4, 4, 2**30, 1, gzip=True)
     assert p.block == _model_plan(r, 4, 4, 2**30, 1, 160 * MiB, True, False) == (2560, 160, 1)
+
+
+def test_label_methods_count_the_float64_resampler_and_their_own_buffers_by_hand():
+    """--labels linear/cubic: the intensity resampler's buffers for float64 indicators,
+    plus per window voxel the label (2 B for int16) and its dense id (4 B), per output
+    voxel the running maximum (8), the labels kept (2), a mask (1) and the output (1).
+    --labels mode: per window voxel 2 + 4 + 3 * 4, per output voxel 4 + 2 + 1 + 1 + 4."""
+    from math import prod
+
+    from bigresample import labels
+
+    g = make_grid((40, 30, 20), (1, 1, 1), (0.5, 0.5, 0.5), "center")
+    lin, b = labels.make("linear", g, "nearest", 0.0), (20, 16, 10)
+    w = plan_mod.window_shape(lin.base, b)
+    assert block_bytes(lin, b, 2, 1) == block_bytes(lin.base, b, 8, 8) + prod(w) * 6 + prod(b) * 12
+    down = make_grid((40, 30, 20), (1, 1, 1), (2, 2, 2), "center")
+    mode = labels.make("mode", down, "nearest", 0.0)
+    wm = mode.window_shape(b)
+    assert wm == (min(40, 2 * 20 + 2), min(30, 2 * 16 + 2), min(20, 2 * 10 + 2))
+    assert block_bytes(mode, b, 2, 1) == prod(wm) * 18 + prod(b) * 12
+
+
+def test_label_methods_aim_for_384_mib_blocks():
+    from bigresample import labels
+
+    g = make_grid((1024, 1024, 600), (1, 1, 1), (0.5, 0.5, 0.5), "center")
+    p = plan_blocks(labels.make("linear", g, "nearest", 0.0), 2, 2, 64 * 2**30, 1)
+    assert 48 * 2**20 < p.block_bytes <= 384 * 2**20
+
+
+def test_the_general_path_keeps_numbas_memory_out_of_the_block_budget():
+    """plan_blocks reserves transform.JIT_BYTES (numba and the kernel, resident once
+    loaded) beside the usual 160 MiB: a 40 MiB margin above both is what a block gets."""
+    from bigresample.geometry import reference_grid
+    from bigresample.transform import JIT_BYTES, AffineResampler
+
+    t = np.radians(15.0)
+    ref = np.eye(4)
+    ref[:2, :2] = [[np.cos(t), -np.sin(t)], [np.sin(t), np.cos(t)]]
+    aff = AffineResampler(reference_grid((512, 512, 300), np.eye(4), (512, 512, 300), ref), 1, "nearest")
+    p = plan_blocks(aff, 4, 4, 160 * 2**20 + JIT_BYTES + 40 * 2**20, 1)
+    assert 10 * 2**20 < p.block_bytes <= 40 * 2**20
