@@ -567,17 +567,8 @@ def _linear_clamped(flat, dst, sx, sy, sz, a, lo, hi, mx, my, mz, lx, ly, lz, ta
         dst[x] = az * (ay * r00 + by * r01) + bz * (ay * r10 + by * r11)
 
 
-#: Prefilter starts (``splines.prefilter_planes``' kinds).
+#: ``splines.start_kind``'s starts as ``prefilter_lines`` numbers them.
 PREFILTER_KINDS = {"mirror": 0, "reflect": 1, "wrap": 2}
-
-
-def prefilter_kind(mode: str) -> int:
-    """The boundary start scipy's ni_splines.c uses for ``mode``."""
-    if mode == "grid-wrap":
-        return PREFILTER_KINDS["wrap"]
-    if mode in ("reflect", "nearest"):
-        return PREFILTER_KINDS["reflect"]
-    return PREFILTER_KINDS["mirror"]
 
 
 @_jit(boundscheck=False)

@@ -309,6 +309,16 @@ def prefilter_gain(zs) -> float:
     return gain
 
 
+def start_kind(mode: str) -> str:
+    """The boundary start scipy's ni_splines.c gives a prefilter line in ``mode``:
+    periodic for 'grid-wrap', reflect for 'reflect' and 'nearest', else mirror."""
+    if mode == "grid-wrap":
+        return "wrap"
+    if mode in ("reflect", "nearest"):
+        return "reflect"
+    return "mirror"
+
+
 def start_horizon(z: float, n: int) -> int:
     """Terms of a boundary start's sum kept for pole ``z`` on a line of ``n``
     samples: up to ``|z|**k < 1e-16``."""
@@ -341,12 +351,7 @@ def prefilter_planes(x: np.ndarray, out: np.ndarray, order: int, mode: str, axis
     np.multiply(x, np.float64(gain), out=out)  # a strong float64: no float32 arithmetic
     tmp = np.empty(P(0).shape)
     acc = np.empty(P(0).shape)
-    if mode == "grid-wrap":
-        kind = "wrap"
-    elif mode in ("reflect", "nearest"):
-        kind = "reflect"
-    else:
-        kind = "mirror"
+    kind = start_kind(mode)
     for z in zs:
         horizon = start_horizon(z, n)
         # causal start

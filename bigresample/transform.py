@@ -195,7 +195,7 @@ def _prefilter(coef, order, mode, axis, ws) -> None:
     horizons = np.array([splines.start_horizon(p, view.shape[1]) for p in zs], dtype=np.int64)
     gain = splines.prefilter_gain(zs)
     acc = ws.array("prefilter", (view.shape[2],), np.float64)
-    kernel.prefilter_lines(view, gain, zs, horizons, kernel.prefilter_kind(mode), acc)
+    kernel.prefilter_lines(view, gain, zs, horizons, kernel.PREFILTER_KINDS[splines.start_kind(mode)], acc)
 
 
 def _native(win, ws) -> np.ndarray:
