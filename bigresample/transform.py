@@ -77,7 +77,20 @@ class AffineResampler(Sampling):
         return coords.min(axis=0), coords.max(axis=0)
 
     def window(self, region) -> list[tuple[int, int]]:
-        """``(start, stop)`` of the input window per input axis for the output block ``region``."""
+        """``(start, stop)`` of the input window read per input axis for the
+        output block ``region``: ``coefficient_window`` widened to whole rows
+        (``_whole_rows``)."""
+        return _whole_rows(self._support(region), self.grid.in_shape)
+
+    def coefficient_window(self, region) -> list[tuple[int, int]]:
+        """The part of ``window`` the kernel works on: at orders >= 2 only the
+        samples the block's taps and prefilter halo reach (each sample of the
+        window costs a prefilter pass per axis), at orders 0 and 1 the whole
+        read window (the kernel reads it as one C-ordered array)."""
+        return self._support(region) if self.order > 1 else self.window(region)
+
+    def _support(self, region) -> list[tuple[int, int]]:
+        """Per input axis, the samples the block's taps (and prefilter halo) reach."""
         cmin, cmax = self._corners(region)
         reach = self.reach
         out = []
@@ -92,17 +105,26 @@ class AffineResampler(Sampling):
             a = min(max(a, 0), n - keep)
             b = max(min(b, n), keep)
             out.append((a, b))
-        return _whole_rows(out, self.grid.in_shape)
+        return out
 
     def window_shape(self, block) -> tuple[int, ...]:
         """Largest window (input voxels per axis) an output block of shape ``block`` reads."""
+        return tuple(b - a for a, b in _whole_rows(self._support_ranges(block), self.grid.in_shape))
+
+    def coefficient_shape(self, block) -> tuple[int, ...]:
+        """Largest ``coefficient_window`` of an output block of shape ``block``."""
+        if self.order < 2:
+            return self.window_shape(block)
+        return tuple(b - a for a, b in self._support_ranges(block))
+
+    def _support_ranges(self, block) -> list[tuple[int, int]]:
         span = np.abs(self.grid.matrix) @ (np.asarray(block[:3], dtype=np.float64) - 1)
         ranges = []
         for n, s in zip(self.grid.in_shape, span):
             w = int(np.ceil(s)) + 2 * self.reach + 2
             whole = n <= SHORT_AXIS or (self.mode in FOLDING_MODES and self._leaves)
             ranges.append((0, n if whole else min(w, n)))
-        return tuple(b - a for a, b in _whole_rows(ranges, self.grid.in_shape))
+        return ranges
 
     @cached_property
     def _leaves(self) -> bool:
@@ -127,11 +149,14 @@ class AffineResampler(Sampling):
         bshape = tuple(s.stop - s.start for s in spatial)
         extra_shape = slice_lengths(extra, source.shape[3:])
         out = ws.array("out", (bshape + extra_shape)[::-1], dtype)
-        win_range = self.window(spatial)
-        sl = tuple(slice(a, b) for a, b in win_range) + extra
-        win = ws.array("win", (tuple(b - a for a, b in win_range) + extra_shape)[::-1], source.dtype)
+        read_range = self.window(spatial)
+        sl = tuple(slice(a, b) for a, b in read_range) + extra
+        win = ws.array("win", (tuple(b - a for a, b in read_range) + extra_shape)[::-1], source.dtype)
         read_file_order(source, sl, win)
         win = _native(win, ws)
+        win_range = self.coefficient_window(spatial)
+        if win_range != read_range:  # orders >= 2: the samples the taps and halo reach, a view
+            win = win[(Ellipsis,) + tuple(slice(a - r, b - r) for (a, b), (r, _) in zip(win_range[::-1], read_range[::-1]))]
         pad = PREPAD if self.order > 1 and self.mode in PREPAD_MODES else 0
         first = np.array([a for a, _ in win_range], dtype=np.int64)
         length = np.array(self.grid.in_shape, dtype=np.int64) + 2 * pad
@@ -234,10 +259,9 @@ def block_bytes(resampler: AffineResampler, block, in_itemsize: int, out_itemsiz
     the window in the stored type (twice: a native copy for float16 or another
     byte order), its float64 B-spline coefficients with scipy's pre-pad (orders
     >= 2), the output block and its float64 values (integer outputs)."""
-    wshape = resampler.window_shape(block)
-    window, out = prod(wshape), prod(block)  # Python ints: no int64 wrap on absurd grids
+    window, out = prod(resampler.window_shape(block)), prod(block)  # Python ints: no int64 wrap on absurd grids
     total = 2 * window * in_itemsize + 8 * out + 2 * out * out_itemsize
     if resampler.order > 1:
         pad = 2 * PREPAD if resampler.mode in PREPAD_MODES else 0
-        total += prod(w + pad for w in wshape) * 8
+        total += prod(w + pad for w in resampler.coefficient_shape(block)) * 8
     return int(total)

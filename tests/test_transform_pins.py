@@ -103,6 +103,27 @@ def test_short_axes_are_read_whole_and_wide_windows_widen_to_rows():
     assert _whole_rows([(0, 30), (0, 80), (5, 9)], (100, 100, 100)) == [(0, 30), (0, 80), (5, 9)]
 
 
+def test_orders_2_and_up_prefilter_only_the_support_of_a_widened_window():
+    """Reading whole rows is cheap, prefiltering them is not: at order 3 the window is read
+    whole along x (the support covers half the row or more) but the coefficients are made
+    on the taps' and halo's support only; at order 1 the kernel reads the read window."""
+    g = identity_grid((100, 200, 300))
+    block = (slice(30, 50), slice(80, 90), slice(100, 110))
+    r3 = AffineResampler(g, 3, "nearest")
+    assert r3.window(block) == [(0, 100), (60, 110), (80, 130)]
+    assert r3.coefficient_window(block) == [(10, 70), (60, 110), (80, 130)]
+    assert r3.window_shape((20, 10, 10)) == (100, 51, 51)
+    assert r3.coefficient_shape((20, 10, 10)) == (61, 51, 51)
+    r1 = AffineResampler(g, 1, "nearest")
+    wide = (slice(30, 80), slice(80, 90), slice(100, 110))  # taps 28..81: half the row or more
+    assert r1.coefficient_window(wide) == r1.window(wide) == [(0, 100), (78, 92), (98, 112)]
+    assert r1.coefficient_shape((50, 10, 10)) == r1.window_shape((50, 10, 10)) == (100, 15, 15)
+    # the block's bytes: the read window in the stored type (twice), the coefficients of the
+    # support with scipy's pre-pad of 12 per side, 8 bytes of values and the output twice
+    out = 20 * 10 * 10
+    assert block_bytes(r3, (20, 10, 10), 4, 4) == 2 * 100 * 51 * 51 * 4 + 8 * out + 2 * out * 4 + 85 * 75 * 75 * 8
+
+
 def test_a_grid_inside_the_volume_does_not_leave_it_in_folding_modes():
     g = identity_grid((200, 200, 200), out_shape=(20, 20, 20), shift=(90.0, 90.0, 90.0))
     r = AffineResampler(g, 1, "wrap")
