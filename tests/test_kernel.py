@@ -186,3 +186,32 @@ def _check_prefilter(data, order, mode):
             planes = data.copy()
             prefilter_planes(planes, planes, order, mode, axis)
             assert np.array_equal(got, planes)
+
+
+@given(
+    near=st.floats(-4, 4), m=st.floats(-1.5, 1.5), n=st.integers(2, 60),
+    first=st.integers(0, 30), width=st.integers(1, 50), length=st.integers(1, 90), order=st.sampled_from(ORDERS),
+    at_end=st.booleans(),
+)
+def test_the_interior_span_holds_only_points_whose_taps_lie_in_the_window_and_volume(near, m, n, first, width, length,
+                                                                                     order, at_end):
+    """``_span`` at every order: each x of ``[a, b)`` has its coordinate inside the volume and
+    its ``order + 1`` taps (scipy's first tap: floor(c) - order // 2 at odd orders, floor(c + 0.5)
+    - order // 2 at even ones) inside the window, a few 1e-6 voxel from either bound; the
+    interior routes (``_interior``, ``_interior_cubic``) read there without a test."""
+    from bigresample import kernel
+
+    c0 = near + (min(first + width, length) if at_end else max(first, 0))  # rows that start near an edge
+    colx = np.zeros((3, n))
+    colx[0] = c0 + np.arange(n) * m
+    colx[1] = colx[2] = first + width / 2  # the other axes in the middle of a wide window
+    geom = np.array([first, 0, 0, width, 10**6, 10**6, length, 2 * 10**6, 2 * 10**6], dtype=np.int64)
+    a, b = kernel._span(colx, geom, 0.0, order, False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    assert 0 <= a <= b and (a == b or b <= n)  # an empty span may start anywhere
+    c = colx[0, a:b]
+    start = (np.floor(c) if order & 1 else np.floor(c + 0.5)) - order // 2
+    assert np.all(c >= 0) and np.all(c <= length - 1)
+    assert np.all(start >= first) and np.all(start + order <= first + width - 1)
+    # and nothing is lost inside: a row well inside on every count spans all but its ends
+    if order == 3 and m == 0 and first + 1.01 <= c0 <= min(first + width, length) - 2.01:
+        assert (a, b) == (0, n)
