@@ -78,8 +78,8 @@ class AffineResampler(Sampling):
 
     def window(self, region) -> list[tuple[int, int]]:
         """``(start, stop)`` of the input window read per input axis for the
-        output block ``region``: ``coefficient_window`` widened to whole rows
-        (``_whole_rows``)."""
+        output block ``region``: the samples its taps reach (``_support``),
+        widened to whole rows (``_whole_rows``)."""
         return _whole_rows(self._support(region), self.grid.in_shape)
 
     def coefficient_window(self, region) -> list[tuple[int, int]]:
@@ -118,6 +118,7 @@ class AffineResampler(Sampling):
         return tuple(b - a for a, b in self._support_ranges(block))
 
     def _support_ranges(self, block) -> list[tuple[int, int]]:
+        """Per input axis, the largest ``_support`` of a block of shape ``block``, from 0."""
         span = np.abs(self.grid.matrix) @ (np.asarray(block[:3], dtype=np.float64) - 1)
         ranges = []
         for n, s in zip(self.grid.in_shape, span):
@@ -155,8 +156,9 @@ class AffineResampler(Sampling):
         read_file_order(source, sl, win)
         win = _native(win, ws)
         win_range = self.coefficient_window(spatial)
-        if win_range != read_range:  # orders >= 2: the samples the taps and halo reach, a view
-            win = win[(Ellipsis,) + tuple(slice(a - r, b - r) for (a, b), (r, _) in zip(win_range[::-1], read_range[::-1]))]
+        if win_range != read_range:  # orders >= 2: a view of the samples the taps and halo reach
+            inner = tuple(slice(a - r, b - r) for (a, b), (r, _) in zip(win_range, read_range))
+            win = win[(Ellipsis,) + inner[::-1]]
         pad = PREPAD if self.order > 1 and self.mode in PREPAD_MODES else 0
         first = np.array([a for a, _ in win_range], dtype=np.int64)
         length = np.array(self.grid.in_shape, dtype=np.int64) + 2 * pad
