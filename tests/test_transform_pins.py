@@ -114,6 +114,12 @@ def test_orders_2_and_up_prefilter_only_the_support_of_a_widened_window():
     assert r3.coefficient_window(block) == [(10, 70), (60, 110), (80, 130)]
     assert r3.window_shape((20, 10, 10)) == (100, 51, 51)
     assert r3.coefficient_shape((20, 10, 10)) == (61, 51, 51)
+    r2 = AffineResampler(g, 2, "nearest")  # order 2 prefilters too: reach 1 + 1 + 12
+    block2 = (slice(30, 55),) + block[1:]
+    assert r2.window(block2) == [(0, 100), (66, 104), (86, 124)]
+    assert r2.coefficient_window(block2) == [(16, 69), (66, 104), (86, 124)]
+    assert r2.coefficient_shape((25, 10, 10)) == (54, 39, 39)
+    assert r2.window_shape((25, 10, 10)) == (100, 39, 39)
     r1 = AffineResampler(g, 1, "nearest")
     wide = (slice(30, 80), slice(80, 90), slice(100, 110))  # taps 28..81: half the row or more
     assert r1.coefficient_window(wide) == r1.window(wide) == [(0, 100), (78, 92), (98, 112)]
@@ -122,6 +128,29 @@ def test_orders_2_and_up_prefilter_only_the_support_of_a_widened_window():
     # support with scipy's pre-pad of 12 per side, 8 bytes of values and the output twice
     out = 20 * 10 * 10
     assert block_bytes(r3, (20, 10, 10), 4, 4) == 2 * 100 * 51 * 51 * 4 + 8 * out + 2 * out * 4 + 85 * 75 * 75 * 8
+
+
+def test_the_kernel_gets_the_coefficients_of_the_support_and_its_first_sample(monkeypatch):
+    """At order 3 the window read whole along x is cut to its support before the
+    prefilter: the kernel's array is the support plus scipy's pre-pad of 12 per side
+    for 'nearest', and ``first`` is the support's start; at order 1 it is the read window."""
+    from bigresample import kernel
+
+    seen = []
+    real = kernel.resample_block
+
+    def spy(data, out, matrix, offset, origin, first, length, *rest):
+        seen.append((data.shape, tuple(first)))
+        return real(data, out, matrix, offset, origin, first, length, *rest)
+
+    monkeypatch.setattr(kernel, "resample_block", spy)
+    g = identity_grid((100, 200, 300))
+    data = smooth((100, 200, 300))
+    block = (slice(30, 50), slice(80, 90), slice(100, 110))
+    AffineResampler(g, 3, "nearest").compute(data, block)
+    AffineResampler(g, 1, "nearest").compute(data, (slice(30, 80),) + block[1:])
+    # (z, y, x): z 80..130, y 60..110, x 10..70, each padded by 12; order 1: x read whole
+    assert seen == [((74, 74, 84), (10, 60, 80)), ((14, 14, 100), (0, 78, 98))]
 
 
 def test_a_grid_inside_the_volume_does_not_leave_it_in_folding_modes():
