@@ -143,7 +143,7 @@ class AffineResampler(Sampling):
 
     def compute_into(self, source, region, dtype, ws: Workspace) -> np.ndarray:
         """The block in file order, C-ordered, in ``ws``'s buffers (as ``Resampler.compute_into``)."""
-        from . import kernel  # numba: imported (and compiled, or loaded from its cache) at first use
+        from . import kernel
 
         spatial, extra = tuple(region[:3]), tuple(region[3:])
         dtype = np.dtype(source.dtype if dtype is None else dtype)

@@ -1,0 +1,608 @@
+/* bigresample._kernel: the general path's compiled kernel (kernel.py says
+ * what it computes and how it matches scipy's ni_interpolation.c).
+ *
+ * Built by `pip install` (setup.py), plain C99 and the CPython API only: no
+ * numpy headers, no JIT.  Arrays arrive through the buffer protocol; the GIL
+ * is released while a block is computed, so worker threads run in parallel.
+ * This file holds the untyped parts (boundary modes, weights, spans) and the
+ * Python functions; _kernel_impl.h the per-type block loops. */
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* kernel.MODE_CODES */
+enum { NEAREST, WRAP, REFLECT, MIRROR, CONSTANT, GRID_WRAP, GRID_CONSTANT };
+
+/* Margin (in voxels) kept from the edges of the interior span: far above the
+ * rounding of the span's linear estimate of the coordinates (~1e-13). */
+#define SPAN_EPS 1e-6
+
+typedef struct {
+    int64_t bx, by, bz;            /* the output block, x fastest */
+    int64_t origin[3];             /* its first voxel, x y z */
+    double matrix[9], m[3], pad, cval; /* input coordinate per output index (spatial-first, C order); m: column x */
+    int64_t first[3], width[3], length[3]; /* per input axis: window's first sample, its width, the line */
+    int64_t sy, sz;                /* window strides (samples) of y and z */
+    int order, mode;
+    double *colx;                  /* (3, bx): offset + (origin_x + x) * matrix[a, 0] */
+} Geom;
+
+typedef struct {
+    double ry[3], rz[3]; /* the row's y and z terms of each coordinate */
+} Row;
+
+/* map_coordinate of ni_interpolation.c for x < 0 */
+static double map_low(double x, int64_t n, int mode)
+{
+    if (mode == NEAREST)
+        return 0.0;
+    if (mode == CONSTANT)
+        return -1.0;
+    if (mode == GRID_CONSTANT)
+        return x;
+    if (n <= 1)
+        return 0.0;
+    if (mode == MIRROR) {
+        const int64_t sz2 = 2 * n - 2;
+        x = (double)(sz2 * (int64_t)(-x / (double)sz2)) + x;
+        return x <= (double)(1 - n) ? x + (double)sz2 : -x;
+    }
+    if (mode == REFLECT) {
+        const int64_t sz2 = 2 * n;
+        if (x < (double)-sz2)
+            x = (double)(sz2 * (int64_t)(-x / (double)sz2)) + x;
+        if (x < (double)-n)
+            return x + (double)sz2;
+        return (x > -1e-15 ? 1e-15 : -x) - 1.0;
+    }
+    if (mode == WRAP) {
+        const int64_t sz = n - 1;
+        return x + (double)(sz * ((int64_t)(-x / (double)sz) + 1));
+    }
+    return x + (double)(n * ((int64_t)((-1.0 - x) / (double)n) + 1)); /* grid-wrap */
+}
+
+/* map_coordinate of ni_interpolation.c for x > n - 1 */
+static double map_high(double x, int64_t n, int mode)
+{
+    if (mode == NEAREST)
+        return (double)(n - 1);
+    if (mode == CONSTANT)
+        return -1.0;
+    if (mode == GRID_CONSTANT)
+        return x;
+    if (n <= 1)
+        return 0.0;
+    if (mode == MIRROR) {
+        const int64_t sz2 = 2 * n - 2;
+        x -= (double)(sz2 * (int64_t)(x / (double)sz2));
+        return x >= (double)n ? (double)sz2 - x : x;
+    }
+    if (mode == REFLECT) {
+        const int64_t sz2 = 2 * n;
+        x -= (double)(sz2 * (int64_t)(x / (double)sz2));
+        return x >= (double)n ? ((double)sz2 - x) - 1.0 : x;
+    }
+    if (mode == WRAP) {
+        const int64_t sz = n - 1;
+        return x - (double)(sz * (int64_t)(x / (double)sz));
+    }
+    return x - (double)(n * (int64_t)(x / (double)n)); /* grid-wrap */
+}
+
+static double map_coord(double x, int64_t n, int mode)
+{
+    if (x < 0)
+        return map_low(x, n, mode);
+    if (x > (double)(n - 1))
+        return map_high(x, n, mode);
+    return x;
+}
+
+/* get_spline_interpolation_weights of scipy's ni_splines.c, term for term
+ * (w[0..order]; order 0: the one tap, unweighted). */
+static inline void weights(double x, int order, double *w)
+{
+    x -= floor((order & 1) ? x : x + 0.5);
+    double y = x, z = 1.0 - x, t;
+    switch (order) {
+    case 1:
+        w[0] = 1.0 - x;
+        w[1] = 1.0 - w[0];
+        return;
+    case 2:
+        w[1] = 0.75 - x * x;
+        y = 0.5 - x;
+        w[0] = 0.5 * y * y;
+        w[2] = (1.0 - w[0]) - w[1];
+        return;
+    case 3:
+        w[1] = (y * y * (y - 2.0) * 3.0 + 4.0) / 6.0;
+        w[2] = (z * z * (z - 2.0) * 3.0 + 4.0) / 6.0;
+        w[0] = z * z * z / 6.0;
+        w[3] = ((1.0 - w[0]) - w[1]) - w[2];
+        return;
+    case 4:
+        t = x * x;
+        w[2] = t * (t * 0.25 - 0.625) + 115.0 / 192.0;
+        y = 1.0 + x;
+        w[1] = y * (y * (y * (5.0 - y) / 6.0 - 1.25) + 5.0 / 24.0) + 55.0 / 96.0;
+        w[3] = z * (z * (z * (5.0 - z) / 6.0 - 1.25) + 5.0 / 24.0) + 55.0 / 96.0;
+        y = 0.5 - x;
+        t = y * y;
+        w[0] = t * t / 24.0;
+        w[4] = (((1.0 - w[0]) - w[1]) - w[2]) - w[3];
+        return;
+    case 5:
+        t = y * y;
+        w[2] = t * (t * (0.25 - y / 12.0) - 0.5) + 0.55;
+        t = z * z;
+        w[3] = t * (t * (0.25 - z / 12.0) - 0.5) + 0.55;
+        y += 1.0;
+        w[1] = y * (y * (y * (y * (y / 24.0 - 0.375) + 1.25) - 1.75) + 0.625) + 0.425;
+        z += 1.0;
+        w[4] = z * (z * (z * (z * (z / 24.0 - 0.375) + 1.25) - 1.75) + 0.625) + 0.425;
+        y = 1.0 - x;
+        t = y * y;
+        w[0] = y * t * t / 120.0;
+        w[5] = ((((1.0 - w[0]) - w[1]) - w[2]) - w[3]) - w[4];
+        return;
+    default:
+        w[0] = 1.0;
+    }
+}
+
+/* First tap of a (mapped) coordinate, as scipy finds it. */
+static inline int64_t start_tap(double cc, int order)
+{
+    if (order & 1)
+        return (int64_t)floor(cc) - order / 2;
+    return (int64_t)floor(cc + 0.5) - order / 2;
+}
+
+/* Window position of tap i of a line of `length`: folded by the spline's
+ * boundary mode if the point's taps cross an edge (`folds`), -1 for a
+ * grid-constant tap outside (cval), -2 if outside the window. */
+static int64_t tap(int64_t i, int folds, int64_t length, int64_t first, int64_t width, int mode)
+{
+    if (mode == GRID_CONSTANT) {
+        if (i < 0 || i >= length)
+            return -1;
+    } else if (folds) {
+        const int smode = (mode == CONSTANT || mode == WRAP) ? MIRROR : mode;
+        i = (int64_t)map_coord((double)i, length, smode);
+    }
+    const int64_t j = i - first;
+    return (0 <= j && j < width) ? j : -2;
+}
+
+/* One axis of scipy's per-point route for the coordinate cc (prepad included):
+ * returns 1 if the point is cval ('constant' outside), else 0 with the mapped
+ * coordinate, its first tap and whether its taps cross an edge of the line. */
+static int axis_start(double cc, int64_t length, int order, int mode, double *mapped, int64_t *start, int *folds)
+{
+    if (mode != GRID_CONSTANT && mode != NEAREST) {
+        cc = map_coord(cc, length, mode);
+        if (!(cc > -1.0))
+            return 1;
+    }
+    *mapped = cc;
+    *start = start_tap(cc, order);
+    *folds = *start < 0 || *start + order >= length;
+    return 0;
+}
+
+/* Window position of the first tap if every tap lies inside the window (and so
+ * inside the volume) and the coordinate needs no mapping, else -1. */
+static inline int64_t bulk(double cc, int64_t first, int64_t width, int order)
+{
+    if (!(cc >= 0.0))
+        return -1;
+    const int64_t j = start_tap(cc, order) - first;
+    if (j < 0 || j + order >= width)
+        return -1;
+    return j;
+}
+
+/* 'nearest' at orders 0 and 1 (no pre-pad): the window positions of the two
+ * taps, clamped to the volume as scipy folds them (-1: outside the window). */
+static inline void clamped(double cc, int order, int64_t first, int64_t length, int64_t width, int64_t *j0,
+                           int64_t *j1)
+{
+    const int64_t s = start_tap(cc, order);
+    const int64_t a = (s > 0 ? s : 0) < length - 1 ? (s > 0 ? s : 0) : length - 1;
+    const int64_t b = (s + 1 > 0 ? s + 1 : 0) < length - 1 ? (s + 1 > 0 ? s + 1 : 0) : length - 1;
+    *j0 = a - first;
+    *j1 = b - first;
+    if (*j0 < 0 || *j0 >= width || *j1 < 0 || *j1 >= width)
+        *j0 = *j1 = -1;
+}
+
+/* min(max(v, 0), hi) */
+static inline double clamp(double v, double hi)
+{
+    v = v > 0.0 ? v : 0.0;
+    return v < hi ? v : hi;
+}
+
+/* The x range [a, b) of 0 <= x < n where c0 + x m lies in [lo + eps, hi - eps],
+ * one x narrower at each end inside the row (lo/hi may be infinite). */
+static void axis_span(double c0, double m, double lo, double hi, int64_t n, int64_t *a, int64_t *b)
+{
+    *a = *b = 0;
+    lo += SPAN_EPS;
+    hi -= SPAN_EPS;
+    if (hi < lo)
+        return;
+    if (m == 0.0) {
+        if (lo <= c0 && c0 <= hi)
+            *b = n;
+        return;
+    }
+    double t0 = (lo - c0) / m, t1 = (hi - c0) / m;
+    if (m < 0.0) {
+        const double t = t0;
+        t0 = t1;
+        t1 = t;
+    }
+    if (!(t1 >= 0.0 && t0 < (double)n)) /* also NaN */
+        return;
+    *a = t0 > 0.0 ? (int64_t)ceil(t0) + 1 : 0;
+    *b = t1 < (double)n ? (int64_t)floor(t1) : n;
+    if (*b < *a)
+        *b = *a;
+}
+
+/* The x range of a row whose taps all lie inside the window, with coordinates
+ * inside the volume (no mapping by any mode) or, if `clampit` ('nearest',
+ * orders 0 and 1), anywhere on an axis whose window reaches the volume's edge:
+ * 'nearest' maps a coordinate beyond it onto the edge and its taps are the edge's. */
+static void span(const Geom *g, const Row *r, int clampit, int64_t *a, int64_t *b)
+{
+    const int64_t n = g->bx;
+    *a = *b = 0;
+    if (n < 2)
+        return;
+    int64_t sa = 0, sb = n;
+    const int h = g->order / 2;
+    for (int k = 0; k < 3; k++) {
+        const int64_t first = g->first[k], width = g->width[k], length = g->length[k];
+        const double *col = g->colx + k * n;
+        const double c0 = ((col[0] + r->ry[k]) + r->rz[k]) + g->pad;
+        const double m = (col[n - 1] - col[0]) / (double)(n - 1);
+        double lo, hi;
+        if (g->order & 1) { /* the taps floor(c) - h .. floor(c) + h + 1 */
+            lo = (double)(first + h);
+            hi = ((double)(first + width) - 1.0) - (double)h;
+        } else { /* the taps floor(c + 0.5) - h .. floor(c + 0.5) + h */
+            lo = (double)(first + h) - 0.5;
+            hi = ((double)(first + width) - 0.5) - (double)h;
+        }
+        lo = lo > 0.0 ? lo : 0.0;
+        hi = hi < (double)length - 1.0 ? hi : (double)length - 1.0;
+        if (clampit && first <= 0)
+            lo = -INFINITY;
+        if (clampit && first + width >= length)
+            hi = INFINITY;
+        int64_t ka, kb;
+        axis_span(c0, m, lo, hi, n, &ka, &kb);
+        sa = sa > ka ? sa : ka;
+        sb = sb < kb ? sb : kb;
+    }
+    *a = sa;
+    *b = sb > sa ? sb : sa;
+}
+
+#define OUT_T float
+#define OUT_NAME f4
+#include "_kernel_types.h"
+#undef OUT_T
+#undef OUT_NAME
+#define OUT_T double
+#define OUT_NAME f8
+#include "_kernel_types.h"
+#undef OUT_T
+#undef OUT_NAME
+
+typedef int64_t (*block_fn)(const void *, void *, Geom *, int64_t *);
+
+#define ROW(o) {resample_block_u1_##o, resample_block_i1_##o, resample_block_u2_##o, resample_block_i2_##o, \
+                resample_block_u4_##o, resample_block_i4_##o, resample_block_u8_##o, resample_block_i8_##o, \
+                resample_block_f4_##o, resample_block_f8_##o}
+static const block_fn BLOCK[2][10] = {ROW(f4), ROW(f8)};
+
+/* The table's index of a buffer's type (u1 i1 u2 i2 u4 i4 u8 i8 f4 f8), -1 if none. */
+static int type_index(const Py_buffer *v)
+{
+    const char *f = v->format ? v->format : "B";
+    const union { uint16_t u; uint8_t c[2]; } order = {1};
+    if (*f == '@' || *f == '=' || *f == (order.c[0] ? '<' : '>') || (*f == '!' && !order.c[0]))
+        f++; /* the machine's byte order, said or implied (numpy says '<f' for a little-endian float32) */
+    if (f[0] == '\0' || f[1] != '\0')
+        return -1;
+    const char c = f[0];
+    if (c == 'f')
+        return v->itemsize == 4 ? 8 : -1;
+    if (c == 'd')
+        return v->itemsize == 8 ? 9 : -1;
+    if (!strchr("bBhHiIlLqQ", c))
+        return -1;
+    const int sign = c >= 'a'; /* lower case: signed */
+    switch (v->itemsize) {
+    case 1: return sign;
+    case 2: return 2 + sign;
+    case 4: return 4 + sign;
+    case 8: return 6 + sign;
+    }
+    return -1;
+}
+
+static int read_doubles(PyObject *seq, double *dst, Py_ssize_t n, const char *what)
+{
+    PyObject *fast = PySequence_Fast(seq, what);
+    if (!fast)
+        return -1;
+    if (PySequence_Fast_GET_SIZE(fast) != n) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd values expected", what, n);
+        Py_DECREF(fast);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        dst[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(fast, i));
+        if (dst[i] == -1.0 && PyErr_Occurred()) {
+            Py_DECREF(fast);
+            return -1;
+        }
+    }
+    Py_DECREF(fast);
+    return 0;
+}
+
+static int read_ints(PyObject *seq, int64_t *dst, Py_ssize_t n, const char *what)
+{
+    PyObject *fast = PySequence_Fast(seq, what);
+    if (!fast)
+        return -1;
+    if (PySequence_Fast_GET_SIZE(fast) != n) {
+        PyErr_Format(PyExc_ValueError, "%s: %zd values expected", what, n);
+        Py_DECREF(fast);
+        return -1;
+    }
+    for (Py_ssize_t i = 0; i < n; i++) {
+        dst[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(fast, i));
+        if (dst[i] == -1 && PyErr_Occurred()) {
+            Py_DECREF(fast);
+            return -1;
+        }
+    }
+    Py_DECREF(fast);
+    return 0;
+}
+
+static PyObject *py_resample_block(PyObject *self, PyObject *args)
+{
+    PyObject *data_obj, *out_obj, *matrix, *offset, *origin, *first, *length;
+    double pad, cval;
+    int order, mode;
+    if (!PyArg_ParseTuple(args, "OOOOOOOdiid", &data_obj, &out_obj, &matrix, &offset, &origin, &first, &length, &pad,
+                          &order, &mode, &cval))
+        return NULL;
+    if (order < 0 || order > 5 || mode < 0 || mode > GRID_CONSTANT) {
+        PyErr_Format(PyExc_ValueError, "order %d / mode %d out of range", order, mode);
+        return NULL;
+    }
+    Geom g;
+    double off[3];
+    memset(&g, 0, sizeof g);
+    if (read_doubles(matrix, g.matrix, 9, "matrix") || read_doubles(offset, off, 3, "offset")
+        || read_ints(origin, g.origin, 3, "origin") || read_ints(first, g.first, 3, "first")
+        || read_ints(length, g.length, 3, "length"))
+        return NULL;
+    Py_buffer din, dout;
+    if (PyObject_GetBuffer(data_obj, &din, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(out_obj, &dout, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&din);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    const int tin = type_index(&din), tout = type_index(&dout);
+    if (din.ndim != 3 || dout.ndim != 3 || tin < 0 || (tout != 8 && tout != 9)) {
+        PyErr_SetString(PyExc_TypeError, "resample_block: 3-d windows of a numeric type and float32/float64 blocks only");
+        goto done;
+    }
+    g.bz = dout.shape[0];
+    g.by = dout.shape[1];
+    g.bx = dout.shape[2];
+    g.width[0] = din.shape[2];
+    g.width[1] = din.shape[1];
+    g.width[2] = din.shape[0];
+    g.sy = din.shape[2];
+    g.sz = din.shape[2] * din.shape[1];
+    g.pad = pad;
+    g.cval = cval;
+    g.order = order;
+    g.mode = mode;
+    for (int k = 0; k < 3; k++)
+        g.m[k] = g.matrix[3 * k];
+    if (g.bx == 0 || g.by == 0 || g.bz == 0) {
+        result = PyLong_FromLong(0);
+        goto done;
+    }
+    g.colx = (double *)malloc(sizeof(double) * 3 * (size_t)g.bx);
+    int64_t *slow = (int64_t *)malloc(sizeof(int64_t) * (size_t)g.bx);
+    if (!g.colx || !slow) {
+        free(g.colx);
+        free(slow);
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int k = 0; k < 3; k++)
+        for (int64_t x = 0; x < g.bx; x++)
+            g.colx[k * g.bx + x] = off[k] + (double)(g.origin[0] + x) * g.matrix[3 * k];
+    int64_t bad;
+    Py_BEGIN_ALLOW_THREADS
+    bad = BLOCK[tout - 8][tin](din.buf, dout.buf, &g, slow);
+    Py_END_ALLOW_THREADS
+    free(g.colx);
+    free(slow);
+    result = PyLong_FromLongLong(bad);
+done:
+    PyBuffer_Release(&din);
+    PyBuffer_Release(&dout);
+    return result;
+}
+
+/* kernel._span (for the tests): the interior span of one row of `colx`. */
+static PyObject *py_span(PyObject *self, PyObject *args)
+{
+    PyObject *colx_obj, *geom, *ry, *rz;
+    double pad;
+    int order, clampit;
+    if (!PyArg_ParseTuple(args, "OOdipOO", &colx_obj, &geom, &pad, &order, &clampit, &ry, &rz))
+        return NULL;
+    Geom g;
+    Row r;
+    int64_t gm[9];
+    memset(&g, 0, sizeof g);
+    if (read_ints(geom, gm, 9, "geom") || read_doubles(ry, r.ry, 3, "ry") || read_doubles(rz, r.rz, 3, "rz"))
+        return NULL;
+    Py_buffer c;
+    if (PyObject_GetBuffer(colx_obj, &c, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    if (c.ndim != 2 || c.shape[0] != 3 || type_index(&c) != 9) {
+        PyBuffer_Release(&c);
+        PyErr_SetString(PyExc_TypeError, "span: colx must be float64 of shape (3, n)");
+        return NULL;
+    }
+    for (int k = 0; k < 3; k++) {
+        g.first[k] = gm[k];
+        g.width[k] = gm[3 + k];
+        g.length[k] = gm[6 + k];
+    }
+    g.bx = c.shape[1];
+    g.colx = (double *)c.buf;
+    g.pad = pad;
+    g.order = order;
+    int64_t a, b;
+    span(&g, &r, clampit, &a, &b);
+    PyBuffer_Release(&c);
+    return Py_BuildValue("LL", (long long)a, (long long)b);
+}
+
+/* kernel.prefilter_lines: the B-spline prefilter along axis 1 of a 3-d
+ * float64 view (any strides), in place; its docstring says how. */
+static PyObject *py_prefilter_lines(PyObject *self, PyObject *args)
+{
+    PyObject *a_obj, *zs_obj, *h_obj, *acc_obj;
+    double gain;
+    int kind;
+    if (!PyArg_ParseTuple(args, "OdOOiO", &a_obj, &gain, &zs_obj, &h_obj, &kind, &acc_obj))
+        return NULL;
+    double zs[4];
+    int64_t hs[4];
+    Py_ssize_t np_ = PySequence_Size(zs_obj);
+    if (np_ < 0 || np_ > 4) {
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "prefilter_lines: at most 4 poles");
+        return NULL;
+    }
+    if (read_doubles(zs_obj, zs, np_, "poles") || read_ints(h_obj, hs, np_, "horizons"))
+        return NULL;
+    Py_buffer v, accb;
+    if (PyObject_GetBuffer(a_obj, &v, PyBUF_RECORDS) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(acc_obj, &accb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&v);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (v.ndim != 3 || type_index(&v) != 9 || type_index(&accb) != 9 || accb.ndim != 1
+        || accb.shape[0] < v.shape[2]) {
+        PyErr_SetString(PyExc_TypeError, "prefilter_lines: a 3-d float64 view and a float64 row of its last axis");
+        goto done;
+    }
+    const Py_ssize_t lead = v.shape[0], n = v.shape[1], rest = v.shape[2];
+    const Py_ssize_t s0 = v.strides[0] / 8, s1 = v.strides[1] / 8, s2 = v.strides[2] / 8;
+    double *acc = (double *)accb.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t l = 0; l < lead; l++) {
+        double *A = (double *)v.buf + l * s0;
+#define AT(i, r) A[(i) * s1 + (r) * s2]
+        for (Py_ssize_t i = 0; i < n; i++)
+            for (Py_ssize_t r = 0; r < rest; r++)
+                AT(i, r) = AT(i, r) * gain;
+        for (Py_ssize_t p = 0; p < np_; p++) {
+            const double z = zs[p];
+            const int64_t h = hs[p];
+            /* causal start */
+            for (Py_ssize_t r = 0; r < rest; r++)
+                acc[r] = AT(0, r);
+            double zi = z;
+            for (int64_t i = 1; i < h + 1; i++) {
+                const Py_ssize_t k = kind == 2 ? n - i : i;
+                for (Py_ssize_t r = 0; r < rest; r++)
+                    acc[r] = acc[r] + AT(k, r) * zi;
+                zi *= z;
+            }
+            if (kind == 1)
+                for (Py_ssize_t r = 0; r < rest; r++)
+                    acc[r] = acc[r] * z + AT(0, r);
+            for (Py_ssize_t r = 0; r < rest; r++)
+                AT(0, r) = acc[r];
+            /* causal recursion */
+            for (Py_ssize_t i = 1; i < n; i++)
+                for (Py_ssize_t r = 0; r < rest; r++)
+                    AT(i, r) = AT(i, r) + AT(i - 1, r) * z;
+            /* anti-causal start */
+            if (kind == 0) {
+                const double f = z / (z * z - 1.0);
+                for (Py_ssize_t r = 0; r < rest; r++)
+                    AT(n - 1, r) = (AT(n - 2, r) * z + AT(n - 1, r)) * f;
+            } else if (kind == 1) {
+                const double f = z / (z - 1.0);
+                for (Py_ssize_t r = 0; r < rest; r++)
+                    AT(n - 1, r) = AT(n - 1, r) * f;
+            } else {
+                zi = z;
+                for (int64_t i = 0; i < h; i++) {
+                    for (Py_ssize_t r = 0; r < rest; r++)
+                        AT(n - 1, r) = AT(n - 1, r) + AT(i, r) * zi;
+                    zi *= z;
+                }
+                for (Py_ssize_t r = 0; r < rest; r++)
+                    AT(n - 1, r) = AT(n - 1, r) * -z;
+            }
+            /* anti-causal recursion */
+            for (Py_ssize_t i = n - 2; i >= 0; i--)
+                for (Py_ssize_t r = 0; r < rest; r++)
+                    AT(i, r) = (AT(i + 1, r) - AT(i, r)) * z;
+        }
+#undef AT
+    }
+    Py_END_ALLOW_THREADS
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyBuffer_Release(&v);
+    PyBuffer_Release(&accb);
+    return result;
+}
+
+static PyMethodDef methods[] = {
+    {"resample_block", py_resample_block, METH_VARARGS, "kernel.resample_block, compiled"},
+    {"span", py_span, METH_VARARGS, "kernel._span, compiled"},
+    {"prefilter_lines", py_prefilter_lines, METH_VARARGS, "kernel.prefilter_lines, compiled"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_kernel", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__kernel(void)
+{
+    return PyModule_Create(&module);
+}

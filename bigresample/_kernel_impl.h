@@ -1,0 +1,324 @@
+/* The typed half of _kernel.c: one output block from one input window, for
+ * one window type IN_T and one output type OUT_T (_kernel.c includes this
+ * file once per pair, through _kernel_types.h).  Every function is
+ * kernel.py's description of scipy's NI_GeometricTransform, operation for
+ * operation: the same sums in the same order, in double precision, compiled
+ * without contraction into fused multiply-adds (setup.py: -ffp-contract=off). */
+
+#define FN3(name, a, b) name##_##a##_##b
+#define FN2(name, a, b) FN3(name, a, b)
+#define FN(name) FN2(name, IN_NAME, OUT_NAME)
+
+/* One output row along x but [a, b) (the interior span) and the voxels near
+ * or beyond the volume's edges: their positions go to `slow`; returns how many. */
+static int64_t FN(row)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, int64_t *slow, int64_t a,
+                       int64_t b)
+{
+    const int order = g->order;
+    const double limx = (double)g->length[0] - 1.0, limy = (double)g->length[1] - 1.0,
+                 limz = (double)g->length[2] - 1.0;
+    double wx[6], wy[6], wz[6];
+    int64_t nslow = 0;
+    for (int64_t x = 0; x < g->bx; x++) {
+        if (a <= x && x < b)
+            continue;
+        const double cx = ((g->colx[x] + r->ry[0]) + r->rz[0]) + g->pad;
+        const double cy = ((g->colx[g->bx + x] + r->ry[1]) + r->rz[1]) + g->pad;
+        const double cz = ((g->colx[2 * g->bx + x] + r->ry[2]) + r->rz[2]) + g->pad;
+        const int64_t jx = bulk(cx, g->first[0], g->width[0], order);
+        const int64_t jy = bulk(cy, g->first[1], g->width[1], order);
+        const int64_t jz = bulk(cz, g->first[2], g->width[2], order);
+        if (jx < 0 || jy < 0 || jz < 0 || cx > limx || cy > limy || cz > limz) {
+            slow[nslow++] = x;
+            continue;
+        }
+        const IN_T *p = d + jz * g->sz + jy * g->sy + jx;
+        if (order == 0) {
+            dst[x] = (OUT_T)p[0];
+        } else if (order == 1) {
+            const double ax = 1.0 - (cx - floor(cx)), ay = 1.0 - (cy - floor(cy)), az = 1.0 - (cz - floor(cz));
+            const double bxw = 1.0 - ax, byw = 1.0 - ay, bzw = 1.0 - az;
+            const double r00 = ax * (double)p[0] + bxw * (double)p[1];
+            const double r01 = ax * (double)p[g->sy] + bxw * (double)p[g->sy + 1];
+            const double r10 = ax * (double)p[g->sz] + bxw * (double)p[g->sz + 1];
+            const double r11 = ax * (double)p[g->sz + g->sy] + bxw * (double)p[g->sz + g->sy + 1];
+            dst[x] = (OUT_T)(az * (ay * r00 + byw * r01) + bzw * (ay * r10 + byw * r11));
+        } else {
+            weights(cx, order, wx);
+            weights(cy, order, wy);
+            weights(cz, order, wz);
+            double t = 0.0;
+            for (int k = 0; k <= order; k++) {
+                double pp = 0.0;
+                for (int j = 0; j <= order; j++) {
+                    const IN_T *q0 = p + k * g->sz + j * g->sy;
+                    double q = 0.0;
+                    for (int i = 0; i <= order; i++)
+                        q += wx[i] * (double)q0[i];
+                    pp += wy[j] * q;
+                }
+                t += wz[k] * pp;
+            }
+            dst[x] = (OUT_T)t;
+        }
+    }
+    return nslow;
+}
+
+/* The row's voxels listed in `slow`, by scipy's per-point route; returns the
+ * number of taps that fell outside the window (0 unless it was planned wrong). */
+static int64_t FN(edges)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, const int64_t *slow,
+                         int64_t nslow)
+{
+    const int order = g->order, mode = g->mode;
+    int64_t bad = 0, idx[3][6];
+    double w[3][6];
+    for (int64_t k = 0; k < nslow; k++) {
+        const int64_t x = slow[k];
+        const double c[3] = {((g->colx[x] + r->ry[0]) + r->rz[0]) + g->pad,
+                             ((g->colx[g->bx + x] + r->ry[1]) + r->rz[1]) + g->pad,
+                             ((g->colx[2 * g->bx + x] + r->ry[2]) + r->rz[2]) + g->pad};
+        int outside = 0;
+        for (int a = 0; a < 3; a++) {
+            double cc;
+            int64_t start;
+            int folds;
+            outside = axis_start(c[a], g->length[a], order, mode, &cc, &start, &folds);
+            if (outside) /* scipy stops at the first axis outside: cval */
+                break;
+            for (int t = 0; t <= order; t++) {
+                const int64_t j = tap(start + t, folds, g->length[a], g->first[a], g->width[a], mode);
+                bad += j == -2;
+                idx[a][t] = j > -1 ? j : -1;
+            }
+            weights(cc, order, w[a]);
+        }
+        if (outside) {
+            dst[x] = (OUT_T)g->cval;
+            continue;
+        }
+        double t = 0.0;
+        if (mode == GRID_CONSTANT) { /* some taps read cval (idx -1) */
+            for (int cz = 0; cz <= order; cz++)
+                for (int by = 0; by <= order; by++)
+                    for (int ax = 0; ax <= order; ax++) {
+                        const int64_t iz = idx[2][cz], iy = idx[1][by], ix = idx[0][ax];
+                        const double v = (iz < 0 || iy < 0 || ix < 0) ? g->cval
+                                                                       : (double)d[iz * g->sz + iy * g->sy + ix];
+                        t += v * ((w[2][cz] * w[1][by]) * w[0][ax]);
+                    }
+        } else { /* separable, every tap in the window (a tap outside, counted in `bad`, reads sample 0) */
+            for (int cz = 0; cz <= order; cz++) {
+                double p = 0.0;
+                for (int by = 0; by <= order; by++) {
+                    double q = 0.0;
+                    for (int ax = 0; ax <= order; ax++) {
+                        const int64_t iz = idx[2][cz], iy = idx[1][by], ix = idx[0][ax];
+                        const int64_t at = (iz < 0 || iy < 0 || ix < 0) ? 0 : iz * g->sz + iy * g->sy + ix;
+                        q += w[0][ax] * (double)d[at];
+                    }
+                    p += w[1][by] * q;
+                }
+                t += w[2][cz] * p;
+            }
+        }
+        dst[x] = (OUT_T)t;
+    }
+    return bad;
+}
+
+/* `row` for 'nearest' at orders 0 and 1 (no pre-pad): points beyond the edges too. */
+static int64_t FN(row_nearest)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, int64_t *slow,
+                               int64_t a, int64_t b)
+{
+    const int order = g->order;
+    int64_t nslow = 0;
+    for (int64_t x = 0; x < g->bx; x++) {
+        if (a <= x && x < b)
+            continue;
+        const double cx = (g->colx[x] + r->ry[0]) + r->rz[0];
+        const double cy = (g->colx[g->bx + x] + r->ry[1]) + r->rz[1];
+        const double cz = (g->colx[2 * g->bx + x] + r->ry[2]) + r->rz[2];
+        int64_t x0, x1, y0, y1, z0, z1;
+        clamped(cx, order, g->first[0], g->length[0], g->width[0], &x0, &x1);
+        clamped(cy, order, g->first[1], g->length[1], g->width[1], &y0, &y1);
+        clamped(cz, order, g->first[2], g->length[2], g->width[2], &z0, &z1);
+        if (x0 < 0 || y0 < 0 || z0 < 0) {
+            slow[nslow++] = x;
+        } else if (order == 0) {
+            dst[x] = (OUT_T)d[z0 * g->sz + y0 * g->sy + x0];
+        } else {
+            const double ax = 1.0 - (cx - floor(cx)), ay = 1.0 - (cy - floor(cy)), az = 1.0 - (cz - floor(cz));
+            const double bxw = 1.0 - ax, byw = 1.0 - ay, bzw = 1.0 - az;
+            const IN_T *p00 = d + z0 * g->sz + y0 * g->sy, *p01 = d + z0 * g->sz + y1 * g->sy;
+            const IN_T *p10 = d + z1 * g->sz + y0 * g->sy, *p11 = d + z1 * g->sz + y1 * g->sy;
+            const double r00 = ax * (double)p00[x0] + bxw * (double)p00[x1];
+            const double r01 = ax * (double)p01[x0] + bxw * (double)p01[x1];
+            const double r10 = ax * (double)p10[x0] + bxw * (double)p10[x1];
+            const double r11 = ax * (double)p11[x0] + bxw * (double)p11[x1];
+            dst[x] = (OUT_T)(az * (ay * r00 + byw * r01) + bzw * (ay * r10 + byw * r11));
+        }
+    }
+    return nslow;
+}
+
+/* Order 0 over the interior span [a, b): scipy's coordinates, in its order
+ * and rounding (identical, ties included), no mapping, no test. */
+static void FN(interior_nearest)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, int64_t a, int64_t b)
+{
+    const int64_t base = g->first[0] + g->first[1] * g->sy + g->first[2] * g->sz;
+    const double lx = (double)g->length[0] - 1.0, ly = (double)g->length[1] - 1.0, lz = (double)g->length[2] - 1.0;
+    const double *c0 = g->colx, *c1 = g->colx + g->bx, *c2 = g->colx + 2 * g->bx;
+    for (int64_t x = a; x < b; x++) {
+        const int64_t ix = (int64_t)(clamp(((c0[x] + r->ry[0]) + r->rz[0]) + g->pad, lx) + 0.5);
+        const int64_t iy = (int64_t)(clamp(((c1[x] + r->ry[1]) + r->rz[1]) + g->pad, ly) + 0.5);
+        const int64_t iz = (int64_t)(clamp(((c2[x] + r->ry[2]) + r->rz[2]) + g->pad, lz) + 0.5);
+        dst[x] = (OUT_T)d[ix + iy * g->sy + iz * g->sz - base];
+    }
+}
+
+/* Order 1 over [ia, ib), where every coordinate lies in [0, length - 1): no
+ * clamping, every second tap the next sample.  The coordinate is the span's
+ * first (scipy's) plus k times the matrix's first column. */
+static void FN(linear_inside)(const IN_T *d, OUT_T *dst, const Geom *g, const double s[3], int64_t a,
+                              int64_t ia, int64_t ib, int64_t base)
+{
+    const int64_t dy = g->sy, dz = g->sz;
+    for (int64_t x = ia; x < ib; x++) {
+        const double k = (double)(x - a);
+        const double cx = s[0] + k * g->m[0], cy = s[1] + k * g->m[1], cz = s[2] + k * g->m[2];
+        const int64_t ix = (int64_t)cx, iy = (int64_t)cy, iz = (int64_t)cz;
+        const double bxw = cx - (double)ix, byw = cy - (double)iy, bzw = cz - (double)iz;
+        const double ax = 1.0 - bxw, ay = 1.0 - byw, az = 1.0 - bzw;
+        const IN_T *p = d + (ix + iy * dy + iz * dz - base);
+        const double r00 = ax * (double)p[0] + bxw * (double)p[1];
+        const double r01 = ax * (double)p[dy] + bxw * (double)p[dy + 1];
+        const double r10 = ax * (double)p[dz] + bxw * (double)p[dz + 1];
+        const double r11 = ax * (double)p[dz + dy] + bxw * (double)p[dz + dy + 1];
+        dst[x] = (OUT_T)(az * (ay * r00 + byw * r01) + bzw * (ay * r10 + byw * r11));
+    }
+}
+
+/* Order 1 over [lo, hi) of the span, coordinates clamped to the volume; the
+ * second tap beyond the last sample is folded onto it ('nearest': weight 0). */
+static void FN(linear_clamped)(const IN_T *d, OUT_T *dst, const Geom *g, const double s[3], int64_t a,
+                               int64_t lo, int64_t hi, int64_t base)
+{
+    const double lx = (double)g->length[0] - 1.0, ly = (double)g->length[1] - 1.0, lz = (double)g->length[2] - 1.0;
+    for (int64_t x = lo; x < hi; x++) {
+        const double k = (double)(x - a);
+        const double cx = clamp(s[0] + k * g->m[0], lx), cy = clamp(s[1] + k * g->m[1], ly),
+                     cz = clamp(s[2] + k * g->m[2], lz);
+        const int64_t ix = (int64_t)cx, iy = (int64_t)cy, iz = (int64_t)cz;
+        const double ax = 1.0 - (cx - (double)ix), ay = 1.0 - (cy - (double)iy), az = 1.0 - (cz - (double)iz);
+        const double bxw = 1.0 - ax, byw = 1.0 - ay, bzw = 1.0 - az;
+        const int64_t dx = (double)ix < lx, dy = ((double)iy < ly) * g->sy, dz = ((double)iz < lz) * g->sz;
+        const IN_T *p = d + (ix + iy * g->sy + iz * g->sz - base);
+        const double r00 = ax * (double)p[0] + bxw * (double)p[dx];
+        const double r01 = ax * (double)p[dy] + bxw * (double)p[dy + dx];
+        const double r10 = ax * (double)p[dz] + bxw * (double)p[dz + dx];
+        const double r11 = ax * (double)p[dz + dy] + bxw * (double)p[dz + dy + dx];
+        dst[x] = (OUT_T)(az * (ay * r00 + byw * r01) + bzw * (ay * r10 + byw * r11));
+    }
+}
+
+/* Order 1 over the interior span [a, b): the part whose coordinates lie
+ * inside the volume on every axis in one pass with fixed steps, the rest clamped. */
+static void FN(interior_linear)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, int64_t a, int64_t b)
+{
+    const int64_t base = g->first[0] + g->first[1] * g->sy + g->first[2] * g->sz;
+    const double s[3] = {((g->colx[a] + r->ry[0]) + r->rz[0]) + g->pad,
+                         ((g->colx[g->bx + a] + r->ry[1]) + r->rz[1]) + g->pad,
+                         ((g->colx[2 * g->bx + a] + r->ry[2]) + r->rz[2]) + g->pad};
+    int64_t ia = a, ib = b;
+    for (int k = 0; k < 3; k++) {
+        int64_t ka, kb;
+        axis_span(s[k], g->m[k], 0.0, (double)g->length[k] - 1.0, b - a, &ka, &kb);
+        ia = ia > a + ka ? ia : a + ka;
+        ib = ib < a + kb ? ib : a + kb;
+    }
+    if (ib > ia) {
+        FN(linear_inside)(d, dst, g, s, a, ia, ib, base);
+        FN(linear_clamped)(d, dst, g, s, a, a, ia, base);
+        FN(linear_clamped)(d, dst, g, s, a, ib, b, base);
+    } else {
+        FN(linear_clamped)(d, dst, g, s, a, a, b, base);
+    }
+}
+
+/* Order 3 over the interior span [a, b) (coefficients): `row`'s bulk route
+ * (scipy's coordinates and weights, the same sums in the same order, so the
+ * same values bit for bit) without its tests, the 16 rows of four taps read
+ * at fixed offsets from the first. */
+static void FN(interior_cubic)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, int64_t a, int64_t b)
+{
+    const int64_t sy = g->sy, sz = g->sz;
+    const int64_t base = g->first[0] + g->first[1] * sy + g->first[2] * sz + 1 + sy + sz; /* first tap: floor(c) - 1 */
+    double wx[6], wy[6], wz[6];
+    for (int64_t x = a; x < b; x++) {
+        const double cx = ((g->colx[x] + r->ry[0]) + r->rz[0]) + g->pad;
+        const double cy = ((g->colx[g->bx + x] + r->ry[1]) + r->rz[1]) + g->pad;
+        const double cz = ((g->colx[2 * g->bx + x] + r->ry[2]) + r->rz[2]) + g->pad;
+        weights(cx, 3, wx);
+        weights(cy, 3, wy);
+        weights(cz, 3, wz);
+        const IN_T *p = d + ((int64_t)floor(cx) + (int64_t)floor(cy) * sy + (int64_t)floor(cz) * sz - base);
+        double t = 0.0;
+        for (int k = 0; k < 4; k++) {
+            double pp = 0.0;
+            for (int j = 0; j < 4; j++) {
+                const IN_T *q0 = p + k * sz + j * sy;
+                double q = 0.0;
+                q += wx[0] * (double)q0[0];
+                q += wx[1] * (double)q0[1];
+                q += wx[2] * (double)q0[2];
+                q += wx[3] * (double)q0[3];
+                pp += wy[j] * q;
+            }
+            t += wz[k] * pp;
+        }
+        dst[x] = (OUT_T)t;
+    }
+}
+
+/* The block: every row's interior span by the route of its order, the rest by
+ * `row` (or `row_nearest`) and `edges`.  Returns the taps read outside the window. */
+static int64_t FN(resample_block)(const void *data, void *out, Geom *g, int64_t *slow)
+{
+    const IN_T *d = (const IN_T *)data;
+    int64_t bad = 0;
+    for (int64_t z = 0; z < g->bz; z++) {
+        const double oz = (double)(g->origin[2] + z);
+        for (int64_t y = 0; y < g->by; y++) {
+            const double oy = (double)(g->origin[1] + y);
+            Row r;
+            for (int k = 0; k < 3; k++) {
+                r.ry[k] = oy * g->matrix[3 * k + 1];
+                r.rz[k] = oz * g->matrix[3 * k + 2];
+            }
+            OUT_T *dst = (OUT_T *)out + (z * g->by + y) * g->bx;
+            int64_t a = 0, b = 0, nslow;
+            if (g->order < 2) {
+                span(g, &r, g->mode == NEAREST, &a, &b);
+                if (g->order == 0)
+                    FN(interior_nearest)(d, dst, g, &r, a, b);
+                else if (b > a)
+                    FN(interior_linear)(d, dst, g, &r, a, b);
+            } else if (g->order == 3) {
+                span(g, &r, 0, &a, &b);
+                FN(interior_cubic)(d, dst, g, &r, a, b);
+            }
+            if (g->mode == NEAREST && g->order < 2)
+                nslow = FN(row_nearest)(d, dst, g, &r, slow, a, b);
+            else
+                nslow = FN(row)(d, dst, g, &r, slow, a, b);
+            if (nslow)
+                bad += FN(edges)(d, dst, g, &r, slow, nslow);
+        }
+    }
+    return bad;
+}
+
+#undef FN
+#undef FN2
+#undef FN3
