@@ -40,7 +40,7 @@ from .plan import Plan, format_bytes, plan_blocks
 from .report import DryRun, GridChosen, InputNotes, Opening, Planned, Report, Targeted
 from .request import Request, UsageError
 from .sinks import GzipMembers, GzipNifti, OmeZarr, RawNifti, Sink, StoreThenNifti
-from .transform import JIT_BYTES, AffineResampler
+from .transform import AffineResampler
 
 # The size rules (docs/usage.md, "Size rules"), checked by ``size_rules`` as soon as the grid is known.
 # Each guards against a slip in the spacing (a unit, a digit) and yields to ``force``:
@@ -453,6 +453,5 @@ def dry_run(job: Job) -> DryRun:
 
 
 def _peak_bytes(job: Job, plan, gz: bool) -> int:
-    """The run's estimated peak: the plan's, plus numba and the kernel on the general path."""
-    jit = JIT_BYTES if any(isinstance(st.resampler, AffineResampler) for st in job.stages) else 0
-    return plan.peak_bytes(job.out_shape, job.out_dtype.itemsize, gz, base=100 * 2**20 + jit)
+    """The run's estimated peak: the plan's, plus the interpreter and libraries."""
+    return plan.peak_bytes(job.out_shape, job.out_dtype.itemsize, gz, base=100 * 2**20)

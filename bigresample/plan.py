@@ -199,8 +199,6 @@ def plan_blocks(
     """
     out = resampler.grid.out_shape
     workers = max(1, int(workers))
-    if isinstance(resampler, transform.AffineResampler):
-        reserve += transform.JIT_BYTES
     if block is not None:
         block = tuple(int(b) for b in block)
         if len(block) != len(out) or any(b < 1 for b in block):

@@ -47,10 +47,6 @@ FOLDING_MODES = ("wrap", "grid-wrap", "reflect", "mirror", "grid-mirror")
 #: scipy pre-pads the input by 12 voxels (edge values, or cval) before its
 #: spline filter in these modes (``_prepad_for_spline_filter``).
 PREPAD, PREPAD_MODES = 12, ("nearest", "grid-constant")
-#: Resident memory of numba, LLVM and the compiled kernel once loaded (110 MiB
-#: measured: 63 -> 173 MiB max RSS for the first kernel call of a process),
-#: kept out of a general-path run's block budget (``plan.plan_blocks``).
-JIT_BYTES = 128 * 2**20
 #: Axes this short are always read whole (scipy prefilters short lines with
 #: whole-line initial conditions).
 SHORT_AXIS = 64
