@@ -13,8 +13,9 @@ rotated 15 degrees about z and 7 about x around its centre, mode 'nearest'
                                      ``map_coordinates`` (B-spline coefficients
                                      by ``spline_filter`` for orders >= 2);
 * ``bigresample kernel``          -- ``AffineResampler.compute_into`` with the
-                                     numba kernel (bigresample/kernel.py),
-                                     window read and prefilter included;
+                                     compiled kernel (bigresample/kernel.py,
+                                     _kernel.c), window read and prefilter
+                                     included;
 * ``simpleitk``                   -- ``sitk.Resample`` with the same affine
                                      (nearest / linear / B-spline 3).
 
@@ -23,9 +24,8 @@ slabs along z, one per thread (SimpleITK: its own 2 threads).  Figures:
 nanoseconds per output voxel of wall time and of CPU time (the process's, so
 that a busy shared machine shows less in it than in the wall time); the
 median of ``--repeats``, the candidates alternating.  Also max |difference| /
-range against the whole-array scipy call, and the kernel's JIT cost: a fresh
-process compiling into an empty cache folder (cold), then loading from it
-(warm).
+range against the whole-array scipy call, and the kernel's start-up cost: a
+fresh process importing it and making its first call.
 
 Then the window prefilter of orders >= 2 (``transform._prefilter``, compiled)
 against what it replaced (``splines.prefilter_planes`` along z and y, scipy's
@@ -38,12 +38,10 @@ axis, one thread, median of ``--repeats``.
 from __future__ import annotations
 
 import argparse
-import os
 import resource
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
 
@@ -160,25 +158,19 @@ def candidates(zyx, grid, order, threads):
     return out
 
 
-def jit_cost() -> list[tuple[float, float]]:
-    """(wall, CPU) seconds of a fresh process's first kernel call with an empty
-    cache folder (compiling), then with that folder filled (loading)."""
-    code = ("import time, numpy as np; from bigresample.geometry import ReferenceGrid; "
+def first_call_cost() -> tuple[float, float]:
+    """(wall, CPU) seconds of a fresh process importing the kernel and making
+    its first call (the whole process's CPU)."""
+    code = ("import time; t = time.perf_counter(); import numpy as np; from bigresample.geometry import ReferenceGrid; "
             "from bigresample.transform import AffineResampler; from bigresample.engine import Workspace; "
             "g = ReferenceGrid((8, 8, 8), (8, 8, 8), np.eye(3) * 0.9, np.ones(3), np.eye(4)); "
-            "d = np.ones((8, 8, 8), np.float32); t = time.perf_counter(); "
+            "d = np.ones((8, 8, 8), np.float32); s = time.perf_counter(); "
             "AffineResampler(g, 1).compute_into(d, (slice(0, 8),) * 3, np.float32, Workspace()); "
-            "print(time.perf_counter() - t)")
-    with tempfile.TemporaryDirectory(prefix="bench-kernel-") as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        runs = []
-        for _ in range(2):
-            before = resource.getrusage(resource.RUSAGE_CHILDREN)
-            wall = float(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                                        check=True).stdout)
-            after = resource.getrusage(resource.RUSAGE_CHILDREN)
-            runs.append((wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime))
-    return runs
+            "print(time.perf_counter() - s)")
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    wall = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
 
 
 def prefilter_table(window, repeats) -> None:
@@ -222,9 +214,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     zyx, grid = setup(args.shape)
     n = zyx.size
-    (cold, cold_cpu), (warm, warm_cpu) = jit_cost()
-    print(f"kernel's first call in a fresh process (order 1, float32): empty cache {cold:.2f} s "
-          f"(the whole process: {cold_cpu:.2f} s CPU), cache filled {warm:.2f} s ({warm_cpu:.2f} s CPU)\n")
+    first, process_cpu = first_call_cost()
+    print(f"kernel's first call in a fresh process (order 1, float32): {first * 1e3:.1f} ms "
+          f"(the whole process, imports included: {process_cpu:.2f} s CPU)\n")
     print("| order | threads | candidate | wall ns/voxel | CPU ns/voxel | max abs diff / range vs scipy |")
     print("|---:|---:|---|---:|---:|---:|")
     for order in args.orders:
@@ -234,7 +226,7 @@ def main(argv=None):
             cands = candidates(zyx, grid, order, threads)
             times = {k: [] for k in cands}
             diffs = {}
-            for name, fn in cands.items():  # warm-up (JIT), and the agreement
+            for name, fn in cands.items():  # warm-up, and the agreement
                 parts = fn()
                 got = np.concatenate([np.asarray(p) for p in parts], axis=0)  # (z, y, x) slabs
                 diffs[name] = float(np.max(np.abs(got.astype(np.float64) - reference))) / span
