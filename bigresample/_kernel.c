@@ -28,6 +28,7 @@ typedef struct {
     int64_t first[3], width[3], length[3]; /* per input axis: window's first sample, its width, the line */
     int64_t sy, sz;                /* window strides (samples) of y and z */
     int order, mode;
+    int interior;                  /* 0: no interior spans (every voxel by the per-point route) */
     double *colx;                  /* (3, bx): offset + (origin_x + x) * matrix[a, 0] */
 } Geom;
 
@@ -387,9 +388,9 @@ static PyObject *py_resample_block(PyObject *self, PyObject *args)
 {
     PyObject *data_obj, *out_obj, *matrix, *offset, *origin, *first, *length;
     double pad, cval;
-    int order, mode;
-    if (!PyArg_ParseTuple(args, "OOOOOOOdiid", &data_obj, &out_obj, &matrix, &offset, &origin, &first, &length, &pad,
-                          &order, &mode, &cval))
+    int order, mode, interior;
+    if (!PyArg_ParseTuple(args, "OOOOOOOdiidp", &data_obj, &out_obj, &matrix, &offset, &origin, &first, &length, &pad,
+                          &order, &mode, &cval, &interior))
         return NULL;
     if (order < 0 || order > 5 || mode < 0 || mode > GRID_CONSTANT) {
         PyErr_Format(PyExc_ValueError, "order %d / mode %d out of range", order, mode);
@@ -427,6 +428,7 @@ static PyObject *py_resample_block(PyObject *self, PyObject *args)
     g.cval = cval;
     g.order = order;
     g.mode = mode;
+    g.interior = interior;
     for (int k = 0; k < 3; k++)
         g.m[k] = g.matrix[3 * k];
     if (g.bx == 0 || g.by == 0 || g.bz == 0) {

@@ -66,17 +66,29 @@ MODE_CODES = {"nearest": 0, "wrap": 1, "reflect": 2, "mirror": 3, "constant": 4,
 PREFILTER_KINDS = {"mirror": 0, "reflect": 1, "wrap": 2}
 
 
-def resample_block(data, out, matrix, offset, origin, first, length, pad, order, mode, cval) -> int:
+#: The interior routes hold tap positions along an axis in 32 bits: longer
+#: lines take the per-point route (exact too, slower).
+INTERIOR_MAX_LENGTH = 2**31 - 1
+
+
+def resample_block(data, out, matrix, offset, origin, first, length, pad, order, mode, cval,
+                   interior: bool | None = None) -> int:
     """Fill ``out`` (``(bz, by, bx)``, C-ordered float32 or float64) with the
     samples of output voxels ``origin + (x, y, z)``.  ``data``: the window
     (``(z, y, x)``, any integer or float type in the machine's byte order);
     ``matrix``/``offset``: input coordinate per output index, spatial-first
     (scipy's); ``first``/``length`` per input axis (x, y, z); ``pad``: scipy's
-    pre-pad (added to every coordinate).  Returns the number of taps that left
-    the window (0 unless the window was planned wrong)."""
+    pre-pad (added to every coordinate).  ``interior``: run the rows' interior
+    spans without tests (default: if no line is longer than
+    ``INTERIOR_MAX_LENGTH``); False sends every voxel by scipy's per-point
+    route.  Returns the number of taps that left the window (0 unless the
+    window was planned wrong)."""
+    length = np.ravel(length).tolist()
+    if interior is None:
+        interior = max(length) <= INTERIOR_MAX_LENGTH
     return _kernel.resample_block(np.ascontiguousarray(data), out, np.ravel(matrix).tolist(),
                                   np.ravel(offset).tolist(), np.ravel(origin).tolist(), np.ravel(first).tolist(),
-                                  np.ravel(length).tolist(), float(pad), int(order), int(mode), float(cval))
+                                  length, float(pad), int(order), int(mode), float(cval), bool(interior))
 
 
 def prefilter_lines(a, gain, zs, horizons, kind, acc) -> None:

@@ -215,3 +215,34 @@ def test_the_interior_span_holds_only_points_whose_taps_lie_in_the_window_and_vo
     # and nothing is lost inside: a row well inside on every count spans all but its ends
     if order == 3 and m == 0 and first + 1.01 <= c0 <= min(first + width, length) - 2.01:
         assert (a, b) == (0, n)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("order", [0, 1, 3])
+def test_without_interior_spans_every_voxel_takes_scipys_route_and_agrees(order, mode, monkeypatch):
+    """Lines longer than ``kernel.INTERIOR_MAX_LENGTH`` (tap positions beyond 32 bits)
+    take no interior span: every voxel by the per-point route, still the whole-array
+    call's values.  Orders 0 and 3 give the same bits either way (the interior routes sum
+    as the per-point one does); order 1's interior steps its coordinates, a few 1e-13
+    voxel off scipy's, so float64 outputs show which route ran."""
+    from bigresample import kernel
+
+    data = volume((40, 36, 30), np.float32, seed=order)
+    g = grid(data.shape, (34, 31, 27), (8, -11, 23), (1.1, 0.9, 1.2), (-4, 3, -2))
+    expected = whole(data, g, order, mode, -30.5, np.float64)
+    calls = []
+    real = kernel.resample_block
+
+    def spy(*args, **kwargs):
+        calls.append(kwargs.get("interior"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(kernel, "resample_block", spy)
+    r = AffineResampler(g, order, mode, cval=-30.5)
+    with_spans = blockwise(r, data, (13, 17, 9), np.float64)
+    assert calls and set(calls) == {None}  # the default: the lines are short
+    monkeypatch.setattr(kernel, "INTERIOR_MAX_LENGTH", 39)  # the volume's x line is 40 long
+    without = blockwise(r, data, (13, 17, 9), np.float64)
+    check(without, expected, data, order, -30.5, g)
+    check(with_spans, expected, data, order, -30.5, g)
+    assert np.array_equal(without, with_spans) == (order != 1)
