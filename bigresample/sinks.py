@@ -56,7 +56,7 @@ from .errors import BigresampleError
 from .geometry import voxel_spacing
 from .nifti import NiftiWriter, create_raw_output, header_bytes, written_header
 from .provenance import without
-from .rawio import PathWriter, RawWriter
+from .rawio import BackgroundSync, PathWriter, RawWriter
 
 
 def partial_path(output: Path, kind: str) -> Path:
@@ -149,7 +149,8 @@ class RawNifti(_NiftiFile):
     """.nii: the partial file has its full size from the start; blocks are
     written at their offsets, in any order: by the local threads through one
     descriptor, or (``remote``) by dask workers that open the file by its path
-    on a filesystem they all see."""
+    on a filesystem they all see.  Locally the file is flushed to disk while it
+    is written (``rawio.BackgroundSync``), and once more at the end."""
 
     def __init__(self, output, header, kind, remote: bool = False):
         super().__init__(output, header, kind)
@@ -165,6 +166,7 @@ class RawNifti(_NiftiFile):
             self._fd, offset = create_raw_output(self.partial, self.header)
         if self.remote:
             return PathWriter(self.partial.resolve(), offset, stage.blocks.shape, self.header.get_data_dtype()), done
+        self._sync = BackgroundSync(self._fd)
         return RawWriter(self._fd, offset, stage.blocks.shape, self.header.get_data_dtype()).write_from, done
 
     def _resumable(self, data: int) -> int | None:
@@ -181,11 +183,15 @@ class RawNifti(_NiftiFile):
         return None
 
     def end(self, ok):
+        sync, self._sync = getattr(self, "_sync", None), None
+        error = sync.stop() if sync is not None else None
         fd, self._fd = getattr(self, "_fd", None), None
         if fd is not None:
             try:
                 if ok:
                     os.fsync(fd)
+                    if error is not None:  # met by the background flush: the fsync above may not see it
+                        raise error
             finally:
                 os.close(fd)
 

@@ -346,14 +346,58 @@ def test_a_raw_nifti_is_written_at_its_offsets_in_any_order_and_resumed(tmp_path
     write(regions[0], _file_order_block(vol, regions[0]))
     sink.end(False)
     # resumed: the blocks written are kept, the file is not recreated
-    write, done = RawNifti(out, _header(shape), ".nii").begin(stage, {0: None, 2: None})
+    resumed = RawNifti(out, _header(shape), ".nii")
+    write, done = resumed.begin(stage, {0: None, 2: None})
     assert done == {0: None, 2: None}
     write(regions[1], _file_order_block(vol, regions[1]))
+    resumed.end(True)
     sink = RawNifti(out, _header(shape), ".nii")
     sink._fd = None
     sink.finish(Report().bar)
     np.testing.assert_array_equal(np.asanyarray(nib.load(out).dataobj), vol)
     assert not sink.partial.exists()
+
+
+def test_a_raw_output_is_flushed_while_it_is_written_and_a_flush_error_fails_its_end(tmp_path, monkeypatch):
+    """The local .nii sink flushes the partial file in the background while blocks are
+    written; the background thread stops with the run, and an error it met (which the
+    final fsync may not see again) makes ``end`` fail, the descriptor closed all the same."""
+    import errno
+
+    from bigresample import rawio
+    from bigresample.sinks import RawNifti
+
+    calls, failing = [], {}
+
+    def datasync(fd):
+        calls.append(fd)
+        if calls.count(fd) == 3 and fd in failing:
+            raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(rawio, "_datasync", datasync)
+    shape = (10, 6, 5)
+    sink = RawNifti(tmp_path / "o.nii", _header(shape), ".nii")
+    sink.begin(_stage(shape, (10, 6, 2)), {})
+    fd, thread = sink._fd, sink._sync._thread
+    failing[fd] = True
+    deadline = time.monotonic() + 10
+    while calls.count(fd) < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.2)
+    assert calls.count(fd) == 3  # flushed again and again, until the error
+    with pytest.raises(OSError, match="Input/output error"):
+        sink.end(True)
+    assert sink._fd is None and not thread.is_alive()
+    # no error: the run's end stops the thread and succeeds; a failed run's end raises nothing
+    failing.clear()
+    for ok in (True, False):
+        calls.clear()
+        sink = RawNifti(tmp_path / f"{ok}.nii", _header(shape), ".nii")
+        sink.begin(_stage(shape, (10, 6, 2)), {})
+        fd, thread = sink._fd, sink._sync._thread
+        time.sleep(0.12)
+        sink.end(ok)
+        assert fd in calls and not thread.is_alive()
 
 
 def test_a_raw_partial_of_the_wrong_size_is_not_resumed(tmp_path):
