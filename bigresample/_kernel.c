@@ -21,6 +21,15 @@ enum { NEAREST, WRAP, REFLECT, MIRROR, CONSTANT, GRID_WRAP, GRID_CONSTANT };
  * rounding of the span's linear estimate of the coordinates (~1e-13). */
 #define SPAN_EPS 1e-6
 
+/* Rows of a block are visited in tiles of TILE_Y rows, every z plane of a
+ * tile before the next tile: the input lines a tile's rows read on one plane
+ * are read again on the next, and are still in the cache (256x256x192
+ * rotated 15/7 degrees, one block, CPU ns per voxel at orders 0/1/3, three
+ * interleaved runs: planes whole 6.7/13.1/81, tiles of 32 rows 5.2/10.9/62). */
+#ifndef TILE_Y
+#define TILE_Y 32
+#endif
+
 typedef struct {
     int64_t bx, by, bz;            /* the output block, x fastest */
     int64_t origin[3];             /* its first voxel, x y z */

@@ -329,16 +329,18 @@ static void FN(interior_cubic)(const IN_T *d, OUT_T *dst, const Geom *g, const R
     }
 }
 
-/* The block: every row's interior span by the route of its order (unless
+/* The block, in tiles of TILE_Y rows (every plane of a tile, then the next
+ * tile): every row's interior span by the route of its order (unless
  * `interior` is 0), the rest by `row` (or `row_nearest`) and `edges`.
  * Returns the taps read outside the window. */
 static int64_t FN(resample_block)(const void *data, void *out, Geom *g, int64_t *slow)
 {
     const IN_T *d = (const IN_T *)data;
     int64_t bad = 0;
+    for (int64_t y0 = 0; y0 < g->by; y0 += TILE_Y)
     for (int64_t z = 0; z < g->bz; z++) {
         const double oz = (double)(g->origin[2] + z);
-        for (int64_t y = 0; y < g->by; y++) {
+        for (int64_t y = y0; y < g->by && y < y0 + TILE_Y; y++) {
             const double oy = (double)(g->origin[1] + y);
             Row r;
             for (int k = 0; k < 3; k++) {
