@@ -146,6 +146,12 @@ TARGET_BLOCK_BYTES_SPLINE = 128 * 2**20
 #: overlap (bench_reference.py, order 3, 384x384x256 onto a 15-degree grid:
 #: 6.4 s at 110 MiB per block, 4.0 s at 460 MiB).
 TARGET_BLOCK_BYTES_GENERAL = 512 * 2**20
+#: ... and at orders >= 2 there, where the blocks are scored on the
+#: coefficients they prefilter (512x512x300 onto a grid rotated 15/7 degrees,
+#: order 3, --chunks by hand, one run each: 512x64x75 (the plan at 512 MiB
+#: scored on the read window) 7.99 s, 512x128x75 (this plan) 6.21 s,
+#: 512x512x38 7.64 s, 512x128x150 5.63 s at 1.1 GB peak RSS).
+TARGET_BLOCK_BYTES_GENERAL_SPLINE = 768 * 2**20
 #: ... and for a label method (``labels``), whose cost is a pass per label
 #: present in a block: thicker blocks meet each label fewer times (a
 #: 256x256x150 atlas of 715 labels upsampled to 512x512x300 with --labels
@@ -206,8 +212,11 @@ def plan_blocks(
         block = tuple(min(b, m) for b, m in zip(block, out))
         return Plan(block, workers, memory_limit, block_bytes(resampler, block, in_itemsize, out_itemsize))
     per_block = max(1, (memory_limit - reserve) // workers)
+    general_spline = isinstance(resampler, transform.AffineResampler) and resampler.order > 1
     if isinstance(resampler, (labels.InterpolatedLabels, labels.ModeLabels)):
         target = TARGET_BLOCK_BYTES_LABELS
+    elif general_spline:
+        target = TARGET_BLOCK_BYTES_GENERAL_SPLINE
     elif isinstance(resampler, transform.AffineResampler):
         target = TARGET_BLOCK_BYTES_GENERAL
     else:
@@ -240,6 +249,9 @@ def plan_blocks(
             continue
         n_blocks = prod(-(-n // bi) for n, bi in zip(out, b))
         wshape = window_shape(resampler, b)
+        # the general path's orders >= 2: what costs is the prefilter, three
+        # passes over every coefficient of a block's support
+        work = prod(resampler.coefficient_shape(b)) if general_spline else prod(wshape)
         # contiguous file stretches a block reads and writes: one, or one per
         # plane, or one per row
         if b[0] == x and b[1] == y:
@@ -248,7 +260,7 @@ def plan_blocks(
             spans = wshape[2] + b[2]
         else:
             spans = (wshape[2] + b[2]) * b[1]
-        score = n_blocks * (prod(wshape) + BLOCK_OVERHEAD_VOXELS + spans * SPAN_VOXELS)
+        score = n_blocks * (work + BLOCK_OVERHEAD_VOXELS + spans * SPAN_VOXELS)
         if not contiguous:
             score *= SPLIT_PENALTY_GZIP if gzip else SPLIT_PENALTY
         if best_score is None or score < best_score:
