@@ -10,12 +10,15 @@ output is the same in reverse (``os.pwrite`` at the block's offsets), so
 blocks can be written by the threads that computed them, in any order.
 
 Arrays handed to ``read_into`` / ``write_from`` are in *file order*: C-ordered
-with the axes reversed (``(..., z, y, x)``).
+with the axes reversed (``(..., z, y, x)``).  A window that is one stretch of
+the file (whole planes) can also be had without a copy, mapped into memory
+(``RawReader.mapped``): the general path reads its windows so.
 """
 
 from __future__ import annotations
 
 import itertools
+import mmap
 import os
 import threading
 
@@ -93,6 +96,28 @@ class RawReader:
                     raise OSError(f"{self.path}: file ends before its data does (truncated?)")
                 got += n
         return out
+
+    def mapped(self, slices) -> np.ndarray | None:
+        """``source[slices]`` in file order as a read-only view of the file
+        mapped into memory (no copy), if the region is one stretch of the file
+        in the machine's byte order; else None (``read_into`` it).  The
+        mapping ends when the array is dropped.  The file's size is checked
+        first (a file cut short is read, and its error raised, by
+        ``read_into``); one cut short *while* mapped would end the process
+        (SIGBUS), as it would any reader of a memory-mapped NIfTI."""
+        slices = tuple(slices) + (slice(None),) * (self.ndim - len(slices))
+        spans = list(itertools.islice(_spans(self.shape, slices), 2))
+        if len(spans) != 1 or not self.dtype.isnative:
+            return None
+        off, count, _ = spans[0]
+        shape = tuple(len(range(*s.indices(n))) for s, n in zip(slices, self.shape))[::-1]
+        start, length = self.offset + off * self.dtype.itemsize, count * self.dtype.itemsize
+        fd = self._fd()
+        if length == 0 or os.fstat(fd).st_size < start + length:
+            return None  # read_into says what is missing
+        skip = start % mmap.ALLOCATIONGRANULARITY
+        m = mmap.mmap(fd, skip + length, offset=start - skip, access=mmap.ACCESS_READ)
+        return np.frombuffer(m, dtype=self.dtype, count=count, offset=skip).reshape(shape)
 
     def __getitem__(self, slices):
         slices = tuple(slices) + (slice(None),) * (self.ndim - len(slices))

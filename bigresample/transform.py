@@ -148,8 +148,11 @@ class AffineResampler(Sampling):
         out = ws.array("out", (bshape + extra_shape)[::-1], dtype)
         read_range = self.window(spatial)
         sl = tuple(slice(a, b) for a, b in read_range) + extra
-        win = ws.array("win", (tuple(b - a for a, b in read_range) + extra_shape)[::-1], source.dtype)
-        read_file_order(source, sl, win)
+        mapped = getattr(source, "mapped", None)
+        win = mapped(sl) if mapped is not None else None
+        if win is None:
+            win = ws.array("win", (tuple(b - a for a, b in read_range) + extra_shape)[::-1], source.dtype)
+            read_file_order(source, sl, win)
         win = _native(win, ws)
         win_range = self.coefficient_window(spatial)
         if win_range != read_range:  # orders >= 2: a view of the samples the taps and halo reach
