@@ -166,7 +166,7 @@ static int64_t FN(row_nearest)(const IN_T *d, OUT_T *dst, const Geom *g, const R
  * and rounding (identical, ties included), no mapping, no test; in chunks,
  * the taps' positions first (a loop the compiler vectorises), then the reads.
  * Positions in 32 bits: kernel.py takes no interior span on longer axes. */
-static void FN(interior_nearest)(const IN_T *restrict d, OUT_T *restrict dst, const Geom *g, const Row *r, int64_t a,
+VECTOR_CLONES static void FN(interior_nearest)(const IN_T *restrict d, OUT_T *restrict dst, const Geom *g, const Row *r, int64_t a,
                                  int64_t b)
 {
     const int64_t base = g->first[0] + g->first[1] * g->sy + g->first[2] * g->sz, sy = g->sy, sz = g->sz;
@@ -195,7 +195,7 @@ static void FN(interior_nearest)(const IN_T *restrict d, OUT_T *restrict dst, co
  * coordinates' floors and fractions first (a loop the compiler vectorises:
  * floors in 32 bits, kernel.py takes no interior span on longer axes), then
  * the reads. */
-static void FN(linear_inside)(const IN_T *restrict d, OUT_T *restrict dst, const Geom *g, const double s[3],
+VECTOR_CLONES static void FN(linear_inside)(const IN_T *restrict d, OUT_T *restrict dst, const Geom *g, const double s[3],
                               int64_t a, int64_t ia, int64_t ib, int64_t base)
 {
     const int64_t dy = g->sy, dz = g->sz;
@@ -233,7 +233,7 @@ static void FN(linear_inside)(const IN_T *restrict d, OUT_T *restrict dst, const
 /* Order 1 over [lo, hi) of the span, coordinates clamped to the volume; the
  * second tap beyond the last sample is folded onto it ('nearest': weight 0).
  * In chunks, as linear_inside. */
-static void FN(linear_clamped)(const IN_T *restrict d, OUT_T *restrict dst, const Geom *g, const double s[3],
+VECTOR_CLONES static void FN(linear_clamped)(const IN_T *restrict d, OUT_T *restrict dst, const Geom *g, const double s[3],
                                int64_t a, int64_t lo, int64_t hi, int64_t base)
 {
     const double lx = (double)g->length[0] - 1.0, ly = (double)g->length[1] - 1.0, lz = (double)g->length[2] - 1.0;
