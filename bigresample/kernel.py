@@ -71,7 +71,7 @@ PREFILTER_KINDS = {"mirror": 0, "reflect": 1, "wrap": 2}
 INTERIOR_MAX_LENGTH = 2**31 - 1
 
 
-def resample_block(data, out, matrix, offset, origin, first, length, pad, order, mode, cval,
+def resample_block(data, out, matrix, offset, origin, first, length, pad, order, mode, cval, *,
                    interior: bool | None = None) -> int:
     """Fill ``out`` (``(bz, by, bx)``, C-ordered float32 or float64) with the
     samples of output voxels ``origin + (x, y, z)``.  ``data``: the window
@@ -104,12 +104,13 @@ def prefilter_lines(a, gain, zs, horizons, kind, acc) -> None:
     _kernel.prefilter_lines(a, float(gain), np.ravel(zs).tolist(), np.ravel(horizons).tolist(), int(kind), acc)
 
 
-def _span(colx, geom, pad, order, clamp, ryx, ryy, ryz, rzx, rzy, rzz) -> tuple[int, int]:
+def _span(colx, geom, pad, order, clamp, ry=(0.0, 0.0, 0.0), rz=(0.0, 0.0, 0.0)) -> tuple[int, int]:
     """The interior span ``[a, b)`` of one row (``colx``: ``(3, n)`` float64,
-    the row's x terms of each coordinate; ``geom``: first, width and length of
-    the window per axis), as ``resample_block`` finds it for every row: the x
+    the row's x terms of each coordinate; ``ry``/``rz``: its y and z terms;
+    ``geom``: first, width and length of the window per axis), as
+    ``resample_block`` finds it for every row: the x
     range whose taps all lie inside the window, with coordinates inside the
     volume or, if ``clamp`` ('nearest', orders 0 and 1), anywhere on an axis
     whose window reaches the volume's edge."""
     return _kernel.span(np.ascontiguousarray(colx, dtype=np.float64), np.ravel(geom).tolist(), float(pad), int(order),
-                        bool(clamp), (ryx, ryy, ryz), (rzx, rzy, rzz))
+                        bool(clamp), tuple(map(float, ry)), tuple(map(float, rz)))

@@ -211,17 +211,8 @@ def plan_blocks(
             raise PlanError(f"chunks must be {len(out)} positive integers; got {block!r}")
         block = tuple(min(b, m) for b, m in zip(block, out))
         return Plan(block, workers, memory_limit, block_bytes(resampler, block, in_itemsize, out_itemsize))
-    per_block = max(1, (memory_limit - reserve) // workers)
     general_spline = isinstance(resampler, transform.AffineResampler) and resampler.order > 1
-    if isinstance(resampler, (labels.InterpolatedLabels, labels.ModeLabels)):
-        target = TARGET_BLOCK_BYTES_LABELS
-    elif general_spline:
-        target = TARGET_BLOCK_BYTES_GENERAL_SPLINE
-    elif isinstance(resampler, transform.AffineResampler):
-        target = TARGET_BLOCK_BYTES_GENERAL
-    else:
-        target = TARGET_BLOCK_BYTES.get(resampler.order, TARGET_BLOCK_BYTES_SPLINE)
-    per_block = min(per_block, target)
+    per_block = min(max(1, (memory_limit - reserve) // workers), _target_bytes(resampler))
 
     def cost(b):
         return block_bytes(resampler, b, in_itemsize, out_itemsize)
@@ -287,6 +278,15 @@ SPLIT_PENALTY = 1.25
 #: where stretches are compressed by every worker (order 3, 512x512x300:
 #: 2.8 s with whole planes, 3.7 s with split ones; bench_speed.py).
 SPLIT_PENALTY_GZIP = 2.0
+
+
+def _target_bytes(resampler) -> int:
+    """The per-block working set the planner aims for with this resampler."""
+    if isinstance(resampler, (labels.InterpolatedLabels, labels.ModeLabels)):
+        return TARGET_BLOCK_BYTES_LABELS
+    if isinstance(resampler, transform.AffineResampler):
+        return TARGET_BLOCK_BYTES_GENERAL_SPLINE if resampler.order > 1 else TARGET_BLOCK_BYTES_GENERAL
+    return TARGET_BLOCK_BYTES.get(resampler.order, TARGET_BLOCK_BYTES_SPLINE)
 
 
 def _halvings(n: int) -> list[int]:

@@ -206,7 +206,7 @@ def test_the_interior_span_holds_only_points_whose_taps_lie_in_the_window_and_vo
     colx[0] = c0 + np.arange(n) * m
     colx[1] = colx[2] = first + width / 2  # the other axes in the middle of a wide window
     geom = np.array([first, 0, 0, width, 10**6, 10**6, length, 2 * 10**6, 2 * 10**6], dtype=np.int64)
-    a, b = kernel._span(colx, geom, 0.0, order, False, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    a, b = kernel._span(colx, geom, 0.0, order, False)
     assert 0 <= a <= b and (a == b or b <= n)  # an empty span may start anywhere
     c = colx[0, a:b]
     start = (np.floor(c) if order & 1 else np.floor(c + 0.5)) - order // 2
