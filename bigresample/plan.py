@@ -260,7 +260,7 @@ def plan_blocks(
         raise PlanError(f"memory limit {format_bytes(memory_limit)} is too small for even a single row of voxels")
     # enough blocks to keep every worker busy, and a progress bar that moves
     bx, by, bz = best
-    while bz > 1 and prod(-(-n // bi) for n, bi in zip(out, (bx, by, bz))) < 4 * workers:
+    while bz > 1 and prod(-(-n // bi) for n, bi in zip(out, (bx, by, bz))) < _min_blocks(resampler) * workers:
         bz = -(-bz // 2)
     best = (bx, by, bz)
     return Plan(best, workers, memory_limit, cost(best))
@@ -287,6 +287,18 @@ def _target_bytes(resampler) -> int:
     if isinstance(resampler, transform.AffineResampler):
         return TARGET_BLOCK_BYTES_GENERAL_SPLINE if resampler.order > 1 else TARGET_BLOCK_BYTES_GENERAL
     return TARGET_BLOCK_BYTES.get(resampler.order, TARGET_BLOCK_BYTES_SPLINE)
+
+
+def _min_blocks(resampler) -> int:
+    """Blocks per worker the plan makes at least (thinner slabs if need be).
+    The general path's orders 0 and 1 want more: their windows of whole planes
+    are mapped, not read, so a thinner slab costs little, and the last
+    blocks' writes overlap less work (512x512x300 onto a grid rotated 15/7
+    degrees, order 1, alternating runs: slabs of 38 planes 1.75-4.00 s, of
+    19 planes 0.98-1.13 s, of 10 planes 1.27-1.33 s)."""
+    if isinstance(resampler, transform.AffineResampler) and resampler.order < 2:
+        return 8
+    return 4
 
 
 def _halvings(n: int) -> list[int]:
