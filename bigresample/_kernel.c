@@ -360,46 +360,36 @@ static int type_index(const Py_buffer *v)
     return -1;
 }
 
-static int read_doubles(PyObject *seq, double *dst, Py_ssize_t n, const char *what)
+/* The n numbers of a Python sequence, into `reals` (as floats) or `ints`
+ * (as integers): exactly one of the two is given.  0, or -1 with an error set. */
+static int read_numbers(PyObject *seq, double *reals, int64_t *ints, Py_ssize_t n, const char *what)
 {
     PyObject *fast = PySequence_Fast(seq, what);
     if (!fast)
         return -1;
-    if (PySequence_Fast_GET_SIZE(fast) != n) {
+    int bad = PySequence_Fast_GET_SIZE(fast) != n;
+    if (bad)
         PyErr_Format(PyExc_ValueError, "%s: %zd values expected", what, n);
-        Py_DECREF(fast);
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        dst[i] = PyFloat_AsDouble(PySequence_Fast_GET_ITEM(fast, i));
-        if (dst[i] == -1.0 && PyErr_Occurred()) {
-            Py_DECREF(fast);
-            return -1;
-        }
+    for (Py_ssize_t i = 0; i < n && !bad; i++) {
+        PyObject *item = PySequence_Fast_GET_ITEM(fast, i);
+        if (reals)
+            reals[i] = PyFloat_AsDouble(item);
+        else
+            ints[i] = PyLong_AsLongLong(item);
+        bad = PyErr_Occurred() != NULL;
     }
     Py_DECREF(fast);
-    return 0;
+    return bad ? -1 : 0;
+}
+
+static int read_doubles(PyObject *seq, double *dst, Py_ssize_t n, const char *what)
+{
+    return read_numbers(seq, dst, NULL, n, what);
 }
 
 static int read_ints(PyObject *seq, int64_t *dst, Py_ssize_t n, const char *what)
 {
-    PyObject *fast = PySequence_Fast(seq, what);
-    if (!fast)
-        return -1;
-    if (PySequence_Fast_GET_SIZE(fast) != n) {
-        PyErr_Format(PyExc_ValueError, "%s: %zd values expected", what, n);
-        Py_DECREF(fast);
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
-        dst[i] = PyLong_AsLongLong(PySequence_Fast_GET_ITEM(fast, i));
-        if (dst[i] == -1 && PyErr_Occurred()) {
-            Py_DECREF(fast);
-            return -1;
-        }
-    }
-    Py_DECREF(fast);
-    return 0;
+    return read_numbers(seq, NULL, dst, n, what);
 }
 
 static PyObject *py_resample_block(PyObject *self, PyObject *args)
