@@ -1,4 +1,4 @@
-"""The compiled kernel of the general path (bigresample/_kernel.c); the rest
+"""The compiled kernels (bigresample/_kernel.c: the general path's and the separable engine's); the rest
 of the project's metadata is in pyproject.toml."""
 
 import platform
@@ -18,6 +18,6 @@ if FLAGS and platform.machine().lower() in ("x86_64", "amd64"):
 setup(ext_modules=[Extension(
     "bigresample._kernel",
     sources=["bigresample/_kernel.c"],
-    depends=["bigresample/_kernel_impl.h", "bigresample/_kernel_types.h"],
+    depends=["bigresample/_kernel_impl.h", "bigresample/_axis_impl.h", "bigresample/_kernel_types.h"],
     extra_compile_args=FLAGS,
 )])

@@ -1,11 +1,12 @@
-/* bigresample._kernel: the general path's compiled kernel (kernel.py says
+/* bigresample._kernel: the compiled kernels (kernel.py says
  * what it computes and how it matches scipy's ni_interpolation.c).
  *
  * Built by `pip install` (setup.py), plain C99 and the CPython API only: no
  * numpy headers, no JIT.  Arrays arrive through the buffer protocol; the GIL
  * is released while a block is computed, so worker threads run in parallel.
  * This file holds the untyped parts (boundary modes, weights, spans) and the
- * Python functions; _kernel_impl.h the per-type block loops. */
+ * Python functions; _kernel_impl.h the per-type block loops; _axis_impl.h
+ * the separable engine's per-axis sum (kernel.axis_sum). */
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -334,6 +335,14 @@ typedef int64_t (*block_fn)(const void *, void *, Geom *, int64_t *);
                 resample_block_f4_##o, resample_block_f8_##o}
 static const block_fn BLOCK[2][10] = {ROW(f4), ROW(f8)};
 
+typedef void (*axis_fn)(const void *, void *, int64_t, int64_t, int64_t, int64_t, int64_t, const int64_t *,
+                        const double *);
+#define AXIS_ROW(o) {(axis_fn)axis_sum_u1_##o, (axis_fn)axis_sum_i1_##o, (axis_fn)axis_sum_u2_##o, \
+                     (axis_fn)axis_sum_i2_##o, (axis_fn)axis_sum_u4_##o, (axis_fn)axis_sum_i4_##o, \
+                     (axis_fn)axis_sum_u8_##o, (axis_fn)axis_sum_i8_##o, (axis_fn)axis_sum_f4_##o, \
+                     (axis_fn)axis_sum_f8_##o}
+static const axis_fn AXIS_SUM[2][10] = {AXIS_ROW(f4), AXIS_ROW(f8)};
+
 /* The table's index of a buffer's type (u1 i1 u2 i2 u4 i4 u8 i8 f4 f8), -1 if none. */
 static int type_index(const Py_buffer *v)
 {
@@ -603,10 +612,129 @@ done:
     return result;
 }
 
+/* The taps of kernel.axis_sum / axis_take: `index` (m, ntaps) int64 and, if
+ * `weights` is given, (m, ntaps) float64, every index inside [0, n). */
+static int axis_taps(Py_buffer *ib, Py_buffer *wb, int64_t m, int64_t n, int64_t *ntaps)
+{
+    if (ib->ndim != 2 || ib->shape[0] != m || ib->itemsize != 8 || type_index(ib) != 7
+        || (wb && (wb->ndim != 2 || wb->shape[0] != m || wb->shape[1] != ib->shape[1] || type_index(wb) != 9))) {
+        PyErr_SetString(PyExc_TypeError, "axis taps: (m, ntaps) int64 index and float64 weights");
+        return -1;
+    }
+    *ntaps = ib->shape[1];
+    const int64_t *idx = (const int64_t *)ib->buf;
+    if (*ntaps < 1 && m > 0) {
+        PyErr_SetString(PyExc_ValueError, "axis taps: no taps");
+        return -1;
+    }
+    for (int64_t k = 0; k < m * *ntaps; k++)
+        if (idx[k] < 0 || idx[k] >= n) {
+            PyErr_Format(PyExc_IndexError, "axis taps: index %lld outside [0, %lld)", (long long)idx[k],
+                         (long long)n);
+            return -1;
+        }
+    return 0;
+}
+
+/* kernel.axis_sum / axis_take: out[o, j, i] from x[o, :, i] (3-d, C-ordered);
+ * with weights the weighted sum of the taps (out float32 or float64), without
+ * them a copy of the one tap (out of x's type). */
+static PyObject *axis_call(PyObject *args, int weighted)
+{
+    PyObject *x_obj, *out_obj, *i_obj, *w_obj = NULL;
+    if (weighted ? !PyArg_ParseTuple(args, "OOOO", &x_obj, &out_obj, &i_obj, &w_obj)
+                 : !PyArg_ParseTuple(args, "OOO", &x_obj, &out_obj, &i_obj))
+        return NULL;
+    Py_buffer bx, bo, bi, bw;
+    int got = 0;
+    PyObject *result = NULL;
+    if (PyObject_GetBuffer(x_obj, &bx, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        goto done;
+    got = 1;
+    if (PyObject_GetBuffer(out_obj, &bo, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0)
+        goto done;
+    got = 2;
+    if (PyObject_GetBuffer(i_obj, &bi, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        goto done;
+    got = 3;
+    if (weighted) {
+        if (PyObject_GetBuffer(w_obj, &bw, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+            goto done;
+        got = 4;
+    }
+    const int tin = type_index(&bx), tout = type_index(&bo);
+    if (bx.ndim != 3 || bo.ndim != 3 || bx.shape[0] != bo.shape[0] || bx.shape[2] != bo.shape[2] || tin < 0
+        || (weighted ? (tout != 8 && tout != 9) : tout != tin)) {
+        PyErr_SetString(PyExc_TypeError, weighted ? "axis_sum: 3-d x of a numeric type, 3-d float32/float64 out"
+                                                  : "axis_take: 3-d x and out of the same numeric type");
+        goto done;
+    }
+    const int64_t outer = bx.shape[0], n = bx.shape[1], inner = bx.shape[2], m = bo.shape[1];
+    int64_t ntaps;
+    if (axis_taps(&bi, weighted ? &bw : NULL, m, n, &ntaps) < 0)
+        goto done;
+    const int64_t *idx = (const int64_t *)bi.buf;
+    if (weighted) {
+        const axis_fn f = AXIS_SUM[tout - 8][tin];
+        const double *w = (const double *)bw.buf;
+        Py_BEGIN_ALLOW_THREADS
+        f(bx.buf, bo.buf, outer, n, inner, m, ntaps, idx, w);
+        Py_END_ALLOW_THREADS
+    } else {
+        const size_t item = (size_t)bx.itemsize;
+        const char *x = (const char *)bx.buf;
+        char *out = (char *)bo.buf;
+        Py_BEGIN_ALLOW_THREADS
+        for (int64_t o = 0; o < outer; o++) {
+            const char *xo = x + (size_t)(o * n * inner) * item;
+            char *oo = out + (size_t)(o * m * inner) * item;
+            if (inner > 1) {
+                for (int64_t j = 0; j < m; j++)
+                    memcpy(oo + (size_t)(j * inner) * item, xo + (size_t)(idx[j * ntaps] * inner) * item,
+                           (size_t)inner * item);
+                continue;
+            }
+#define TAKE(T) for (int64_t j = 0; j < m; j++) ((T *)oo)[j] = ((const T *)xo)[idx[j * ntaps]]
+            switch (item) {
+            case 1: TAKE(uint8_t); break;
+            case 2: TAKE(uint16_t); break;
+            case 4: TAKE(uint32_t); break;
+            default: TAKE(uint64_t); break;
+            }
+#undef TAKE
+        }
+        Py_END_ALLOW_THREADS
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    if (got >= 4)
+        PyBuffer_Release(&bw);
+    if (got >= 3)
+        PyBuffer_Release(&bi);
+    if (got >= 2)
+        PyBuffer_Release(&bo);
+    if (got >= 1)
+        PyBuffer_Release(&bx);
+    return result;
+}
+
+static PyObject *py_axis_sum(PyObject *self, PyObject *args)
+{
+    return axis_call(args, 1);
+}
+
+static PyObject *py_axis_take(PyObject *self, PyObject *args)
+{
+    return axis_call(args, 0);
+}
+
 static PyMethodDef methods[] = {
     {"resample_block", py_resample_block, METH_VARARGS, "kernel.resample_block, compiled"},
     {"span", py_span, METH_VARARGS, "kernel._span, compiled"},
     {"prefilter_lines", py_prefilter_lines, METH_VARARGS, "kernel.prefilter_lines, compiled"},
+    {"axis_sum", py_axis_sum, METH_VARARGS, "kernel.axis_sum, compiled"},
+    {"axis_take", py_axis_take, METH_VARARGS, "kernel.axis_take, compiled"},
     {NULL, NULL, 0, NULL},
 };
 

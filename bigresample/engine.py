@@ -23,7 +23,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import splines
+from . import kernel, splines
 from .geometry import AxisMap, Grid
 
 #: Gaps between needed input runs up to this many voxels are read through
@@ -373,13 +373,66 @@ def _eval_last_axis_slices(x, index, weights, out, ws, tag, runs):
 _ROW_BYTES = 1 << 20
 
 
+#: Types the compiled per-axis sum reads (``kernel.axis_sum``).
+_COMPILED_TYPES = frozenset(np.dtype(t) for t in ("u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8"))
+
+#: Float64 sums of an integer output are made and stored this many bytes at a time.
+_STORE_CHUNK_BYTES = 4 << 20
+
+
 def _eval_axis(x, iax, index, weights, out, ws, tag):
     """``out[.., o, ..] = sum_t weights[o, t] * x[.., index[o, t], ..]`` along internal axis ``iax``.
 
-    ``x`` and ``out`` are C-ordered.  Along the contiguous last axis the taps
-    are gathered a few rows at a time; along the others whole (hyper)planes
-    are combined, one output index at a time, with plane-sized float64
-    accumulators that stay in cache.
+    ``x`` and ``out`` are C-ordered.  Compiled (``kernel.axis_sum`` /
+    ``axis_take``, the same values bit for bit) where the types allow it,
+    else ``_eval_axis_numpy``.  An integer output gets the float64 sums a
+    few MiB at a time, stored with ``store``'s rounding.
+    """
+    if x.dtype in _COMPILED_TYPES and x.dtype.isnative and x.flags.c_contiguous and out.flags.c_contiguous:
+        outer = int(np.prod(x.shape[:iax], dtype=np.int64))
+        inner = int(np.prod(x.shape[iax + 1 :], dtype=np.int64))
+        x3 = x.reshape(outer, x.shape[iax], inner)
+        o3 = out.reshape(outer, len(index), inner)
+        if weights is None:
+            if out.dtype == x.dtype:
+                kernel.axis_take(x3, o3, index)
+                return out
+        elif out.dtype in (np.float32, np.float64) and out.dtype.isnative:
+            kernel.axis_sum(x3, o3, index, weights)
+            return out
+        else:
+            _sum_stored(x3, o3, index, weights, ws, tag)
+            return out
+    return _eval_axis_numpy(x, iax, index, weights, out, ws, tag)
+
+
+def _sum_stored(x3, o3, index, weights, ws, tag):
+    """``kernel.axis_sum`` into float64 scratch of bounded size, then ``store``
+    into ``o3`` (an integer output), piece by piece along its first axis (or,
+    for a single one, its second)."""
+    outer, m, inner = o3.shape
+    per = max(1, _STORE_CHUNK_BYTES // (8 * max(1, m * inner)))
+    if outer > 1 or m == 1:
+        for a in range(0, outer, per):
+            b = min(outer, a + per)
+            acc = ws.array(tag + "c", (b - a, m, inner), np.float64)
+            kernel.axis_sum(x3[a:b], acc, index, weights)
+            store(acc, o3[a:b], ws.array(tag + "t", acc.shape, np.float64))
+        return
+    per = max(1, _STORE_CHUNK_BYTES // (8 * max(1, inner)))
+    for a in range(0, m, per):
+        b = min(m, a + per)
+        acc = ws.array(tag + "c", (1, b - a, inner), np.float64)
+        kernel.axis_sum(x3, acc, index[a:b], weights[a:b])
+        store(acc, o3[:, a:b], ws.array(tag + "t", acc.shape, np.float64))
+
+
+def _eval_axis_numpy(x, iax, index, weights, out, ws, tag):
+    """``_eval_axis`` in numpy (any types, any layout).
+
+    Along the contiguous last axis the taps are gathered a few rows at a
+    time; along the others whole (hyper)planes are combined, one output index
+    at a time, with plane-sized float64 accumulators that stay in cache.
     """
     m = len(index)
     ntaps = index.shape[1]

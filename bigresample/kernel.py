@@ -1,4 +1,5 @@
-"""The general path's compiled kernel: one output block from one input window.
+"""The compiled kernels: the general path's (one output block from one input
+window) and the separable engine's per-axis sum (``axis_sum``, at the end).
 
 ``scipy.ndimage.affine_transform`` (``NI_GeometricTransform`` in scipy's
 ni_interpolation.c) visits every output voxel, computes its input coordinate,
@@ -50,6 +51,12 @@ operation, in double precision, compiled without fused multiply-adds
 (``setup.py``); the names above are its functions'.  Compiled ahead (no JIT), it costs
 nothing to load: the whole-process start of a numba kernel was ~0.8 s
 (benchmarks/README.md, fifth round).
+
+The separable engine (``engine._eval_axis``) sums ``order + 1`` taps along
+one axis at a time; ``axis_sum`` (``_axis_impl.h``) is its numpy sum in C,
+the same products added in the same order, so the same values bit for bit,
+one pass over the window per axis instead of numpy's four per output plane
+(and no interpreter between them: the GIL is released).
 """
 
 from __future__ import annotations
@@ -102,6 +109,25 @@ def prefilter_lines(a, gain, zs, horizons, kind, acc) -> None:
     window per direction instead of numpy's several per plane.  ``acc``: a
     scratch row of ``rest`` samples."""
     _kernel.prefilter_lines(a, float(gain), np.ravel(zs).tolist(), np.ravel(horizons).tolist(), int(kind), acc)
+
+
+def axis_sum(x, out, index, weights) -> None:
+    """The separable engine's per-axis sum, compiled: ``out[o, j, i] =
+    sum_t weights[j, t] * x[o, index[j, t], i]`` for ``x`` ``(outer, n,
+    inner)`` (C-ordered, any integer or float type) and ``out`` ``(outer, m,
+    inner)`` (C-ordered float32 or float64), ``index`` ``(m, ntaps)`` int64
+    inside ``[0, n)`` and ``weights`` ``(m, ntaps)`` float64: in double
+    precision, the first tap's product, then each next one added, cast once
+    (numpy's order in ``engine._eval_axis``, so its values bit for bit).  The
+    GIL is released."""
+    _kernel.axis_sum(x, out, np.ascontiguousarray(index, dtype=np.int64),
+                     np.ascontiguousarray(weights, dtype=np.float64))
+
+
+def axis_take(x, out, index) -> None:
+    """``axis_sum`` without weights (one tap, ``index[:, 0]``): ``out[o, j, i]
+    = x[o, index[j, 0], i]``, ``out`` of ``x``'s type (copied, not converted)."""
+    _kernel.axis_take(x, out, np.ascontiguousarray(index, dtype=np.int64))
 
 
 def _span(colx, geom, pad, order, clamp, ry=(0.0, 0.0, 0.0), rz=(0.0, 0.0, 0.0)) -> tuple[int, int]:

@@ -251,6 +251,86 @@ def test_eval_axis_on_many_rows_crosses_the_row_chunks():
     np.testing.assert_array_equal(out, x[:, :, ::2].astype(np.float32))
 
 
+
+_TYPES = ("u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8")
+
+
+@pytest.mark.parametrize("xtype", _TYPES)
+@pytest.mark.parametrize("iax", [0, 1, 2, 3])
+def test_compiled_axis_sum_equals_numpy_bit_for_bit(xtype, iax):
+    """kernel.axis_sum / axis_take (what _eval_axis runs) give _eval_axis_numpy's
+    values exactly: every input type, every axis of a 4-d array, 1 to 6 taps,
+    float and integer outputs (rounded and saturated by store)."""
+    rng = np.random.default_rng(iax)
+    x = rng.standard_normal((3, 5, 4, 9)) * 90
+    info = np.iinfo(xtype) if np.dtype(xtype).kind in "iu" else None
+    if info is not None:
+        x = np.clip(np.round(x * 3), info.min, info.max)
+    x = x.astype(xtype)
+    n = x.shape[iax]
+    for ntaps in range(1, 7):
+        index = rng.integers(0, n, size=(6, ntaps))
+        weights = rng.standard_normal((6, ntaps))
+        shape = list(x.shape)
+        shape[iax] = 6
+        for out_type in ("f8", "f4", "i2", "u1"):
+            got = np.empty(shape, out_type)
+            want = np.full(shape, 7, out_type)
+            engine._eval_axis(x, iax, index, weights, got, Workspace(), "t")
+            engine._eval_axis_numpy(x, iax, index, weights, want, Workspace(), "t")
+            assert got.tobytes() == want.tobytes(), (ntaps, out_type)
+        got = np.empty(shape, x.dtype)
+        engine._eval_axis(x, iax, index[:, :1], None, got, Workspace(), "t")
+        np.testing.assert_array_equal(got, np.take(x, index[:, 0], axis=iax))
+
+
+def test_compiled_axis_sum_of_an_integer_output_in_pieces():
+    """An integer output is summed into float64 scratch a few MiB at a time:
+    pieces along the first axis and, when there is one row, along the second."""
+    rng = np.random.default_rng(5)
+    for shape, iax in (((40, 300, 200), 1), ((1, 3000, 300), 1), ((1, 2000, 700), 2)):
+        x = (rng.standard_normal(shape) * 1e4).astype(np.float32)
+        n = shape[iax]
+        index = np.sort(rng.integers(0, n, size=(n // 2, 2)), axis=1)
+        weights = rng.random((n // 2, 2))
+        oshape = list(shape)
+        oshape[iax] = n // 2
+        got, want = np.empty(oshape, np.int16), np.empty(oshape, np.int16)
+        engine._eval_axis(x, iax, index, weights, got, Workspace(), "t")
+        engine._eval_axis_numpy(x, iax, index, weights, want, Workspace(), "t")
+        np.testing.assert_array_equal(got, want)
+
+
+def test_compiled_axis_sum_refuses_taps_outside_the_line_and_wrong_types():
+    from bigresample import kernel
+
+    x = np.zeros((2, 5, 3))
+    out = np.zeros((2, 4, 3))
+    with pytest.raises(IndexError, match="index 5 outside"):
+        kernel.axis_sum(x, out, np.array([[0, 1], [1, 2], [3, 4], [4, 5]]), np.ones((4, 2)))
+    with pytest.raises(IndexError, match="index -1 outside"):
+        kernel.axis_take(x, out, np.array([[0], [-1], [3], [4]]))
+    with pytest.raises(TypeError, match="float32/float64 out"):
+        kernel.axis_sum(x, out.astype(np.int16), np.zeros((4, 1)), np.ones((4, 1)))
+    with pytest.raises(TypeError, match="same numeric type"):
+        kernel.axis_take(x, out.astype(np.float32), np.zeros((4, 1)))
+    with pytest.raises(TypeError, match="ntaps"):
+        kernel.axis_sum(x, out, np.zeros((4, 2)), np.ones((4, 3)))
+
+
+def test_eval_axis_falls_back_to_numpy_for_other_types_and_byte_orders():
+    x = np.arange(60, dtype=">f4").reshape(3, 4, 5)
+    index = np.array([[0, 1], [2, 3]])
+    weights = np.array([[0.5, 0.5], [0.25, 0.75]])
+    out = np.empty((3, 2, 5))
+    engine._eval_axis(x, 1, index, weights, out, Workspace(), "t")
+    np.testing.assert_allclose(out, _eval_reference(x.astype(np.float64), 1, index, weights), rtol=0, atol=1e-12)
+    h = np.arange(60, dtype=np.float16).reshape(3, 4, 5)
+    out = np.empty((3, 2, 5), np.float16)
+    engine._eval_axis(h, 1, index[:, :1], None, out, Workspace(), "t")
+    np.testing.assert_array_equal(out, h[:, [0, 2]])
+
+
 # ---------------------------------------------------------------- resamplers against scipy
 
 
