@@ -445,7 +445,8 @@ static PyObject *py_resample_block(PyObject *self, PyObject *args)
     g.cval = cval;
     g.order = order;
     g.mode = mode;
-    g.interior = interior;
+    /* the interior routes of orders 0 and 1 hold positions in the window in 32 bits */
+    g.interior = interior && (order > 1 || (int64_t)din.shape[0] * din.shape[1] * din.shape[2] <= INT32_MAX);
     for (int k = 0; k < 3; k++)
         g.m[k] = g.matrix[3 * k];
     if (g.bx == 0 || g.by == 0 || g.bz == 0) {

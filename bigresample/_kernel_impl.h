@@ -164,44 +164,48 @@ static int64_t FN(row_nearest)(const IN_T *d, OUT_T *dst, const Geom *g, const R
 
 /* Order 0 over the interior span [a, b): scipy's coordinates, in its order
  * and rounding (identical, ties included), no mapping, no test; in chunks,
- * the taps' positions first (a loop the compiler vectorises), then the reads.
- * Positions in 32 bits: kernel.py takes no interior span on longer axes. */
+ * the taps' positions in the window first (a loop the compiler vectorises),
+ * then the reads.  Positions in 32 bits: a window of more than 2^31 - 1
+ * samples takes no interior span (resample_block). */
 VECTOR_CLONES static void FN(interior_nearest)(const IN_T *restrict d, OUT_T *restrict dst, const Geom *g, const Row *r, int64_t a,
                                  int64_t b)
 {
-    const int64_t base = g->first[0] + g->first[1] * g->sy + g->first[2] * g->sz, sy = g->sy, sz = g->sz;
+    const int32_t base = (int32_t)(g->first[0] + g->first[1] * g->sy + g->first[2] * g->sz);
+    const int32_t sy = (int32_t)g->sy, sz = (int32_t)g->sz;
     const double lx = (double)g->length[0] - 1.0, ly = (double)g->length[1] - 1.0, lz = (double)g->length[2] - 1.0;
     const double *c0 = g->colx, *c1 = g->colx + g->bx, *c2 = g->colx + 2 * g->bx;
     const double ry0 = r->ry[0], ry1 = r->ry[1], ry2 = r->ry[2], rz0 = r->rz[0], rz1 = r->rz[1], rz2 = r->rz[2];
     const double pad = g->pad;
     enum { CHUNK = 256 };
-    int32_t ix[CHUNK], iy[CHUNK], iz[CHUNK];
+    int32_t at[CHUNK];
     for (int64_t x0 = a; x0 < b; x0 += CHUNK) {
         const int n = (int)(b - x0 < CHUNK ? b - x0 : CHUNK);
         for (int i = 0; i < n; i++) {
-            ix[i] = (int32_t)(clamp(((c0[x0 + i] + ry0) + rz0) + pad, lx) + 0.5);
-            iy[i] = (int32_t)(clamp(((c1[x0 + i] + ry1) + rz1) + pad, ly) + 0.5);
-            iz[i] = (int32_t)(clamp(((c2[x0 + i] + ry2) + rz2) + pad, lz) + 0.5);
+            const int32_t jx = (int32_t)(clamp(((c0[x0 + i] + ry0) + rz0) + pad, lx) + 0.5);
+            const int32_t jy = (int32_t)(clamp(((c1[x0 + i] + ry1) + rz1) + pad, ly) + 0.5);
+            const int32_t jz = (int32_t)(clamp(((c2[x0 + i] + ry2) + rz2) + pad, lz) + 0.5);
+            at[i] = jx + jy * sy + jz * sz - base;
         }
         OUT_T *restrict o = dst + x0;
         for (int i = 0; i < n; i++)
-            o[i] = (OUT_T)d[(int64_t)ix[i] + (int64_t)iy[i] * sy + (int64_t)iz[i] * sz - base];
+            o[i] = (OUT_T)d[at[i]];
     }
 }
 
 /* Order 1 over [ia, ib), where every coordinate lies in [0, length - 1): no
  * clamping, every second tap the next sample.  The coordinate is the span's
  * first (scipy's) plus k times the matrix's first column.  In chunks: the
- * coordinates' floors and fractions first (a loop the compiler vectorises:
- * floors in 32 bits, kernel.py takes no interior span on longer axes), then
- * the reads. */
+ * coordinates' fractions and their first taps' positions in the window
+ * first (a loop the compiler vectorises; positions in 32 bits, as in
+ * interior_nearest), then the reads. */
 VECTOR_CLONES static void FN(linear_inside)(const IN_T *restrict d, OUT_T *restrict dst, const Geom *g, const double s[3],
                               int64_t a, int64_t ia, int64_t ib, int64_t base)
 {
     const int64_t dy = g->sy, dz = g->sz;
+    const int32_t dy32 = (int32_t)dy, dz32 = (int32_t)dz, base32 = (int32_t)base;
     const double m0 = g->m[0], m1 = g->m[1], m2 = g->m[2], s0 = s[0], s1 = s[1], s2 = s[2];
     enum { CHUNK = 256 };
-    int32_t ix[CHUNK], iy[CHUNK], iz[CHUNK];
+    int32_t at[CHUNK];
     double fx[CHUNK], fy[CHUNK], fz[CHUNK];
     for (int64_t x0 = ia; x0 < ib; x0 += CHUNK) {
         const int n = (int)(ib - x0 < CHUNK ? ib - x0 : CHUNK);
@@ -209,18 +213,17 @@ VECTOR_CLONES static void FN(linear_inside)(const IN_T *restrict d, OUT_T *restr
         for (int i = 0; i < n; i++) { /* the coordinates, their floors and fractions: vectorised */
             const double k = k0 + (double)i;
             const double cx = s0 + k * m0, cy = s1 + k * m1, cz = s2 + k * m2;
-            ix[i] = (int32_t)cx;
-            iy[i] = (int32_t)cy;
-            iz[i] = (int32_t)cz;
-            fx[i] = cx - (double)ix[i];
-            fy[i] = cy - (double)iy[i];
-            fz[i] = cz - (double)iz[i];
+            const int32_t jx = (int32_t)cx, jy = (int32_t)cy, jz = (int32_t)cz;
+            at[i] = jx + jy * dy32 + jz * dz32 - base32;
+            fx[i] = cx - (double)jx;
+            fy[i] = cy - (double)jy;
+            fz[i] = cz - (double)jz;
         }
         OUT_T *restrict o = dst + x0;
         for (int i = 0; i < n; i++) { /* the reads */
             const double bxw = fx[i], byw = fy[i], bzw = fz[i];
             const double ax = 1.0 - bxw, ay = 1.0 - byw, az = 1.0 - bzw;
-            const IN_T *p = d + ((int64_t)ix[i] + (int64_t)iy[i] * dy + (int64_t)iz[i] * dz - base);
+            const IN_T *p = d + at[i];
             const double r00 = ax * (double)p[0] + bxw * (double)p[1];
             const double r01 = ax * (double)p[dy] + bxw * (double)p[dy + 1];
             const double r10 = ax * (double)p[dz] + bxw * (double)p[dz + 1];
@@ -232,35 +235,38 @@ VECTOR_CLONES static void FN(linear_inside)(const IN_T *restrict d, OUT_T *restr
 
 /* Order 1 over [lo, hi) of the span, coordinates clamped to the volume; the
  * second tap beyond the last sample is folded onto it ('nearest': weight 0).
- * In chunks, as linear_inside. */
+ * In chunks, as linear_inside (the steps to the second taps computed with
+ * the positions). */
 VECTOR_CLONES static void FN(linear_clamped)(const IN_T *restrict d, OUT_T *restrict dst, const Geom *g, const double s[3],
                                int64_t a, int64_t lo, int64_t hi, int64_t base)
 {
     const double lx = (double)g->length[0] - 1.0, ly = (double)g->length[1] - 1.0, lz = (double)g->length[2] - 1.0;
     const double m0 = g->m[0], m1 = g->m[1], m2 = g->m[2], s0 = s[0], s1 = s[1], s2 = s[2];
-    const int64_t sy = g->sy, sz = g->sz;
+    const int32_t sy = (int32_t)g->sy, sz = (int32_t)g->sz, base32 = (int32_t)base;
     enum { CHUNK = 256 };
-    int32_t ix[CHUNK], iy[CHUNK], iz[CHUNK];
+    int32_t at[CHUNK], ddx[CHUNK], ddy[CHUNK], ddz[CHUNK];
     double fx[CHUNK], fy[CHUNK], fz[CHUNK];
     for (int64_t x0 = lo; x0 < hi; x0 += CHUNK) {
         const int n = (int)(hi - x0 < CHUNK ? hi - x0 : CHUNK);
         const double k0 = (double)(x0 - a);
-        for (int i = 0; i < n; i++) {
+        for (int i = 0; i < n; i++) { /* positions, steps to the second taps, fractions: vectorised */
             const double k = k0 + (double)i;
             const double cx = clamp(s0 + k * m0, lx), cy = clamp(s1 + k * m1, ly), cz = clamp(s2 + k * m2, lz);
-            ix[i] = (int32_t)cx;
-            iy[i] = (int32_t)cy;
-            iz[i] = (int32_t)cz;
-            fx[i] = cx - (double)ix[i];
-            fy[i] = cy - (double)iy[i];
-            fz[i] = cz - (double)iz[i];
+            const int32_t jx = (int32_t)cx, jy = (int32_t)cy, jz = (int32_t)cz;
+            at[i] = jx + jy * sy + jz * sz - base32;
+            ddx[i] = (double)jx < lx;
+            ddy[i] = ((double)jy < ly) * sy;
+            ddz[i] = ((double)jz < lz) * sz;
+            fx[i] = cx - (double)jx;
+            fy[i] = cy - (double)jy;
+            fz[i] = cz - (double)jz;
         }
         OUT_T *restrict o = dst + x0;
         for (int i = 0; i < n; i++) {
             const double ax = 1.0 - fx[i], ay = 1.0 - fy[i], az = 1.0 - fz[i];
             const double bxw = 1.0 - ax, byw = 1.0 - ay, bzw = 1.0 - az;
-            const int64_t dx = (double)ix[i] < lx, dy = ((double)iy[i] < ly) * sy, dz = ((double)iz[i] < lz) * sz;
-            const IN_T *p = d + ((int64_t)ix[i] + (int64_t)iy[i] * sy + (int64_t)iz[i] * sz - base);
+            const int64_t dx = ddx[i], dy = ddy[i], dz = ddz[i];
+            const IN_T *p = d + at[i];
             const double r00 = ax * (double)p[0] + bxw * (double)p[dx];
             const double r01 = ax * (double)p[dy] + bxw * (double)p[dy + dx];
             const double r10 = ax * (double)p[dz] + bxw * (double)p[dz + dx];

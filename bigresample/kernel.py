@@ -74,7 +74,9 @@ PREFILTER_KINDS = {"mirror": 0, "reflect": 1, "wrap": 2}
 
 
 #: The interior routes hold tap positions along an axis in 32 bits: longer
-#: lines take the per-point route (exact too, slower).
+#: lines take the per-point route (exact too, slower).  So do the voxels of
+#: orders 0 and 1 read from a window of more than 2**31 - 1 samples (8 GiB of
+#: float32: the positions in the window are 32-bit too).
 INTERIOR_MAX_LENGTH = 2**31 - 1
 
 
