@@ -19,9 +19,7 @@ static int64_t FN(row)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, i
                  limz = (double)g->length[2] - 1.0;
     double wx[6], wy[6], wz[6];
     int64_t nslow = 0;
-    for (int64_t x = 0; x < g->bx; x++) {
-        if (a <= x && x < b)
-            continue;
+    for (int64_t x = a == 0 ? b : 0; x < g->bx; x = x + 1 == a ? b : x + 1) { /* [0, a), then [b, bx) */
         const double cx = ((g->colx[x] + r->ry[0]) + r->rz[0]) + g->pad;
         const double cy = ((g->colx[g->bx + x] + r->ry[1]) + r->rz[1]) + g->pad;
         const double cz = ((g->colx[2 * g->bx + x] + r->ry[2]) + r->rz[2]) + g->pad;
@@ -133,9 +131,7 @@ static int64_t FN(row_nearest)(const IN_T *d, OUT_T *dst, const Geom *g, const R
 {
     const int order = g->order;
     int64_t nslow = 0;
-    for (int64_t x = 0; x < g->bx; x++) {
-        if (a <= x && x < b)
-            continue;
+    for (int64_t x = a == 0 ? b : 0; x < g->bx; x = x + 1 == a ? b : x + 1) { /* [0, a), then [b, bx) */
         const double cx = (g->colx[x] + r->ry[0]) + r->rz[0];
         const double cy = (g->colx[g->bx + x] + r->ry[1]) + r->rz[1];
         const double cz = (g->colx[2 * g->bx + x] + r->ry[2]) + r->rz[2];
