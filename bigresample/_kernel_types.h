@@ -53,10 +53,12 @@
 #undef IN_NAME
 #define IN_T float
 #define IN_NAME f4
+#define IN_FLOAT 1
 #include "_kernel_impl.h"
 #include "_axis_impl.h"
 #undef IN_T
 #undef IN_NAME
+#undef IN_FLOAT
 #define IN_T double
 #define IN_NAME f8
 #include "_kernel_impl.h"

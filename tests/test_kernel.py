@@ -246,3 +246,21 @@ def test_without_interior_spans_every_voxel_takes_scipys_route_and_agrees(order,
     check(without, expected, data, order, -30.5, g)
     check(with_spans, expected, data, order, -30.5, g)
     assert np.array_equal(without, with_spans) == (order != 1)
+
+
+@pytest.mark.parametrize("out", [np.float32, np.float64])
+@pytest.mark.parametrize("mode", ["nearest", "reflect", "constant"])
+def test_order_1_from_a_float32_window_equals_the_same_values_in_float64_bit_for_bit(mode, out):
+    """A float32 window's order-1 reads have their own route where the processor has
+    AVX2 (``_kernel_impl.h``: ``linear_reads``, four voxels at a time); every other
+    type takes the scalar loop.  Both convert each sample to double and do the same
+    operations in the same order, so the float64 copy of the window gives the same
+    bits; blocks of odd widths leave tails of 1-3 voxels to the scalar loop too."""
+    data = volume((47, 41, 33), np.float32, seed=3)
+    g = grid(data.shape, (45, 39, 31), (9, -6, 17), (0.93, 1.05, 1.1), (-2, 1, -3))
+    r = AffineResampler(g, 1, mode, cval=-7.25)
+    for block in ((45, 39, 31), (23, 11, 7), (5, 13, 9)):
+        single = blockwise(r, data, block, out)
+        double = blockwise(r, data.astype(np.float64), block, out)
+        assert single.tobytes() == double.tobytes(), block
+    check(single, whole(data, g, 1, mode, -7.25, out), data, 1, -7.25, g)
