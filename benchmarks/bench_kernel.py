@@ -1,6 +1,7 @@
 """The general path's kernel, per output voxel, against its candidates and peers.
 
     python benchmarks/bench_kernel.py [--shape 256 256 192] [--orders 0 1 3] [--repeats 3]
+    python benchmarks/bench_kernel.py --baseline DIR [--orders 0 1 3] [--repeats 16]
 
 A smooth float32 volume (``--shape``, x y z) is resampled onto the same grid
 rotated 15 degrees about z and 7 about x around its centre, mode 'nearest'
@@ -27,6 +28,18 @@ median of ``--repeats``, the candidates alternating.  Also max |difference| /
 range against the whole-array scipy call, and the kernel's start-up cost: a
 fresh process importing it and making its first call.
 
+``--baseline DIR`` measures only this kernel against another build of it:
+``DIR`` is a source tree of bigresample with its extension built in place
+(``git archive`` of a commit, then ``python setup.py build_ext --inplace``).
+Both extensions are loaded into one process (as ``_base._kernel`` and
+``_this._kernel``) and ``AffineResampler.compute_into`` runs with one and
+then the other, alternating, ``--repeats`` times each on the whole output on
+one thread: the median CPU ns per voxel of each and the median of the
+per-pair ratios (this / baseline), the spread of those ratios, and whether
+the two outputs are identical bit for bit.  On a shared machine whose load
+moves single runs by +-20%, pairs taken a second apart are what show a 10%
+change.
+
 Then the window prefilter of orders >= 2 (``transform._prefilter``, compiled)
 against what it replaced (``splines.prefilter_planes`` along z and y, scipy's
 ``spline_filter1d`` along x), order 3, on a float64 window of ``--window``
@@ -44,6 +57,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
@@ -158,6 +172,58 @@ def candidates(zyx, grid, order, threads):
     return out
 
 
+def against_baseline(zyx, grid, orders, repeats, baseline) -> None:
+    """``--baseline``: this build's kernel against ``baseline``'s, in one process."""
+    import glob
+    import importlib
+    import shutil
+    import tempfile
+
+    import bigresample.kernel as kn
+
+    here = Path(kn.__file__).parent
+    tmp = Path(tempfile.mkdtemp(prefix="bench_kernel_"))
+    try:
+        modules = {}
+        for tag, tree in (("_base", Path(baseline) / "bigresample"), ("_this", here)):
+            built = glob.glob(str(tree / "_kernel*.so")) + glob.glob(str(tree / "_kernel*.pyd"))
+            if not built:
+                raise SystemExit(f"--baseline: no built _kernel extension in {tree}")
+            (tmp / tag).mkdir()
+            (tmp / tag / "__init__.py").write_text("")
+            shutil.copy(built[0], tmp / tag / Path(built[0]).name)
+        sys.path.insert(0, str(tmp))
+        for tag in ("_base", "_this"):
+            modules[tag] = importlib.import_module(f"{tag}._kernel")
+        region = slabs(grid, 1)[0]
+        n = zyx.size
+        print(f"kernel against {baseline}: one process, one thread, alternating, {repeats} calls each\n")
+        print("| order | baseline CPU ns/voxel | this CPU ns/voxel | this / baseline (median of pairs) | range | identical |")
+        print("|---:|---:|---:|---:|---|---|")
+        saved = kn._kernel
+        try:
+            for order in orders:
+                ws = {tag: Workspace() for tag in modules}
+                outs, cpu = {}, {tag: [] for tag in modules}
+                for tag, mod in modules.items():
+                    kn._kernel = mod
+                    outs[tag] = kernel(FileOrder(zyx), grid, order, region, ws[tag]).copy()
+                for rep in range(repeats):
+                    for tag in (("_base", "_this") if rep % 2 == 0 else ("_this", "_base")):
+                        kn._kernel = modules[tag]
+                        _, c, _ = timed(lambda: kernel(FileOrder(zyx), grid, order, region, ws[tag]))
+                        cpu[tag].append(c / n * 1e9)
+                ratios = [b / a for a, b in zip(cpu["_base"], cpu["_this"])]
+                same = outs["_base"].tobytes() == outs["_this"].tobytes()
+                print(f"| {order} | {statistics.median(cpu['_base']):.2f} | {statistics.median(cpu['_this']):.2f} | "
+                      f"{statistics.median(ratios):.3f} | {min(ratios):.2f}-{max(ratios):.2f} | {'yes' if same else 'NO'} |")
+                sys.stdout.flush()
+        finally:
+            kn._kernel = saved
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def first_call_cost() -> tuple[float, float]:
     """(wall, CPU) seconds of a fresh process importing the kernel and making
     its first call (the whole process's CPU)."""
@@ -211,8 +277,11 @@ def main(argv=None):
     ap.add_argument("--orders", type=int, nargs="+", default=[0, 1, 3])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--window", type=int, nargs=3, default=[163, 267, 536])
+    ap.add_argument("--baseline", metavar="DIR", help="only this kernel against DIR's build of it, in one process")
     args = ap.parse_args(argv)
     zyx, grid = setup(args.shape)
+    if args.baseline:
+        return against_baseline(zyx, grid, args.orders, args.repeats, args.baseline)
     n = zyx.size
     first, process_cpu = first_call_cost()
     print(f"kernel's first call in a fresh process (order 1, float32): {first * 1e3:.1f} ms "
