@@ -573,6 +573,8 @@ class Resampler(Sampling):
             return out
 
         x = self._read_window(source, plans, extra, ws)
+        if not x.dtype.isnative:  # another byte order (a big-endian file): swapped in place, for the compiled sums
+            x = x.byteswap(inplace=True).view(x.dtype.newbyteorder("="))
         todo = [a for a in range(k) if plans[a].index is not None]
         # axes that shrink the most first: less work for the axes after them
         todo.sort(key=lambda a: plans[a].size / max(1, len(plans[a].src)))

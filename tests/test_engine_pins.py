@@ -495,3 +495,28 @@ def test_a_nan_cval_in_an_integer_volumes_pre_pad_warns_nothing():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         blockwise(Resampler(g, 3, "grid-constant", np.nan), data, (20, 40, 40), dtype=np.float32)
+
+
+@pytest.mark.parametrize("order", [0, 1, 3])
+def test_a_big_endian_source_gives_the_native_ones_values_bit_for_bit(order, monkeypatch):
+    """A window in another byte order (a big-endian file on this machine) is
+    swapped in place after the read, so the compiled sums take it (never the
+    numpy sum); the values are the native array's, block by block, the source
+    untouched."""
+
+    def refuse(*args):
+        raise AssertionError("the numpy sum ran")
+
+    monkeypatch.setattr(engine, "_eval_axis_numpy", refuse)
+    rng = np.random.default_rng(order)
+    native = (rng.standard_normal((23, 19, 17)) * 300).astype(np.float32)
+    swapped = native.astype(">f4")
+    before = swapped.copy()
+    grid = make_grid(native.shape, (1.0, 1.0, 1.0), (0.8, 1.3, 0.7))
+    r = Resampler(grid, order, "nearest")
+    ws_a, ws_b = Workspace(), Workspace()
+    for region in ((slice(0, 29), slice(0, 15), slice(0, 24)), (slice(3, 11), slice(2, 9), slice(5, 20))):
+        a = r.compute_into(native, region, np.float32, ws_a)
+        b = r.compute_into(swapped, region, np.float32, ws_b)
+        assert a.tobytes() == b.tobytes()
+    assert swapped.tobytes() == before.tobytes() and swapped.dtype == np.dtype(">f4")
