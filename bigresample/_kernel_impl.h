@@ -193,8 +193,9 @@ VECTOR_CLONES static void FN(interior_nearest)(const IN_T *restrict d, OUT_T *re
  * see _kernel.c): the two taps along x of each of the four rows as one
  * 64-bit gather, split into first and second taps; then linear_inside's
  * arithmetic on four doubles at a time, the same operations in the same
- * order (no fused multiply-adds), so the same values bit for bit. */
-__attribute__((target("avx2"))) static void FN(linear_reads)(const float *restrict d, OUT_T *restrict o,
+ * order (no fused multiply-adds), so the same values bit for bit.  Returns
+ * how many voxels it did (a multiple of four): linear_inside does the rest. */
+__attribute__((target("avx2"))) static int FN(linear_reads)(const float *restrict d, OUT_T *restrict o,
                                                             const int32_t *at, const double *fx, const double *fy,
                                                             const double *fz, int n, int64_t dy, int64_t dz)
 {
@@ -232,16 +233,7 @@ __attribute__((target("avx2"))) static void FN(linear_reads)(const float *restri
 #endif
     }
 #undef PAIR
-    for (; i < n; i++) {
-        const double bxw = fx[i], byw = fy[i], bzw = fz[i];
-        const double ax = 1.0 - bxw, ay = 1.0 - byw, az = 1.0 - bzw;
-        const float *p = d + at[i];
-        const double r00 = ax * (double)p[0] + bxw * (double)p[1];
-        const double r01 = ax * (double)p[dy] + bxw * (double)p[dy + 1];
-        const double r10 = ax * (double)p[dz] + bxw * (double)p[dz + 1];
-        const double r11 = ax * (double)p[dz + dy] + bxw * (double)p[dz + dy + 1];
-        o[i] = (OUT_T)(az * (ay * r00 + byw * r01) + bzw * (ay * r10 + byw * r11));
-    }
+    return i;
 }
 #endif
 
@@ -273,13 +265,12 @@ VECTOR_CLONES static void FN(linear_inside)(const IN_T *restrict d, OUT_T *restr
             fz[i] = cz - (double)jz;
         }
         OUT_T *restrict o = dst + x0;
+        int done = 0;
 #if defined(AVX2_READS) && defined(IN_FLOAT)
-        if (have_avx2) {
-            FN(linear_reads)(d, o, at, fx, fy, fz, n, dy, dz);
-            continue;
-        }
+        if (have_avx2)
+            done = FN(linear_reads)(d, o, at, fx, fy, fz, n, dy, dz);
 #endif
-        for (int i = 0; i < n; i++) { /* the reads */
+        for (int i = done; i < n; i++) { /* the reads (the rest) */
             const double bxw = fx[i], byw = fy[i], bzw = fz[i];
             const double ax = 1.0 - bxw, ay = 1.0 - byw, az = 1.0 - bzw;
             const IN_T *p = d + at[i];
