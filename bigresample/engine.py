@@ -385,8 +385,9 @@ def _eval_axis(x, iax, index, weights, out, ws, tag):
 
     ``x`` and ``out`` are C-ordered.  Compiled (``kernel.axis_sum`` /
     ``axis_take``, the same values bit for bit) where the types allow it,
-    else ``_eval_axis_numpy``.  An integer output gets the float64 sums a
-    few MiB at a time, stored with ``store``'s rounding.
+    else ``_eval_axis_numpy``.  An output that is not float32/float64 (an
+    integer type, float16) gets the float64 sums a few MiB at a time, stored
+    with ``store``'s conversion (``_sum_stored``).
     """
     if x.dtype in _COMPILED_TYPES and x.dtype.isnative and x.flags.c_contiguous and out.flags.c_contiguous:
         outer = int(np.prod(x.shape[:iax], dtype=np.int64))
@@ -408,8 +409,8 @@ def _eval_axis(x, iax, index, weights, out, ws, tag):
 
 def _sum_stored(x3, o3, index, weights, ws, tag):
     """``kernel.axis_sum`` into float64 scratch of bounded size, then ``store``
-    into ``o3`` (an integer output), piece by piece along its first axis (or,
-    for a single one, its second)."""
+    into ``o3`` (an integer or float16 output), piece by piece along its first
+    axis (or, for a single one, its second)."""
     outer, m, inner = o3.shape
     per = max(1, _STORE_CHUNK_BYTES // (8 * max(1, m * inner)))
     if outer > 1 or m == 1:
