@@ -82,8 +82,8 @@ PREFILTER_KINDS = {"mirror": 0, "reflect": 1, "wrap": 2}
 INTERIOR_MAX_LENGTH = 2**31 - 1
 
 
-def resample_block(data, out, matrix, offset, origin, first, length, pad, order, mode, cval, *,
-                   interior: bool | None = None) -> int:
+def resample_block(data, out, matrix, offset, origin, first, length, *, pad: float, order: int, mode: int,
+                   cval: float, interior: bool | None = None) -> int:
     """Fill ``out`` (``(bz, by, bx)``, C-ordered float32 or float64) with the
     samples of output voxels ``origin + (x, y, z)``.  ``data``: the window
     (``(z, y, x)``, any integer or float type in the machine's byte order);

@@ -168,7 +168,8 @@ class AffineResampler(Sampling):
             data = self._coefficients(win[idx], pad, ws) if self.order > 1 else win[idx]
             dst = out[idx] if direct else values
             bad = kernel.resample_block(data, dst, self.grid.matrix, self.grid.offset, origin, first, length,
-                                        float(pad), self.order, kernel.MODE_CODES[self.mode], self.cval)
+                                        pad=float(pad), order=self.order, mode=kernel.MODE_CODES[self.mode],
+                                        cval=self.cval)
             if bad:  # pragma: no cover - the window is planned to hold every tap
                 raise RuntimeError(f"{bad} samples of block {region} read outside its window {win_range}")
             if not direct:

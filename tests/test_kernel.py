@@ -154,7 +154,7 @@ def test_order_1_reads_a_zero_weight_tap_as_scipy_does():
     out = np.empty((5, 6, 20), np.float32)
     m = np.diag([0.25, 1.0, 1.0])
     kernel.resample_block(data, out, m, np.zeros(3), np.zeros(3, np.int64), np.zeros(3, np.int64),
-                          np.array([8, 7, 6]), 0.0, 1, kernel.MODE_CODES["nearest"], 0.0)
+                          np.array([8, 7, 6]), pad=0.0, order=1, mode=kernel.MODE_CODES["nearest"], cval=0.0)
     ref = ndimage.affine_transform(data, m[::-1, ::-1], output_shape=out.shape, order=1, mode="nearest")
     assert np.isnan(ref).sum() > 2
     np.testing.assert_array_equal(np.isnan(out), np.isnan(ref))
