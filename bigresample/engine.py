@@ -111,23 +111,9 @@ def plan_axis(
     idx = t.index[used]
     needed = np.unique(idx[idx >= 0])
 
-    h = splines.halo(order, ndim)
     filtered = order > 1
-    windows: list[tuple[int, int]] = []  # in padded-line coordinates (may be < 0 for grid-wrap)
-    clusters = _split_runs(needed, 2 * h + 1 if filtered else READ_GAP)
     periodic = filtered and mode == "grid-wrap"
-    for k0, k1 in clusters:
-        if not filtered:
-            windows.append((k0, k1))
-        elif periodic:
-            a, b = k0 - h, k1 + h
-            if b - a >= length or (a <= 0 and b >= length):
-                windows = [(0, length)]  # the whole (periodic) line: exact
-                break
-            windows.append((a, b))
-        else:
-            windows.append((max(0, k0 - h), min(length, k1 + h)))
-
+    clusters, windows = _windows(needed, length, order, ndim, mode)
     if not windows:  # every tap reads cval ('grid-constant' far outside)
         local = np.zeros_like(t.index)
         return AxisPlan(np.zeros(0, np.int64), (), local, t.weights, t.outside.copy(), True)
@@ -157,6 +143,29 @@ def plan_axis(
     cval_slot = bool(((t.index < 0) & used[:, None]).any())
     local[(t.index < 0) & used[:, None]] = len(src)
     return AxisPlan(src, segments, local, t.weights, t.outside.copy(), cval_slot)
+
+
+def _windows(needed: np.ndarray, length: int, order: int, ndim: int, mode: str):
+    """``(clusters, windows)`` of one axis: the runs of ``needed`` tap indices
+    (split where far apart) and the local line's windows around them, in
+    padded-line coordinates (below 0 for 'grid-wrap'), widened by the
+    prefilter halo for orders >= 2 (the whole line if a periodic window
+    would cover it)."""
+    h = splines.halo(order, ndim)
+    filtered = order > 1
+    windows: list[tuple[int, int]] = []
+    clusters = _split_runs(needed, 2 * h + 1 if filtered else READ_GAP)
+    for k0, k1 in clusters:
+        if not filtered:
+            windows.append((k0, k1))
+        elif mode == "grid-wrap":
+            a, b = k0 - h, k1 + h
+            if b - a >= length or (a <= 0 and b >= length):
+                return clusters, [(0, length)]  # the whole (periodic) line: exact
+            windows.append((a, b))
+        else:
+            windows.append((max(0, k0 - h), min(length, k1 + h)))
+    return clusters, windows
 
 
 def cast_output(values: np.ndarray, dtype) -> np.ndarray:
