@@ -139,9 +139,9 @@ def test_the_kernel_gets_the_coefficients_of_the_support_and_its_first_sample(mo
     seen = []
     real = kernel.resample_block
 
-    def spy(data, out, matrix, offset, origin, first, length, *rest):
+    def spy(data, out, matrix, offset, origin, first, length, **sampling):
         seen.append((data.shape, tuple(first)))
-        return real(data, out, matrix, offset, origin, first, length, *rest)
+        return real(data, out, matrix, offset, origin, first, length, **sampling)
 
     monkeypatch.setattr(kernel, "resample_block", spy)
     g = identity_grid((100, 200, 300))
