@@ -162,22 +162,70 @@ def problem(location: str, given: dict | None = None, write: bool = False) -> st
     return None
 
 
+#: Exception types (by name: each protocol's library has its own) that mean no credentials were found.
+NO_CREDENTIALS = ("NoCredentialsError", "PartialCredentialsError", "NoAuthTokenError", "CredentialRetrievalError")
+#: ... that mean the endpoint did not answer.
+UNREACHABLE = ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError", "ClientConnectorError",
+               "ServerDisconnectedError")
+#: The stores' error codes for a bucket (container) that does not exist: S3's and GCS's, Azure's.
+NO_BUCKET = ("NoSuchBucket", "ContainerNotFound")
+
+
+def _chain(exc: BaseException):
+    """``exc`` and the exceptions it was raised from (s3fs keeps botocore's
+    ``ClientError`` as the ``__cause__`` of the ``OSError`` it raises)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        yield exc
+        exc = exc.__cause__ or exc.__context__
+
+
+def error_code(exc: BaseException) -> tuple[str | None, int | None]:
+    """The store's error code and HTTP status behind ``exc`` (botocore's
+    ``response``, Azure's ``error_code``/``status_code``, gcsfs's and
+    aiohttp's ``code``/``status``), or None for what is not known."""
+    code = status = None
+    for e in _chain(exc):
+        response = getattr(e, "response", None)
+        if isinstance(response, dict):
+            code = code or (response.get("Error") or {}).get("Code")
+            status = status or (response.get("ResponseMetadata") or {}).get("HTTPStatusCode")
+        code = code or (getattr(e, "error_code", None) if isinstance(getattr(e, "error_code", None), str) else None)
+        for attr in ("status_code", "status", "code"):
+            value = getattr(e, attr, None)
+            if status is None and isinstance(value, int) and 100 <= value < 600:
+                status = value
+    return (str(code) if code is not None else None), status
+
+
+def _kinds(exc: BaseException) -> set:
+    return {type(e).__name__ for e in _chain(exc)}
+
+
+def no_bucket(exc: BaseException) -> bool:
+    """``exc`` says the bucket (container) does not exist: by the store's error code."""
+    return error_code(exc)[0] in NO_BUCKET
+
+
 def why(exc: BaseException, given: dict | None = None) -> str:
-    """What went wrong talking to a store, in a few words (no traceback, no secret)."""
-    kind = type(exc).__name__
+    """What went wrong talking to a store, in a few words (no traceback, no
+    secret).  Told apart by the exceptions' types and the store's error codes
+    and status, never by words of a message (which names the path: a bucket
+    may be called "bucket")."""
+    kind, kinds = type(exc).__name__, _kinds(exc)
     text = _one_line(exc)
-    if kind in ("NoCredentialsError", "PartialCredentialsError", "NoAuthTokenError") or "credentials" in text.lower() \
-            and "unable to locate" in text.lower():
+    code, status = error_code(exc)
+    if kinds & set(NO_CREDENTIALS):
         return ("no credentials found (set them in the environment, e.g. AWS_ACCESS_KEY_ID and "
                 "AWS_SECRET_ACCESS_KEY, in the library's config files, or with --storage-option)")
-    if kind in ("EndpointConnectionError", "ConnectTimeoutError", "ConnectionClosedError",
-                "ClientConnectorError", "ServerDisconnectedError") or isinstance(exc, ConnectionError):
+    if kinds & set(UNREACHABLE) or any(isinstance(e, ConnectionError) for e in _chain(exc)):
         return f"cannot reach the object store ({redact(text, given)})"
-    if isinstance(exc, FileNotFoundError):
-        if "bucket" in text.lower():
-            return "the bucket does not exist"
+    if code in NO_BUCKET:
+        return "the bucket does not exist"
+    if isinstance(exc, FileNotFoundError) or status == 404:
         return "not found"
-    if isinstance(exc, PermissionError):
+    if isinstance(exc, PermissionError) or status == 403:
         return f"access denied ({redact(text, given)})"
     return f"{kind}: {redact(text, given)}" if text != kind else kind
 
@@ -216,8 +264,8 @@ def check_reachable(url: str, given: dict | None = None) -> None:
     try:
         fs.info(path)
         return
-    except FileNotFoundError as exc:
-        if "bucket" in _one_line(exc).lower():
+    except FileNotFoundError as exc:  # a missing key is fine; a missing bucket is not
+        if no_bucket(exc):
             raise StoreError(f"{display(url)}: the bucket does not exist") from None
     except Exception as exc:
         raise StoreError(f"{display(url)}: {why(exc, given)}") from None

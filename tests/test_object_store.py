@@ -329,3 +329,46 @@ def test_a_url_is_shown_without_its_user_and_password():
 
     assert store.display("https://user:pw@host/x.zarr") == "https://host/x.zarr"
     assert store.display("s3://bucket/x.zarr") == "s3://bucket/x.zarr"
+
+
+@pytest.mark.parametrize("bucket, key", [("bucket", "out.zarr"), ("lab-bucket", "bucket-test/out.zarr")])
+def test_the_word_bucket_in_a_bucket_or_key_is_no_reason_to_refuse(tmp_path, s3, bucket, key):
+    """Store errors are told apart by the store's error code (NoSuchBucket), not
+    by words of a message that names the path: a bucket or key with "bucket"
+    in its name is written, a missing key there is "not found", and a missing
+    bucket is still "does not exist"."""
+    from bigresample import BigresampleError, store
+
+    endpoint, fs = s3
+    if not fs.exists(bucket):
+        fs.mkdir(bucket)
+    src = tmp_path / "in.nii"
+    make_volume(src)
+    options = {"endpoint_url": endpoint}
+    url = f"s3://{bucket}/{key}"
+    store.check_reachable(url, options)
+    resample(src, url, spacing=(None, None, 0.2), storage_options=options, tmp_dir=tmp_path)
+    assert _zarr(url, endpoint).shape == (7, 20, 24)
+    missing = f"s3://{bucket}/{key.replace('out.zarr', 'bucket.nii.gz')}"
+    with pytest.raises(BigresampleError, match=f"^input not found: {missing}$"):
+        resample(missing, tmp_path / "out.nii", spacing=(None, None, 0.2), storage_options=options)
+    with pytest.raises(BigresampleError, match="^s3://labdata-gone/out.zarr: the bucket does not exist"):
+        store.check_reachable("s3://labdata-gone/out.zarr", options)
+
+
+def test_store_errors_are_classified_by_type_and_code_never_by_the_words_of_their_message():
+    from botocore.exceptions import ClientError
+
+    from bigresample import store
+
+    def translated(code, status, message):
+        exc = FileNotFoundError(message)
+        exc.__cause__ = ClientError({"Error": {"Code": code, "Message": message},
+                                     "ResponseMetadata": {"HTTPStatusCode": status}}, "HeadObject")
+        return exc
+
+    assert store.why(FileNotFoundError("bucket/bucket-test/in.nii.gz")) == "not found"
+    assert store.why(translated("NoSuchKey", 404, "The specified bucket key does not exist")) == "not found"
+    assert store.why(translated("NoSuchBucket", 404, "gone")) == "the bucket does not exist"
+    assert store.why(OSError("Unable to locate credentials for bucket")).startswith("OSError: ")
+    assert store.why(PermissionError("bucket")).startswith("access denied")
