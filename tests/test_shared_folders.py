@@ -238,3 +238,29 @@ def test_an_mgz_may_carry_its_footer_after_the_voxels(tmp_path):
     resample(path, tmp_path / "out.nii", spacing=(None, None, 2.0))
     assert nib.load(tmp_path / "out.nii").shape == (20, 18, 8)
     assert not [p for p in Path(tmp_path).iterdir() if p.name.startswith(".bigresample-")]
+
+
+@pytest.mark.parametrize("out", ["out.nii", "out.nii.gz"])
+def test_a_file_planted_at_the_partial_output_after_its_check_is_refused_not_written_through(
+        shared, capsys, monkeypatch, out):
+    """The race the checks cannot close: a hard link to the user's file
+    planted between the leftover check (``safefs._clear``) and the open.  Only
+    the exclusive creation (``O_EXCL``) refuses it."""
+    from bigresample import safefs
+
+    folder, thesis = shared
+    partial = folder / (".out.bigresample-partial" + out[3:])
+    real = safefs._clear
+    planted = []
+
+    def clear_then_plant(path, want_dir):
+        real(path, want_dir)
+        if Path(path) == partial:
+            os.link(thesis, partial)
+            planted.append(path)
+
+    monkeypatch.setattr(safefs, "_clear", clear_then_plant)
+    err = _refused(capsys, [folder / "in.nii", folder / out, "--z-spacing", "0.2"], partial.name)
+    assert planted and "appeared while bigresample was making it" in err
+    assert thesis.read_bytes() == THESIS
+    assert not (folder / out).exists()
