@@ -58,57 +58,104 @@ def test_a_budget_too_small_for_a_row_is_refused_in_one_line(tmp_path):
         plan(tmp_path, spacing=(0.05, 0.05, 0.05), memory_limit="1KB")
 
 
-def test_planning_a_huge_grid_costs_no_time_and_no_memory(tmp_path):
+def _count_regions(monkeypatch):
+    """A list that grows by one for every block region ``BlockSet`` works out."""
+    from bigresample.blocks import BlockSet
+
+    counted, real = [], BlockSet.region
+    monkeypatch.setattr(BlockSet, "region", lambda self, i: counted.append(i) or real(self, i))
+    return counted
+
+
+def test_planning_a_huge_grid_enumerates_no_block_and_allocates_nothing_per_block(tmp_path, monkeypatch):
     """1e15 output voxels (a unit slip): the plan is made from the grid's
-    arithmetic, never by enumerating its 1e8 blocks."""
+    arithmetic, never by enumerating its 1e8 blocks (counted: no region is
+    worked out; traced: no allocation grows with them).  Its seconds are a
+    benchmark's (benchmarks/bench_planning.py), not a test's."""
+    import tracemalloc
+
     make_volume(tmp_path / "in.nii", shape=(128, 128, 75))
-    t0 = time.perf_counter()
-    job = plan_job(Request.make(tmp_path / "in.nii", tmp_path / "out.nii", spacing=(1e-4, 1e-4, 1e-4), force=True))
-    took = time.perf_counter() - t0
+    regions = _count_regions(monkeypatch)
+    tracemalloc.start()
+    try:
+        job = plan_job(Request.make(tmp_path / "in.nii", tmp_path / "out.nii", spacing=(1e-4, 1e-4, 1e-4),
+                                    force=True))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
     assert job.out_shape == (128_000, 128_000, 75_000)
     assert len(job.blocks) > 10**7
-    assert took < 1.0
+    assert regions == [] and peak < 2**20, (len(regions), peak)  # not a byte per block
     with pytest.raises(DiskSpaceError, match=r"not enough disk space"):
         preflight(job)
     with pytest.raises(UsageError, match=r"output would be .* check the spacing, or add --force"):
         plan_job(Request.make(tmp_path / "in.nii", tmp_path / "out.nii", spacing=(1e-4, 1e-4, 1e-4)))
+    assert regions == []
 
 
-# peak RSS from VmHWM: getrusage's ru_maxrss keeps the forking parent's peak across exec
+# peak RSS from VmHWM: getrusage's ru_maxrss keeps the forking parent's peak across exec.
+# Work is counted, not timed: every Python function call of main() (sys.setprofile) and
+# every block region worked out; not the import machinery's calls, which compile a
+# changed module once.
 SUBPROCESS = """
-import sys, time
-t0 = time.perf_counter()
+import sys
+from bigresample import blocks
 from bigresample.cli import main
+regions, calls = [0], [0]
+real = blocks.BlockSet.region
+def region(self, i):
+    regions[0] += 1
+    return real(self, i)
+blocks.BlockSet.region = region
+def count(frame, event, arg):
+    if event == "call" and not frame.f_code.co_filename.startswith("<frozen"):  # not the import machinery
+        calls[0] += 1
+sys.setprofile(count)
 rc = main(sys.argv[1:])
-took = time.perf_counter() - t0
+sys.setprofile(None)
 hwm = [ln for ln in open("/proc/self/status") if ln.startswith("VmHWM:")][0]
-print("MEASURED", rc, took, int(hwm.split()[1]) * 1024, file=sys.stderr)
+print("MEASURED", rc, calls[0], regions[0], int(hwm.split()[1]) * 1024, file=sys.stderr)
 """
 
 
 def _measured(args):
+    """(exit status, Python calls, regions worked out, peak RSS, the process)."""
     p = subprocess.run([sys.executable, "-c", SUBPROCESS, *map(str, args)], capture_output=True, text=True,
                        timeout=120)
     line = [ln for ln in p.stderr.splitlines() if ln.startswith("MEASURED")][-1].split()
-    return int(line[1]), float(line[2]), int(line[3]), p
+    return int(line[1]), int(line[2]), int(line[3]), int(line[4]), p
 
 
 def test_a_1e15_voxel_request_is_refused_at_once_in_flat_memory(tmp_path):
+    """"At once" counted as work: the refusal of 1e15 voxels makes as many
+    Python calls as that of 1e12 (O(1) in the grid and its blocks), works out
+    no block region, and stays in flat memory; so does its plan (--force
+    --dry-run), but for the block shape's search.  The seconds it takes are
+    measured by benchmarks/bench_planning.py."""
     make_volume(tmp_path / "in.nii", shape=(128, 128, 75))
-    args = [tmp_path / "in.nii", tmp_path / "out.nii", "--spacing", "0.0001", "0.0001", "0.0001", "--no-progress"]
-    rc, took, rss, p = _measured(args)
+    args = [tmp_path / "in.nii", tmp_path / "out.nii", "--no-progress", "--spacing"]
+    huge, smaller = ["0.0001"] * 3, ["0.001"] * 3  # 1.2e15 and 1.2e12 output voxels
+    rc, calls, regions, rss, p = _measured(args + huge)
     assert rc == 2
     assert "output would be" in p.stderr and "add --force" in p.stderr
-    assert took < 1.0, took  # imports included
+    assert regions == 0
     assert rss < 200 * 2**20, format_bytes(rss)
     assert sorted(f.name for f in tmp_path.iterdir()) == ["in.nii"]
-    # with --force --dry-run, the plan is printed as fast, and the disk check refuses it as the run would
-    rc, took, rss, p = _measured(args + ["--force", "--dry-run"])
+    rc, calls_smaller, _, _, p = _measured(args + smaller)
+    assert rc == 2 and "output would be" in p.stderr
+    assert abs(calls - calls_smaller) <= 0.02 * calls_smaller, (calls, calls_smaller)
+    # with --force --dry-run, the plan is printed, and the disk check refuses it as the run would
+    rc, calls, regions, rss, p = _measured(args + huge + ["--force", "--dry-run"])
     assert rc == 2, p.stderr
     assert "Dry run: nothing is read or written." in p.stdout
     assert "Output shape: (128000, 128000, 75000) (float32)" in p.stdout
     assert "not enough disk space" in p.stderr and "Verdict" not in p.stdout
-    assert took < 1.0, took
+    rc, calls_smaller, regions_smaller, _, p = _measured(args + smaller + ["--force", "--dry-run"])
+    assert rc == 2 and "not enough disk space" in p.stderr, p.stderr
+    # a thousand times the blocks; the block shape's search tries a few more candidates (its
+    # steps grow with the logarithm of the grid), nothing grows with the blocks
+    assert calls < 2 * calls_smaller, (calls, calls_smaller)
+    assert regions == regions_smaller <= 2
     assert rss < 200 * 2**20
 
 
