@@ -163,6 +163,9 @@ class Job:
 
 def plan_job(request: Request, report: Report = Report()) -> Job:
     """Plan ``request`` (see the module docstring); the caller closes ``job.volume``."""
+    # the report's first events are held until the size rules pass: a refusal is one line, not after them
+    told, held = report, []
+    report = held.append
     opts = request.storage_options
     ref = open_input(request.reference, read_data=False, role="reference", storage_options=opts) \
         if request.reference is not None else None
@@ -185,6 +188,9 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     extra = tuple(vol.shape[3:])
     if not request.force:  # before the blocks are planned: a slip in the spacing gets this line, not another
         size_rules(vol, request, grid, out_dtype)
+    report = told
+    for event in held:
+        report(event)
     journal = journal_path(request)
     executor = choose(request)
     first = _stage(request, vol, 0, grid, out_dtype, extra, journal, gzip=request.kind == ".nii.gz",
@@ -399,7 +405,7 @@ def size_rules(vol: InputVolume, r: Request, grid, out_dtype) -> None:
     if out_bytes > MAX_GROWTH * in_bytes and out_bytes > MIN_REFUSED_BYTES:
         raise UsageError(
             f"output would be {format_bytes(out_bytes)}, {out_bytes / max(in_bytes, 1):.0f}x the input "
-            f"(shape {out_shape}): check the spacing, or add --force"
+            f"(shape {out_shape}): check the spacing{_millimetres_hint(vol, r)}, or add --force"
         )
     if isinstance(grid, ReferenceGrid):
         return  # a reference's axes need not be the input's: its shape is what was asked
@@ -421,6 +427,19 @@ def _microns_hint(vol: InputVolume, r: Request) -> str:
     if ratios and all(1 / MAX_SHRINK <= q <= MAX_SHRINK for q in ratios):
         given = " ".join(f"{v:g}" for v in r.spacing if v is not None)
         return f" ({given} looks like microns: add --units um)"
+    return ""
+
+
+def _millimetres_hint(vol: InputVolume, r: Request) -> str:
+    """`` (... looks like millimetres: drop --units um)``: the opposite slip, millimetres typed with
+    ``--units um``, when the numbers read as millimetres are a plausible change (as ``_microns_hint``)."""
+    if r.spacing is None or r.units != "um":
+        return ""
+    cur_mm = vol.spacing * vol.unit_to_mm
+    ratios = [v / c for v, c in zip(r.spacing, cur_mm) if v is not None]
+    if ratios and all(1 / MAX_SHRINK <= q <= MAX_SHRINK for q in ratios):
+        given = " ".join(f"{v:g}" for v in r.spacing if v is not None)
+        return f" ({given} looks like millimetres: drop --units um)"
     return ""
 
 

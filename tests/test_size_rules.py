@@ -141,3 +141,26 @@ def test_a_dry_run_that_would_run_ends_with_the_verdict(tmp_path, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[-1].startswith("Verdict: every check passed") and "the run would go ahead" in lines[-1]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nii.gz"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--spacing", "500", "500", "500"], "x-axis would shrink from 40 to 1 voxel"),
+    (["--spacing", "0.01", "0.01", "0.01"], "output would be"),
+])
+def test_a_size_refusal_is_the_only_line_printed(tmp_path, capsys, args, message):
+    """Refused before the report (docs/usage.md, "Size rules"): one line on
+    stderr, nothing on stdout."""
+    src = _template(tmp_path / "mni.nii")
+    captured = _refused(tmp_path, capsys, [src, tmp_path / "out.nii", *args], message)
+    assert captured.out == ""
+
+
+def test_millimetres_typed_with_units_um_are_refused_with_a_hint_to_drop_it(tmp_path, capsys):
+    src = _template(tmp_path / "mni.nii.gz")
+    _refused(tmp_path, capsys, [src, tmp_path / "out.nii", "--spacing", "0.5", "0.5", "0.5", "--units", "um"],
+             "the input (shape (80000, 96000, 80000)): check the spacing (0.5 0.5 0.5 looks like millimetres: drop --units um), "
+             "or add --force")
+    # no hint when the numbers are not millimetres either
+    err = _refused(tmp_path, capsys, [src, tmp_path / "out.nii", "--spacing", "0.01", "0.01", "0.01", "--units", "um"],
+                   "output would be").err
+    assert "millimetres" not in err
