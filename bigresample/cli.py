@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import warnings
 from pathlib import Path
 
@@ -100,7 +101,7 @@ def _target_options(g) -> None:
 def _interpolation_options(g) -> None:
     """--order, --grid, --mode, --cval, --antialias, --dtype."""
     g.add_argument(
-        "--order", type=int, default=1, metavar="{0..5}",
+        "--order", type=int, default=None, metavar="{0..5}",
         help="spline order: 0=nearest, 1=linear (default), 2=quadratic, 3=cubic, 4, 5",
     )
     g.add_argument("--grid", choices=("center", "origin", "zoom"), default="center",
@@ -297,7 +298,7 @@ def main(argv=None) -> int:
         try:
             if args.demo:
                 return _demo(args, log, progress)
-            if args.order not in range(6):
+            if args.order is not None and args.order not in range(6):
                 raise UsageError(f"--order must be 0-5; got {args.order}")
             if args.verbose and args.quiet:
                 raise UsageError("give --verbose or --quiet, not both")
@@ -307,8 +308,7 @@ def main(argv=None) -> int:
             if args.verbose:
                 raise UsageError("--verbose is for --output-dir (a single run prints its full report already)")
             if len(args.paths) != 2:
-                raise UsageError(f"need INPUT and OUTPUT (or --output-dir DIR, or --demo); got {len(args.paths)} "
-                                 "paths")
+                raise UsageError(_paths_problem(len(args.paths)))
             target, label = _target_from_args(args)
             _run_one(args, args.paths[0], args.paths[1], target, label, log, progress)
             return 0
@@ -387,6 +387,16 @@ def _batch(args, target, label, log, progress) -> int:
     return EXIT_USAGE if failed else 0
 
 
+def _paths_problem(n: int) -> str:
+    """What is wrong with ``n`` (not 2) paths given without --output-dir."""
+    usage = "bigresample INPUT OUTPUT (or --output-dir DIR, or --demo)"
+    if n == 0:
+        return f"no INPUT and OUTPUT given: {usage}"
+    if n == 1:
+        return f"no OUTPUT given: {usage}"
+    return f"{n} paths given: one INPUT and one OUTPUT, or several inputs with --output-dir DIR"
+
+
 def _options(args) -> dict:
     """The keyword arguments of ``resample`` that options set directly."""
     return dict(
@@ -420,10 +430,13 @@ def _demo(args, log, progress) -> int:
     src, out = folder / "phantom_100um.nii", folder / "phantom_100x100x150um.nii"
     if log:
         log(f"Making a brain phantom {DEMO_SHAPE} at 100 um ({format_bytes(_nifti_bytes(DEMO_SHAPE))}): {src}")
+    t0 = time.perf_counter()
     make_phantom(src)
+    made = time.perf_counter() - t0
     if log:
+        log(f"Phantom made in {made:.2f} s")
         log("")
-    resample(
+    result = resample(
         src,
         out,
         spacing=[None, None, 0.15],
@@ -436,6 +449,8 @@ def _demo(args, log, progress) -> int:
     if log:
         sizes = [p.stat().st_size for p in (src, out)]
         log("")
+        log(f"The demo took {time.perf_counter() - t0:.2f} s: making the phantom {made:.2f} s, the run above "
+            f"{result.timings['total']:.2f} s")
         log(f"The demo left {format_bytes(sum(sizes))} in {folder.resolve()}: the phantom ({format_bytes(sizes[0])}) "
             f"and its resampled copy ({format_bytes(sizes[1])}); remove them with: rm -r {folder}")
     return 0

@@ -139,6 +139,8 @@ def check(path, role: str = "input") -> Checked | None:
         return None
     hpath, single = found
     with _Reader(hpath) as r:
+        if hpath.name.lower().endswith(".gz") and not r.gz:  # nibabel would not read it either
+            raise HeaderError(f"{hpath}: not a gzip file (a .nii.gz must be gzip-compressed)")
         return _check(path, hpath, single, r)
 
 

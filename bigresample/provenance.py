@@ -236,7 +236,7 @@ def step(request, vol, reference, stages, out_dtype, date: str | None = None) ->
         "resampling": {
             "grid": "reference" if reference is not None else r.grid,
             "order": int(r.order),
-            "asked_order": int(getattr(r, "asked_order", r.order)),
+            "asked_order": _int_or_none(getattr(r, "asked_order", r.order)),  # None: not given
             # the label method (a bool once: True is nearest neighbour), None without labels
             "labels": None if not labels else "nearest" if labels is True else str(labels),
             "mode": r.mode,
@@ -333,3 +333,7 @@ def _nifti_head(img) -> bytes | None:
             return f.read(need)
     except (OSError, EOFError, ValueError):
         return None
+
+
+def _int_or_none(value):
+    return None if value is None else int(value)

@@ -81,7 +81,7 @@ class GridChosen:
     reference_shape: tuple[int, ...] | None = None
     orientation: str = ""  # a reference's axes relative to the input's (geometry.Orientation.describe)
     labels: str | None = None  # --labels METHOD (request.LABEL_METHODS): its own order whatever the order asked
-    asked_order: int = 0
+    asked_order: int | None = None  # None: not given
 
 
 @dataclass(frozen=True)
@@ -237,7 +237,8 @@ class TextReport(Report):
                 else:
                     yield f"  {a}-axis: Upsampling ({z:.4f}x)"
         else:
-            yield f"Reference grid: {e.reference}, shape {e.reference_shape}, {e.orientation}"
+            yield (f"Reference grid: {e.reference}, shape {e.reference_shape}, {e.orientation} "
+                   "(its header only: the reference's voxels are neither read nor checked)")
         yield ""
         yield from self._interpolation(e)
         yield f"Grid: {e.grid} ({GRID_NOTES[e.grid]})"
@@ -254,7 +255,8 @@ class TextReport(Report):
         else:
             yield (f"Interpolation method: {INTERPOLATION_NAMES[e.order]}"
                    + (", of each label's indicator" if e.labels in ("linear", "cubic") else ""))
-        unused = f" (--order {e.asked_order} is not used)" if e.asked_order != e.order else ""
+        unused = f" (--order {e.asked_order} is not used)" \
+            if e.asked_order is not None and e.asked_order != e.order else ""
         if e.labels == "nearest":
             yield "Labels: a label map is resampled by nearest neighbour, every output value an input label" + unused
         elif e.labels in ("linear", "cubic"):
@@ -339,8 +341,10 @@ class TextReport(Report):
             yield f"QC picture: {e.qc}"
         n_out = int(np.prod(e.out_shape))
         total = e.timings["total"]
+        busy = total - e.timings.get("qc", 0.0)  # drawing the picture is not resampling
         yield ""
-        yield f"Elapsed: {total:.2f} s ({timing_text(e.timings)}); throughput {n_out / total / 1e6:.1f} Mvoxel/s"
+        yield (f"Elapsed: {total:.2f} s ({timing_text(e.timings)}); throughput {n_out / max(busy, 1e-9) / 1e6:.1f} "
+               "Mvoxel/s" + (" (the QC picture not counted)" if "qc" in e.timings else ""))
         yield ""
         yield "Done!"
 

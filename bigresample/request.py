@@ -46,7 +46,7 @@ class Request:
     reference: Path | str | None
     units: str
     order: int  # the order used: the label method's (LABEL_ORDERS) for a label map
-    asked_order: int  # the order asked for (differs from ``order`` with ``labels``)
+    asked_order: int | None  # the order asked for, None if not (differs from ``order`` with ``labels``)
     grid: str
     mode: str
     cval: float
@@ -74,7 +74,7 @@ class Request:
     invocation: dict | None = None
 
     @classmethod
-    def make(cls, input, output, *, spacing=None, shape=None, reference=None, units="mm", order=1,
+    def make(cls, input, output, *, spacing=None, shape=None, reference=None, units="mm", order=None,
              grid="center", mode="nearest", cval=0.0, dtype=None, chunks=None, memory_limit=None,
              workers=None, tmp_dir=None, keep_zarr=False, compare=False, spacing_label=None, force=False,
              dry_run=False, labels=False, antialias=False, levels=1, qc=None, scheduler=None,
@@ -88,7 +88,7 @@ class Request:
         shape = parse_shape(shape) if shape is not None else None
         if units not in UNITS:
             raise UsageError(f"units must be 'mm' or 'um'; got {units!r}")
-        asked_order = parse_order(order)
+        asked_order = None if order is None else parse_order(order)  # None: not given (1, or the labels')
         try:
             labels = parse_labels(labels)
         except LabelMapError as exc:
@@ -96,7 +96,7 @@ class Request:
         if labels and antialias:
             raise UsageError("--labels cannot be combined with --antialias: smoothing a label map blends "
                              "neighbouring labels into values that are not labels")
-        order = LABEL_ORDERS[labels] if labels else asked_order
+        order = LABEL_ORDERS[labels] if labels else 1 if asked_order is None else asked_order
         mode, grid = parse_mode(mode), parse_grid(grid)
         options = parse_storage_options(storage_options)
         in_path, out_path = _location(input), _location(output)

@@ -2,6 +2,7 @@
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 
@@ -666,3 +667,76 @@ def test_a_reader_that_goes_away_stops_the_report_not_the_run(tmp_path):
     assert proc.wait(timeout=120) == 0
     assert "Traceback" not in proc.stderr.read().decode()
     assert nib.load(out).shape == (24, 20, 9)
+
+
+@pytest.mark.parametrize("labels", [["--labels"], ["--labels", "mode"], ["--labels", "linear"]])
+def test_labels_without_order_say_nothing_about_an_order_never_given(tmp_path, capsys, labels):
+    src = tmp_path / "seg.nii"
+    _label_volume(src)
+    assert main([str(src), str(tmp_path / "out.nii"), "--spacing", "0.2", "0.2", "0.2", *labels]) == 0
+    out = capsys.readouterr().out
+    assert "Labels: " in out and "--order" not in out
+    assert main([str(src), str(tmp_path / "o3.nii"), "--spacing", "0.2", "0.2", "0.2", *labels, "--order", "3"]) == 0
+    assert "(--order 3 is not used)" in capsys.readouterr().out
+
+
+def test_a_missing_output_path_is_named_as_such(tmp_path, capsys):
+    make_volume(tmp_path / "in.nii")
+    assert main([str(tmp_path / "in.nii"), "--z-spacing", "0.2"]) == 2
+    err = capsys.readouterr().err
+    assert err == "bigresample: error: no OUTPUT given: bigresample INPUT OUTPUT (or --output-dir DIR, or --demo)\n"
+    assert main(["--z-spacing", "0.2"]) == 2
+    assert capsys.readouterr().err == ("bigresample: error: no INPUT and OUTPUT given: bigresample INPUT OUTPUT "
+                                       "(or --output-dir DIR, or --demo)\n")
+    assert main(["a.nii", "b.nii", "c.nii", "--z-spacing", "0.2"]) == 2
+    assert "3 paths given: one INPUT and one OUTPUT" in capsys.readouterr().err
+
+
+def test_a_text_file_named_nii_gz_as_reference_is_called_not_gzip(tmp_path, capsys):
+    make_volume(tmp_path / "in.nii")
+    (tmp_path / "ref.nii.gz").write_text("hello\n")
+    assert main([str(tmp_path / "in.nii"), str(tmp_path / "out.nii"), "--reference", str(tmp_path / "ref.nii.gz")]) == 2
+    err = capsys.readouterr().err
+    assert err == f"bigresample: error: {tmp_path / 'ref.nii.gz'}: not a gzip file (a .nii.gz must be gzip-compressed)\n"
+
+
+def test_a_reference_report_says_only_its_header_is_read(tmp_path, capsys):
+    """A corrupted .nii.gz reference is not refused (its voxels are never
+    read: checking its CRC would mean decompressing it whole); the report says
+    its header alone is used."""
+    make_volume(tmp_path / "in.nii")
+    make_volume(tmp_path / "ref.nii.gz", shape=(60, 60, 40))
+    data = bytearray((tmp_path / "ref.nii.gz").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (tmp_path / "ref.nii.gz").write_bytes(bytes(data))
+    assert main([str(tmp_path / "in.nii"), str(tmp_path / "out.nii"), "--reference", str(tmp_path / "ref.nii.gz")]) == 0
+    out = capsys.readouterr().out
+    assert (f"Reference grid: {tmp_path / 'ref.nii.gz'}, shape (60, 60, 40), axes aligned with the input's "
+            "(its header only: the reference's voxels are neither read nor checked)\n") in out
+
+
+def test_the_throughput_does_not_count_the_qc_picture():
+    from bigresample.report import Finished, TextReport
+
+    lines = []
+    one = np.ones(3)
+    TextReport(lines.append)(Finished((10, 10, 10), (100, 100, 100), "center", one, one, one, False, None, None,
+                                      "qc.png", {"total": 10.0, "compute": 1.5, "write": 0.5, "qc": 8.0}))
+    assert ("Elapsed: 10.00 s (resampling 1.50 s, writing 0.50 s, QC picture 8.00 s); throughput 0.5 Mvoxel/s "
+            "(the QC picture not counted)") in lines
+
+
+def test_the_demo_says_how_long_making_the_phantom_took_and_the_whole_command(tmp_path, monkeypatch, capsys):
+    from bigresample import demo
+
+    real = demo.make_phantom
+    monkeypatch.setattr(demo, "make_phantom", lambda path: real(path, shape=(64, 64, 40)))  # small and quick
+    monkeypatch.chdir(tmp_path)
+    assert main(["--demo", "--no-progress"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    made = [ln for ln in lines if ln.startswith("Phantom made in ")]
+    assert len(made) == 1 and re.fullmatch(r"Phantom made in \d+\.\d\d s", made[0]), made
+    took = [ln for ln in lines if ln.startswith("The demo took ")]
+    assert len(took) == 1 and re.fullmatch(
+        r"The demo took \d+\.\d\d s: making the phantom \d+\.\d\d s, the run above \d+\.\d\d s", took[0]), took
+    assert lines.index(made[0]) < lines.index("Resampling volume...") < lines.index(took[0])

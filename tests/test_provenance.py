@@ -187,7 +187,7 @@ def test_storage_option_values_and_url_passwords_are_never_recorded():
                                           "storage_options": {"key": "HUSH4"}, "order": 1, "dtype": np.dtype("<f4")})
     assert call == {"function": "bigresample.resample", "arguments": {
         "input": "s3://b/x.zarr", "output": "o.nii", "spacing": [1, None, 2], "storage_options": {"key": "***"},
-        "dtype": "float32"}}
+        "order": 1, "dtype": "float32"}}  # order's default is None (not given): 1 is kept
 
 
 def test_another_tools_comment_is_kept_and_not_read_as_provenance(tmp_path):
