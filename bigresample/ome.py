@@ -26,7 +26,9 @@ from .errors import BigresampleError
 from .geometry import voxel_spacing
 
 NGFF_VERSION = "0.5"
-UNITS = {"mm": "millimeter", "micron": "micrometer", "meter": "meter", "unknown": "millimeter"}
+#: NGFF's unit of the spatial axes for a NIfTI's; unknown units get none (NGFF's unit is optional), so that
+#: they read back unknown (``_read_multiscale``), as the provenance records them
+UNITS = {"mm": "millimeter", "micron": "micrometer", "meter": "meter", "unknown": None}
 TIME_UNITS = {"sec": "second", "msec": "millisecond", "usec": "microsecond"}
 #: NGFF space units read as a NIfTI unit and the factor into it.
 SPACE_UNITS_IN = {"millimeter": ("mm", 1.0), "micrometer": ("micron", 1.0), "meter": ("meter", 1.0),
@@ -64,7 +66,7 @@ def metadata(name: str, affines, units: str, extra_axes=()) -> dict:
     check_leading_axes(extra_axes)
     unit = UNITS.get(units, "millimeter")
     lead = [{k: v for k, v in a.items() if k != "scale" and v is not None} for a in extra_axes]
-    axes = lead + [{"name": ax, "type": "space", "unit": unit} for ax in "zyx"]
+    axes = lead + [{"name": ax, "type": "space", **({"unit": unit} if unit else {})} for ax in "zyx"]
     datasets = []
     for level, affine in enumerate(affines):
         a = np.asarray(affine, dtype=np.float64)

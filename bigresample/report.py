@@ -216,7 +216,9 @@ class TextReport(Report):
         yield f"Original volume shape: {e.shape}"
         yield f"Original spacing (mm): {fmt3(e.spacing_mm, '.4f')}"
         yield f"Original spacing (μm): {fmt3(e.spacing_mm * 1000, '.2f')}"
-        if e.units not in ("mm", "unknown"):
+        if e.units == "unknown":
+            yield "Header units: unknown (the header does not say; its numbers are read as mm)"
+        elif e.units != "mm":
             yield f"Header units: {e.units} (spacings converted; the output keeps them)"
         yield ""
         if e.label:

@@ -108,3 +108,33 @@ def test_describe_is_json_safe_for_a_4d_nifti2(tmp_path):
     d = describe(path)
     assert json.loads(json.dumps(d, allow_nan=False)) == d
     assert d["nifti_version"] == 2 and d["axes"] == ["x", "y", "z", "t"]
+
+
+def _unknown_units(path):
+    img = nib.Nifti1Image(np.random.default_rng(0).random((20, 20, 10)).astype(np.float32),
+                          np.diag([0.5, 0.5, 1.0, 1.0]))
+    img.header.set_xyzt_units(0, 0)  # the header does not say
+    nib.save(img, path)
+    return path
+
+
+def test_unknown_units_are_reported_as_unknown_not_silently_as_mm(tmp_path, capsys):
+    src = _unknown_units(tmp_path / "in.nii")
+    assert main([str(src), str(tmp_path / "out.nii"), "--z-spacing", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "Original spacing (mm): x=0.5000, y=0.5000, z=1.0000\n" in out
+    assert "Header units: unknown (the header does not say; its numbers are read as mm)\n" in out
+
+
+def test_an_ome_zarr_of_unknown_units_reads_the_same_unit_in_its_geometry_and_its_provenance(tmp_path, capsys):
+    src = _unknown_units(tmp_path / "in.nii")
+    assert main([str(src), str(tmp_path / "out.zarr"), "--z-spacing", "2", "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "out.zarr")]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert "  Spacing: x=0.5, y=0.5, z=2 unknown units" in lines
+    assert [ln for ln in lines if ln.strip().startswith("output:")] == [
+        "     output: out.zarr, 20x20x5 at 0.5 x 0.5 x 2 unknown, float32"]
+    # and back to NIfTI: still unknown (code 0), as the input was
+    assert main([str(tmp_path / "out.zarr"), str(tmp_path / "back.nii"), "--z-spacing", "2", "--quiet"]) == 0
+    assert nib.load(tmp_path / "back.nii").header.get_xyzt_units()[0] == "unknown"
