@@ -232,6 +232,7 @@ def _finish(job: Job, report: Report, timings: dict, t_start: float) -> Resample
         write_qc(r.qc, in_source=vol.source, in_shape=vol.shape, in_affine=vol.affine,
                  in_spacing_mm=vol.spacing * vol.unit_to_mm, out_source=out_data, out_shape=out_shape,
                  out_affine=out_affine, out_spacing_mm=true_mm, in_slope=vol.slope, in_inter=vol.inter,
+                 units=vol.units,
                  title=f"{store_location.name(vol.path)} -> {store_location.name(r.output)}, "
                        f"{INTERPOLATION_NAMES[r.order]}")
         timings["qc"] = time.perf_counter() - t0

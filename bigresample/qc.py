@@ -8,7 +8,10 @@ three planes are the world planes (constant z: axial, constant y: coronal,
 constant x: sagittal) through the output's central voxel.  Each row samples its
 own image on that plane by nearest neighbour, at its own finest spacing (at
 most ``MAX_PIXELS`` a side), so each row shows its own resolution; outside an
-image is black.  One grey scale for both rows (1st to 99th percentile of the
+image is black.  Both rows of a column share their world limits (the union of
+the two images' extents), so that they compare without reading tick labels;
+each subtitle gives the image's shape and spacing in the header's own units,
+and for a 4-D image which volume is drawn (the first).  One grey scale for both rows (1st to 99th percentile of the
 input's planes).  Only the voxels on the six planes are read, in small boxes
 (``gather``).  matplotlib is an optional dependency
 (``pip install 'bigresample[qc]'``).
@@ -96,9 +99,33 @@ def world_plane(source, shape, affine, to_mm: float, axis: int, at_mm: float, sl
     return values.reshape(nb, na), (lo[a], lo[a] + na * step, lo[b], lo[b] + nb * step)
 
 
+#: How a panel's subtitle names a header's spatial units (``nifti.InputVolume.units``), and the unit's size in mm
+UNIT_NAMES = {"mm": ("mm", 1.0), "micron": ("um", 1e-3), "meter": ("m", 1e3), "unknown": ("(unknown units)", 1.0)}
+
+
+def voxel_text(shape, spacing_mm, units: str = "mm") -> str:
+    """``128x96x24 voxels of 2 x 2 x 2.2 mm``: the spacing in the header's own units; a 4-D (or more)
+    image adds which volume is drawn (the first: ``gather`` reads index 0 of every further axis)."""
+    name, size = UNIT_NAMES.get(units, UNIT_NAMES["mm"])
+    text = (f"{'x'.join(map(str, shape[:3]))} voxels of "
+            + " x ".join(f"{v / size:.4g}" for v in np.asarray(spacing_mm, dtype=float)[:3]) + f" {name}")
+    extra = [int(n) for n in shape[3:]]
+    if any(n > 1 for n in extra):
+        text += f", volume 1 of {int(np.prod(extra))}"
+    return text
+
+
+def shared_limits(extents) -> tuple[float, float, float, float]:
+    """The union of the panels' extents (a0, a1, b0, b1): one frame for both rows of a column."""
+    e = np.asarray(extents, dtype=float)
+    return float(e[:, 0].min()), float(e[:, 1].max()), float(e[:, 2].min()), float(e[:, 3].max())
+
+
 def qc_figure(*, in_source, in_shape, in_affine, in_spacing_mm, out_source, out_shape, out_affine,
-              out_spacing_mm, in_slope=1.0, in_inter=0.0, title=""):
-    """The matplotlib figure (2 rows: input, output; 3 columns: axial, coronal, sagittal)."""
+              out_spacing_mm, in_slope=1.0, in_inter=0.0, title="", units="mm"):
+    """The matplotlib figure (2 rows: input, output; 3 columns: axial, coronal, sagittal).
+    Both rows of a column share their world limits (the union of both images' extents);
+    ``units``: the input's header units (the output keeps them), for the subtitles."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -119,16 +146,18 @@ def qc_figure(*, in_source, in_shape, in_affine, in_spacing_mm, out_source, out_
         hi = lo + 1.0
     cmap = matplotlib.colormaps["gray"].with_extremes(bad="black")
     fig, axs = plt.subplots(2, 3, figsize=(12, 9), squeeze=False, layout="constrained")
+    limits = [shared_limits([panels[0][c][1], panels[1][c][1]]) for c in range(len(VIEWS))]
     for r, (label, _, shape, _, sp, _, _) in enumerate(rows):
-        sp = np.asarray(sp, dtype=float)
         for c, (view, axis) in enumerate(VIEWS):
             a, b = [i for i in range(3) if i != axis]
             pixels, extent = panels[r][c]
             ax = axs[r][c]
+            ax.set_facecolor("black")  # outside the image, inside the shared limits
             ax.imshow(pixels, cmap=cmap, vmin=lo, vmax=hi, origin="lower", interpolation="nearest", extent=extent)
+            ax.set_xlim(*limits[c][:2])
+            ax.set_ylim(*limits[c][2:])
             ax.set_title(f"{label} {view}, {AXES[axis]} = {point[axis]:.1f} mm\n"
-                         f"{'x'.join(map(str, shape[:3]))} voxels of "
-                         + " x ".join(f"{v * 1000:.0f}" for v in sp[:3]) + " um", fontsize=9)
+                         + voxel_text(shape, sp, units), fontsize=9)
             ax.set_xlabel(f"{AXES[a]} (mm, world RAS+)", fontsize=8)
             ax.set_ylabel(f"{AXES[b]} (mm, world RAS+)", fontsize=8)
             ax.tick_params(labelsize=7)

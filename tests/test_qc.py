@@ -124,3 +124,42 @@ def test_a_plane_of_a_rotated_volume_is_read_in_small_boxes():
     got = qc.gather(Source(), data.shape, idx, limit=1000)
     np.testing.assert_array_equal(got, data[idx[:, 0], idx[:, 1], idx[:, 2]])
     assert max(reads) <= 1000 or all(r == 1 for r in reads)
+
+
+def _figure(tmp_path, monkeypatch, args):
+    figures = []
+    real_save = qc._save
+    monkeypatch.setattr(qc, "_save", lambda fig, png: (figures.append(fig), real_save(fig, png))[1])
+    assert main([*map(str, args), "--qc", str(tmp_path / "qc.png"), "--quiet"]) == 0
+    return figures[0]
+
+
+def test_both_rows_share_their_world_limits_the_union_of_both_extents(tmp_path, monkeypatch):
+    src = tmp_path / "in.nii"
+    _marker_input(src)
+    _reference(tmp_path / "ref.nii", *REFERENCES["flipped-and-rotated"])
+    fig = _figure(tmp_path, monkeypatch, [src, tmp_path / "out.nii", "--reference", tmp_path / "ref.nii"])
+    for c in range(3):
+        top, bottom = fig.axes[c], fig.axes[3 + c]
+        extents = np.array([top.get_images()[0].get_extent(), bottom.get_images()[0].get_extent()])
+        union = (extents[:, 0].min(), extents[:, 1].max(), extents[:, 2].min(), extents[:, 3].max())
+        assert not np.allclose(extents[0], extents[1])  # the two images cover different worlds...
+        for ax in (top, bottom):  # ... drawn in one frame
+            np.testing.assert_allclose(ax.get_xlim() + ax.get_ylim(), union)
+
+
+def test_subtitles_give_the_spacing_in_the_images_own_units_and_a_4d_picture_its_volume(tmp_path, monkeypatch):
+    data = np.random.default_rng(0).random((20, 22, 18, 3)).astype(np.float32)
+    img = nib.Nifti1Image(data, np.diag([1.0, 1.0, 1.0, 1.0]))
+    img.header.set_xyzt_units("mm", "sec")
+    nib.save(img, tmp_path / "in.nii")
+    fig = _figure(tmp_path, monkeypatch, [tmp_path / "in.nii", tmp_path / "out.nii", "--spacing", "2", "1", "1.5"])
+    titles = [ax.get_title().splitlines()[1] for ax in fig.axes[:6]]
+    assert titles[:3] == ["20x22x18 voxels of 1 x 1 x 1 mm, volume 1 of 3"] * 3
+    assert titles[3:] == ["10x22x12 voxels of 2 x 1 x 1.5 mm, volume 1 of 3"] * 3
+    # microns stay microns
+    img.header.set_xyzt_units("micron", "sec")
+    nib.save(nib.Nifti1Image(data[..., 0], np.diag([1.0, 1.0, 1.0, 1.0]), img.header), tmp_path / "um.nii")
+    fig = _figure(tmp_path, monkeypatch, [tmp_path / "um.nii", tmp_path / "out_um.nii", "--spacing", "0.002",
+                                          "0.001", "0.0015"])
+    assert fig.axes[3].get_title().splitlines()[1] == "10x22x12 voxels of 2 x 1 x 1.5 um"
