@@ -697,7 +697,8 @@ def test_a_text_file_named_nii_gz_as_reference_is_called_not_gzip(tmp_path, caps
     (tmp_path / "ref.nii.gz").write_text("hello\n")
     assert main([str(tmp_path / "in.nii"), str(tmp_path / "out.nii"), "--reference", str(tmp_path / "ref.nii.gz")]) == 2
     err = capsys.readouterr().err
-    assert err == f"bigresample: error: {tmp_path / 'ref.nii.gz'}: not a gzip file (a .nii.gz must be gzip-compressed)\n"
+    assert err == (f"bigresample: error: {tmp_path / 'ref.nii.gz'}: not a gzip file (a .nii.gz must be "
+                   "gzip-compressed)\n")
 
 
 def test_a_reference_report_says_only_its_header_is_read(tmp_path, capsys):

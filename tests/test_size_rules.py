@@ -158,8 +158,8 @@ def test_a_size_refusal_is_the_only_line_printed(tmp_path, capsys, args, message
 def test_millimetres_typed_with_units_um_are_refused_with_a_hint_to_drop_it(tmp_path, capsys):
     src = _template(tmp_path / "mni.nii.gz")
     _refused(tmp_path, capsys, [src, tmp_path / "out.nii", "--spacing", "0.5", "0.5", "0.5", "--units", "um"],
-             "the input (shape (80000, 96000, 80000)): check the spacing (0.5 0.5 0.5 looks like millimetres: drop --units um), "
-             "or add --force")
+             "the input (shape (80000, 96000, 80000)): check the spacing (0.5 0.5 0.5 looks like millimetres: "
+             "drop --units um), or add --force")
     # no hint when the numbers are not millimetres either
     err = _refused(tmp_path, capsys, [src, tmp_path / "out.nii", "--spacing", "0.01", "0.01", "0.01", "--units", "um"],
                    "output would be").err
