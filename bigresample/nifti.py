@@ -38,7 +38,6 @@ from .rawio import RawReader
 from . import header_checks
 
 NIFTI1_MAX_DIM = 32767
-OUTPUT_SUFFIXES = (".nii", ".nii.gz", ".zarr")
 #: Units of the NIfTI header that we convert requested spacings into.
 UNIT_TO_MM = {"mm": 1.0, "micron": 1e-3, "meter": 1e3, "unknown": 1.0}
 GZIP_MAGIC = b"\x1f\x8b"
@@ -46,17 +45,6 @@ GZIP_MAGIC = b"\x1f\x8b"
 
 class InputError(BigresampleError):
     """An input file that cannot be resampled; the message names the file and the problem."""
-
-
-def output_kind(path) -> str:
-    """'.nii', '.nii.gz' or '.zarr' (OME-Zarr), or InputError naming the unsupported suffix."""
-    name = str(path).lower().rstrip("/")
-    for suffix in (".nii.gz", ".nii", ".zarr"):
-        if name.endswith(suffix):
-            return suffix
-    raise InputError(
-        f"output must end in {', '.join(OUTPUT_SUFFIXES[:-1])} or {OUTPUT_SUFFIXES[-1]}; got {Path(path).name!r}"
-    )
 
 
 def _is_gzip(path: Path) -> bool:
@@ -828,7 +816,7 @@ class NiftiWriter:
         self.path = Path(path)
         self.header = header
         self.dtype = header.get_data_dtype()
-        self.gz = output_kind(path) == ".nii.gz"
+        self.gz = str(path).lower().endswith(".nii.gz")
         self._f = None
         self.bytes_written = 0
 

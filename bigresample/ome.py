@@ -96,6 +96,27 @@ def create_group(path, attrs: dict, options: dict | None = None) -> None:
     group.attrs.update(attrs)
 
 
+def leading_axes(vol) -> list[dict]:
+    """The non-spatial axes for an OME-Zarr output, in NGFF order, which is
+    also their spatial-first order (``SpatialView``): an OME-Zarr input's
+    own; for a NIfTI, dimension 4 is time (its step and unit from the header),
+    5 the components ("c", a channel axis), further ones custom."""
+    if vol.extra_axes is not None:
+        return vol.extra_axes
+    hdr = vol.image.header
+    zooms = vol.extra_zooms
+    unit = (hdr.get_xyzt_units()[1] if hasattr(hdr, "get_xyzt_units") else None) or "sec"
+    axes = []
+    for i in range(3, len(vol.shape)):
+        if i == 3:
+            axes.append({"name": "t", "type": "time", "unit": TIME_UNITS.get(unit, "second"),
+                         "scale": float(zooms[0]) if zooms and np.isfinite(zooms[0]) and zooms[0] > 0 else 1.0})
+        else:
+            axes.append({"name": "c" if i == 4 else f"dim{i + 1}", "type": "channel" if i == 4 else None,
+                         "scale": 1.0})
+    return axes
+
+
 class SpatialView:
     """An NGFF-ordered array (leading axes such as ``t, c``, then ``z, y, x``)
     seen spatial-first like a NIfTI proxy: ``x, y, z``, then the leading axes in
