@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from .nifti import NIFTI1_MAX_DIM  # the NIfTI-1 limit: output_header writes NIfTI-2 beyond
 from .plan import format_bytes
 
 INTERPOLATION_NAMES = {
@@ -37,7 +38,6 @@ GRID_NOTES = {
 CENTER_VS_OTHERS = ("nibabel's resample_to_output and SimpleITK keep the first voxel's centre instead "
                     "(--grid origin matches them)")
 AXES = "xyz"
-NIFTI1_MAX_DIM = 32767
 
 
 # --------------------------------------------------------------------------

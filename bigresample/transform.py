@@ -44,9 +44,9 @@ from .geometry import ReferenceGrid
 
 #: Modes whose outside samples come from elsewhere in the volume.
 FOLDING_MODES = ("wrap", "grid-wrap", "reflect", "mirror", "grid-mirror")
-#: scipy pre-pads the input by 12 voxels (edge values, or cval) before its
-#: spline filter in these modes (``_prepad_for_spline_filter``).
-PREPAD, PREPAD_MODES = 12, ("nearest", "grid-constant")
+#: scipy pre-pads the input by NPAD voxels (edge values, or cval) before its
+#: spline filter in these modes (``splines.PREPAD_MODES``).
+PREPAD, PREPAD_MODES = splines.NPAD, splines.PREPAD_MODES
 #: The per-block working set the planner aims for on this path, whose windows
 #: are boxes around rotated blocks: bigger blocks waste less of the prefilter on
 #: window overlap (bench_reference.py, order 3, 384x384x256 onto a 15-degree
