@@ -34,7 +34,8 @@ from .blocks import BlockSet
 from .executors import Executor, choose
 from .geometry import ReferenceGrid, make_grid, reference_grid
 from .journal import input_identity
-from .nifti import InputError, InputVolume, check_free_space, header_bytes, open_input, output_header
+from .inputs import open_input
+from .nifti import InputError, InputVolume, check_free_space, header_bytes, output_header
 from .plan import Plan, format_bytes, plan_blocks
 from .report import DryRun, GridChosen, InputNotes, Opening, Planned, Report, Targeted
 from .request import Request, UsageError

@@ -146,6 +146,8 @@ class InputVolume:
     url_head: bytes | None = field(default=None, repr=False)
     #: an OME-Zarr's group attributes (its provenance among them, ``bigresample.provenance``)
     ome_attrs: dict | None = field(default=None, repr=False)
+    #: how the report names the format, when it is not nibabel's image class (``array_volume``)
+    format_name: str | None = None
 
     @property
     def dtype(self) -> np.dtype:
@@ -201,8 +203,8 @@ class InputVolume:
     def format(self) -> str:
         """What was opened, named after nibabel's image class: "NIfTI-1 image",
         "MINC2 image", "OME-Zarr image"..."""
-        if self.extra_axes is not None:
-            return "OME-Zarr image"
+        if self.format_name is not None:
+            return self.format_name
         for cls in type(self.image).__mro__:
             if cls.__name__ in FORMAT_NAMES:
                 name = FORMAT_NAMES[cls.__name__]
@@ -313,44 +315,17 @@ class InputVolume:
             self.scratch = None
 
 
-def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "input",
-               storage_options: dict | None = None) -> InputVolume:
-    """Open ``path`` for block-wise reading of its raw stored values.
-
-    The header is read and checked (shape, data type, affine, the file's
-    size); with ``read_data`` the voxels are then made readable
-    (``InputVolume.attach_data``: a gzip-compressed image is decompressed into
-    ``scratch_dir``).
-
-    Parameters
-    ----------
-    path : str or Path
-    scratch_dir : Path, optional
-        Where a gzip-compressed input is decompressed.
-    read_data : bool
-        False: the header only (``source`` is None until ``attach_data``).
-    role : str
-        What the file is, in error messages ("input", "reference").
-    storage_options : dict, optional
-        fsspec options for a URL (``bigresample.store``).
-    """
-    if store.is_url(path):
-        return _open_url(str(path), role, storage_options or {}, scratch_dir, read_data)
-    path = Path(path)
-    if not path.exists():
-        raise InputError(f"{role} file not found: {path}")
-    if ome.is_ome_zarr(path):
-        return _open_ome(path, role)
+def open_with_nibabel(path: Path, role: str = "input") -> InputVolume:
+    """A local file nibabel opens, header only (``inputs.NibabelInput``): its raw header
+    fields checked first (``header_checks``), then its shape, data type, affine and the
+    file's size."""
     if path.is_dir():
         raise InputError(f"{role} is a folder, not an image file or an OME-Zarr: {path}")
     if path.stat().st_size == 0:
         raise InputError(f"{role} file is empty: {path}")
     checked = header_checks.check(path, role)  # refuses a damaged header in one line, before nibabel
     img = _load(path)
-    vol = _volume(path, img, role=role, checked=checked)
-    if read_data:
-        vol.attach_data(scratch_dir)
-    return vol
+    return _volume(path, img, role=role, checked=checked)
 
 
 def _volume(path, img, label=None, role: str = "input", checked=None) -> InputVolume:
@@ -416,7 +391,7 @@ def _volume(path, img, label=None, role: str = "input", checked=None) -> InputVo
 MAX_URL_HEADER = 64 * 2**20
 
 
-def _open_url(url: str, role: str, options: dict, scratch_dir, read_data: bool) -> InputVolume:
+def open_url(url: str, role: str, options: dict) -> InputVolume:
     """An input or reference at a URL: a NIfTI (``.nii``, ``.nii.gz``) whose
     header is read from the object's first bytes (the voxels are copied when
     attached), or an OME-Zarr read chunk by chunk through fsspec."""
@@ -428,7 +403,7 @@ def _open_url(url: str, role: str, options: dict, scratch_dir, read_data: bool) 
                 raise InputError(f"{role} {where} is a folder, not a .nii or .nii.gz object")
             vol = _nifti_from_url(url, role, options)
         elif ome.is_ome_zarr(url, options):
-            return _open_ome(url, role, options)
+            return open_ome(url, role, options)
         elif not store.exists(url, options):
             raise InputError(f"{role} not found: {where}")
         else:
@@ -439,8 +414,6 @@ def _open_url(url: str, role: str, options: dict, scratch_dir, read_data: bool) 
         if msg.endswith(": not found"):
             raise InputError(f"{role} not found: {where}") from None
         raise InputError(f"cannot read the {role} {msg}") from None
-    if read_data:
-        vol.attach_data(scratch_dir)
     return vol
 
 
@@ -610,7 +583,7 @@ def _nifti_from_url(url: str, role: str, options: dict) -> InputVolume:
     return vol
 
 
-def _open_ome(path, role: str, options: dict | None = None) -> InputVolume:
+def open_ome(path, role: str, options: dict | None = None) -> InputVolume:
     """An OME-Zarr input: level 0 read chunk by chunk through zarr, with a
     NIfTI header made from its metadata (shape, type, spacing, units, time
     step, affine as qform and sform, code 2 "aligned") to carry over."""
@@ -618,27 +591,45 @@ def _open_ome(path, role: str, options: dict | None = None) -> InputVolume:
         im = ome.read_image(path, options)
     except ome.OmeError as exc:
         raise InputError(f"{store.display(path)}: cannot read as OME-Zarr {role}: {exc}") from None
-    view = im.data
-    if any(n < 1 for n in view.shape):
-        raise InputError(f"{path}: image has an empty dimension; shape {view.shape}")
-    _refuse_complex(path, view.dtype)
-    hdr = nib.Nifti2Header() if max(view.shape) > NIFTI1_MAX_DIM else nib.Nifti1Header()
-    hdr.set_data_shape(view.shape)
+    time_unit = next((a.get("unit") for a in im.extra_axes if a.get("type") == "time"), None)
+    return array_volume(path, im.data, im.affine, units=im.units, format_name="OME-Zarr image",
+                        extra_scales=[a["scale"] for a in im.extra_axes], time_unit=time_unit,
+                        extra_axes=im.extra_axes, ome_attrs=im.attrs if im.attrs is not None else {})
+
+
+def array_volume(path, source, affine, *, units: str = "mm", format_name: str, extra_scales=(),
+                 time_unit: str | None = None, notes=(), **fields) -> InputVolume:
+    """The volume of a format whose reader gives the raw stored values region by region (``source``:
+    ``shape``, ``dtype`` and ``__getitem__`` with a tuple of slices, spatial axes first, picklable for a
+    cluster; an OME-Zarr's ``ome.SpatialView``, a numpy memmap...), with a NIfTI header made from its
+    geometry (shape, type, spacing, ``units`` ('mm', 'micron', 'meter' or 'unknown'), the steps of the
+    further axes, the affine as qform and sform, code 2 "aligned") for the output to carry over.
+    ``format_name``: how the report names it; ``fields``: further ``InputVolume`` fields."""
+    affine = np.asarray(affine, dtype=np.float64)
+    shape = tuple(int(n) for n in source.shape)
+    if len(shape) < 3:
+        raise InputError(f"{path}: need a 3D or 4D image; got shape {shape}")
+    if any(n < 1 for n in shape):
+        raise InputError(f"{path}: image has an empty dimension; shape {shape}")
+    if not np.all(np.isfinite(affine)) or abs(np.linalg.det(affine[:3, :3])) < 1e-12:
+        raise InputError(f"{path}: affine is singular or not finite: {np.array2string(affine, separator=',')}")
+    dtype = np.dtype(source.dtype)
+    _refuse_complex(path, dtype)
+    hdr = nib.Nifti2Header() if max(shape) > NIFTI1_MAX_DIM else nib.Nifti1Header()
+    hdr.set_data_shape(shape)
     try:
         # NIfTI has no float16: such an image is described (and by default written) as float32
-        hdr.set_data_dtype(np.float32 if view.dtype == np.float16 else view.dtype)
+        hdr.set_data_dtype(np.float32 if dtype == np.float16 else dtype)
     except Exception:
-        raise InputError(f"{path}: data type {view.dtype} cannot be written as NIfTI") from None
-    spacing = voxel_spacing(im.affine)
-    hdr.set_zooms(list(spacing) + [a["scale"] for a in im.extra_axes])
-    time_unit = next((a.get("unit") for a in im.extra_axes if a.get("type") == "time"), None)
-    hdr.set_xyzt_units(im.units if im.units != "unknown" else 0, ome.TIME_UNITS_IN.get(time_unit, "sec"))
-    hdr.set_qform(im.affine, 2)
-    hdr.set_sform(im.affine, 2)
-    image = (nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image)(view, im.affine, hdr)
-    return InputVolume(path=path, image=image, source=view, shape=tuple(view.shape), affine=im.affine,
-                       spacing=spacing, units=im.units, slope=1.0, inter=0.0, extra_axes=im.extra_axes,
-                       ome_attrs=im.attrs if im.attrs is not None else {})
+        raise InputError(f"{path}: data type {dtype} cannot be written as NIfTI") from None
+    spacing = voxel_spacing(affine)
+    hdr.set_zooms(list(spacing) + list(extra_scales) + [1.0] * (len(shape) - 3 - len(extra_scales)))
+    hdr.set_xyzt_units(units if units != "unknown" else 0, ome.TIME_UNITS_IN.get(time_unit, "sec"))
+    hdr.set_qform(affine, 2)
+    hdr.set_sform(affine, 2)
+    image = (nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image)(source, affine, hdr)
+    return InputVolume(path=path, image=image, source=source, shape=shape, affine=affine, spacing=spacing,
+                       units=units, slope=1.0, inter=0.0, notes=tuple(notes), format_name=format_name, **fields)
 
 
 def _refuse_complex(path, dtype) -> None:

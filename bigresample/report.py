@@ -80,7 +80,7 @@ class GridChosen:
     reference: Path | None = None  # a reference image's path (reference targets)
     reference_shape: tuple[int, ...] | None = None
     orientation: str = ""  # a reference's axes relative to the input's (geometry.Orientation.describe)
-    labels: str | None = None  # --labels METHOD (request.LABEL_METHODS): its own order whatever the order asked
+    labels: str | None = None  # --labels METHOD (labels.LABEL_METHODS): its own order whatever the order asked
     asked_order: int = 0
 
 

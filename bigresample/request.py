@@ -22,7 +22,7 @@ from .cluster import ClusterError
 from .executors import EXECUTORS
 from .errors import BigresampleError
 from .geometry import parse_grid
-from .labels import LABEL_METHODS, LABEL_ORDERS, LabelMapError, parse_labels
+from .labels import LABEL_ORDERS, LabelMapError, parse_labels
 from .outputs import OutputFormat, output_format, suffix_of
 from .plan import default_memory_limit, parse_memory
 from .qc import require_matplotlib
@@ -63,7 +63,7 @@ class Request:
     spacing_label: str | None
     force: bool
     dry_run: bool
-    labels: str | None  # a label map's method (LABEL_METHODS), None for an intensity image
+    labels: str | None  # a label map's method (labels.LABEL_METHODS), None for an intensity image
     antialias: bool
     levels: int
     qc: object  # the picture's path, as given

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -12,7 +13,8 @@ from numpy.testing import assert_array_equal
 from scipy import ndimage
 
 from bigresample import resample
-from bigresample import executors, outputs, resampling, safefs
+from bigresample import executors, inputs, outputs, resampling, safefs
+from bigresample.nifti import array_volume
 from bigresample.engine import Resampler
 from bigresample.sinks import Sink
 from tests.conftest import make_volume
@@ -93,6 +95,39 @@ def test_a_toy_output_format_resumes_after_an_interruption(tmp_path, npy_output,
     resample(src, tmp_path / "whole.nii", spacing=(0.2, 0.2, 0.2), workers=1)
     assert_array_equal(np.load(tmp_path / "out.npy"), nib.load(tmp_path / "whole.nii").get_fdata(dtype=np.float32))
     assert len(counted) == 4  # of 6 blocks: the two finished ones were not computed again
+
+
+# --- a toy input format: a .npy volume (x, y, z) with its spacing in a sidecar "NAME.npy.json" -----------------
+class NpyInput(inputs.InputFormat):
+    name = "NumPy volume"
+
+    def recognises(self, path, options):
+        return str(path).endswith(".npy")
+
+    def open(self, path, *, role, options):
+        spacing = json.loads(path.with_name(path.name + ".json").read_text())["spacing_mm"]
+        data = np.load(path, mmap_mode="r")  # read region by region, never whole
+        return array_volume(path, data, np.diag(list(spacing) + [1.0]), units="mm", format_name="NumPy volume")
+
+
+@pytest.mark.parametrize("order", [0, 1, 3])
+def test_a_toy_input_format_resamples_as_scipy_does_on_the_whole_array(tmp_path, order):
+    fmt = NpyInput()
+    inputs.register(fmt)
+    try:
+        data = np.random.default_rng(1).random((20, 16, 12)).astype(np.float32)
+        np.save(tmp_path / "in.npy", data)
+        (tmp_path / "in.npy.json").write_text(json.dumps({"spacing_mm": [0.1, 0.2, 0.3]}))
+        result = resample(tmp_path / "in.npy", tmp_path / "out.nii", spacing=(0.15, 0.15, 0.15), order=order,
+                          grid="origin", chunks=(7, 9, 5))
+    finally:
+        inputs.INPUTS.remove(fmt)
+    out = nib.load(tmp_path / "out.nii")
+    zoom = np.array([0.1, 0.2, 0.3]) / 0.15
+    m = tuple(int(round(n * z)) for n, z in zip(data.shape, zoom))
+    expected = ndimage.affine_transform(data, 1 / zoom, output_shape=m, order=order, mode="nearest")
+    np.testing.assert_allclose(out.get_fdata(dtype=np.float32), expected, atol=1e-5 if order > 1 else 1e-6, rtol=0)
+    assert result.in_shape == (20, 16, 12) and np.allclose(out.header.get_zooms(), (0.15, 0.15, 0.15))
 
 
 # --- a toy resampler: nearest neighbour after shifting the input by whole voxels ----------------------------

@@ -18,7 +18,8 @@ from bigresample import resample
 from bigresample.errors import BigresampleError
 from bigresample.geometry import make_grid
 from bigresample.job import same_as_stored
-from bigresample.nifti import SlicedProxy, open_input
+from bigresample.inputs import open_input
+from bigresample.nifti import SlicedProxy
 
 from .conftest import assert_matches_reference, scipy_reference
 
