@@ -1,14 +1,14 @@
 """Input formats: found in a registry by what a path looks like (its suffix or content).
 
 An ``InputFormat`` recognises a path (``recognises``, cheap: a suffix, a
-metadata file) and opens it to an ``nifti.InputVolume`` from its headers alone
+metadata file) and opens it to a ``volume.InputVolume`` from its headers alone
 (``open``): geometry (shape, affine, spacing, units), the stored type, a
 reader of regions (``source``, or one attached when the run starts) and the
 header the output carries over.  The first format that recognises a path
 opens it; formats registered with ``register`` are asked before the built-in
 ones, so a new container (a raw ``.npy``, a TIFF stack) is one class.  A
 format whose reader gives raw values region by region builds its volume with
-``nifti.array_volume``.
+``volume.array_volume``.
 
 Built in, in the order asked: OME-Zarr (a folder with NGFF metadata), a URL
 (a NIfTI or an OME-Zarr), and every file nibabel opens (NIfTI, Analyze,
@@ -21,7 +21,11 @@ from pathlib import Path
 
 from . import ome
 from . import store
-from .nifti import InputError, InputVolume, open_ome, open_url, open_with_nibabel
+from .errors import InputError
+from .nibabel_input import open_with_nibabel
+from .ome import open_ome
+from .url_input import open_url
+from .volume import InputVolume
 
 
 class InputFormat:

@@ -35,7 +35,10 @@ from .executors import Executor, choose
 from .geometry import ReferenceGrid, make_grid, reference_grid
 from .journal import input_identity
 from .inputs import open_input
-from .nifti import InputError, InputVolume, check_free_space, header_bytes, output_header
+from .errors import InputError
+from .nifti import header_bytes, output_header
+from .safefs import check_free_space
+from .volume import InputVolume
 from .plan import Plan, format_bytes, plan_blocks
 from .report import DryRun, GridChosen, InputNotes, Opening, Planned, Report, Targeted
 from .request import Request, UsageError

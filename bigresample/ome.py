@@ -22,8 +22,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from . import store
-from .errors import BigresampleError
+from .errors import BigresampleError, InputError
 from .geometry import voxel_spacing
+from .volume import InputVolume, array_volume
 
 NGFF_VERSION = "0.5"
 UNITS = {"mm": "millimeter", "micron": "micrometer", "meter": "meter", "unknown": "millimeter"}
@@ -282,3 +283,18 @@ def _read_multiscale(path, attrs: dict, options: dict | None = None) -> OmeImage
     extra = [{"name": a.get("name"), "type": a.get("type"), "unit": a.get("unit"), "scale": float(sc)}
              for a, sc in zip(axes[:-3], scale[:-3])]
     return OmeImage(SpatialView(array), affine, units, extra, attrs)
+
+
+def open_ome(path, role: str, options: dict | None = None) -> InputVolume:
+    """An OME-Zarr input: level 0 read chunk by chunk through zarr, with a
+    NIfTI header made from its metadata (shape, type, spacing, units, time
+    step, affine as qform and sform, code 2 "aligned") to carry over."""
+    try:
+        im = read_image(path, options)
+    except OmeError as exc:
+        raise InputError(f"{store.display(path)}: cannot read as OME-Zarr {role}: {exc}") from None
+    time_unit = next((a.get("unit") for a in im.extra_axes if a.get("type") == "time"), None)
+    return array_volume(path, im.data, im.affine, units=im.units, format_name="OME-Zarr image",
+                        extra_scales=[a["scale"] for a in im.extra_axes],
+                        time_unit=TIME_UNITS_IN.get(time_unit, "sec"),
+                        extra_axes=im.extra_axes, ome_attrs=im.attrs if im.attrs is not None else {})

@@ -17,7 +17,8 @@ from . import ome
 from . import provenance
 from . import store as store_location
 from .errors import BigresampleError
-from .nifti import InputError, header_bytes
+from .errors import InputError
+from .nifti import header_bytes
 from .sinks import GzipMembers, GzipNifti, OmeZarr, RawNifti, Sink, StoreThenNifti
 
 

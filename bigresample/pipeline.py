@@ -31,7 +31,7 @@ import numpy as np
 from . import provenance
 from . import store as store_location
 from .job import Job, dry_run, plan_job, preflight
-from .nifti import InputVolume
+from .volume import InputVolume
 from .qc import write_qc
 from .report import (AXES, INTERPOLATION_NAMES, Finished, OnCluster, Pyramid, Report, Resumed, Started, TextReport,
                      Verdict)

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from .nifti import NIFTI1_MAX_DIM  # the NIfTI-1 limit: output_header writes NIfTI-2 beyond
+from .volume import NIFTI1_MAX_DIM  # the NIfTI-1 limit: nifti.output_header writes NIfTI-2 beyond
 from .plan import format_bytes
 
 INTERPOLATION_NAMES = {
@@ -48,7 +48,7 @@ AXES = "xyz"
 @dataclass(frozen=True)
 class Opening:
     path: Path
-    format: str  # "NIfTI-1 image", "MGH/MGZ image", "OME-Zarr image" (nifti.InputVolume.format)
+    format: str  # "NIfTI-1 image", "MGH/MGZ image", "OME-Zarr image" (volume.InputVolume.format)
 
 
 @dataclass(frozen=True)

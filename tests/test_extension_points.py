@@ -14,7 +14,7 @@ from scipy import ndimage
 
 from bigresample import resample
 from bigresample import executors, inputs, outputs, resampling, safefs
-from bigresample.nifti import array_volume
+from bigresample.volume import array_volume
 from bigresample.engine import Resampler
 from bigresample.sinks import Sink
 from tests.conftest import make_volume
