@@ -191,7 +191,7 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     executor = choose(request)
     fmt = request.output_format
     first = _stage(request, vol, 0, grid, out_dtype, extra, journal, gzip=fmt.compressed,
-                   stretches=fmt.compressed and fmt.members_on_cluster(request, executor))
+                   stretches=fmt.stretches_only(request, executor))
     report(Planned(smoothing=first.smoothing, block=first.plan.block, n_blocks=len(first.blocks),
                    workers=request.workers, block_bytes=first.plan.block_bytes, memory_limit=request.memory_limit))
     # level k of a pyramid: the input resampled to 2^k times the spacing, on the same grid convention

@@ -48,6 +48,11 @@ class OutputFormat:
         """The space it needs on disk (an estimate when compressed)."""
         return file_bytes // 2 if self.compressed else file_bytes
 
+    def stretches_only(self, request, executor) -> bool:
+        """The plan may only make blocks that are stretches of the output file (each becomes a piece of
+        the file on its own, e.g. a gzip member written by a cluster's worker)."""
+        return False
+
     def attach_provenance(self, header, record: dict) -> None:
         """Put the provenance document where this format keeps it (the NIfTI header's extension)."""
         if self.nifti_header:
@@ -80,8 +85,7 @@ class GzipNiftiOutput(OutputFormat):
             return GzipMembers(out, header, kind)  # the workers compress, the client concatenates
         return StoreThenNifti(out, header, kind, store, keep=False, options=opts)
 
-    @staticmethod
-    def members_on_cluster(request, executor) -> bool:
+    def stretches_only(self, request, executor) -> bool:
         """Written by a cluster's workers as gzip members: its blocks must be stretches of the file."""
         return executor.remote and not _through_store(request, executor)
 
