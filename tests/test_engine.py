@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from bigresample import Resampler, make_grid, resample_array
 from bigresample.splines import MODES, ORDERS
 
-from .conftest import assert_matches_reference, scipy_reference
+from .helpers import assert_matches_reference, scipy_reference
 
 GRIDS = ("center", "origin", "zoom")
 DTYPES = (np.uint8, np.int16, np.float32, np.float64)

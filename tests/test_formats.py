@@ -20,7 +20,7 @@ from bigresample.geometry import make_grid
 from bigresample.job import same_as_stored
 from bigresample.nifti import SlicedProxy, open_input
 
-from .conftest import assert_matches_reference, scipy_reference
+from .helpers import assert_matches_reference, scipy_reference
 
 DATA = Path(os.path.dirname(nib.__file__)) / "tests" / "data"
 

@@ -2,8 +2,6 @@
 whole-array ``scipy.ndimage.affine_transform``: every order, mode and input
 type, any shape, angle and block (docs/grids-and-exactness.md, "Exactness")."""
 
-import itertools
-
 import numpy as np
 import pytest
 from hypothesis import given
@@ -14,8 +12,7 @@ from bigresample.geometry import reference_grid
 from bigresample.splines import MODES, ORDERS
 from bigresample.transform import AffineResampler
 
-from .conftest import assert_matches_reference, with_exact
-from .test_reference import A_IN, rotation
+from .helpers import A_IN, assert_matches_reference, blockwise, rotation, whole
 
 DTYPES = (np.float32, np.float64, np.int16, np.uint8)
 
@@ -35,26 +32,6 @@ def grid(shape, out_shape, angles, scale=(1.0, 1.0, 1.0), shift=(0.0, 0.0, 0.0))
         [0.1 * scale[0], 0.1 * scale[1], 0.12 * scale[2], 1.0])
     a_ref[:3, 3] = A_IN[:3, 3] + np.array(shift) * 0.1
     return reference_grid(shape, A_IN, out_shape, a_ref)
-
-
-def blockwise(r, data, block, dtype):
-    out = np.empty(r.grid.out_shape + data.shape[3:], dtype=dtype)
-    for start in itertools.product(*[range(0, m, b) for m, b in zip(r.grid.out_shape, block)]):
-        region = tuple(slice(i, min(i + b, m)) for i, b, m in zip(start, block, r.grid.out_shape))
-        out[region] = r.compute(data, region + (slice(None),) * (data.ndim - 3), dtype)
-    return out
-
-
-def whole(data, g, order, mode, cval, dtype):
-    """The whole-array call; an integer output at order > 0 carries its float64 twin
-    (conftest: one unit of difference is allowed only next to a rounding boundary)."""
-    def call(out):
-        return ndimage.affine_transform(data, g.homogeneous, output_shape=g.out_shape, order=order, mode=mode,
-                                        cval=cval, output=out)
-    rounded = call(dtype)
-    if order > 0 and np.dtype(dtype).kind in "iu":
-        return with_exact(rounded, call(np.float64))
-    return rounded
 
 
 def near_tie(g) -> np.ndarray:

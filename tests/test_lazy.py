@@ -14,7 +14,7 @@ from scipy import ndimage
 from bigresample import make_grid, resample_array
 from bigresample.engine import Resampler
 
-from .conftest import assert_matches_reference, scipy_reference
+from .helpers import assert_matches_reference, scipy_reference
 
 
 class CountingReader:

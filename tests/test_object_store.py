@@ -20,8 +20,7 @@ import pytest
 
 from bigresample import resample
 
-from .conftest import same_but_provenance
-from .test_cli import make_volume
+from .helpers import make_volume, same_but_provenance
 
 pytest.importorskip("s3fs", reason="s3fs is not installed (pip install 'bigresample[s3]')")
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (the test extra)")

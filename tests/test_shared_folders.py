@@ -15,7 +15,7 @@ from bigresample import resample
 from bigresample.cli import main
 from bigresample.nifti import InputError, decompress
 
-from .conftest import make_volume
+from .helpers import make_volume
 
 THESIS = b"\\chapter{Results} six years of work\n"
 
