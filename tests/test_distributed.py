@@ -113,6 +113,7 @@ def test_a_worker_that_dies_mid_run_does_not_change_the_output(tmp_path, real_cl
     check_output(src, out, [0.1, 0.1, 0.13], order=5)
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_is_one_clear_line(tmp_path, capsys, good_volume):
     address = f"tcp://127.0.0.1:{_free_port()}"
     assert main([str(good_volume), str(tmp_path / "o.nii"), "--z-spacing", "0.2", "--scheduler", address]) == 2

@@ -36,6 +36,7 @@ def _blockwise(resampler, data, chunks, dtype=None):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("mode", MODES)
@@ -55,6 +56,7 @@ def g_spacing(g, spacing):
     return tuple(s * a.ratio for s, a in zip(spacing, g.axes))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ORDERS)
 @given(
     shape=st.tuples(*[st.integers(1, 24)] * 3),

@@ -429,6 +429,7 @@ def test_4d_blocks_carry_the_extra_axes_in_file_order():
     np.testing.assert_allclose(part, got[:4, :3, :, 1:2, 0:3:2], rtol=0, atol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("order", [0, 1, 2, 3, 4, 5])
 def test_blocks_cut_on_every_axis_with_one_workspace_equal_the_whole_array_call(order, mode):

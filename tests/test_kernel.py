@@ -56,6 +56,7 @@ def check(got, expected, data, order, cval, g):
     assert same.all(), f"{int((~same).sum())} voxels differ at order 0"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("order", ORDERS)
@@ -103,6 +104,7 @@ def test_order_0_ties_are_the_only_excuse():
     np.testing.assert_array_equal(got, whole(data, g, 0, "nearest", 0.0, np.float32))
 
 
+@pytest.mark.slow
 @given(
     shape=st.tuples(st.integers(1, 12), st.integers(1, 40), st.integers(20, 45)),
     out_shape=st.tuples(st.integers(1, 25), st.integers(1, 12), st.integers(1, 25)),
@@ -138,6 +140,7 @@ def test_order_1_reads_a_zero_weight_tap_as_scipy_does():
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6 * 1000)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["nearest", "mirror", "reflect", "wrap", "grid-wrap", "constant", "grid-constant"])
 @pytest.mark.parametrize("order", [2, 3, 4, 5])
 def test_the_compiled_prefilter_is_the_planewise_one_bit_for_bit_and_scipys_along_x(order, mode):
@@ -194,6 +197,7 @@ def test_the_interior_span_holds_only_points_whose_taps_lie_in_the_window_and_vo
         assert (a, b) == (0, n)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("order", [0, 1, 3])
 def test_without_interior_spans_every_voxel_takes_scipys_route_and_agrees(order, mode, monkeypatch):
@@ -225,6 +229,7 @@ def test_without_interior_spans_every_voxel_takes_scipys_route_and_agrees(order,
     assert np.array_equal(without, with_spans) == (order != 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("out", [np.float32, np.float64])
 @pytest.mark.parametrize("mode", ["nearest", "reflect", "constant"])
 def test_order_1_from_a_float32_window_equals_the_same_values_in_float64_bit_for_bit(mode, out):

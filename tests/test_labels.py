@@ -113,6 +113,7 @@ def blocks_of(draw, out_shape):
     return tuple(draw(st.integers(-(-m // 4), m)) for m in out_shape)
 
 
+@pytest.mark.slow
 @settings(max_examples=40)
 @given(st.data())
 def test_linear_and_cubic_equal_the_whole_array_reference(data):
@@ -131,6 +132,7 @@ def test_linear_and_cubic_equal_the_whole_array_reference(data):
     assert not differ.any() or gap[differ].max() <= GAP, (int(differ.sum()), float(gap[differ].min()))
 
 
+@pytest.mark.slow
 def test_cubic_on_a_volume_longer_than_the_halo_with_small_blocks():
     """Windows cut inside the volume (the prefilter's halo is 17 voxels at order 3): still the reference."""
     rng = np.random.default_rng(5)
@@ -146,6 +148,7 @@ def test_cubic_on_a_volume_longer_than_the_halo_with_small_blocks():
             assert not differ.any() or gap[differ].max() <= GAP
 
 
+@pytest.mark.slow
 @settings(max_examples=40)
 @given(st.data())
 def test_mode_equals_the_footprint_reference(data):

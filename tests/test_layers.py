@@ -10,6 +10,7 @@ here.  An entry names a module (``nifti``) or a package and everything in it
 """
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -100,10 +101,16 @@ def violations(graph: dict[str, set[str]]) -> list[str]:
 
 
 def package_graph() -> dict[str, set[str]]:
+    """Module -> the package's modules it imports (a copy: a test may add to it)."""
+    return {name: set(targets) for name, targets in _read_package().items()}
+
+
+@functools.cache
+def _read_package() -> dict[str, frozenset[str]]:
     graph = {}
     for path in sorted(PACKAGE.rglob("*.py")):
         name = module_name(path)
-        graph[name] = imported(name, path.name == "__init__.py", path.read_text(encoding="utf-8")) - {name}
+        graph[name] = frozenset(imported(name, path.name == "__init__.py", path.read_text(encoding="utf-8")) - {name})
     return graph
 
 

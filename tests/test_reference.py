@@ -35,6 +35,7 @@ def smooth_volume(shape, seed=0, dtype=np.float32):
     return data.astype(dtype)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("order", ORDERS)
 def test_blocks_on_an_oblique_grid_equal_one_whole_affine_transform(order, mode):
@@ -56,6 +57,7 @@ def test_blocks_on_an_oblique_grid_equal_one_whole_affine_transform(order, mode)
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.slow
 @given(
     shape=st.tuples(st.integers(1, 9), st.integers(1, 80), st.integers(60, 90)),
     out_shape=st.tuples(st.integers(1, 40), st.integers(1, 12), st.integers(1, 50)),
@@ -226,6 +228,7 @@ def test_levels_with_a_reference_is_refused(tmp_path):
         resample(src, tmp_path / "out.zarr", reference=src, levels=2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("order", ORDERS)
 def test_an_axis_aligned_reference_takes_the_separable_engine_with_the_same_values(order, mode):

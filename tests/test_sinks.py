@@ -166,6 +166,7 @@ def test_threads_stop_at_the_first_error_and_raise_it():
     assert committed == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_a_dask_executor_connects_nothing_until_a_run_enters_it():
     from bigresample.cluster import ClusterError
 
