@@ -21,15 +21,18 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bigresample"
 LAYERS = [
     ("base", {"errors", "_version", "_kernel"}),
     # the numbers: grids, splines, the separable engine and the general (rotated) path, their
-    # compiled kernel, anti-aliasing, label maps, the blocks an output is cut into, and the dask
-    # array front (resample_array) that uses only these
-    ("core", {"geometry", "splines", "kernel", "engine", "transform", "antialias", "labels", "blocks", "lazy"}),
+    # compiled kernel, anti-aliasing, label maps, the blocks an output is cut into, the dask
+    # array front (resample_array) that uses only these, and the resamplers' registry (resampling)
+    ("core", {"geometry", "splines", "kernel", "engine", "transform", "antialias", "labels", "blocks", "lazy",
+              "resampling"}),
     # files and where they live: NIfTI and its codecs and header checks, OME-Zarr, URLs and
-    # shared folders, the provenance record, ``bigresample info``
-    ("formats", {"safefs", "store", "codec", "rawio", "header_checks", "ome", "nifti", "provenance", "fileinfo"}),
-    # a run: the request, its plan, journal, sinks, executors, the runner and what it reports
+    # shared folders, the provenance record, ``bigresample info``, the input formats' registry (inputs)
+    ("formats", {"safefs", "store", "codec", "rawio", "header_checks", "ome", "nifti", "provenance", "fileinfo",
+                 "inputs"}),
+    # a run: the request, its plan, journal, sinks, executors, the runner and what it reports, and the
+    # output formats' registry (outputs: an output format makes its sink)
     ("run", {"request", "plan", "journal", "sinks", "executors", "cluster", "job", "runner", "report", "stats",
-             "qc"}),
+             "qc", "outputs"}),
     ("pipeline", {"pipeline"}),
     # the public names, the command line and what only it uses
     ("front", {"__init__", "__main__", "cli", "demo"}),
