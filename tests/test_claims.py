@@ -14,23 +14,13 @@ from bigresample.geometry import voxel_spacing
 from bigresample.job import plan_job
 from bigresample.request import Request
 
-from .conftest import assert_matches_reference, make_volume, scipy_reference
-
-
-def _ome_array(path, level=0):
-    """Level ``level`` of an OME-Zarr image read by ome-zarr-py, back in NIfTI axis order (x, y, z, ...)."""
-    from ome_zarr.io import parse_url
-    from ome_zarr.reader import Reader
-
-    node = list(Reader(parse_url(str(path)))())[0]
-    data = np.asarray(node.data[level])
-    return data.transpose(tuple(range(data.ndim))[::-1]), node.metadata
+from .helpers import assert_matches_reference, make_volume, ome_array, scipy_reference, write_ome
 
 
 def _read(path):
     if str(path).endswith(".zarr"):
         pytest.importorskip("ome_zarr")
-        return _ome_array(path)[0]
+        return ome_array(path)[0]
     return np.asanyarray(nib.load(path).dataobj)
 
 
@@ -143,7 +133,7 @@ def test_levels_with_antialias_each_level_is_the_smoothed_input_resampled(tmp_pa
                 smooth = ndimage.gaussian_filter1d(smooth, (r - 1) / 2, axis=axis, mode="nearest", truncate=4.0)
         g = make_grid(data.shape, spacing, target, grid)
         expected = scipy_reference(smooth, g, 3, "nearest", dtype=np.float32)
-        got, _ = _ome_array(out, k)
+        got, _ = ome_array(out, k)
         assert_matches_reference(got, expected, data, 3)
         if k == 2:  # the smoothing is real: without it the level differs
             plain = scipy_reference(data, g, 3, "nearest")
@@ -159,11 +149,10 @@ def test_levels_with_antialias_each_level_is_the_smoothed_input_resampled(tmp_pa
 def test_ome_zarr_units_are_converted(tmp_path, unit, scale, nifti_unit, zooms):
     """docs/files.md: nanometer and angstrom become microns, meter is kept, centimeter becomes mm."""
     pytest.importorskip("ome_zarr")
-    from .test_ome import _write_ome
 
     zyx = (np.random.default_rng(4).random((10, 14, 12)) * 100).astype(np.float32)
     src = tmp_path / "in.zarr"
-    _write_ome(src, zyx, scale, units=unit)
+    write_ome(src, zyx, scale, units=unit)
     out = tmp_path / "out.nii"
     mm = {"micron": 1e-3, "meter": 1e3, "mm": 1.0}[nifti_unit]
     target_mm = np.array(zooms) * mm * np.array([1.0, 2.0, 1.0])  # x unchanged, y coarser, z unchanged

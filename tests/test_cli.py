@@ -16,7 +16,7 @@ from bigresample.cli import main
 from bigresample.nifti import NiftiWriter
 from bigresample.request import UsageError
 
-from .conftest import assert_matches_reference, make_volume, same_but_provenance, scipy_reference  # noqa: F401 (others import it here)
+from .helpers import assert_matches_reference, check_output, make_volume, same_but_provenance, scipy_reference
 
 SEED_BASIC = [
     ["--z-spacing", "0.15"],
@@ -30,23 +30,6 @@ SEED_ADVANCED = [
     ["--x-spacing", "0.5", "--y-spacing", "0.5", "--z-spacing", "0.05"],
     ["--xyz-spacing", "0.15", "0.15", "0.15", "--order", "1"],
 ]
-
-
-def check_output(in_path, out_path, target_mm, order=1, grid="center"):
-    """Shape, spacing, affine invariant and data against the whole-array reference."""
-    src = nib.load(in_path)
-    raw = np.asanyarray(src.dataobj.get_unscaled())
-    g = make_grid(src.shape[:3], voxel_spacing(src.affine), target_mm, grid)
-    out = nib.load(out_path)
-    assert out.shape == g.out_shape + src.shape[3:]
-    np.testing.assert_allclose(voxel_spacing(out.affine), g.output_spacing(voxel_spacing(src.affine)), rtol=1e-6)
-    # the written affine obeys A_out @ [o, 1] == A_in @ [x(o), 1]
-    o = np.array([1.0, 2.0, 1.0, 1.0])
-    x = np.array([a.coordinates(1 if i != 1 else 2, 3 if i != 1 else 3)[0] for i, a in enumerate(g.axes)] + [1.0])
-    np.testing.assert_allclose(out.affine @ o, src.affine @ x, atol=1e-4)
-    got = np.asanyarray(out.dataobj.get_unscaled())
-    assert_matches_reference(got, scipy_reference(raw, g, order, "nearest"), raw, order)
-    return src, out
 
 
 @pytest.fixture(params=[".nii", ".nii.gz"])

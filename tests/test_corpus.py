@@ -14,6 +14,7 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 
 from . import corpus
 
@@ -58,6 +59,7 @@ def _problem(case_dir: Path, name: str, filename: str, data: bytes, result: dict
     return f"exit status {status}: {err!r}"
 
 
+@pytest.mark.slow
 def test_every_corrupted_file_gives_an_output_or_one_line(tmp_path):
     cases = corpus.cases(seed=15)
     assert len(cases) >= 300

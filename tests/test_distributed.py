@@ -16,8 +16,7 @@ distributed = pytest.importorskip("distributed")
 from bigresample.cli import main  # noqa: E402
 from bigresample.cluster import ClusterError, check_visible  # noqa: E402
 
-from .conftest import same_but_provenance  # noqa: E402
-from .test_cli import check_output, make_volume  # noqa: E402
+from .helpers import check_output, make_volume, oblique_reference, same_but_provenance, write_nifti  # noqa: E402
 
 pytestmark = pytest.mark.cluster
 
@@ -114,6 +113,7 @@ def test_a_worker_that_dies_mid_run_does_not_change_the_output(tmp_path, real_cl
     check_output(src, out, [0.1, 0.1, 0.13], order=5)
 
 
+@pytest.mark.slow
 def test_an_unreachable_scheduler_is_one_clear_line(tmp_path, capsys, good_volume):
     address = f"tcp://127.0.0.1:{_free_port()}"
     assert main([str(good_volume), str(tmp_path / "o.nii"), "--z-spacing", "0.2", "--scheduler", address]) == 2
@@ -207,13 +207,12 @@ def test_a_rotated_reference_and_an_ome_zarr_input_run_on_a_cluster_as_with_thre
     """The general path's resampler and the OME-Zarr reader travel to workers."""
     from bigresample import resample
 
-    from .test_reference import oblique_reference, write
 
     src = tmp_path / "in.nii"
     make_volume(src, shape=(40, 36, 30))
     ref_shape, a_ref = oblique_reference((20, 18, 16))
     a_ref[:3, 3] = [-2.0, 5.0, 6.0]  # inside make_volume's field of view
-    ref = write(tmp_path / "ref.nii", np.zeros(ref_shape, np.uint8), a_ref)
+    ref = write_nifti(tmp_path / "ref.nii", np.zeros(ref_shape, np.uint8), a_ref)
     resample(src, tmp_path / "in.zarr", spacing=(None, None, 0.12))
     kw = dict(order=3, chunks=(20, 9, 5))
     resample(tmp_path / "in.zarr", tmp_path / "threads.nii", reference=ref, **kw)

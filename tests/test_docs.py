@@ -130,6 +130,7 @@ def _runs(page: Path):
 RUN_PAGES = [p for p in PAGES if _runs(p)]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("page", RUN_PAGES, ids=[p.name for p in RUN_PAGES])
 def test_every_command_of_the_page_runs(page, tmp_path, monkeypatch, capsys):
     runs = _runs(page)

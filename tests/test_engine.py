@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from bigresample import Resampler, make_grid, resample_array
 from bigresample.splines import MODES, ORDERS
 
-from .conftest import assert_matches_reference, scipy_reference
+from .helpers import assert_matches_reference, scipy_reference
 
 GRIDS = ("center", "origin", "zoom")
 DTYPES = (np.uint8, np.int16, np.float32, np.float64)
@@ -36,6 +36,7 @@ def _blockwise(resampler, data, chunks, dtype=None):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("grid", GRIDS)
 @pytest.mark.parametrize("mode", MODES)
@@ -55,6 +56,7 @@ def g_spacing(g, spacing):
     return tuple(s * a.ratio for s, a in zip(spacing, g.axes))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ORDERS)
 @given(
     shape=st.tuples(*[st.integers(1, 24)] * 3),

@@ -2,7 +2,6 @@
 strict comparisons: NaN where scipy has a number fails, integer outputs may differ
 by one unit only where scipy's float value is within tolerance of a rounding boundary."""
 
-import itertools
 import threading
 
 import numpy as np
@@ -14,6 +13,8 @@ from bigresample.engine import Resampler, Workspace
 from bigresample.geometry import make_grid
 from bigresample.splines import MODES
 
+from .helpers import blockwise
+
 TOL = {0: 0.0, 1: 1e-6, 2: 1e-5, 3: 1e-5, 4: 1e-5, 5: 1e-5}  # docs/grids-and-exactness.md, "Exactness"
 
 
@@ -23,18 +24,6 @@ def reference(data, g, order, mode, cval=0.0, output=np.float64):
         return ndimage.zoom(data, zoom, order=order, mode=mode, cval=cval, grid_mode=False, output=output)
     return ndimage.affine_transform(data, [a.ratio for a in g.axes], offset=[a.offset for a in g.axes],
                                     output_shape=g.out_shape, order=order, mode=mode, cval=cval, output=output)
-
-
-def blockwise(resampler, data, chunks, dtype=None, ws=None):
-    g = resampler.grid
-    out = np.empty(g.out_shape, dtype=dtype or data.dtype)
-    for idx in itertools.product(*[range(0, m, c) for m, c in zip(g.out_shape, chunks)]):
-        region = tuple(slice(i, min(i + c, m)) for i, c, m in zip(idx, chunks, g.out_shape))
-        if ws is None:
-            out[region] = resampler.compute(data, region, dtype)
-        else:
-            out[region] = resampler.compute_into(data, region, dtype, ws).T
-    return out
 
 
 def assert_strict(got, expected, data, order, cval=0.0):
@@ -251,7 +240,6 @@ def test_eval_axis_on_many_rows_crosses_the_row_chunks():
     np.testing.assert_array_equal(out, x[:, :, ::2].astype(np.float32))
 
 
-
 _TYPES = ("u1", "i1", "u2", "i2", "u4", "i4", "u8", "i8", "f4", "f8")
 
 
@@ -441,6 +429,7 @@ def test_4d_blocks_carry_the_extra_axes_in_file_order():
     np.testing.assert_allclose(part, got[:4, :3, :, 1:2, 0:3:2], rtol=0, atol=1e-9)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("order", [0, 1, 2, 3, 4, 5])
 def test_blocks_cut_on_every_axis_with_one_workspace_equal_the_whole_array_call(order, mode):

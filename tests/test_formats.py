@@ -21,7 +21,7 @@ from bigresample.job import same_as_stored
 from bigresample.inputs import open_input
 from bigresample.nibabel_input import SlicedProxy
 
-from .conftest import assert_matches_reference, scipy_reference
+from .helpers import assert_matches_reference, scipy_reference
 
 DATA = Path(os.path.dirname(nib.__file__)) / "tests" / "data"
 

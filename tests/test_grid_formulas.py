@@ -11,7 +11,7 @@ from nibabel.affines import apply_affine, rescale_affine
 from bigresample.geometry import axis_map, make_grid
 from bigresample.lazy import resample_array
 
-from .conftest import TOLERANCE
+from .helpers import TOLERANCE
 
 
 def documented(n, s, t, grid):

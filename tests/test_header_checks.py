@@ -12,7 +12,7 @@ import pytest
 from bigresample.cli import main
 from bigresample.inputs import open_input
 
-from .conftest import assert_matches_reference, scipy_reference
+from .helpers import assert_matches_reference, scipy_reference
 from .corpus import _with_field, base_bytes
 
 QFORM = np.array([[2.0, 0, 0, -7], [0, 2.0, 0, -6], [0, 0, 2.0, -5], [0, 0, 0, 1]])

@@ -9,7 +9,7 @@ import pytest
 from bigresample import make_grid, resample, voxel_spacing
 from bigresample.nifti import NiftiWriter
 
-from .conftest import assert_matches_reference, scipy_reference
+from .helpers import assert_matches_reference, scipy_reference
 
 AFFINE = np.array([[-0.1, 0.0, 0.0, 12.0], [0.0, 0.1, 0.01, -8.0], [0.0, -0.01, 0.1, 3.0], [0, 0, 0, 1]])
 

@@ -12,7 +12,7 @@ from nibabel.testing import data_path
 from bigresample.cli import is_info, main
 from bigresample.fileinfo import describe
 
-from .conftest import make_volume
+from .helpers import make_volume
 
 NIBABEL_IMAGES = ["example4d.nii.gz", "anatomical.nii", "example_nifti2.nii.gz", "functional.nii", "test.mgz",
                   "reoriented_anat_moved.nii", "small.mnc"]

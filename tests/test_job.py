@@ -15,7 +15,7 @@ from bigresample.report import Planned, Report, TextReport
 from bigresample.request import Request, UsageError
 from bigresample.sinks import GzipMembers, GzipNifti, OmeZarr, RawNifti, StoreThenNifti
 
-from .conftest import make_volume
+from .helpers import make_volume
 
 
 class Events(Report):

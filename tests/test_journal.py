@@ -169,8 +169,7 @@ def test_a_block_is_journaled_only_once_its_bytes_are_in_the_partial_output(tmp_
     from bigresample.nifti import header_bytes
     from bigresample.report import Report
     from bigresample.runner import resume, run_stage
-    from tests.conftest import make_volume, scipy_reference
-    from tests.test_sinks import planned
+    from .helpers import make_volume, planned, scipy_reference
 
     src = tmp_path / "in.nii"
     data, _ = make_volume(src, shape=(40, 30, 24))

@@ -2,8 +2,6 @@
 whole-array ``scipy.ndimage.affine_transform``: every order, mode and input
 type, any shape, angle and block (docs/grids-and-exactness.md, "Exactness")."""
 
-import itertools
-
 import numpy as np
 import pytest
 from hypothesis import given
@@ -14,8 +12,7 @@ from bigresample.geometry import reference_grid
 from bigresample.splines import MODES, ORDERS
 from bigresample.transform import AffineResampler
 
-from .conftest import assert_matches_reference, with_exact
-from .test_reference import A_IN, rotation
+from .helpers import A_IN, assert_matches_reference, blockwise, rotation, whole
 
 DTYPES = (np.float32, np.float64, np.int16, np.uint8)
 
@@ -35,26 +32,6 @@ def grid(shape, out_shape, angles, scale=(1.0, 1.0, 1.0), shift=(0.0, 0.0, 0.0))
         [0.1 * scale[0], 0.1 * scale[1], 0.12 * scale[2], 1.0])
     a_ref[:3, 3] = A_IN[:3, 3] + np.array(shift) * 0.1
     return reference_grid(shape, A_IN, out_shape, a_ref)
-
-
-def blockwise(r, data, block, dtype):
-    out = np.empty(r.grid.out_shape + data.shape[3:], dtype=dtype)
-    for start in itertools.product(*[range(0, m, b) for m, b in zip(r.grid.out_shape, block)]):
-        region = tuple(slice(i, min(i + b, m)) for i, b, m in zip(start, block, r.grid.out_shape))
-        out[region] = r.compute(data, region + (slice(None),) * (data.ndim - 3), dtype)
-    return out
-
-
-def whole(data, g, order, mode, cval, dtype):
-    """The whole-array call; an integer output at order > 0 carries its float64 twin
-    (conftest: one unit of difference is allowed only next to a rounding boundary)."""
-    def call(out):
-        return ndimage.affine_transform(data, g.homogeneous, output_shape=g.out_shape, order=order, mode=mode,
-                                        cval=cval, output=out)
-    rounded = call(dtype)
-    if order > 0 and np.dtype(dtype).kind in "iu":
-        return with_exact(rounded, call(np.float64))
-    return rounded
 
 
 def near_tie(g) -> np.ndarray:
@@ -79,6 +56,7 @@ def check(got, expected, data, order, cval, g):
     assert same.all(), f"{int((~same).sum())} voxels differ at order 0"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("order", ORDERS)
@@ -126,6 +104,7 @@ def test_order_0_ties_are_the_only_excuse():
     np.testing.assert_array_equal(got, whole(data, g, 0, "nearest", 0.0, np.float32))
 
 
+@pytest.mark.slow
 @given(
     shape=st.tuples(st.integers(1, 12), st.integers(1, 40), st.integers(20, 45)),
     out_shape=st.tuples(st.integers(1, 25), st.integers(1, 12), st.integers(1, 25)),
@@ -161,6 +140,7 @@ def test_order_1_reads_a_zero_weight_tap_as_scipy_does():
     np.testing.assert_allclose(out, ref, rtol=0, atol=1e-6 * 1000)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["nearest", "mirror", "reflect", "wrap", "grid-wrap", "constant", "grid-constant"])
 @pytest.mark.parametrize("order", [2, 3, 4, 5])
 def test_the_compiled_prefilter_is_the_planewise_one_bit_for_bit_and_scipys_along_x(order, mode):
@@ -217,6 +197,7 @@ def test_the_interior_span_holds_only_points_whose_taps_lie_in_the_window_and_vo
         assert (a, b) == (0, n)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("order", [0, 1, 3])
 def test_without_interior_spans_every_voxel_takes_scipys_route_and_agrees(order, mode, monkeypatch):
@@ -248,6 +229,7 @@ def test_without_interior_spans_every_voxel_takes_scipys_route_and_agrees(order,
     assert np.array_equal(without, with_spans) == (order != 1)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("out", [np.float32, np.float64])
 @pytest.mark.parametrize("mode", ["nearest", "reflect", "constant"])
 def test_order_1_from_a_float32_window_equals_the_same_values_in_float64_bit_for_bit(mode, out):

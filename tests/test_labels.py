@@ -18,7 +18,6 @@ from hypothesis import strategies as st
 from scipy import ndimage
 
 from bigresample import labels as label_methods
-from bigresample.blocks import BlockSet
 from bigresample.cli import main
 from bigresample.engine import Workspace
 from bigresample.geometry import ReferenceGrid, make_grid, reference_grid, voxel_spacing
@@ -26,7 +25,7 @@ from bigresample.lazy import resample_array
 from bigresample.pipeline import resample
 from bigresample.request import UsageError
 
-from .conftest import scipy_reference
+from .helpers import blockwise, scipy_reference
 
 #: docs/grids-and-exactness.md, "Label maps": the output equals the reference wherever the
 #: reference's two largest values differ by more than this
@@ -73,14 +72,6 @@ def mode_reference(data, grid, cval):
     return out
 
 
-def blockwise(resampler, data, block):
-    out = np.empty(resampler.grid.out_shape, dtype=data.dtype)
-    ws = Workspace()  # one workspace for every block, as a worker thread has
-    for region in BlockSet(resampler.grid.out_shape, block):
-        out[region] = resampler.compute_into(data, region, None, ws).T
-    return out
-
-
 @st.composite
 def label_maps(draw, max_side=16):
     """A label map of regions a few voxels wide (some one voxel thin), in some integer type, with
@@ -122,6 +113,7 @@ def blocks_of(draw, out_shape):
     return tuple(draw(st.integers(-(-m // 4), m)) for m in out_shape)
 
 
+@pytest.mark.slow
 @settings(max_examples=40)
 @given(st.data())
 def test_linear_and_cubic_equal_the_whole_array_reference(data):
@@ -132,7 +124,7 @@ def test_linear_and_cubic_equal_the_whole_array_reference(data):
     cval = int(data.draw(st.sampled_from([v for v in (labels.min(), labels.max(), 0) if abs(int(v)) <= 2**53])))
     resampler = label_methods.make(method, grid.separable() or grid if isinstance(grid, ReferenceGrid) else grid,
                                    mode, cval)
-    got = blockwise(resampler, labels, blocks_of(data.draw, grid.out_shape))
+    got = blockwise(resampler, labels, blocks_of(data.draw, grid.out_shape), ws=Workspace())
     expected, gap = interpolated_reference(labels, grid, label_methods.ORDERS[method], mode, cval)
     assert got.dtype == labels.dtype
     differ = got != expected
@@ -140,6 +132,7 @@ def test_linear_and_cubic_equal_the_whole_array_reference(data):
     assert not differ.any() or gap[differ].max() <= GAP, (int(differ.sum()), float(gap[differ].min()))
 
 
+@pytest.mark.slow
 def test_cubic_on_a_volume_longer_than_the_halo_with_small_blocks():
     """Windows cut inside the volume (the prefilter's halo is 17 voxels at order 3): still the reference."""
     rng = np.random.default_rng(5)
@@ -149,12 +142,13 @@ def test_cubic_on_a_volume_longer_than_the_halo_with_small_blocks():
                         (reference_grid(labels.shape, np.eye(4), (40, 50, 20), np.array(
                             [[0.9, -0.8, 0, 3], [0.8, 0.9, 0, -5], [0, 0, 1.2, 1], [0, 0, 0, 1]])), (20, 25, 10))):
         for mode in ("nearest", "constant"):
-            got = blockwise(label_methods.make("cubic", grid, mode, 0), labels, block)
+            got = blockwise(label_methods.make("cubic", grid, mode, 0), labels, block, ws=Workspace())
             expected, gap = interpolated_reference(labels, grid, 3, mode, 0)
             differ = got != expected
             assert not differ.any() or gap[differ].max() <= GAP
 
 
+@pytest.mark.slow
 @settings(max_examples=40)
 @given(st.data())
 def test_mode_equals_the_footprint_reference(data):
@@ -167,7 +161,8 @@ def test_mode_equals_the_footprint_reference(data):
     except label_methods.LabelMapError:  # an upsampled axis: refused (test_refusals)
         assert any(abs(ax.affine_scale) < 1 for ax in grid.axes)
         return
-    got = blockwise(label_methods.make("mode", grid, "nearest", cval), labels, blocks_of(data.draw, grid.out_shape))
+    got = blockwise(label_methods.make("mode", grid, "nearest", cval), labels, blocks_of(data.draw, grid.out_shape),
+                    ws=Workspace())
     np.testing.assert_array_equal(got, mode_reference(labels, grid, cval))
 
 
@@ -177,7 +172,7 @@ def test_mode_keeps_a_small_label_that_nearest_neighbour_drops():
     labels[0:3, 0:3, 0:3] = 7  # one whole footprint of the 3x downsampling
     labels[4, 4, 4] = 9  # a single voxel at the centre of another: outvoted
     grid = make_grid(labels.shape, (1, 1, 1), (3, 3, 3), "center")
-    got = blockwise(label_methods.make("mode", grid, "nearest", 0), labels, (2, 2, 2))
+    got = blockwise(label_methods.make("mode", grid, "nearest", 0), labels, (2, 2, 2), ws=Workspace())
     assert got[0, 0, 0] == 7 and got[1, 1, 1] == 0 and (got == 7).sum() == 1
 
 

@@ -14,7 +14,7 @@ from scipy import ndimage
 from bigresample import make_grid, resample_array
 from bigresample.engine import Resampler
 
-from .conftest import assert_matches_reference, scipy_reference
+from .helpers import assert_matches_reference, scipy_reference
 
 
 class CountingReader:
@@ -39,6 +39,7 @@ def test_nothing_is_computed_until_the_result_is():
     assert src.reads
 
 
+@pytest.mark.slow
 def test_a_10000_cubed_virtual_input_computes_one_block_reading_only_its_region():
     src = CountingReader((10000, 10000, 10000))
     y = resample_array(src, (0.1, 0.1, 0.1), (0.25, 0.25, 0.1), order=3, chunks=(128, 128, 128))
@@ -98,6 +99,7 @@ def test_a_file_backed_source_equals_the_in_memory_result(tmp_path):
     assert_matches_reference(got, scipy_reference(data, g, 3, "nearest"), data, 3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["nearest", "wrap", "grid-wrap", "reflect"])
 def test_a_dask_input_equals_the_numpy_input_and_reads_only_overlapping_chunks(mode):
     data = np.random.default_rng(1).random((90, 20, 75))

@@ -20,11 +20,11 @@ import pytest
 
 from bigresample import resample
 
-from .conftest import same_but_provenance
-from .test_cli import make_volume
+from .helpers import make_volume, same_but_provenance
 
 pytest.importorskip("s3fs", reason="s3fs is not installed (pip install 'bigresample[s3]')")
 moto_server = pytest.importorskip("moto.server", reason="moto[server] is not installed (the test extra)")
+pytestmark = pytest.mark.slow  # a local S3 server and command lines in subprocesses: 95 s in all on a loaded 2-core machine
 
 BUCKET = "bigresample-test"
 #: a secret given on the command line: it must never show in a report or an error

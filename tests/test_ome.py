@@ -7,8 +7,7 @@ import pytest
 from bigresample import make_grid, resample
 from bigresample.cli import main
 
-from .conftest import assert_matches_reference, scipy_reference
-from .test_cli import make_volume
+from .helpers import assert_matches_reference, make_volume, rotation, scipy_reference, write_ome
 
 ome_zarr = pytest.importorskip("ome_zarr")
 
@@ -124,23 +123,6 @@ def test_levels_need_an_ome_zarr_output(tmp_path, capsys):
 # --------------------------------------------------------------------------
 
 
-def _write_ome(path, data, scale, units="micrometer", fmt="0.5", axes="zyx"):
-    """An OME-Zarr image written by ome-zarr-py (the independent writer)."""
-    import warnings
-
-    import zarr
-
-    group = zarr.open_group(str(path), mode="w", zarr_format=3 if fmt == "0.5" else 2)
-    unit = {a: ("second" if a == "t" else units) for a in axes}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ome-zarr-py's own deprecation warnings, on import and use
-        from ome_zarr.format import FormatV04, FormatV05
-        from ome_zarr.writer import write_image
-
-        write_image(data, group, scale_factors=[], fmt=FormatV05() if fmt == "0.5" else FormatV04(), axes=axes,
-                    scale=dict(zip(axes, scale)), axes_units=unit)
-
-
 @pytest.mark.parametrize("fmt", ["0.5", "0.4"])
 def test_an_ome_zarr_input_is_resampled_like_its_array(tmp_path, fmt, capsys):
     from scipy import ndimage
@@ -148,7 +130,7 @@ def test_an_ome_zarr_input_is_resampled_like_its_array(tmp_path, fmt, capsys):
     rng = np.random.default_rng(3)
     zyx = ndimage.gaussian_filter(rng.standard_normal((20, 30, 40)), 1.5).astype(np.float32) * 100
     src = tmp_path / "in.zarr"
-    _write_ome(src, zyx, (4.0, 2.0, 1.5), fmt=fmt)  # z, y, x in um
+    write_ome(src, zyx, (4.0, 2.0, 1.5), fmt=fmt)  # z, y, x in um
     out = tmp_path / "out.nii.gz"
     assert main([str(src), str(out), "--spacing", "3", "3", "3", "--units", "um", "--order", "3"]) == 0
     report = capsys.readouterr().out
@@ -166,7 +148,7 @@ def test_an_ome_zarr_input_is_resampled_like_its_array(tmp_path, fmt, capsys):
 def test_a_time_series_ome_zarr_keeps_its_time_axis(tmp_path):
     data = (np.random.default_rng(0).random((3, 10, 12, 14)) * 100).astype(np.float32)  # t, z, y, x
     src = tmp_path / "in.zarr"
-    _write_ome(src, data, (2.5, 0.2, 0.1, 0.1), units="millimeter", axes="tzyx")
+    write_ome(src, data, (2.5, 0.2, 0.1, 0.1), units="millimeter", axes="tzyx")
     out = tmp_path / "out.nii"
     resample(src, out, spacing=(0.2, 0.2, 0.2), order=1)
     img = nib.load(out)
@@ -194,7 +176,7 @@ def test_an_ome_zarr_reference_gives_its_grid(tmp_path):
     src = tmp_path / "in.nii"
     make_volume(src, shape=(30, 26, 20))
     ref = tmp_path / "ref.zarr"
-    _write_ome(ref, np.zeros((5, 6, 7), np.uint8), (0.35, 0.4, 0.3), units="millimeter")
+    write_ome(ref, np.zeros((5, 6, 7), np.uint8), (0.35, 0.4, 0.3), units="millimeter")
     res = resample(src, tmp_path / "out.nii", reference=ref, order=1)
     img = nib.load(tmp_path / "out.nii")
     assert img.shape == (7, 6, 5) and res.grid == "reference"
@@ -203,7 +185,7 @@ def test_an_ome_zarr_reference_gives_its_grid(tmp_path):
 
 @pytest.mark.parametrize("make, message", [
     (lambda p: p.mkdir(), "is a folder, not an image file or an OME-Zarr"),
-    (lambda p: _write_ome(p, np.zeros((2, 3, 4), np.uint8), (1, 1, 1), axes="cyx"),
+    (lambda p: write_ome(p, np.zeros((2, 3, 4), np.uint8), (1, 1, 1), axes="cyx"),
      "cannot read as OME-Zarr input: spatial axes must be the last three, z y x; got c y x"),
     (lambda p: __import__("zarr").open_group(str(p), mode="w"), "cannot read as OME-Zarr input: no OME-Zarr"),
 ], ids=["plain folder", "2D with channels", "no metadata"])
@@ -219,7 +201,7 @@ def test_a_folder_that_is_not_a_3d_ome_zarr_is_refused_in_one_line(tmp_path, cap
 def test_channels_and_time_of_an_ome_zarr_input_keep_their_names(tmp_path):
     data = (np.random.default_rng(2).random((2, 3, 10, 12, 14)) * 100).astype(np.float32)  # t, c, z, y, x
     src = tmp_path / "in.zarr"
-    _write_ome(src, data, (2.5, 1.0, 0.2, 0.1, 0.1), units="millimeter", axes="tczyx")
+    write_ome(src, data, (2.5, 1.0, 0.2, 0.1, 0.1), units="millimeter", axes="tczyx")
     resample(src, tmp_path / "out.zarr", spacing=(0.2, 0.2, 0.2), order=1)
     got, axes, scale, _ = _read(tmp_path / "out.zarr")
     assert [(a["name"], a["type"]) for a in axes] == [("t", "time"), ("c", "channel"), ("z", "space"),
@@ -241,7 +223,7 @@ def test_channels_and_time_of_an_ome_zarr_input_keep_their_names(tmp_path):
     np.testing.assert_array_equal(back, got)
     np.testing.assert_allclose(scale_back, scale, rtol=1e-6)
     # channels only (the usual microscopy image): c stays a channel axis, not time
-    _write_ome(tmp_path / "czyx.zarr", data[0], (1.0, 0.2, 0.1, 0.1), units="millimeter", axes="czyx")
+    write_ome(tmp_path / "czyx.zarr", data[0], (1.0, 0.2, 0.1, 0.1), units="millimeter", axes="czyx")
     resample(tmp_path / "czyx.zarr", tmp_path / "c.zarr", spacing=(0.2, 0.2, 0.2), order=1)
     assert [a["name"] for a in _read(tmp_path / "c.zarr")[1]] == ["c", "z", "y", "x"]
 
@@ -272,7 +254,7 @@ def test_rewriting_an_ome_zarr_input_in_place_changes_its_identity(tmp_path):
     from bigresample.journal import input_identity
 
     src = tmp_path / "in.zarr"
-    _write_ome(src, np.ones((8, 9, 10), np.float32), (1.0, 1.0, 1.0))
+    write_ome(src, np.ones((8, 9, 10), np.float32), (1.0, 1.0, 1.0))
     before = input_identity(src)
     time.sleep(0.01)
     arr = zarr.open_array(str(src / "s0"), mode="r+")
@@ -313,7 +295,7 @@ def _level0(ms):
         "text translation", "transformation not a dict", "path outside", "mixed units", "unknown unit"])
 def test_malformed_ome_metadata_is_one_line_as_input_or_reference(tmp_path, capsys, change, message):
     bad = tmp_path / "bad.zarr"
-    _write_ome(bad, np.zeros((4, 5, 6), np.float32), (0.3, 0.25, 0.2))
+    write_ome(bad, np.zeros((4, 5, 6), np.float32), (0.3, 0.25, 0.2))
     _edit_metadata(bad, change)
     good = tmp_path / "good.nii"
     make_volume(good)
@@ -327,10 +309,9 @@ def test_malformed_ome_metadata_is_one_line_as_input_or_reference(tmp_path, caps
 def test_a_float16_ome_zarr_is_written_as_float32_nifti(tmp_path):
     from scipy import ndimage
 
-    from .test_reference import rotation
 
     data = (np.random.default_rng(4).random((6, 7, 8)) * 100).astype(np.float16)
-    _write_ome(tmp_path / "in.zarr", data, (0.2, 0.1, 0.1), units="millimeter")
+    write_ome(tmp_path / "in.zarr", data, (0.2, 0.1, 0.1), units="millimeter")
     resample(tmp_path / "in.zarr", tmp_path / "out.nii", spacing=(0.1, 0.1, 0.1), order=1)
     img = nib.load(tmp_path / "out.nii")
     assert img.get_data_dtype() == np.float32

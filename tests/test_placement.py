@@ -9,7 +9,7 @@ from scipy import ndimage
 from bigresample.cli import main
 from bigresample.report import CENTER_VS_OTHERS
 
-from .conftest import TOLERANCE
+from .helpers import TOLERANCE
 
 
 def _brain(path, shape=(40, 46, 38)):

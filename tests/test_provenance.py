@@ -17,8 +17,7 @@ from bigresample.report import Report
 from bigresample.request import Request
 from bigresample.runner import Interrupted
 
-from .conftest import assert_matches_reference, make_volume, scipy_reference
-from .test_sinks import InterruptAfter, run_job_stages
+from .helpers import InterruptAfter, assert_matches_reference, make_volume, run_job_stages, scipy_reference
 
 
 def _record(path):

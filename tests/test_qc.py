@@ -79,6 +79,7 @@ def _marker_in_world(src):
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(REFERENCES))
 def test_the_marker_lands_at_the_same_world_position_in_both_rows(tmp_path, monkeypatch, name):
     src = tmp_path / "in.nii"

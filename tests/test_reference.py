@@ -16,16 +16,17 @@ from bigresample.geometry import reference_grid
 from bigresample.splines import MODES, ORDERS
 from bigresample.transform import AffineResampler
 
-from .conftest import assert_matches_reference, with_exact
-
-
-def rotation(axis, degrees):
-    t = np.radians(degrees)
-    c, s = np.cos(t), np.sin(t)
-    r = np.eye(4)
-    i, j = [k for k in range(3) if k != axis]
-    r[i, i], r[i, j], r[j, i], r[j, j] = c, -s, s, c
-    return r
+from .helpers import (
+    A_IN,
+    assert_matches_reference,
+    blockwise,
+    journal_blocks,
+    oblique_reference,
+    rotation,
+    run_cli,
+    whole,
+    write_nifti,
+)
 
 
 def smooth_volume(shape, seed=0, dtype=np.float32):
@@ -34,44 +35,7 @@ def smooth_volume(shape, seed=0, dtype=np.float32):
     return data.astype(dtype)
 
 
-def whole(data, g, order, mode, cval=0.0, dtype=None):
-    """The reference computation: one affine_transform per volume (an integer output with its float64 twin,
-    which says where a unit of difference is allowed)."""
-    dtype = np.dtype(data.dtype if dtype is None else dtype)
-    rounded = _whole(data, g, order, mode, cval, dtype)
-    if dtype.kind in "iu" and order > 0:
-        return with_exact(rounded, _whole(data, g, order, mode, cval, np.dtype(np.float64)))
-    return rounded
-
-
-def _whole(data, g, order, mode, cval, dtype):
-    if data.ndim == 3:
-        return ndimage.affine_transform(data, g.homogeneous, output_shape=g.out_shape, order=order, mode=mode,
-                                        cval=cval, output=dtype)
-    out = np.empty(g.out_shape + data.shape[3:], dtype)
-    for idx in np.ndindex(*data.shape[3:]):
-        out[(Ellipsis,) + idx] = _whole(data[(Ellipsis,) + idx], g, order, mode, cval, dtype)
-    return out
-
-
-def blockwise(resampler, data, block, dtype=None):
-    g = resampler.grid
-    out = np.empty(g.out_shape + data.shape[3:], dtype=dtype or data.dtype)
-    for idx in itertools.product(*[range(0, m, b) for m, b in zip(g.out_shape, block)]):
-        region = tuple(slice(i, min(i + b, m)) for i, b, m in zip(idx, block, g.out_shape))
-        out[region] = resampler.compute(data, region + (slice(None),) * (data.ndim - 3), dtype)
-    return out
-
-
-A_IN = np.array([[0.1, 0, 0, 1.0], [0, 0.1, 0, 2.0], [0, 0, 0.12, 3.0], [0, 0, 0, 1]])
-
-
-def oblique_reference(shape=(70, 75, 60)):
-    a = rotation(2, 17) @ rotation(0, 9) @ np.diag([0.13, 0.11, 0.15, 1.0])
-    a[:3, 3] = [1.5, 2.2, 2.6]
-    return shape, a
-
-
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("order", ORDERS)
 def test_blocks_on_an_oblique_grid_equal_one_whole_affine_transform(order, mode):
@@ -93,6 +57,7 @@ def test_blocks_on_an_oblique_grid_equal_one_whole_affine_transform(order, mode)
         np.testing.assert_array_equal(got, expected)
 
 
+@pytest.mark.slow
 @given(
     shape=st.tuples(st.integers(1, 9), st.integers(1, 80), st.integers(60, 90)),
     out_shape=st.tuples(st.integers(1, 40), st.integers(1, 12), st.integers(1, 50)),
@@ -171,20 +136,11 @@ def test_the_planned_window_bounds_every_block_window():
 # --------------------------------------------------------------------------
 
 
-def write(path, data, affine, units="mm", qcode=1, scode=2):
-    img = nib.Nifti1Image(data, affine)
-    img.header.set_xyzt_units(units)
-    img.set_qform(affine, qcode)
-    img.set_sform(affine, scode)
-    nib.save(img, path)
-    return path
-
-
 def test_cli_reference_equals_affine_transform_and_takes_the_reference_header(tmp_path, capsys):
     data = smooth_volume((90, 80, 70))
-    src = write(tmp_path / "in.nii", data, A_IN)
+    src = write_nifti(tmp_path / "in.nii", data, A_IN)
     ref_shape, a_ref = oblique_reference((40, 50, 30))
-    ref = write(tmp_path / "ref.nii.gz", np.zeros(ref_shape, np.uint8), a_ref, qcode=1, scode=4)
+    ref = write_nifti(tmp_path / "ref.nii.gz", np.zeros(ref_shape, np.uint8), a_ref, qcode=1, scode=4)
     out = tmp_path / "out.nii.gz"
     assert main([str(src), str(out), "--reference", str(ref), "--order", "3", "--chunks", "40", "13", "8"]) == 0
     report = capsys.readouterr().out
@@ -201,11 +157,11 @@ def test_cli_reference_equals_affine_transform_and_takes_the_reference_header(tm
 
 def test_a_reference_in_microns_is_the_same_physical_grid(tmp_path):
     data = smooth_volume((70, 66, 64))
-    src = write(tmp_path / "in.nii", data, A_IN)
+    src = write_nifti(tmp_path / "in.nii", data, A_IN)
     ref_shape, a_ref = oblique_reference((30, 20, 25))
     a_um = a_ref.copy()
     a_um[:3, :] *= 1000
-    ref = write(tmp_path / "ref.nii", np.zeros(ref_shape, np.int16), a_um, units="micron")
+    ref = write_nifti(tmp_path / "ref.nii", np.zeros(ref_shape, np.int16), a_um, units="micron")
     res = resample(src, tmp_path / "out.nii", reference=ref, order=1)
     img = nib.load(tmp_path / "out.nii")
     assert img.header.get_xyzt_units()[0] == "mm"  # the input's units are kept
@@ -218,9 +174,9 @@ def test_a_reference_in_microns_is_the_same_physical_grid(tmp_path):
 
 def test_an_axis_aligned_reference_in_a_4d_run_with_antialias(tmp_path):
     data = smooth_volume((80, 70, 66, 2))
-    src = write(tmp_path / "in.nii", data, A_IN)
+    src = write_nifti(tmp_path / "in.nii", data, A_IN)
     a_ref = A_IN @ np.array([[2.5, 0, 0, 3.2], [0, 1.0, 0, -0.5], [0, 0, 0.5, 0.25], [0, 0, 0, 1]])
-    ref = write(tmp_path / "ref.nii", np.zeros((30, 70, 120), np.float32), a_ref)
+    ref = write_nifti(tmp_path / "ref.nii", np.zeros((30, 70, 120), np.float32), a_ref)
     resample(src, tmp_path / "out.nii", reference=ref, order=3, antialias=True)
     got = np.asanyarray(nib.load(tmp_path / "out.nii").dataobj)
     assert got.shape == (30, 70, 120, 2)
@@ -234,9 +190,9 @@ def test_an_ome_zarr_output_on_a_rotated_reference_keeps_the_affine(tmp_path):
     from bigresample import ome
 
     data = smooth_volume((70, 66, 64))
-    src = write(tmp_path / "in.nii", data, A_IN)
+    src = write_nifti(tmp_path / "in.nii", data, A_IN)
     ref_shape, a_ref = oblique_reference((30, 20, 25))
-    ref = write(tmp_path / "ref.nii", np.zeros(ref_shape, np.int16), a_ref)
+    ref = write_nifti(tmp_path / "ref.nii", np.zeros(ref_shape, np.int16), a_ref)
     import zarr
 
     assert main([str(src), str(tmp_path / "out.zarr"), "--reference", str(ref), "--quiet"]) == 0
@@ -253,7 +209,7 @@ def test_an_ome_zarr_output_on_a_rotated_reference_keeps_the_affine(tmp_path):
     (["--grid", "zoom"], "--grid zoom has no meaning with --reference"),
 ])
 def test_reference_with_another_target_is_refused(tmp_path, capsys, extra, message):
-    src = write(tmp_path / "in.nii", smooth_volume((10, 10, 10)), A_IN)
+    src = write_nifti(tmp_path / "in.nii", smooth_volume((10, 10, 10)), A_IN)
     assert main([str(src), str(tmp_path / "out.nii"), "--reference", str(src)] + extra) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err
@@ -261,18 +217,19 @@ def test_reference_with_another_target_is_refused(tmp_path, capsys, extra, messa
 
 
 def test_a_missing_reference_is_named(tmp_path, capsys):
-    src = write(tmp_path / "in.nii", smooth_volume((10, 10, 10)), A_IN)
+    src = write_nifti(tmp_path / "in.nii", smooth_volume((10, 10, 10)), A_IN)
     assert main([str(src), str(tmp_path / "out.nii"), "--reference", str(tmp_path / "nope.nii")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "reference file not found" in err and "nope.nii" in err
 
 
 def test_levels_with_a_reference_is_refused(tmp_path):
-    src = write(tmp_path / "in.nii", smooth_volume((10, 10, 10)), A_IN)
+    src = write_nifti(tmp_path / "in.nii", smooth_volume((10, 10, 10)), A_IN)
     with pytest.raises(ValueError, match="--levels needs a spacing or --shape"):
         resample(src, tmp_path / "out.zarr", reference=src, levels=2)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("order", ORDERS)
 def test_an_axis_aligned_reference_takes_the_separable_engine_with_the_same_values(order, mode):
@@ -297,9 +254,9 @@ def test_an_axis_aligned_reference_takes_the_separable_engine_with_the_same_valu
 
 
 def test_dry_run_with_a_reference_reports_its_plan_and_writes_nothing(tmp_path, capsys):
-    src = write(tmp_path / "in.nii", smooth_volume((60, 50, 40)), A_IN)
+    src = write_nifti(tmp_path / "in.nii", smooth_volume((60, 50, 40)), A_IN)
     ref_shape, a_ref = oblique_reference((30, 20, 25))
-    ref = write(tmp_path / "ref.nii", np.zeros(ref_shape, np.int16), a_ref)
+    ref = write_nifti(tmp_path / "ref.nii", np.zeros(ref_shape, np.int16), a_ref)
     assert main([str(src), str(tmp_path / "out.nii"), "--reference", str(ref), "--order", "3", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert "Output shape: (30, 20, 25) (float32)" in out and "rotated" in out
@@ -312,9 +269,9 @@ def test_label_ties_on_a_decimal_oblique_grid_fall_as_in_scipy(tmp_path):
     rng = np.random.default_rng(11)
     a_in = np.diag([0.3, 0.7, 0.9, 1.0])
     labels = rng.integers(0, 40, (12, 11, 10)).astype(np.uint8)
-    src = write(tmp_path / "in.nii", labels, a_in)
+    src = write_nifti(tmp_path / "in.nii", labels, a_in)
     a_ref = np.array([[-0.9, 0.7, -0.2, 4.5], [1.1, -1.2, -1.0, 1.7], [0.3, -0.6, -0.2, 0.3], [0, 0, 0, 1]])
-    ref = write(tmp_path / "ref.nii", np.zeros((12, 11, 10), np.uint8), a_ref, qcode=0)
+    ref = write_nifti(tmp_path / "ref.nii", np.zeros((12, 11, 10), np.uint8), a_ref, qcode=0)
     assert main([str(src), str(tmp_path / "out.nii"), "--reference", str(ref), "--labels", "--mode", "constant",
                  "--quiet"]) == 0
     a_ref = nib.load(ref).affine  # as stored (float32)
@@ -345,22 +302,21 @@ def test_a_partial_output_is_not_resumed_when_the_reference_header_changed(tmp_p
     import signal
     import time
 
-    from .test_reliability import _journal_blocks, run_cli
 
-    src = write(tmp_path / "in.nii", smooth_volume((80, 70, 120)), A_IN)
+    src = write_nifti(tmp_path / "in.nii", smooth_volume((80, 70, 120)), A_IN)
     ref_shape, a_ref = oblique_reference((60, 50, 100))
-    ref = write(tmp_path / "ref.nii", np.zeros(ref_shape, np.uint8), a_ref, qcode=1, scode=4)
+    ref = write_nifti(tmp_path / "ref.nii", np.zeros(ref_shape, np.uint8), a_ref, qcode=1, scode=4)
     out = tmp_path / "out.nii"
     args = [src, out, "--reference", ref, "--order", "5", "--workers", "1", "--chunks", "60", "50", "2"]
     proc = run_cli(*args, "--quiet")
     journal = tmp_path / ".out.nii.bigresample-journal"
     deadline = time.time() + 60
-    while _journal_blocks(journal) < 2 and proc.poll() is None and time.time() < deadline:
+    while journal_blocks(journal) < 2 and proc.poll() is None and time.time() < deadline:
         time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    assert _journal_blocks(journal) >= 2
-    write(ref, np.zeros(ref_shape, np.uint8), a_ref, qcode=0, scode=2)
+    assert journal_blocks(journal) >= 2
+    write_nifti(ref, np.zeros(ref_shape, np.uint8), a_ref, qcode=0, scode=2)
     rerun = run_cli(*args)
     report, _ = rerun.communicate(timeout=120)
     assert rerun.returncode == 0

@@ -4,9 +4,7 @@ import gzip
 import os
 import signal
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -15,15 +13,7 @@ import pytest
 from bigresample import resample
 from bigresample.cli import main
 
-from .conftest import same_but_provenance
-from .test_cli import make_volume
-
-
-def run_cli(*args, **kw):
-    return subprocess.Popen(
-        [sys.executable, "-m", "bigresample", *map(str, args)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kw,
-    )
+from .helpers import journal_blocks, make_volume, run_cli, same_but_provenance
 
 
 def _fail(tmp_path, capsys, args, message):
@@ -251,13 +241,6 @@ def test_debug_shows_the_traceback(tmp_path, good):
 # --------------------------------------------------------------------------
 
 
-def _journal_blocks(journal: Path) -> int:
-    try:
-        return max(0, len(journal.read_text().splitlines()) - 1)
-    except OSError:
-        return 0
-
-
 @pytest.fixture(scope="module")
 def slow_case(tmp_path_factory):
     """A volume and a command with many small blocks, and an uninterrupted result."""
@@ -285,7 +268,7 @@ def test_a_kill_at_any_moment_then_a_rerun_gives_the_uninterrupted_output(tmp_pa
     target = {"early": 1, "middle": total // 2, "late": total - 1}[when]
     proc = run_cli(src, out, *args)
     deadline = time.time() + 60
-    while _journal_blocks(journal) < target and proc.poll() is None and time.time() < deadline:
+    while journal_blocks(journal) < target and proc.poll() is None and time.time() < deadline:
         time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -310,7 +293,7 @@ def test_a_run_through_the_zarr_store_resumes_after_a_kill(tmp_path, slow_case, 
     out = tmp_path / "out.nii"
     journal = tmp_path / f".{out.name}.bigresample-journal"
     proc = run_cli(src, out, *args, "--keep-zarr")
-    while _journal_blocks(journal) < 20 and proc.poll() is None:
+    while journal_blocks(journal) < 20 and proc.poll() is None:
         time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
@@ -338,7 +321,7 @@ def test_ctrl_c_stops_keeps_finished_blocks_and_says_how_to_resume(tmp_path, slo
     out = tmp_path / "out.nii"
     journal = tmp_path / f".{out.name}.bigresample-journal"
     proc = run_cli(src, out, *args)
-    while _journal_blocks(journal) < 5 and proc.poll() is None:
+    while journal_blocks(journal) < 5 and proc.poll() is None:
         time.sleep(0.002)
     proc.send_signal(signal.SIGINT)
     _, stderr = proc.communicate(timeout=60)
@@ -356,7 +339,7 @@ def test_sigterm_is_an_interruption_too(tmp_path, slow_case):
     out = tmp_path / "out.nii.gz"
     journal = tmp_path / f".{out.name}.bigresample-journal"
     proc = run_cli(src, out, *args)
-    while _journal_blocks(journal) < 3 and proc.poll() is None:
+    while journal_blocks(journal) < 3 and proc.poll() is None:
         time.sleep(0.002)
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)

@@ -10,7 +10,7 @@ import pytest
 
 from bigresample.cli import main
 
-from .conftest import make_volume
+from .helpers import make_volume
 
 RUN = """\
 Loading NIfTI-1 image (gzip-compressed): in.nii.gz

@@ -15,7 +15,7 @@ from bigresample.cli import main
 from bigresample.job import plan_job
 from bigresample.request import Request, UsageError
 
-from .conftest import assert_matches_reference, make_volume, scipy_reference
+from .helpers import assert_matches_reference, make_volume, ome_array, scipy_reference
 
 SPACING = 0.13
 ARGS = ["--z-spacing", str(SPACING), "--order", "1", "--workers", "1", "--chunks", "40", "40", "1"]
@@ -54,7 +54,6 @@ def _expected(data):
 def test_an_ome_zarr_output_resumes_after_a_kill(tmp_path):
     """docs/files.md: OME-Zarr outputs are resumed like the others; the result equals scipy."""
     pytest.importorskip("ome_zarr")
-    from .test_claims import _ome_array
 
     src = tmp_path / "in.nii"
     data, _ = make_volume(src, shape=(40, 40, 120), seed=3)
@@ -66,7 +65,7 @@ def test_an_ome_zarr_output_resumes_after_a_kill(tmp_path):
     stdout, stderr = rerun.communicate(timeout=120)
     assert rerun.returncode == 0, stderr
     assert "Resumed:" in stdout, stdout
-    got, _ = _ome_array(out)
+    got, _ = ome_array(out)
     assert_matches_reference(got, _expected(data), data, 1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.nii", "out.zarr"]
 

@@ -16,7 +16,7 @@ from bigresample.cli import main
 from bigresample.codec import decompress
 from bigresample.errors import InputError
 
-from .conftest import make_volume
+from .helpers import make_volume
 
 THESIS = b"\\chapter{Results} six years of work\n"
 
@@ -151,6 +151,7 @@ def _zeros_member(n: int) -> bytes:
     return b"".join(c.compress(chunk) for _ in range(n // 2**20)) + c.flush()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("where", ["same member", "second member"])
 def test_a_decompression_bomb_is_refused_before_it_fills_the_scratch_folder(tmp_path, capsys, where):
     """The header describes 512 KiB of voxels; the stream holds 256 MiB more zeros."""

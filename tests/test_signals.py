@@ -13,7 +13,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from .conftest import make_volume
+from .helpers import make_volume
 
 
 def start(*args):

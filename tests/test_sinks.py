@@ -11,47 +11,18 @@ import pytest
 from bigresample import ome
 from bigresample.blocks import BlockSet
 from bigresample.executors import BlockTask, Dask, Threads
-from bigresample.job import plan_job
 from bigresample.report import Report
-from bigresample.request import Request
-from bigresample.runner import Interrupted, resume, run_stage
+from bigresample.runner import Interrupted, resume
 
-from .conftest import assert_matches_reference, make_volume, same_but_provenance, scipy_reference
-
-
-class InterruptAfter:
-    """An executor (threads by default) that stops, as Ctrl-C would, after ``k`` commits."""
-
-    def __init__(self, k, inner=None):
-        self.inner, self.k, self.n = inner or Threads(2), k, 0
-        self.remote = self.inner.remote
-
-    def run(self, task, todo, commit):
-        def counted(i, payload):
-            commit(i, payload)
-            self.n += 1
-            if self.n == self.k:
-                raise KeyboardInterrupt
-
-        self.inner.run(task, todo, counted)
-
-    def after_running(self, fn):
-        self.inner.after_running(fn)
-
-
-def run_job_stages(job, executor):
-    """Every stage of ``job`` through ``executor``; returns the blocks each stage reused."""
-    reused = []
-    for stage in job.stages:
-        journal, done = resume(job, stage, Report())
-        reused.append(run_stage(job, stage, journal, done, executor, job.volume.source, Report()))
-    return reused
-
-
-def planned(src, out, **kw):
-    job = plan_job(Request.make(src, out, **kw))
-    job.volume.attach_data()
-    return job
+from .helpers import (
+    InterruptAfter,
+    assert_matches_reference,
+    make_volume,
+    planned,
+    run_job_stages,
+    same_but_provenance,
+    scipy_reference,
+)
 
 
 def read_output(path):
@@ -195,6 +166,7 @@ def test_threads_stop_at_the_first_error_and_raise_it():
     assert committed == [0, 1, 2, 3, 4]
 
 
+@pytest.mark.slow
 def test_a_dask_executor_connects_nothing_until_a_run_enters_it():
     from bigresample.cluster import ClusterError
 

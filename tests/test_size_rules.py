@@ -9,7 +9,7 @@ from bigresample.cli import main
 from bigresample.job import MAX_GROWTH, MAX_SHRINK, MIN_KEPT_VOXELS, MIN_REFUSED_BYTES, plan_job, size_rules
 from bigresample.request import Request, UsageError
 
-from .conftest import make_volume
+from .helpers import make_volume
 
 
 def _template(path, shape=(40, 48, 40)):

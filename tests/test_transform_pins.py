@@ -1,7 +1,6 @@
 """The general (rotated) path pinned: windows and memory estimates by hand, blocks
 against whole-array scipy.ndimage.affine_transform with strict comparisons."""
 
-import itertools
 import warnings
 
 import numpy as np
@@ -11,6 +10,8 @@ from scipy import ndimage
 from bigresample.engine import Workspace
 from bigresample.geometry import reference_grid
 from bigresample.transform import AffineResampler, _whole_rows, block_bytes
+
+from .helpers import blockwise, whole
 
 TOL = {0: 0.0, 1: 1e-6, 2: 1e-5, 3: 1e-5, 4: 1e-5, 5: 1e-5}  # docs/grids-and-exactness.md, "Exactness"
 
@@ -28,21 +29,6 @@ def rotated_grid(in_shape, out_shape, degrees=20.0, scale=1.1):
     centre_in = (np.array(in_shape) - 1) / 2
     ref[:3, 3] = centre_in - ref[:3, :3] @ ((np.array(out_shape) - 1) / 2)
     return reference_grid(in_shape, np.eye(4), out_shape, ref)
-
-
-def whole(data, g, order, mode, cval=0.0, output=None):
-    return ndimage.affine_transform(data, g.homogeneous, output_shape=g.out_shape, order=order, mode=mode,
-                                    cval=cval, output=output or data.dtype)
-
-
-def blockwise(r, data, block, dtype=None, ws=None):
-    g = r.grid
-    out = np.empty(g.out_shape + data.shape[3:], dtype=dtype or data.dtype)
-    for idx in itertools.product(*[range(0, m, b) for m, b in zip(g.out_shape, block)]):
-        region = tuple(slice(i, min(i + b, m)) for i, b, m in zip(idx, block, g.out_shape))
-        full = region + (slice(None),) * (data.ndim - 3)
-        out[region] = r.compute(data, full, dtype) if ws is None else r.compute_into(data, full, dtype, ws).T
-    return out
 
 
 def assert_strict(got, expected, data, order, cval=0.0):
@@ -212,7 +198,7 @@ def test_integer_input_with_a_fractional_cval_pads_like_scipy(order):
     g = rotated_grid(data.shape, (20, 20, 20), degrees=-30, scale=4.0)  # reaching outside
     for cval in (2.7, 0.0):
         got = blockwise(AffineResampler(g, order, "grid-constant", cval), data, (10, 20, 7), dtype=np.float64)
-        assert_strict(got, whole(data, g, order, "grid-constant", cval, output=np.float64), data, order, cval)
+        assert_strict(got, whole(data, g, order, "grid-constant", cval, dtype=np.float64), data, order, cval)
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # NaN cast to the window's integer type: no RuntimeWarning
         got = blockwise(AffineResampler(g, 3, "grid-constant", np.nan), data, (20, 20, 20), dtype=np.float64)
@@ -224,7 +210,7 @@ def test_float16_input_and_output_types():
     g = rotated_grid(data.shape, (15, 12, 10))
     for order, dtype in ((1, np.float32), (3, np.float64), (1, np.int16)):
         got = blockwise(AffineResampler(g, order, "nearest"), data, (8, 12, 5), dtype=dtype)
-        expected = whole(data.astype(np.float32), g, order, "nearest", output=dtype)
+        expected = whole(data.astype(np.float32), g, order, "nearest", dtype=dtype)
         assert got.dtype == np.dtype(dtype)
         np.testing.assert_allclose(got.astype(float), expected.astype(float), rtol=0,
                                    atol=1.0 if dtype == np.int16 else 1e-5 * np.ptp(data.astype(float)))

@@ -12,9 +12,12 @@ per module is printed:
     mutants  killed  survived  equivalent  timeout  score = killed / (mutants - equivalent)
 
 A mutant no test can tell from the original is listed, with the reason, in
-``tools/equivalent_mutants.toml``, keyed by module, function and the changed
-line (``old => new``, as ``mutmut show`` prints it), which stays valid when
-other lines move.  Survivors not listed there are printed with their diff.
+``tools/equivalent_mutants.toml``, keyed by its function (``Class.method`` or
+``function``) and the changed line (``old => new``, as ``mutmut show`` prints
+it), not by its module nor its line number: the entry stays valid when other
+lines move and when the function moves to another module (its ``module`` only
+says where it was last seen; the report asks to update it).  Survivors not
+listed there are printed with their diff.
 
 Usage (from the checkout, after ``pip install -e ".[dev,test]"``)::
 
@@ -91,11 +94,16 @@ json.dump(out, sys.stdout)
 """
 
 
+def _path(module: str) -> str:
+    """The module's file under bigresample/: ``engine.py``; ``formats/nifti.py`` for ``formats.nifti``."""
+    return module.replace(".", "/") + ".py"
+
+
 def _setup_cfg(module: str, tests: list[str]) -> str:
     lines = [
         "[mutmut]",
         "source_paths = bigresample",
-        f"only_mutate = bigresample/{module}.py",
+        f"only_mutate = bigresample/{_path(module)}",
         "pytest_add_cli_args_test_selection =",
         *(f"    {t}" for t in tests),
         "pytest_add_cli_args =",
@@ -150,11 +158,13 @@ def function_name(mutant: str) -> str:
     return name[2:] if name.startswith("x_") else name
 
 
-def load_equivalent(module: str) -> dict[tuple[str, str], str]:
+def load_equivalent() -> dict[tuple[str, str], str]:
+    """(function, change) -> the module the entry was last seen in, for every listed equivalent mutant,
+    whatever its module: a function moved to another module keeps its entries."""
     if not EQUIVALENT.exists():
         return {}
     data = tomllib.loads(EQUIVALENT.read_text())
-    return {(e["function"], e["change"]): e["reason"] for e in data.get("mutant", []) if e["module"] == module}
+    return {(e["function"], e["change"]): e["module"] for e in data.get("mutant", [])}
 
 
 def _mutmut(module: str, work: Path, env: dict, args: list[str]) -> None:
@@ -166,7 +176,7 @@ def _mutmut(module: str, work: Path, env: dict, args: list[str]) -> None:
 
 
 def _dump(module: str, work: Path, env: dict) -> dict:
-    dump = subprocess.run([sys.executable, "-c", _DUMP, f"bigresample/{module}.py"], cwd=work, env=env,
+    dump = subprocess.run([sys.executable, "-c", _DUMP, f"bigresample/{_path(module)}"], cwd=work, env=env,
                           stdout=subprocess.PIPE, text=True, check=True)
     return json.loads(dump.stdout)
 
@@ -182,7 +192,7 @@ def run_module(module: str, work: Path, max_children: int, retest: bool = False,
     _prepare(work, module)
     _mutmut(module, work, env, ["--max-children", str(max_children)])
     if retest:
-        equivalent = load_equivalent(module)
+        equivalent = load_equivalent()
         alive = [k for k, m in _dump(module, work, env).items()
                  if m["exit"] not in KILLED and (function_name(k), change_key(m["diff"])) not in equivalent]
         if alive:
@@ -192,7 +202,7 @@ def run_module(module: str, work: Path, max_children: int, retest: bool = False,
 
 def summarise(module: str, result: dict) -> tuple[dict, list[str]]:
     """The table row and the lines describing survivors and stale equivalents."""
-    equivalent = load_equivalent(module)
+    equivalent = load_equivalent()
     row = dict(module=module, mutants=0, killed=0, survived=0, equivalent=0, timeout=0, no_tests=0, not_checked=0)
     notes, matched = [], set()
     for name, m in sorted(result["mutants"].items()):
@@ -210,6 +220,9 @@ def summarise(module: str, result: dict) -> tuple[dict, list[str]]:
         if key in equivalent:
             row["equivalent"] += 1
             matched.add(key)
+            if equivalent[key] != module:
+                notes.append(f"- listed as equivalent under module {equivalent[key]}, found in {module} "
+                             f"(update its module): `{key[0]}`: `{key[1]}`")
             continue
         if code is None:
             row["not_checked"] += 1
@@ -219,13 +232,23 @@ def summarise(module: str, result: dict) -> tuple[dict, list[str]]:
             row["no_tests"] += 1
         status = "no test covers it" if code in NO_TESTS else f"survived (exit {code})"
         notes.append(f"- {status}: `{name}`\n\n```diff\n{m['diff'].strip()}\n```")
-    for key in sorted(set(equivalent) - matched):
-        if not any(key == (function_name(n), change_key(m["diff"])) for n, m in result["mutants"].items()):
-            notes.append(f"- listed as equivalent but not generated any more: `{key[0]}`: `{key[1]}`")
+    notes += _stale(module, equivalent, matched, result["mutants"])
     tested = row["mutants"] - row["equivalent"] - row["not_checked"]  # all of them once the run is complete
     row["score"] = row["killed"] / tested if tested else 1.0
     row["seconds"] = result["seconds"]
     return row, notes
+
+
+def _stale(module: str, equivalent: dict, matched: set, mutants: dict) -> list[str]:
+    """The entries listed under ``module`` that no mutant of this run matches: gone, moved to a
+    module not run here (looked up there when it runs), or renamed (then said: same change)."""
+    generated = {(function_name(n), change_key(m["diff"])) for n, m in mutants.items()}
+    notes = []
+    for key in sorted(k for k, where in equivalent.items() if where == module and k not in matched | generated):
+        renamed = sorted({f for f, change in generated - set(equivalent) if change == key[1]})
+        hint = f" (the same change is now in {', '.join(renamed)}: renamed?)" if renamed else ""
+        notes.append(f"- listed as equivalent but not generated in {module} any more{hint}: `{key[0]}`: `{key[1]}`")
+    return notes
 
 
 def table(rows: list[dict]) -> str:

@@ -1,11 +1,11 @@
-"""The comparison helpers of conftest.py catch what they claim to: each blind spot they once had, planted."""
+"""The comparison helpers of helpers.py catch what they claim to: each blind spot they once had, planted."""
 
 import numpy as np
 import pytest
 
 from bigresample.geometry import make_grid
 
-from .conftest import assert_matches_reference, scipy_reference, with_exact
+from .helpers import assert_matches_reference, scipy_reference, with_exact
 
 
 def _float_case(order=1):
