@@ -17,7 +17,7 @@ from bigresample import executors, inputs, outputs, resampling, safefs
 from bigresample.volume import array_volume
 from bigresample.engine import Resampler
 from bigresample.sinks import Sink
-from tests.conftest import make_volume
+from .helpers import make_volume
 
 
 # --- a toy output format: a raw .npy (x fastest, as a NIfTI), resumable ------------------------------------
