@@ -16,7 +16,7 @@ from .helpers import TOLERANCE
 
 def documented(n, s, t, grid):
     """m and x(o) for o = 0..m-1, as the docs' table writes them."""
-    m = max(1, round(n * s / t))
+    m = max(1, round(n * (s / t)))  # the zoom factor first, as scipy.ndimage.zoom (n=50, s=1.9, t=0.4: 237)
     o, r = np.arange(m, dtype=np.float64), t / s
     if grid == "center":
         return m, (o - (m - 1) / 2) * r + (n - 1) / 2
@@ -193,3 +193,14 @@ def test_values_equal_nibabels_resample_from_to_on_the_documented_grid(n, t, gri
     ours = resample_array(data, s, t, order=1, grid=grid, chunks=5).compute()
     assert ours.shape == shape
     np.testing.assert_allclose(ours, np.asanyarray(theirs.dataobj), rtol=0, atol=TOLERANCE[1] * 100 + 1e-9)
+
+
+def test_an_output_size_on_an_exact_half_is_rounded_as_scipy_zoom_rounds_it():
+    from scipy import ndimage
+
+    from bigresample.geometry import make_grid
+
+    n, s, t = 50, 1.9, 0.4  # n * s / t = 237.5 exactly; n * (s / t) = 237.49999999999997 in float64
+    assert documented(n, s, t, "origin")[0] == 237
+    assert make_grid((n, 2, 2), (s, 1, 1), (t, 1, 1), "origin").out_shape[0] == 237
+    assert ndimage.zoom(np.zeros((n, 1)), (s / t, 1), order=0).shape[0] == 237
