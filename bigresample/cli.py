@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
-from .errors import BigresampleError
+from .errors import BigresampleError, one_line
 from .fileinfo import describe
 from .pipeline import LabelMapWarning, UsageError, resample
 from .plan import format_bytes
@@ -271,7 +271,7 @@ def info_main(argv) -> int:
         if args.debug:
             raise
         print(f"bigresample: error: {args.file}: cannot be described ({type(exc).__name__}: "
-              f"{' '.join(str(exc).split())})", file=sys.stderr)
+              f"{one_line(exc)})", file=sys.stderr)
         return EXIT_USAGE
     if args.json:
         say(json.dumps(described, indent=2))
@@ -380,7 +380,7 @@ def _batch(args, target, label, log, progress) -> int:
             if args.debug:
                 raise
             failed += 1
-            print(f"bigresample: FAILED {input}: {type(exc).__name__}: {' '.join(str(exc).split())}", flush=True)
+            print(f"bigresample: FAILED {input}: {type(exc).__name__}: {one_line(exc)}", flush=True)
             continue
         print(summary_line(input, output, r), flush=True)
     print(f"bigresample: {len(args.paths) - failed} of {len(args.paths)} done"

@@ -17,7 +17,7 @@ import os
 import socket
 import sys
 from contextlib import contextmanager
-from .errors import BigresampleError
+from .errors import BigresampleError, one_line
 
 
 class ClusterError(BigresampleError):
@@ -52,7 +52,7 @@ def connect(scheduler: str | None = None, local_cluster: int | None = None, clie
         try:
             c = distributed.Client(scheduler, timeout="10s", set_as_default=False)
         except (OSError, TimeoutError) as exc:
-            raise ClusterError(f"cannot reach the dask scheduler at {scheduler}: {_one_line(exc)}") from None
+            raise ClusterError(f"cannot reach the dask scheduler at {scheduler}: {one_line(exc)}") from None
         try:
             yield c
         finally:
@@ -79,8 +79,6 @@ def connect(scheduler: str | None = None, local_cluster: int | None = None, clie
     yield None
 
 
-def _one_line(exc) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _visible(paths, options=None):

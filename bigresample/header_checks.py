@@ -33,10 +33,9 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from .codec import open_gzip
-from .errors import BigresampleError
+from .codec import GZIP_MAGIC, open_gzip
+from .errors import BigresampleError, one_line
 
-GZIP_MAGIC = b"\x1f\x8b"
 #: numeric NIfTI data types bigresample resamples (uint8 ... float64)
 SUPPORTED_CODES = {2, 4, 8, 16, 64, 256, 512, 768, 1024, 1280}
 COMPLEX_CODES = {32, 1792, 2048}  # refused after loading, with the advice to split the parts
@@ -124,7 +123,7 @@ class _Reader:
             return self.f.read(n)
         except Exception as exc:  # zlib.error, EOFError, BadGzipFile, isal's error...
             raise HeaderError(f"{self.path}: corrupted or truncated gzip stream "
-                              f"({' '.join(str(exc).split()) or type(exc).__name__})") from None
+                              f"({one_line(exc)})") from None
 
 
 def check(path, role: str = "input") -> Checked | None:

@@ -22,7 +22,7 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from . import store
-from .errors import BigresampleError, InputError
+from .errors import BigresampleError, InputError, one_line
 from .geometry import voxel_spacing
 from .volume import InputVolume, array_volume
 
@@ -212,13 +212,13 @@ def read_image(path, options: dict | None = None) -> OmeImage:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
         # metadata of the wrong shape somewhere: say where we were, not a traceback
-        what = f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+        what = f"{type(exc).__name__}: {one_line(exc)}"
         raise OmeError(f"malformed multiscales metadata ({what})") from None
 
 
 def _describe(exc, path, options) -> str:
     """An exception from zarr in a few words; at a URL, without secrets."""
-    return store.why(exc, options) if store.is_url(path) else " ".join(str(exc).split())
+    return store.why(exc, options) if store.is_url(path) else one_line(exc)
 
 
 def _read_multiscale(path, attrs: dict, options: dict | None = None) -> OmeImage:

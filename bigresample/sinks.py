@@ -53,7 +53,7 @@ from . import ome
 from . import safefs
 from . import store as store_location
 from .codec import gzip_member
-from .errors import BigresampleError
+from .errors import BigresampleError, one_line
 from .geometry import voxel_spacing
 from .nifti import NiftiWriter, create_raw_output, header_bytes, written_header
 from .provenance import without
@@ -127,7 +127,7 @@ def _check_nifti(path: Path, hdr, kind: str) -> None:
         img = nib.load(path)
         shape = tuple(img.shape)
     except Exception as exc:  # nibabel raises many types for an unreadable file
-        why = f"it cannot be read back ({' '.join(str(exc).split())})"
+        why = f"it cannot be read back ({one_line(exc)})"
     else:
         why = None
         if shape != tuple(int(d) for d in hdr.get_data_shape()):

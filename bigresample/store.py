@@ -32,7 +32,7 @@ import re
 from pathlib import Path
 
 from . import safefs
-from .errors import BigresampleError
+from .errors import BigresampleError, one_line
 
 #: The package a protocol needs, and the pip command that installs it.
 PACKAGES = {
@@ -125,7 +125,7 @@ def _missing_library(url: str, exc: Exception) -> str:
     if proto in PACKAGES:
         package, pip = PACKAGES[proto]
         return f"the {proto}:// protocol needs {package}: {pip}"
-    return _one_line(exc)
+    return one_line(exc)
 
 
 def filesystem(url: str, given: dict | None = None):
@@ -138,7 +138,7 @@ def filesystem(url: str, given: dict | None = None):
     except ImportError as exc:
         raise StoreError(f"{display(url)}: {_missing_library(url, exc)}") from None
     except (ValueError, TypeError) as exc:  # unknown protocol, a bad URL, an option the library does not take
-        raise StoreError(f"{display(url)}: {redact(_one_line(exc), given)}") from None
+        raise StoreError(f"{display(url)}: {redact(one_line(exc), given)}") from None
     # fsspec shares one instance per set of options; its listings may predate what
     # zarr (another instance) or another process wrote since
     fs.invalidate_cache()
@@ -214,7 +214,7 @@ def why(exc: BaseException, given: dict | None = None) -> str:
     and status, never by words of a message (which names the path: a bucket
     may be called "bucket")."""
     kind, kinds = type(exc).__name__, _kinds(exc)
-    text = _one_line(exc)
+    text = one_line(exc)
     code, status = error_code(exc)
     if kinds & set(NO_CREDENTIALS):
         return ("no credentials found (set them in the environment, e.g. AWS_ACCESS_KEY_ID and "
@@ -329,5 +329,3 @@ def remove_image(url: str, given: dict | None = None) -> None:
         raise StoreError(f"{display(url)}: cannot remove the existing image: {why(exc, given)}") from None
 
 
-def _one_line(exc) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
