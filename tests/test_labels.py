@@ -181,6 +181,26 @@ def test_mode_keeps_a_small_label_that_nearest_neighbour_drops():
     assert got[0, 0, 0] == 7 and got[1, 1, 1] == 0 and (got == 7).sum() == 1
 
 
+@pytest.mark.parametrize("path", ["separable", "general"])
+def test_linear_exact_tie_between_two_labels_goes_to_the_smaller(path):
+    """Labels 3 and 5 side by side on a background of 0 (the most frequent label, computed last):
+    the output sample half-way between them has both indicators at exactly 0.5, a true tie in
+    float64 that the reference's 1e-9 gap forgives; the smaller label, 3, must win it."""
+    labels = np.zeros((6, 3, 3), np.int16)
+    labels[1], labels[2] = 5, 3  # 5 first: the tie is not decided by the order of the voxels
+    grid = make_grid(labels.shape, (1, 1, 1), (0.5, 1, 1), "origin")  # x(o) = o / 2: x(3) = 1.5, half-way
+    if path == "general":  # the same samples through the general path: a matrix with a zero rotation
+        grid = ReferenceGrid(labels.shape, grid.out_shape, np.diag([0.5, 1.0, 1.0]), np.zeros(3), np.eye(4))
+    ind = {v: (labels == v).astype(np.float64) for v in (0, 3, 5)}
+    half = {v: ndimage.affine_transform(a, [0.5, 1, 1], output_shape=grid.out_shape, order=1, mode="nearest")
+            for v, a in ind.items()}
+    assert half[3][3, 1, 1] == half[5][3, 1, 1] == 0.5 and half[0][3, 1, 1] == 0.0  # the tie is exact
+    for block in ((12, 3, 3), (2, 2, 1)):
+        got = blockwise(label_methods.make("linear", grid, "nearest", 0), labels, block)
+        assert (got[3] == 3).all(), f"block {block}: the tie at x = 1.5 went to {np.unique(got[3])}, not 3"
+        assert (got[2] == 5).all() and (got[4] == 3).all()
+
+
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint32, np.int64, np.uint64])
 def test_window_labels_finds_every_label_its_count_and_box(dtype):
     rng = np.random.default_rng(2)
