@@ -55,7 +55,7 @@ def with_exact(rounded, exact):
 def scipy_reference(data, grid, order, mode, cval=0.0, dtype=None):
     """The whole-array scipy.ndimage call that a resampling must equal.
 
-    ``zoom`` grid: ``scipy.ndimage.zoom(grid_mode=False)``; other grids:
+    ``zoom`` grid: ``scipy.ndimage.zoom(zoom=s/t, grid_mode=False)``; other grids:
     ``affine_transform`` with the diagonal matrix ``r`` and offset ``x(0)``.
     Extra axes: every volume the same way.  The shape, ratios and offsets are
     derived here from docs/grids-and-exactness.md ("Grids"), not taken from
@@ -81,7 +81,11 @@ def _scipy_whole(data, grid, order, mode, cval, out_dtype):
 
     def one(vol):
         if grid.grid == "zoom":
-            zoom = [1.0 if a.ratio == 1.0 else m / a.n for a, (m, _, _) in zip(grid.axes, axes)]
+            # the call bigresample claims to equal: the factor asked for, s / t = 1 / r (not m / n, which
+            # is exactly 1 when r = 0.9999 keeps m == n and makes scipy return a copy of the input);
+            # m / n only on an exact .5 tie where 1 / r rounds to another size than the grid's
+            zoom = [1.0 / a.ratio if int(round(a.n / a.ratio)) == m else m / a.n
+                    for a, (m, _, _) in zip(grid.axes, axes)]
             return ndimage.zoom(
                 vol, zoom, order=order, mode=mode, cval=cval, grid_mode=False, output=out_dtype
             )
@@ -103,6 +107,40 @@ def _scipy_whole(data, grid, order, mode, cval, out_dtype):
     for idx in np.ndindex(*extra):
         out[(Ellipsis,) + idx] = one(data[(Ellipsis,) + idx])
     return out
+
+
+def itk_reference(data, matrix, offset, out_shape, order, cval=0.0, dtype=None):
+    """``--mode itk`` (docs/grids-and-exactness.md, "Outside the input"), whole-array: scipy's
+    ``affine_transform(mode='nearest')`` with ``matrix`` and ``offset``, then ``cval`` at every
+    output voxel whose continuous input index ``x`` is not inside on every axis, inside being
+    ITK's ``ImageFunction::IsInsideBuffer``: ``-0.5 <= x < n - 0.5`` (NaN outside).  ``x`` is
+    computed here as scipy's C loop does, ``((offset + o_0 m_0) + o_1 m_1) + o_2 m_2``.  Extra
+    axes: every volume the same way; an integer output carries its float64 twin."""
+    out_dtype = np.dtype(data.dtype if dtype is None else dtype)
+    matrix, offset = np.asarray(matrix, dtype=np.float64), np.asarray(offset, dtype=np.float64)
+    o = np.meshgrid(*[np.arange(m, dtype=np.float64) for m in out_shape], indexing="ij")
+    inside = np.ones(tuple(out_shape), dtype=bool)
+    for a, n in enumerate(data.shape[:3]):
+        x = ((offset[a] + o[0] * matrix[a, 0]) + o[1] * matrix[a, 1]) + o[2] * matrix[a, 2]
+        inside &= (x >= -0.5) & (x < n - 0.5)
+
+    def whole(kind):
+        fill = cval
+        if kind.kind in "iu":  # cval as scipy stores a value into an integer output: rounded half away, saturated
+            info = np.iinfo(kind)
+            fill = np.clip(np.sign(cval) * np.floor(abs(cval) + 0.5), info.min, info.max)
+        out = np.empty(tuple(out_shape) + data.shape[3:], dtype=kind)
+        for idx in np.ndindex(*data.shape[3:]):
+            vol = ndimage.affine_transform(data[(Ellipsis,) + idx], matrix, offset=offset, output_shape=out_shape,
+                                           order=order, mode="nearest", output=kind)
+            vol[~inside] = fill
+            out[(Ellipsis,) + idx] = vol
+        return out
+
+    rounded = whole(out_dtype)
+    if out_dtype.kind in "iu" and order > 0:
+        return with_exact(rounded, whole(np.dtype(np.float64)))
+    return rounded
 
 
 def independent_axis(n, r, grid, m_seen=None):
