@@ -24,7 +24,8 @@ from .labels import LABEL_METHODS, LABEL_ORDERS, LabelMapError, parse_labels
 from .nifti import output_kind
 from .plan import default_memory_limit, parse_memory
 from .qc import require_matplotlib
-from .splines import parse_mode, parse_order
+from .bounds import ITK, parse_mode
+from .splines import parse_order
 
 UNITS = ("mm", "um")
 
@@ -48,7 +49,7 @@ class Request:
     order: int  # the order used: the label method's (LABEL_ORDERS) for a label map
     asked_order: int  # the order asked for (differs from ``order`` with ``labels``)
     grid: str
-    mode: str
+    mode: str  # a scipy mode or 'itk' (bounds): None asked for 'itk' on a reference, 'nearest' otherwise
     cval: float
     dtype: np.dtype | None
     chunks: tuple[int, ...] | None
@@ -75,7 +76,7 @@ class Request:
 
     @classmethod
     def make(cls, input, output, *, spacing=None, shape=None, reference=None, units="mm", order=1,
-             grid="center", mode="nearest", cval=0.0, dtype=None, chunks=None, memory_limit=None,
+             grid="center", mode=None, cval=0.0, dtype=None, chunks=None, memory_limit=None,
              workers=None, tmp_dir=None, keep_zarr=False, compare=False, spacing_label=None, force=False,
              dry_run=False, labels=False, antialias=False, levels=1, qc=None, scheduler=None,
              local_cluster=None, client=None, storage_options=None, invocation=None) -> Request:
@@ -97,6 +98,8 @@ class Request:
             raise UsageError("--labels cannot be combined with --antialias: smoothing a label map blends "
                              "neighbouring labels into values that are not labels")
         order = LABEL_ORDERS[labels] if labels else asked_order
+        if mode is None:  # ITK's rule where the output's field of view is another image's (bounds)
+            mode = ITK if reference is not None else "nearest"
         mode, grid = parse_mode(mode), parse_grid(grid)
         options = parse_storage_options(storage_options)
         in_path, out_path = _location(input), _location(output)

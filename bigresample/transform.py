@@ -38,7 +38,7 @@ from math import prod
 
 import numpy as np
 
-from . import splines
+from . import bounds, splines
 from .engine import Sampling, Workspace, _Fresh, ndimage, read_file_order, slice_lengths, store
 from .geometry import ReferenceGrid
 
@@ -146,6 +146,13 @@ class AffineResampler(Sampling):
         bshape = tuple(s.stop - s.start for s in spatial)
         extra_shape = slice_lengths(extra, source.shape[3:])
         out = ws.array("out", (bshape + extra_shape)[::-1], dtype)
+        fill = None
+        if self.itk:  # ITK's rule: cval beyond half a voxel of the input (bounds.row_spans, per output row)
+            fill = np.empty((), dtype=dtype)
+            store(np.array(self.cval), fill)
+            if bounds.nothing_inside(self.grid, spatial):
+                out[...] = fill
+                return out
         read_range = self.window(spatial)
         sl = tuple(slice(a, b) for a, b in read_range) + extra
         mapped = getattr(source, "mapped", None)
@@ -174,6 +181,8 @@ class AffineResampler(Sampling):
                 raise RuntimeError(f"{bad} samples of block {region} read outside its window {win_range}")
             if not direct:
                 store(values, out[idx])
+        if fill is not None:
+            bounds.fill_outside(out, self.grid, spatial, fill, ws)
         return out
 
     def _coefficients(self, win, pad, ws) -> np.ndarray:

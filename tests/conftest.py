@@ -109,6 +109,17 @@ def _scipy_whole(data, grid, order, mode, cval, out_dtype):
     return out
 
 
+def itk_inside(in_shape, matrix, offset, out_shape):
+    """Which output voxels are inside the input by ITK's ``IsInsideBuffer`` (``itk_reference``)."""
+    matrix, offset = np.asarray(matrix, dtype=np.float64), np.asarray(offset, dtype=np.float64)
+    o = np.meshgrid(*[np.arange(m, dtype=np.float64) for m in out_shape], indexing="ij")
+    inside = np.ones(tuple(out_shape), dtype=bool)
+    for a, n in enumerate(in_shape):
+        x = ((offset[a] + o[0] * matrix[a, 0]) + o[1] * matrix[a, 1]) + o[2] * matrix[a, 2]
+        inside &= (x >= -0.5) & (x < n - 0.5)
+    return inside
+
+
 def itk_reference(data, matrix, offset, out_shape, order, cval=0.0, dtype=None):
     """``--mode itk`` (docs/grids-and-exactness.md, "Outside the input"), whole-array: scipy's
     ``affine_transform(mode='nearest')`` with ``matrix`` and ``offset``, then ``cval`` at every
@@ -117,12 +128,7 @@ def itk_reference(data, matrix, offset, out_shape, order, cval=0.0, dtype=None):
     computed here as scipy's C loop does, ``((offset + o_0 m_0) + o_1 m_1) + o_2 m_2``.  Extra
     axes: every volume the same way; an integer output carries its float64 twin."""
     out_dtype = np.dtype(data.dtype if dtype is None else dtype)
-    matrix, offset = np.asarray(matrix, dtype=np.float64), np.asarray(offset, dtype=np.float64)
-    o = np.meshgrid(*[np.arange(m, dtype=np.float64) for m in out_shape], indexing="ij")
-    inside = np.ones(tuple(out_shape), dtype=bool)
-    for a, n in enumerate(data.shape[:3]):
-        x = ((offset[a] + o[0] * matrix[a, 0]) + o[1] * matrix[a, 1]) + o[2] * matrix[a, 2]
-        inside &= (x >= -0.5) & (x < n - 0.5)
+    inside = itk_inside(data.shape[:3], matrix, offset, out_shape)
 
     def whole(kind):
         fill = cval
