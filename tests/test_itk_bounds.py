@@ -177,9 +177,10 @@ def test_every_label_method_takes_the_rule(method, rotated):
     labels = ndimage.zoom(rng.integers(0, 5, (5, 4, 3)), 4, order=0).astype(np.int16)[:18, :15, :11]
     if rotated:
         g = reference_grid(labels.shape, A_IN, *larger_rotated_reference((20, 18, 14)))
-    else:  # downsampling by 2 (mode's), the grid shifted beyond the input on every side
+    else:  # downsampling by 2 (mode's), the grid shifted beyond the input on every side; x(0) = -0.8:
+        # outside by ITK's rule, while its footprint [-1.8, 0.2) holds input voxels
         g = reference_grid(labels.shape, A_IN, (11, 10, 8), A_IN @ np.array(
-            [[2.0, 0, 0, -1.7], [0, 2.0, 0, -1.9], [0, 0, 2.0, -2.3], [0, 0, 0, 1]]))
+            [[2.0, 0, 0, -0.8], [0, 2.0, 0, -1.9], [0, 0, 2.0, -2.3], [0, 0, 0, 1]]))
     grid = g if rotated else g.separable()
     _the_mask_is_not_trivial(g, labels.shape)
     ok = itk_inside(labels.shape, g.matrix, g.offset, g.out_shape)
@@ -287,3 +288,48 @@ def test_a_cluster_run_takes_the_rule(tmp_path):
     got = np.asanyarray(nib.load(tmp_path / "cluster.nii").dataobj)
     g = reference_grid(data.shape, a_in, got.shape, a_ref)
     assert_matches_reference(got, itk_whole(data, g, 1), data, 1)
+
+
+def test_refusals_name_the_rule(tmp_path, capsys):
+    data, a_in, src, a_ref, ref = _slab(tmp_path)
+    labels = write(tmp_path / "lab.nii", (data > 0).astype(np.int16), a_in)
+    for argv, message in (
+        ([str(src), "--mode", "itkk"], "mode must be one of nearest, "),
+        ([str(labels), "--cval", "nan"], "--cval nan needs a float output (e.g. --dtype float32); the output type "
+                                         "is int16"),
+        ([str(labels), "--labels", "linear", "--cval", "0.5"], "--labels linear: --cval is the label outside the "
+                                                               "volume and must be a whole number"),
+    ):
+        assert main([argv[0], str(tmp_path / "out.nii"), "--reference", str(ref), *argv[1:]]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and message in err, err
+        assert not (tmp_path / "out.nii").exists()
+    assert main([str(src), str(tmp_path / "out.nii"), "--reference", str(ref), "--mode", "itkk"]) == 2
+    assert ", grid-constant, itk; got 'itkk'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("path", ["separable", "general"])
+def test_the_comparisons_at_exactly_half_a_voxel_are_itks(path):
+    """x = -0.5 is inside (the edge value), x = n - 0.5 is outside (cval): ITK's
+    ``start - 0.5 <= x < end + 0.5``; and SimpleITK agrees on the same grid."""
+    data = smooth_volume((6, 5, 4)).astype(np.float64) + 1000  # no voxel is 0
+    out_shape = tuple(2 * n + 1 for n in data.shape)  # x(o) = -0.5 + o / 2: from -0.5 to n - 0.5
+    g = reference_grid(data.shape, np.eye(4), out_shape, np.array(
+        [[0.5, 0, 0, -0.5], [0, 0.5, 0, -0.5], [0, 0, 0.5, -0.5], [0, 0, 0, 1]]))
+    r = Resampler(g.separable(), 1, "itk", 0.0) if path == "separable" else AffineResampler(g, 1, "itk", 0.0)
+    got = blockwise(r, data, (4, 3, 5))
+    np.testing.assert_array_equal(got[:-1, :-1, :-1], ndimage.affine_transform(
+        data, g.homogeneous, output_shape=out_shape, order=1, mode="nearest")[:-1, :-1, :-1])
+    assert got[0, 0, 0] == data[0, 0, 0]  # x = -0.5 on every axis: inside
+    for a in range(3):
+        last = [slice(None)] * 3
+        last[a] = -1
+        assert (got[tuple(last)] == 0).all()  # x = n - 0.5 on this axis: outside
+    sitk = pytest.importorskip("SimpleITK")
+    image = sitk.GetImageFromArray(np.ascontiguousarray(data.T))
+    target = sitk.Image(list(out_shape), sitk.sitkFloat64)
+    target.SetSpacing([0.5] * 3)
+    target.SetOrigin([-0.5] * 3)
+    expected = sitk.GetArrayFromImage(sitk.Resample(image, target, sitk.Transform(), sitk.sitkLinear, 0.0,
+                                                    sitk.sitkFloat64)).T
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
