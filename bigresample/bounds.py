@@ -115,7 +115,12 @@ def nothing_inside(grid, spatial) -> bool:
     """True when no output voxel of the block ``spatial`` is inside the input."""
     if isinstance(grid, Grid):
         return any(not m.any() for m in axis_masks(grid, spatial))
-    lo, hi = row_spans(grid, spatial)
+    return nothing_in(row_spans(grid, spatial))
+
+
+def nothing_in(spans) -> bool:
+    """True when ``row_spans`` found no voxel inside."""
+    lo, hi = spans
     return not (hi > lo).any()
 
 
@@ -123,7 +128,6 @@ def fill_outside(block: np.ndarray, grid, spatial, value, ws=None) -> None:
     """Write ``value`` (already in ``block``'s type) into every voxel of ``block`` outside the
     input.  ``block`` is in file order (``(..., z, y, x)``, any extra axes first); ``ws`` a
     ``Workspace`` for the mask of a ``ReferenceGrid``'s block (a fresh array without)."""
-    k = len(spatial)
     if isinstance(grid, Grid):
         for a, ok in enumerate(axis_masks(grid, spatial)):
             if not ok.all():
@@ -131,11 +135,17 @@ def fill_outside(block: np.ndarray, grid, spatial, value, ws=None) -> None:
                 sl[block.ndim - 1 - a] = ~ok
                 block[tuple(sl)] = value
         return
-    lo, hi = row_spans(grid, spatial)
-    nx = spatial[0].stop - spatial[0].start
+    fill_rows(block, row_spans(grid, spatial), value, ws)
+
+
+def fill_rows(block: np.ndarray, spans, value, ws=None) -> None:
+    """``fill_outside`` on a ``ReferenceGrid``'s block, from its ``row_spans``: through a
+    mask of the block's spatial shape (1 byte a voxel), only where some row is cut."""
+    lo, hi = spans
+    nx = block.shape[-1]
     if (lo == 0).all() and (hi == nx).all():
         return
-    shape = block.shape[block.ndim - k:]
+    shape = block.shape[block.ndim - 3:]
     mask = ws.array("itk_mask", shape, bool) if ws is not None else np.empty(shape, bool)
     j = np.arange(nx)
     np.less(j, lo[..., None], out=mask)
