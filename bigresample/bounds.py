@@ -72,19 +72,26 @@ def row_spans(grid, spatial) -> tuple[np.ndarray, np.ndarray]:
     lo = np.full(oy.shape, x0, dtype=np.int64)
     hi = np.full(oy.shape, x1, dtype=np.int64)
     for a, n in enumerate(grid.in_shape):
-        m, off = grid.matrix[a], float(grid.offset[a])
+        m0, off = float(grid.matrix[a, 0]), float(grid.offset[a])
+        b1, b2 = oy * grid.matrix[a, 1], oz * grid.matrix[a, 2]
 
-        def x(ox, a=a, m=m, off=off):  # scipy's order of operations, per row
-            return ((off + ox.astype(np.float64) * m[0]) + oy * m[1]) + oz * m[2]
+        def x(ox, m0=m0, off=off, b1=b1, b2=b2):  # scipy's ((offset + o_x m_0) + o_y m_1) + o_z m_2, per row
+            t = ox * m0
+            t += off
+            t += b1
+            t += b2
+            return t
 
-        if m[0] == 0:  # constant along the row
-            ok = inside(x(np.full(oy.shape, x0)), n)
-            hi = np.where(ok, hi, lo)
+        if m0 == 0:  # constant along the row
+            hi = np.where(inside(x(np.full(oy.shape, float(x0))), n), hi, lo)
             continue
-        rising = m[0] > 0
         # the first sample at or past each end of [-0.5, n - 0.5), walking along the row
-        first_in = _first(lambda o: x(o) >= -0.5 if rising else x(o) < n - 0.5, x0, x1, oy.shape)
-        first_out = _first(lambda o: x(o) >= n - 0.5 if rising else x(o) < -0.5, x0, x1, oy.shape)
+        if m0 > 0:
+            first_in = _first(lambda o: x(o) >= -0.5, x0, x1, oy.shape)
+            first_out = _first(lambda o: x(o) >= n - 0.5, x0, x1, oy.shape)
+        else:
+            first_in = _first(lambda o: x(o) < n - 0.5, x0, x1, oy.shape)
+            first_out = _first(lambda o: x(o) < -0.5, x0, x1, oy.shape)
         lo, hi = np.maximum(lo, first_in), np.minimum(hi, first_out)
         hi = np.maximum(hi, lo)
     return lo - x0, hi - x0
@@ -98,17 +105,22 @@ def _row_coords(spatial) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _first(pred, x0: int, x1: int, shape) -> np.ndarray:
-    """Per row, the first ``o`` in ``[x0, x1)`` where ``pred`` (false, then true along the row) holds; ``x1`` if none."""
-    lo = np.full(shape, x0, dtype=np.int64)
-    hi = np.full(shape, x1, dtype=np.int64)
-    while True:
-        todo = lo < hi
-        if not todo.any():
-            return lo
-        mid = (lo + hi) // 2
+    """Per row, the first ``o`` in ``[x0, x1)`` where ``pred`` (false, then true along the row)
+    holds, ``x1`` if none; by bisection on float64 indices (whole numbers, exact)."""
+    first, last = np.full(shape, float(x0)), np.full(shape, float(x1 - 1))
+    # rows that hold at their start, or not even at their end, are answered at once
+    # (a block well inside or well outside: two evaluations, no bisection)
+    at_start, at_end = pred(first), pred(last)
+    lo = np.where(at_start, x0, np.where(at_end, x0 + 1.0, float(x1)))
+    hi = np.where(at_start | ~at_end, lo, last)
+    todo = lo < hi
+    while todo.any():
+        mid = np.floor((lo + hi) * 0.5)
         p = pred(mid)
-        hi = np.where(todo & p, mid, hi)
-        lo = np.where(todo & ~p, mid + 1, lo)
+        np.copyto(hi, mid, where=todo & p)
+        np.copyto(lo, mid + 1.0, where=todo & ~p)
+        todo = lo < hi
+    return lo.astype(np.int64)
 
 
 def nothing_inside(grid, spatial) -> bool:
