@@ -333,3 +333,17 @@ def test_the_comparisons_at_exactly_half_a_voxel_are_itks(path):
     expected = sitk.GetArrayFromImage(sitk.Resample(image, target, sitk.Transform(), sitk.sitkLinear, 0.0,
                                                     sitk.sitkFloat64)).T
     np.testing.assert_allclose(got, expected, rtol=0, atol=1e-9)
+
+
+def test_the_report_of_a_label_map_on_a_reference_says_what_lies_beyond(tmp_path, capsys):
+    data, a_in, src, a_ref, ref = _slab(tmp_path)
+    a_fine = a_in.copy()
+    a_fine[:3, :3] /= 2  # 1.5 mm voxels: the 2 mm reference downsamples them, as --labels mode needs
+    labels = write(tmp_path / "lab.nii", (data > 0).astype(np.int16) * 4, a_fine)
+    assert main([str(labels), str(tmp_path / "a.nii"), "--reference", str(ref), "--labels", "mode",
+                 "--dry-run"]) == 0
+    assert ("Boundary mode: itk (the label cval=0 where an output voxel's centre is more than half a voxel "
+            "beyond the input, or its footprint is empty)\n") in capsys.readouterr().out
+    assert main([str(labels), str(tmp_path / "b.nii"), "--reference", str(ref), "--labels", "mode", "--mode",
+                 "nearest", "--dry-run"]) == 0
+    assert "Boundary mode: not used by --labels mode (an empty footprint gets cval=0)\n" in capsys.readouterr().out
