@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import store as store_location
+from .bounds import ITK, parse_mode
 from .cluster import ClusterError
 from .errors import BigresampleError
 from .geometry import parse_grid
@@ -24,7 +25,6 @@ from .labels import LABEL_METHODS, LABEL_ORDERS, LabelMapError, parse_labels
 from .nifti import output_kind
 from .plan import default_memory_limit, parse_memory
 from .qc import require_matplotlib
-from .bounds import ITK, parse_mode
 from .splines import parse_order
 
 UNITS = ("mm", "um")
@@ -49,7 +49,7 @@ class Request:
     order: int  # the order used: the label method's (LABEL_ORDERS) for a label map
     asked_order: int  # the order asked for (differs from ``order`` with ``labels``)
     grid: str
-    mode: str  # a scipy mode or 'itk' (bounds): None asked for 'itk' on a reference, 'nearest' otherwise
+    mode: str  # scipy's mode or 'itk' (bounds); not given: 'itk' with a reference, else 'nearest'
     cval: float
     dtype: np.dtype | None
     chunks: tuple[int, ...] | None
