@@ -26,7 +26,8 @@ from .pipeline import LabelMapWarning, UsageError, resample
 from .plan import format_bytes
 from .provenance import command_line
 from .report import info_lines, summary_line
-from .request import LABEL_METHODS, parse_storage_options
+from .labels import LABEL_METHODS
+from .request import parse_storage_options
 from .runner import Interrupted
 from .bounds import MODES
 

@@ -12,7 +12,12 @@ SimpleITK in benchmarks/bench_speed.py).
 
 from __future__ import annotations
 
+import os
 import zlib
+from pathlib import Path
+
+from . import store
+from .errors import InputError, one_line
 
 try:  # ISA-L: a core dependency; zlib only if a platform lacks its wheel
     from isal import igzip as _igzip
@@ -39,3 +44,68 @@ def gzip_member(data, level: int = LEVEL) -> bytes:
 def open_gzip(path):
     """A reader that decompresses ``path`` and checks each member's CRC at its end."""
     return _igzip.open(path, "rb")
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(2) == GZIP_MAGIC
+
+
+#: Bytes a compressed file may hold after its voxels (an MGH footer's tags,
+#: a writer's padding); never written out, and no room for a bomb.
+TRAILING_SLACK = 2**20
+
+
+def decompress(src, fd: int, limit: int, slack: int = TRAILING_SLACK, chunk: int = 16 * 2**20, name=None,
+               on_bytes=None) -> None:
+    """Sequentially decompress ``src`` (a path, or a file object read from the
+    start) into the open file ``fd``: the first ``limit`` bytes (what the
+    header describes), and nothing more.
+
+    A stream that holds more than ``limit + slack`` bytes is refused as soon
+    as the first byte past that shows (a decompression bomb fills no disk);
+    the ``slack`` bytes after the voxels are read but not written.  A stream
+    within that bound is read to its end, so that the gzip reader checks each
+    member's CRC-32 and length: a corrupted stream raises here, not silently
+    later.  ``on_bytes(n)``: called as bytes are written (a progress bar).
+    """
+    name = src if name is None else name
+    try:
+        with open_gzip(src) as fin:
+            written = copy_stream(fin, fd, limit, chunk, on_bytes)
+            more = len(fin.read(slack + 1)) if written == limit else 0  # to the end, when within bounds
+    except Exception as exc:  # zlib.error, isal's error, EOFError, BadGzipFile...
+        if from_store(exc):
+            raise InputError(f"{name}: reading failed: {store.why(exc)}") from None
+        raise InputError(f"{name}: corrupted or truncated gzip stream ({one_line(exc)})") from None
+    if more > slack:
+        raise InputError(f"{name}: the gzip stream holds more than {slack} bytes past the {limit} bytes its "
+                         "header describes (header and voxels): refused, as a decompression bomb would be")
+
+
+def from_store(exc) -> bool:
+    """An error of the network or the object store (not of the gzip stream)."""
+    module = type(exc).__module__.split(".")[0]
+    return module in ("botocore", "aiobotocore", "aiohttp", "s3fs", "gcsfs", "adlfs", "fsspec") or isinstance(
+        exc, (ConnectionError, PermissionError, FileNotFoundError, TimeoutError))
+
+
+def copy_stream(fin, fd: int, limit: int, chunk: int = 16 * 2**20, on_bytes=None) -> int:
+    """Copy the first ``limit`` bytes of the file object ``fin`` into ``fd``
+    (closed afterwards) with one reused buffer; returns how many there were.
+    ``on_bytes(n)``: called as bytes are written (a progress bar)."""
+    buf = bytearray(chunk)
+    written = 0
+    with os.fdopen(fd, "wb") as fout:
+        while written < limit:
+            n = fin.readinto(memoryview(buf)[: min(chunk, limit - written)])
+            if not n:
+                break
+            fout.write(memoryview(buf)[:n])
+            written += n
+            if on_bytes is not None:
+                on_bytes(n)
+    return written

@@ -20,6 +20,7 @@ import itertools
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+from math import prod
 
 import numpy as np
 
@@ -492,6 +493,14 @@ def _eval_axis_numpy(x, iax, index, weights, out, ws, tag):
     return out
 
 
+#: Per-block working set the planner aims for when the budget allows more:
+#: big enough to amortise the prefilter halo (orders >= 2) and the per-block
+#: overheads, small enough that each worker's buffers stay few and cheap to
+#: fault in (benchmarks/bench_speed.py, --chunks sweeps).
+TARGET_BLOCK_BYTES = {0: 48 * 2**20, 1: 48 * 2**20}
+TARGET_BLOCK_BYTES_SPLINE = 128 * 2**20
+
+
 @dataclass(frozen=True)
 class Sampling:
     """A grid and how it samples the input (order, mode, cval), checked:
@@ -541,6 +550,74 @@ class Resampler(Sampling):
     """
 
     grid: Grid
+
+    #: the block's input is read and summed axis by axis (``plans``): a label method can take the shortcut of
+    #: ``labels._linear`` on it
+    separable = True
+    #: blocks per worker the planner makes at least (``resampling.BlockResampler``)
+    min_blocks_per_worker = 4
+
+    @property
+    def target_block_bytes(self) -> int:
+        """The per-block working set the planner aims for when the budget allows more."""
+        return TARGET_BLOCK_BYTES.get(self.order, TARGET_BLOCK_BYTES_SPLINE)
+
+    def window_shape(self, block) -> tuple[int, ...]:
+        """Input voxels per axis that an output block of shape ``block`` reads (at most)."""
+        shape = []
+        for ax, b in zip(self.grid.axes, block):
+            if ax.is_identity:
+                shape.append(b)
+                continue
+            span = int(np.ceil(b * max(ax.step, 1e-9))) + self.order + 1
+            if self.order > 1:
+                span += 2 * self.halo
+            shape.append(min(span, ax.n + (24 if self.order > 1 else 0)))
+        return tuple(shape)
+
+    def planning_work(self, block) -> int:
+        """What a block of shape ``block`` costs the planner, in input voxels: its window."""
+        return prod(self.window_shape(block))
+
+    def block_bytes(self, block, in_itemsize: int, out_itemsize: int) -> int:
+        """Estimated peak bytes of one worker computing an output block of shape ``block``.
+
+        What ``compute_into`` keeps in its workspace: the input window
+        (block / zoom, plus the prefilter halo on resampled axes) in the stored
+        type, twice when scipy's pre-padding applies; the float64 prefilter
+        coefficients (orders >= 2); two float64 intermediates when more than one
+        axis is resampled; the output block; its gzip member; and plane-sized
+        float64 accumulators.
+        """
+        order = self.order
+        wshape = self.window_shape(block)
+        window = prod(wshape)  # Python ints: a 1e17-voxel grid's blocks would wrap int64
+        plane = max(wshape[0], block[0]) * max(wshape[1], block[1])
+        active = sum(not ax.is_identity for ax in self.grid.axes)
+        out = prod(block)
+        total = window * in_itemsize * (2 if order > 1 else 1) + 2 * out * out_itemsize + 4 * plane * 8
+        if order > 1:
+            total += window * 8
+        if active > 1:
+            total += 2 * max(window, out) * 8
+        return int(total)
+
+    def reaching(self, region, lo, hi, folding_reach=None):
+        """The part of the output block ``region`` whose samples lie within the input box
+        ``[lo, hi]`` (per axis, inclusive; infinite bounds allowed), or None.
+        ``folding_reach``: in a mode that folds the volume, samples within this many voxels of
+        an edge read it folded, so they count too."""
+        out = []
+        for ax, s, a, b in zip(self.grid.axes, region, lo, hi):
+            x = ax.coordinates(s.start, s.stop)
+            near = (x >= a) & (x <= b)
+            if folding_reach is not None:
+                near |= (x < folding_reach) | (x > ax.n - 1 - folding_reach)
+            hit = np.flatnonzero(near)
+            if not len(hit):
+                return None
+            out.append(slice(s.start + int(hit[0]), s.start + int(hit[-1]) + 1))
+        return tuple(out)
 
     def plans(self, region: tuple[slice, ...]) -> list[AxisPlan]:
         """Per-axis plans of the output block ``region`` (spatial slices first)."""

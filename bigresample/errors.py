@@ -9,3 +9,16 @@ them stay ``ValueError``s, as callers may already catch.
 
 class BigresampleError(ValueError):
     """Arguments or input that bigresample refuses; the message names the value."""
+
+
+class InputError(BigresampleError):
+    """An input file that cannot be resampled; the message names the file and the problem."""
+
+
+class DiskSpaceError(InputError):
+    """Not enough free space for what the run must write."""
+
+
+def one_line(exc) -> str:
+    """An exception's text on one line (or its type's name when it has none), for a message."""
+    return " ".join(str(exc).split()) or type(exc).__name__

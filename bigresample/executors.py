@@ -26,7 +26,7 @@ import threading
 import sys
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -53,6 +53,35 @@ class BlockTask:
         return self.write(region, block)
 
 
+@runtime_checkable
+class Executor(Protocol):
+    """What the run loop (``runner.run_stage``) and the planner (``job``) ask of an executor.
+    A new one is a class that answers these, registered with ``register``."""
+
+    #: the blocks are computed (and written, by the sink's writer) in other processes or machines: the writer
+    #: must be picklable and reach storage they all see
+    remote: bool
+    #: ``commit`` is called in block order (a sink that appends, ``sinks.GzipNifti``, needs it)
+    ordered_commits: bool
+
+    def __enter__(self): ...
+
+    def __exit__(self, *exc): ...
+
+    def describe(self) -> str | None:
+        """One line for the report (a cluster's address and workers), or None."""
+
+    def check_visible(self, paths, options=None) -> None:
+        """Refuse (one line) if the workers cannot see these paths (a remote executor)."""
+
+    def run(self, task: BlockTask, todo: Iterable[int], commit: Callable[[int, object], None]) -> None:
+        """Call ``task(i)`` for every ``i`` of ``todo`` and ``commit(i, payload)`` in this thread for each."""
+
+    def after_running(self, fn: Callable[[], None]) -> None:
+        """Call ``fn`` once no block of the last run is being computed any more (now, or later
+        after an interruption left some running)."""
+
+
 class Threads:
     """Local worker threads; commits in block order.
 
@@ -64,6 +93,7 @@ class Threads:
     """
 
     remote = False  # blocks are written in this process
+    ordered_commits = True
 
     def __init__(self, workers: int):
         self.workers = max(1, int(workers))
@@ -162,6 +192,7 @@ class Dask:
     blocks complete."""
 
     remote = True  # blocks are written by the workers
+    ordered_commits = False  # as blocks complete
 
     def __init__(self, scheduler: str | None = None, local_cluster: int | None = None, client=None):
         self.scheduler, self.local_cluster, self.given = scheduler, local_cluster, client
@@ -218,9 +249,20 @@ def _run_block(task: BlockTask, i: int) -> None:
     task(i)  # a block's payload stays in the worker: the writer stored it
 
 
-def choose(request) -> Threads | Dask:
-    """The executor a request asks for: a cluster when one is named or a
-    ``distributed.Client`` is current, else local threads.  Connects nothing."""
+#: name -> factory ``(request) -> Executor``, for ``resample(..., executor=NAME)``
+EXECUTORS: dict[str, Callable[..., Executor]] = {}
+
+
+def register(name: str, factory: Callable[..., Executor]) -> None:
+    """Make ``resample(..., executor=name)`` run its blocks on ``factory(request)``."""
+    EXECUTORS[name] = factory
+
+
+def choose(request) -> Executor:
+    """The executor a request asks for: one registered by name (``request.executor``), a cluster
+    when one is named or a ``distributed.Client`` is current, else local threads.  Connects nothing."""
+    if request.executor is not None:
+        return EXECUTORS[request.executor](request)
     if request.on_cluster:
         return Dask(request.scheduler, request.local_cluster, request.client)
     client = Dask.active_client()

@@ -1,6 +1,6 @@
 """``bigresample info FILE``: what a file is, as a dict (``describe``); ``report.info_lines`` renders it.
 
-The file is opened as a run opens its input (``nifti.open_input``, headers
+The file is opened as a run opens its input (``inputs.open_input``, headers
 only: a NIfTI, any image nibabel reads, an OME-Zarr, local or at a URL), so
 what ``info`` shows is what a run would read, and a file a run would refuse
 is refused here with the same line.  No voxel is read.
@@ -12,7 +12,7 @@ import numpy as np
 
 from . import provenance
 from . import store
-from .nifti import open_input
+from .inputs import open_input
 
 #: NIfTI-1 and -2 header classes by version
 NIFTI_VERSIONS = {"Nifti1Header": 1, "Nifti2Header": 2}

@@ -155,6 +155,10 @@ class Grid:
     axes: tuple[AxisMap, ...]
     grid: str
 
+    def separable(self) -> Grid:
+        """This grid, per axis already (as ``ReferenceGrid.separable``)."""
+        return self
+
     @property
     def in_shape(self) -> tuple[int, ...]:
         return tuple(a.n for a in self.axes)

@@ -24,24 +24,26 @@ import numpy as np
 
 from ._version import __version__
 from . import labels as label_methods
-from . import ome
 from . import provenance
+from . import resampling
 from . import safefs
 from . import store as store_location
 from .antialias import Smoothed
 from .antialias import sigmas as antialias_sigmas
 from .blocks import BlockSet
 from .bounds import uses_cval
-from .engine import Resampler
-from .executors import Dask, Threads, choose
+from .executors import Executor, choose
 from .geometry import ReferenceGrid, make_grid, reference_grid
 from .journal import input_identity
-from .nifti import InputError, InputVolume, check_free_space, header_bytes, open_input, output_header
+from .inputs import open_input
+from .errors import InputError
+from .nifti import header_bytes, output_header
+from .safefs import check_free_space
+from .volume import InputVolume
 from .plan import Plan, format_bytes, plan_blocks
 from .report import DryRun, GridChosen, InputNotes, Opening, Planned, Report, Targeted
 from .request import Request, UsageError
-from .sinks import GzipMembers, GzipNifti, OmeZarr, RawNifti, Sink, StoreThenNifti
-from .transform import AffineResampler
+from .sinks import Sink
 
 # The size rules (docs/usage.md, "Size rules"), checked by ``size_rules`` as soon as the grid is known.
 # Each guards against a slip in the spacing (a unit, a digit) and yields to ``force``:
@@ -60,7 +62,7 @@ class Stage:
 
     level: int
     grid: object  # Grid or ReferenceGrid
-    resampler: Resampler | AffineResampler | label_methods.InterpolatedLabels | label_methods.ModeLabels
+    resampler: resampling.BlockResampler
     smoothing: tuple[float, ...] | None  # --antialias's Gaussian sigmas (input voxels), or None
     plan: Plan
     blocks: BlockSet
@@ -86,7 +88,7 @@ class Job:
     header: object  # the output's NIfTI header
     stages: tuple[Stage, ...]
     sink: Sink
-    executor: Threads | Dask
+    executor: Executor
     store: str  # the intermediate zarr store's address (used by StoreThenNifti)
     provenance: dict | None = None  # the output's provenance document (bigresample.provenance), its date fixed
 
@@ -114,11 +116,11 @@ class Job:
     def file_bytes(self) -> int:
         """What the output file holds uncompressed: a NIfTI's header (its
         extensions, the provenance record among them) and voxels."""
-        return self.out_bytes + (len(header_bytes(self.header)) if self.request.kind != ".zarr" else 0)
+        return self.request.output_format.file_bytes(self.out_bytes, self.header)
 
     @property
     def via_store(self) -> bool:
-        return isinstance(self.sink, StoreThenNifti)
+        return self.sink.in_store
 
     @property
     def nifti2(self) -> bool:
@@ -145,10 +147,10 @@ class Job:
             "dtype": self.out_dtype.str,
             "block": list(self.plan.block),
             # where the finished blocks are: the partial NIfTI, a zarr store, or the OME-Zarr's level 0
-            "store": self.store if self.via_store else (
-                self.sink.where(self.stages[0]) if isinstance(self.sink, (OmeZarr, GzipMembers)) else None),
+            "store": self.sink.kept_in(self.stages[0]),
             "antialias": list(self.stages[0].smoothing) if self.stages[0].smoothing else None,
             **({"labels": r.labels} if r.labels in label_methods.METHODS else {}),
+            **({"resampler": r.resampler} if r.resampler != resampling.DEFAULT else {}),
             "version": __version__,
             # blocks of a 5D+ output are numbered in file order (dimension 4 before 5, BlockSet); a
             # journal written before that numbered them otherwise and is not resumed
@@ -188,8 +190,9 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
         size_rules(vol, request, grid, out_dtype)
     journal = journal_path(request)
     executor = choose(request)
-    first = _stage(request, vol, 0, grid, out_dtype, extra, journal, gzip=request.kind == ".nii.gz",
-                   stretches=_members_on_cluster(request, executor))
+    fmt = request.output_format
+    first = _stage(request, vol, 0, grid, out_dtype, extra, journal, gzip=fmt.compressed,
+                   stretches=fmt.stretches_only(request, executor))
     report(Planned(smoothing=first.smoothing, block=first.plan.block, n_blocks=len(first.blocks),
                    workers=request.workers, block_bytes=first.plan.block_bytes, memory_limit=request.memory_limit))
     # level k of a pyramid: the input resampled to 2^k times the spacing, on the same grid convention
@@ -203,10 +206,9 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     previous = provenance.of_volume(vol)
     record = provenance.document((previous["steps"] if previous else [])
                                  + [provenance.step(request, vol, ref, stages, out_dtype)])
-    if request.kind != ".zarr":
-        provenance.attach(header, record)
+    fmt.attach_provenance(header, record)
     store = store_location.address(request.store_root, f".{store_location.name(request.output)}.bigresample.zarr")
-    sink = _sink(request, vol, stages, header, out_dtype, store, executor, record)
+    sink = fmt.make_sink(request, vol, stages, header, out_dtype, store, executor, record)
     return Job(request=request, volume=vol, reference=ref, target_mm=target_mm, target=target, out_dtype=out_dtype,
                header=header, stages=tuple(stages), sink=sink, executor=executor, store=store, provenance=record)
 
@@ -267,25 +269,15 @@ def same_as_stored(target, spacing):
     return np.where(target.astype(np.float32) == spacing.astype(np.float32), spacing, target)
 
 
-def _members_on_cluster(request: Request, executor) -> bool:
-    """A .nii.gz written by a cluster's workers as gzip members: its blocks must be stretches of the file."""
-    return (request.kind == ".nii.gz" and isinstance(executor, Dask) and not request.keep_zarr
-            and not store_location.is_url(request.store_root))
-
-
 def _stage(request: Request, vol: InputVolume, level: int, g, out_dtype, extra, journal: Path,
            gzip: bool = False, stretches: bool = False) -> Stage:
     """The resampler, the Gaussian sigmas (None without ``antialias``) and the block plan for the grid ``g``."""
     r = request
+    interpolate = resampling.RESAMPLERS[r.resampler]
     if r.labels in label_methods.METHODS:
-        resampler = label_methods.make(r.labels, _label_grid(g), r.mode, r.cval)
-    elif isinstance(g, ReferenceGrid):
-        # axis-aligned (flips allowed): the separable engine on the same coordinates, much faster
-        separable = g.separable()
-        resampler = Resampler(separable, r.order, r.mode, r.cval) if separable else AffineResampler(
-            g, r.order, r.mode, r.cval)
+        resampler = label_methods.make(r.labels, _label_grid(g), r.mode, r.cval, interpolate)
     else:
-        resampler = Resampler(g, r.order, r.mode, r.cval)
+        resampler = interpolate(g, r.order, r.mode, r.cval)
     smoothing = antialias_sigmas(g.ratios) if r.antialias else None
     # a smoothed window is float64 and briefly held twice while filtered:
     # counted as 16 bytes per input voxel (512x512x300 order 3 to 0.4x0.4x0.3
@@ -299,55 +291,7 @@ def _stage(request: Request, vol: InputVolume, level: int, g, out_dtype, extra, 
 
 def _label_grid(g):
     """The grid a label method runs on: an axis-aligned reference as the per-axis grid it is."""
-    return (g.separable() or g) if isinstance(g, ReferenceGrid) else g
-
-
-def _sink(request: Request, vol: InputVolume, stages, header, out_dtype, store: str, executor,
-          record: dict | None = None) -> Sink:
-    out, kind, opts = request.output, request.kind, request.storage_options
-    if kind == ".zarr":
-        lead_axes = _leading_axes(vol)
-        try:
-            ome.check_leading_axes(lead_axes)
-        except ome.OmeError as exc:
-            raise UsageError(f"cannot write this image as OME-Zarr: {exc}; write .nii or .nii.gz") from None
-        attrs = ome.metadata(store_location.name(out)[: -len(kind)], [s.grid.output_affine(vol.affine) for s in stages], vol.units,
-                             lead_axes)
-        if record is not None:
-            attrs["bigresample"]["provenance"] = record
-        return OmeZarr(out, header, kind, attrs, out_dtype, stages[0].grid.output_affine(vol.affine), opts)
-    cluster = isinstance(executor, Dask)
-    # the zarr store where it is the point: kept, or scratch on an object store
-    if request.keep_zarr or (cluster and store_location.is_url(request.store_root)):
-        return StoreThenNifti(out, header, kind, store, keep=request.keep_zarr, options=opts)
-    if kind == ".nii":
-        return RawNifti(out, header, kind, remote=cluster)  # the workers write at the offsets
-    if not cluster:
-        return GzipNifti(out, header, kind)
-    if stages[0].blocks.is_file_stretch:  # as planned, unless --chunks said otherwise
-        return GzipMembers(out, header, kind)  # the workers compress, the client concatenates
-    return StoreThenNifti(out, header, kind, store, keep=False, options=opts)
-
-
-def _leading_axes(vol: InputVolume) -> list[dict]:
-    """The non-spatial axes for an OME-Zarr output, in NGFF order, which is
-    also their spatial-first order (``ome.SpatialView``): an OME-Zarr input's
-    own; for a NIfTI, dimension 4 is time (its step and unit from the header),
-    5 the components ("c", a channel axis), further ones custom."""
-    if vol.extra_axes is not None:
-        return vol.extra_axes
-    hdr = vol.image.header
-    zooms = vol.extra_zooms
-    unit = (hdr.get_xyzt_units()[1] if hasattr(hdr, "get_xyzt_units") else None) or "sec"
-    axes = []
-    for i in range(3, len(vol.shape)):
-        if i == 3:
-            axes.append({"name": "t", "type": "time", "unit": ome.TIME_UNITS.get(unit, "second"),
-                         "scale": float(zooms[0]) if zooms and np.isfinite(zooms[0]) and zooms[0] > 0 else 1.0})
-        else:
-            axes.append({"name": "c" if i == 4 else f"dim{i + 1}", "type": "channel" if i == 4 else None,
-                         "scale": 1.0})
-    return axes
+    return g.separable() or g
 
 
 # --------------------------------------------------------------------------
@@ -363,7 +307,7 @@ def preflight(job: Job) -> None:
     r, vol = job.request, job.volume
     remote_out = store_location.is_url(r.output)
     if not remote_out:
-        safefs.check_leftover(job.sink.partial, want_dir=r.kind == ".zarr")
+        safefs.check_leftover(job.sink.partial, want_dir=r.output_format.folder)
     for stage in job.stages:
         safefs.check_leftover(stage.journal)
     if job.via_store and not store_location.is_url(job.store):
@@ -378,7 +322,7 @@ def preflight(job: Job) -> None:
         check_free_space(r.scratch, vol.decompressed_bytes, "decompressing the input")
     if remote_out:
         return  # an object store has no free space to ask
-    need = job.file_bytes // 2 if r.kind == ".nii.gz" else job.file_bytes  # compressed: an estimate
+    need = r.output_format.disk_bytes(job.file_bytes)  # compressed: an estimate
     partial = job.sink.partial
     if partial.is_file():
         need -= partial.stat().st_size
@@ -436,8 +380,8 @@ def dry_run(job: Job) -> DryRun:
     """What a run would need: the ``DryRun`` event."""
     r, vol, plan = job.request, job.volume, job.plan
     out_bytes, file_bytes = job.out_bytes, job.file_bytes
-    gz = r.kind == ".nii.gz"
-    disk = [f"output {format_bytes(file_bytes // 2 if gz else file_bytes)}"
+    gz = r.output_format.compressed
+    disk = [f"output {format_bytes(r.output_format.disk_bytes(file_bytes))}"
             + (" (compressed: an estimate)" if gz else "") + " in "
             + (store_location.display(r.output) if store_location.is_url(r.output) else str(r.output.parent))]
     if vol.copied:

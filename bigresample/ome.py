@@ -22,8 +22,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from . import store
-from .errors import BigresampleError
+from .errors import BigresampleError, InputError
 from .geometry import voxel_spacing
+from .volume import InputVolume, array_volume
 
 NGFF_VERSION = "0.5"
 UNITS = {"mm": "millimeter", "micron": "micrometer", "meter": "meter", "unknown": "millimeter"}
@@ -94,6 +95,27 @@ def create_group(path, attrs: dict, options: dict | None = None) -> None:
         return
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     group.attrs.update(attrs)
+
+
+def leading_axes(vol) -> list[dict]:
+    """The non-spatial axes for an OME-Zarr output, in NGFF order, which is
+    also their spatial-first order (``SpatialView``): an OME-Zarr input's
+    own; for a NIfTI, dimension 4 is time (its step and unit from the header),
+    5 the components ("c", a channel axis), further ones custom."""
+    if vol.extra_axes is not None:
+        return vol.extra_axes
+    hdr = vol.image.header
+    zooms = vol.extra_zooms
+    unit = (hdr.get_xyzt_units()[1] if hasattr(hdr, "get_xyzt_units") else None) or "sec"
+    axes = []
+    for i in range(3, len(vol.shape)):
+        if i == 3:
+            axes.append({"name": "t", "type": "time", "unit": TIME_UNITS.get(unit, "second"),
+                         "scale": float(zooms[0]) if zooms and np.isfinite(zooms[0]) and zooms[0] > 0 else 1.0})
+        else:
+            axes.append({"name": "c" if i == 4 else f"dim{i + 1}", "type": "channel" if i == 4 else None,
+                         "scale": 1.0})
+    return axes
 
 
 class SpatialView:
@@ -261,3 +283,18 @@ def _read_multiscale(path, attrs: dict, options: dict | None = None) -> OmeImage
     extra = [{"name": a.get("name"), "type": a.get("type"), "unit": a.get("unit"), "scale": float(sc)}
              for a, sc in zip(axes[:-3], scale[:-3])]
     return OmeImage(SpatialView(array), affine, units, extra, attrs)
+
+
+def open_ome(path, role: str, options: dict | None = None) -> InputVolume:
+    """An OME-Zarr input: level 0 read chunk by chunk through zarr, with a
+    NIfTI header made from its metadata (shape, type, spacing, units, time
+    step, affine as qform and sform, code 2 "aligned") to carry over."""
+    try:
+        im = read_image(path, options)
+    except OmeError as exc:
+        raise InputError(f"{store.display(path)}: cannot read as OME-Zarr {role}: {exc}") from None
+    time_unit = next((a.get("unit") for a in im.extra_axes if a.get("type") == "time"), None)
+    return array_volume(path, im.data, im.affine, units=im.units, format_name="OME-Zarr image",
+                        extra_scales=[a["scale"] for a in im.extra_axes],
+                        time_unit=TIME_UNITS_IN.get(time_unit, "sec"),
+                        extra_axes=im.extra_axes, ome_attrs=im.attrs if im.attrs is not None else {})

@@ -31,7 +31,7 @@ import numpy as np
 from . import provenance
 from . import store as store_location
 from .job import Job, dry_run, plan_job, preflight
-from .nifti import InputVolume
+from .volume import InputVolume
 from .qc import write_qc
 from .report import (AXES, INTERPOLATION_NAMES, Finished, OnCluster, Pyramid, Report, Resumed, Started, TextReport,
                      Verdict)
@@ -78,7 +78,8 @@ def resample(
     log: Callable[[str], None] | None = None, spacing_label: str | None = None, force: bool = False,
     dry_run: bool = False, labels: bool | str = False, antialias: bool = False, levels: int = 1, qc=None,
     scheduler: str | None = None, local_cluster: int | None = None, client=None, report: Report | None = None,
-    storage_options: dict | None = None, invocation: dict | None = None,
+    storage_options: dict | None = None, resampler: str | None = None, executor: str | None = None,
+    invocation: dict | None = None,
 ) -> ResampleResult:
     """Resample a NIfTI (or any nibabel spatial image) file to a new spacing.
 
@@ -148,23 +149,29 @@ def resample(
         fsspec options for every URL of the run (``endpoint_url``, ``anon``,
         ``key``/``secret``...); credentials otherwise come from the
         environment and the protocol library's config.
+    resampler : str, optional
+        The name a resampler was registered under (``bigresample.resampling.register``;
+        default ``'scipy'``: scipy.ndimage's interpolation, exact).
+    executor : str, optional
+        The name an executor was registered under (``bigresample.executors.register``;
+        default: local threads, or the cluster named).
     invocation : dict, optional
-        How the output's provenance says the run was asked (default: this call, ``_asked``).
+        How the output's provenance says the run was asked (default: this call).
     """
     t_start = time.perf_counter()
-    arguments = _asked(locals())
+    # what was asked, once: Request.make's keywords (tests/test_request.py holds the two signatures equal)
+    asked = dict(
+        spacing=spacing, shape=shape, reference=reference, units=units, order=order, grid=grid, mode=mode,
+        cval=cval, dtype=dtype, chunks=chunks, memory_limit=memory_limit, workers=workers, tmp_dir=tmp_dir,
+        keep_zarr=keep_zarr, compare=compare, spacing_label=spacing_label, force=force, dry_run=dry_run,
+        labels=labels, antialias=antialias, levels=levels, qc=qc, scheduler=scheduler,
+        local_cluster=local_cluster, client=client, storage_options=storage_options, resampler=resampler,
+        executor=executor)
+    # the invocation, unless given, is this call and its arguments
+    invocation = invocation or provenance.api_call(resample, {"input": input, "output": output, **asked})
     if report is None:
         report = TextReport(log, progress) if log is not None else Report(progress)
-    return run_request(Request.make(**arguments), report, t_start)
-
-
-def _asked(arguments: dict) -> dict:
-    """``resample``'s parameters as passed (what was asked), for ``Request.make``; the
-    invocation, unless given, is this call and its arguments (``provenance.api_call``)."""
-    arguments = {k: v for k, v in arguments.items() if k not in ("t_start", "log", "progress", "report")}
-    arguments["invocation"] = arguments["invocation"] or provenance.api_call(resample,
-                                                                            {**arguments, "invocation": None})
-    return arguments
+    return run_request(Request.make(input, output, **asked, invocation=invocation), report, t_start)
 
 
 def run_request(request: Request, report: Report, t_start: float | None = None) -> ResampleResult:
@@ -237,7 +244,7 @@ def _finish(job: Job, report: Report, timings: dict, t_start: float) -> Resample
         timings["qc"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     report(Finished(in_shape=vol.shape, out_shape=out_shape, grid=job.grid.grid, target_mm=job.target_mm,
-                    true_mm=true_mm, verified_mm=verified_mm, nifti2=job.nifti2 and r.kind != ".zarr",
+                    true_mm=true_mm, verified_mm=verified_mm, nifti2=job.nifti2 and r.output_format.nifti_header,
                     kept_store=store_location.display(job.store) if r.keep_zarr and job.via_store else None, stats=stats, qc=r.qc,
                     timings=timings))
     return _result(job, verified_mm, out_shape, out_affine, timings, stats)
@@ -265,7 +272,7 @@ def _result(job: Job, verified_mm, out_shape=None, affine=None, timings=None, st
         workers=job.plan.workers,
         memory_limit=r.memory_limit,
         # a dry run says whether a NIfTI would be NIfTI-2; a run, whether it was written so
-        nifti2=job.nifti2 and (timings is None or r.kind != ".zarr"),
+        nifti2=job.nifti2 and (timings is None or r.output_format.nifti_header),
         timings={} if timings is None else timings,
         stats=stats,
     )

@@ -14,13 +14,15 @@ from math import prod
 import os
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .errors import BigresampleError
-from . import labels, transform
 from .blocks import is_file_stretch
-from .engine import Resampler
+
+if TYPE_CHECKING:
+    from .resampling import BlockResampler
 
 _UNITS = {
     "": 1,
@@ -83,80 +85,15 @@ def format_bytes(n: float) -> str:
     return f"{n:.1f} TiB"  # pragma: no cover
 
 
-def window_shape(resampler: Resampler | transform.AffineResampler, block: tuple[int, ...]) -> tuple[int, ...]:
+def window_shape(resampler: BlockResampler, block: tuple[int, ...]) -> tuple[int, ...]:
     """Input voxels per axis that an output block of shape ``block`` reads."""
-    if isinstance(resampler, labels.InterpolatedLabels):
-        return window_shape(resampler.base, block)
-    if isinstance(resampler, (labels.ModeLabels, transform.AffineResampler)):
-        return resampler.window_shape(block)
-    order = resampler.order
-    shape = []
-    for ax, b in zip(resampler.grid.axes, block):
-        if ax.is_identity:
-            shape.append(b)
-            continue
-        span = int(np.ceil(b * max(ax.step, 1e-9))) + order + 1
-        if order > 1:
-            span += 2 * resampler.halo
-        shape.append(min(span, ax.n + (24 if order > 1 else 0)))
-    return tuple(shape)
+    return resampler.window_shape(block)
 
 
-def block_bytes(resampler: Resampler, block: tuple[int, ...], in_itemsize: int, out_itemsize: int) -> int:
-    """Estimated peak bytes of one worker computing an output block of shape ``block``.
-
-    What ``Resampler.compute_into`` keeps in its workspace: the input window
-    (block / zoom, plus the prefilter halo on resampled axes) in the stored
-    type, twice when scipy's pre-padding applies; the float64 prefilter
-    coefficients (orders >= 2); two float64 intermediates when more than one
-    axis is resampled; the output block; its gzip member; and plane-sized
-    float64 accumulators.  A label map's method adds its own buffers
-    (``labels``): the intensity resampler's, counted for float64 indicators,
-    plus the label window, the running maximum and the labels kept.
-    """
-    if isinstance(resampler, labels.InterpolatedLabels):
-        base = block_bytes(resampler.base, block, 8, 8)
-        return base + resampler.extra_bytes(window_shape(resampler.base, block), block, in_itemsize, out_itemsize)
-    if isinstance(resampler, labels.ModeLabels):
-        return resampler.block_bytes(block, in_itemsize, out_itemsize)
-    if isinstance(resampler, transform.AffineResampler):
-        return transform.block_bytes(resampler, block, in_itemsize, out_itemsize)
-    order = resampler.order
-    wshape = window_shape(resampler, block)
-    window = prod(wshape)  # Python ints: a 1e17-voxel grid's blocks would wrap int64
-    plane = max(wshape[0], block[0]) * max(wshape[1], block[1])
-    active = sum(not ax.is_identity for ax in resampler.grid.axes)
-    out = prod(block)
-    total = window * in_itemsize * (2 if order > 1 else 1) + 2 * out * out_itemsize + 4 * plane * 8
-    if order > 1:
-        total += window * 8
-    if active > 1:
-        total += 2 * max(window, out) * 8
-    return int(total)
-
-
-#: Per-block working set the planner aims for when the budget allows more:
-#: big enough to amortise the prefilter halo (orders >= 2) and the per-block
-#: overheads, small enough that each worker's buffers stay few and cheap to
-#: fault in (benchmarks/bench_speed.py, --chunks sweeps).
-TARGET_BLOCK_BYTES = {0: 48 * 2**20, 1: 48 * 2**20}
-TARGET_BLOCK_BYTES_SPLINE = 128 * 2**20
-#: ... and on the general (rotated reference) path, whose windows are boxes
-#: around rotated blocks: bigger blocks waste less of the prefilter on window
-#: overlap (bench_reference.py, order 3, 384x384x256 onto a 15-degree grid:
-#: 6.4 s at 110 MiB per block, 4.0 s at 460 MiB).
-TARGET_BLOCK_BYTES_GENERAL = 512 * 2**20
-#: ... and at orders >= 2 there, where the blocks are scored on the
-#: coefficients they prefilter (512x512x300 onto a grid rotated 15/7 degrees,
-#: order 3, --chunks by hand, one run each: 512x64x75 (the plan at 512 MiB
-#: scored on the read window) 7.99 s, 512x128x75 (this plan) 6.21 s,
-#: 512x512x38 7.64 s, 512x128x150 5.63 s at 1.1 GB peak RSS).
-TARGET_BLOCK_BYTES_GENERAL_SPLINE = 768 * 2**20
-#: ... and for a label method (``labels``), whose cost is a pass per label
-#: present in a block: thicker blocks meet each label fewer times (a
-#: 256x256x150 atlas of 715 labels upsampled to 512x512x300 with --labels
-#: linear: 82 s in 512x512x3 blocks of 45 MiB, 34 s in 512x512x30 of 360 MiB).
-TARGET_BLOCK_BYTES_LABELS = 384 * 2**20
+def block_bytes(resampler: BlockResampler, block: tuple[int, ...], in_itemsize: int, out_itemsize: int) -> int:
+    """Estimated peak bytes of one worker computing an output block of shape ``block``
+    (what the resampler says: ``BlockResampler.block_bytes``)."""
+    return resampler.block_bytes(block, in_itemsize, out_itemsize)
 
 
 @dataclass(frozen=True)
@@ -186,7 +123,7 @@ class Plan:
 
 
 def plan_blocks(
-    resampler: Resampler,
+    resampler: BlockResampler,
     in_itemsize: int,
     out_itemsize: int,
     memory_limit: int,
@@ -211,8 +148,7 @@ def plan_blocks(
             raise PlanError(f"chunks must be {len(out)} positive integers; got {block!r}")
         block = tuple(min(b, m) for b, m in zip(block, out))
         return Plan(block, workers, memory_limit, block_bytes(resampler, block, in_itemsize, out_itemsize))
-    general_spline = isinstance(resampler, transform.AffineResampler) and resampler.order > 1
-    per_block = min(max(1, (memory_limit - reserve) // workers), _target_bytes(resampler))
+    per_block = min(max(1, (memory_limit - reserve) // workers), resampler.target_block_bytes)
 
     def cost(b):
         return block_bytes(resampler, b, in_itemsize, out_itemsize)
@@ -239,10 +175,8 @@ def plan_blocks(
         ):
             continue
         n_blocks = prod(-(-n // bi) for n, bi in zip(out, b))
-        wshape = window_shape(resampler, b)
-        # the general path's orders >= 2: what costs is the prefilter, three
-        # passes over every coefficient of a block's support
-        work = prod(resampler.coefficient_shape(b)) if general_spline else prod(wshape)
+        wshape = resampler.window_shape(b)
+        work = resampler.planning_work(b)
         # contiguous file stretches a block reads and writes: one, or one per
         # plane, or one per row
         if b[0] == x and b[1] == y:
@@ -260,7 +194,7 @@ def plan_blocks(
         raise PlanError(f"memory limit {format_bytes(memory_limit)} is too small for even a single row of voxels")
     # enough blocks to keep every worker busy, and a progress bar that moves
     bx, by, bz = best
-    while bz > 1 and prod(-(-n // bi) for n, bi in zip(out, (bx, by, bz))) < _min_blocks(resampler) * workers:
+    while bz > 1 and prod(-(-n // bi) for n, bi in zip(out, (bx, by, bz))) < resampler.min_blocks_per_worker * workers:
         bz = -(-bz // 2)
     best = (bx, by, bz)
     return Plan(best, workers, memory_limit, cost(best))
@@ -278,27 +212,6 @@ SPLIT_PENALTY = 1.25
 #: where stretches are compressed by every worker (order 3, 512x512x300:
 #: 2.8 s with whole planes, 3.7 s with split ones; bench_speed.py).
 SPLIT_PENALTY_GZIP = 2.0
-
-
-def _target_bytes(resampler) -> int:
-    """The per-block working set the planner aims for with this resampler."""
-    if isinstance(resampler, (labels.InterpolatedLabels, labels.ModeLabels)):
-        return TARGET_BLOCK_BYTES_LABELS
-    if isinstance(resampler, transform.AffineResampler):
-        return TARGET_BLOCK_BYTES_GENERAL_SPLINE if resampler.order > 1 else TARGET_BLOCK_BYTES_GENERAL
-    return TARGET_BLOCK_BYTES.get(resampler.order, TARGET_BLOCK_BYTES_SPLINE)
-
-
-def _min_blocks(resampler) -> int:
-    """Blocks per worker the plan makes at least (thinner slabs if need be).
-    The general path's orders 0 and 1 want more: their windows of whole planes
-    are mapped, not read, so a thinner slab costs little, and the last
-    blocks' writes overlap less work (512x512x300 onto a grid rotated 15/7
-    degrees, order 1, alternating runs: slabs of 38 planes 1.75-4.00 s, of
-    19 planes 0.98-1.13 s, of 10 planes 1.27-1.33 s)."""
-    if isinstance(resampler, transform.AffineResampler) and resampler.order < 2:
-        return 8
-    return 4
 
 
 def _halvings(n: int) -> list[int]:

@@ -177,7 +177,7 @@ def from_attrs(attrs) -> dict | None:
 
 
 def of_volume(vol) -> dict | None:
-    """The document an opened input carries (``nifti.InputVolume``), or None."""
+    """The document an opened input carries (``volume.InputVolume``), or None."""
     if vol.ome_attrs is not None:
         return from_attrs(vol.ome_attrs)
     return from_header(vol.image.header)
@@ -217,7 +217,7 @@ def without(header):
 
 def step(request, vol, reference, stages, out_dtype, date: str | None = None) -> dict:
     """This run's step: ``request`` (``request.Request``), the opened input
-    and reference (``nifti.InputVolume``, headers only), the planned
+    and reference (``volume.InputVolume``, headers only), the planned
     ``stages`` (``job.Stage``) and the output's type."""
     r, g = request, stages[0].grid
     out_affine = g.output_affine(vol.affine)

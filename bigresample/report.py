@@ -17,6 +17,7 @@ from typing import Callable
 
 import numpy as np
 
+from .volume import NIFTI1_MAX_DIM  # the NIfTI-1 limit: nifti.output_header writes NIfTI-2 beyond
 from .plan import format_bytes
 
 INTERPOLATION_NAMES = {
@@ -37,7 +38,6 @@ GRID_NOTES = {
 CENTER_VS_OTHERS = ("nibabel's resample_to_output and SimpleITK keep the first voxel's centre instead "
                     "(--grid origin matches them)")
 AXES = "xyz"
-NIFTI1_MAX_DIM = 32767
 
 
 # --------------------------------------------------------------------------
@@ -48,7 +48,7 @@ NIFTI1_MAX_DIM = 32767
 @dataclass(frozen=True)
 class Opening:
     path: Path
-    format: str  # "NIfTI-1 image", "MGH/MGZ image", "OME-Zarr image" (nifti.InputVolume.format)
+    format: str  # "NIfTI-1 image", "MGH/MGZ image", "OME-Zarr image" (volume.InputVolume.format)
 
 
 @dataclass(frozen=True)
@@ -80,7 +80,7 @@ class GridChosen:
     reference: Path | None = None  # a reference image's path (reference targets)
     reference_shape: tuple[int, ...] | None = None
     orientation: str = ""  # a reference's axes relative to the input's (geometry.Orientation.describe)
-    labels: str | None = None  # --labels METHOD (request.LABEL_METHODS): its own order whatever the order asked
+    labels: str | None = None  # --labels METHOD (labels.LABEL_METHODS): its own order whatever the order asked
     asked_order: int = 0
 
 

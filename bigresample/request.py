@@ -16,13 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
+from . import resampling
 from . import store as store_location
 from .bounds import ITK, parse_mode
 from .cluster import ClusterError
+from .executors import EXECUTORS
 from .errors import BigresampleError
 from .geometry import parse_grid
-from .labels import LABEL_METHODS, LABEL_ORDERS, LabelMapError, parse_labels
-from .nifti import output_kind
+from .labels import LABEL_ORDERS, LabelMapError, parse_labels
+from .outputs import OutputFormat, output_format, suffix_of
 from .plan import default_memory_limit, parse_memory
 from .qc import require_matplotlib
 from .splines import parse_order
@@ -62,7 +64,7 @@ class Request:
     spacing_label: str | None
     force: bool
     dry_run: bool
-    labels: str | None  # a label map's method (LABEL_METHODS), None for an intensity image
+    labels: str | None  # a label map's method (labels.LABEL_METHODS), None for an intensity image
     antialias: bool
     levels: int
     qc: object  # the picture's path, as given
@@ -71,6 +73,10 @@ class Request:
     client: object
     #: fsspec options for every URL of the run (--storage-option); never printed
     storage_options: dict = field(default_factory=dict, repr=False)
+    #: a registered executor's name (``executors.EXECUTORS``), or None: threads or the cluster named
+    executor: str | None = None
+    #: the registered resampler's name (``resampling.RESAMPLERS``)
+    resampler: str = resampling.DEFAULT
     #: how the run was asked, as the output's provenance records it (``provenance.command_line``/``api_call``)
     invocation: dict | None = None
 
@@ -79,7 +85,7 @@ class Request:
              grid="center", mode=None, cval=0.0, dtype=None, chunks=None, memory_limit=None,
              workers=None, tmp_dir=None, keep_zarr=False, compare=False, spacing_label=None, force=False,
              dry_run=False, labels=False, antialias=False, levels=1, qc=None, scheduler=None,
-             local_cluster=None, client=None, storage_options=None, invocation=None) -> Request:
+             local_cluster=None, client=None, storage_options=None, resampler=None, executor=None, invocation=None) -> Request:
         """Check the arguments of ``bigresample.resample`` and return them as a request."""
         n_targets = sum(v is not None for v in (spacing, shape, reference))
         if n_targets != 1:
@@ -105,7 +111,7 @@ class Request:
         in_path, out_path = _location(input), _location(output)
         ref_path = None if reference is None else _location(reference)
         _check_urls(in_path, out_path, ref_path, tmp_dir, options)
-        kind = output_kind(out_path)
+        kind = suffix_of(out_path)[0]
         levels = _check_levels(levels, kind, out_path, reference)
         if reference is not None and grid != "center":
             raise UsageError(f"--grid {grid} has no meaning with --reference (the reference's grid is used)")
@@ -140,13 +146,37 @@ class Request:
             keep_zarr=bool(keep_zarr), compare=bool(compare), spacing_label=spacing_label, force=bool(force),
             dry_run=bool(dry_run), labels=labels, antialias=bool(antialias), levels=levels, qc=qc,
             scheduler=scheduler, local_cluster=None if local_cluster is None else int(local_cluster),
-            client=client, storage_options=options, invocation=invocation,
+            client=client, storage_options=options, resampler=_resampler(resampler),
+            executor=_executor(executor, scheduler, local_cluster, client), invocation=invocation,
         )
+
+    @property
+    def output_format(self) -> OutputFormat:
+        """The output's format (``outputs``), from its suffix ``kind``."""
+        return output_format(self.kind)
 
     @property
     def on_cluster(self) -> bool:
         """A cluster was named (a scheduler, local workers or a client)."""
         return self.scheduler is not None or self.local_cluster is not None or self.client is not None
+
+
+def _resampler(name) -> str:
+    try:
+        return resampling.parse_resampler(name)
+    except resampling.ResamplerError as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _executor(name, scheduler, local_cluster, client) -> str | None:
+    if name is None:
+        return None
+    if name not in EXECUTORS:
+        raise UsageError(f"executor must be one of {', '.join(sorted(EXECUTORS)) or '(none registered)'}; "
+                         f"got {name!r}")
+    if scheduler is not None or local_cluster is not None or client is not None:
+        raise UsageError(f"executor {name!r} cannot be combined with --scheduler, --local-cluster or a client")
+    return name
 
 
 def parse_spacing(spacing) -> tuple[float | None, ...]:
@@ -189,7 +219,7 @@ def parse_shape(shape) -> tuple[int, int, int]:
 def _check_levels(levels, kind: str, out_path: Path, reference) -> int:
     if not (isinstance(levels, (int, np.integer)) and levels >= 1):
         raise UsageError(f"--levels must be a whole number >= 1; got {levels!r}")
-    if levels > 1 and kind != ".zarr":
+    if levels > 1 and not output_format(kind).pyramids:
         raise UsageError(f"--levels needs an OME-Zarr output (.zarr); got {store_location.name(out_path)!r}")
     if reference is not None and levels > 1:
         raise UsageError("--levels needs a spacing or --shape: a reference image gives one grid")
@@ -236,7 +266,7 @@ def _check_urls(in_path, out_path, reference, tmp_dir, options: dict) -> None:
                                ("output", out_path, True)):
         if not store_location.is_url(value):
             continue
-        if role == "output" and not value.lower().rstrip("/").endswith(".zarr"):
+        if role == "output" and not output_format(suffix_of(value)[0]).urls:
             raise UsageError(f"an output URL must be an OME-Zarr (.zarr): NIfTI files are written to a local "
                              f"folder; got {store_location.display(value)}")
         why = store_location.problem(value, options, write=write)

@@ -30,7 +30,7 @@ import shutil
 import stat
 from pathlib import Path
 
-from .errors import BigresampleError
+from .errors import BigresampleError, DiskSpaceError
 
 
 class UnsafePathError(BigresampleError):
@@ -126,3 +126,17 @@ def make_dir(path) -> None:
         os.mkdir(path)
     except FileExistsError:
         raise _refuse(path, "appeared while bigresample was making it") from None
+
+
+def check_free_space(folder, need: int, what: str) -> None:
+    """Refuse before starting when ``folder``'s filesystem lacks ``need`` bytes."""
+    try:
+        st = os.statvfs(folder)
+    except OSError:
+        return
+    free = st.f_bavail * st.f_frsize
+    if free < need:
+        raise DiskSpaceError(
+            f"not enough disk space in {folder} for {what}: need {need / 2**30:.2f} GiB, "
+            f"{free / 2**30:.2f} GiB free"
+        )

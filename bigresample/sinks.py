@@ -33,7 +33,8 @@ Routes:
 * ``OmeZarr`` (.zarr): workers write the chunks of level 0 (then of each
   pyramid level) of an NGFF image; the finished folder replaces the output.
 
-A new format is one more class here and one line in ``bigresample.job``.
+A new format is an ``outputs.OutputFormat`` whose ``make_sink`` returns one of
+these, or a class of its own.
 """
 
 from __future__ import annotations
@@ -87,6 +88,11 @@ class Sink:
     def has_leftover(self) -> bool:
         """Something an earlier run left is there (so a journal that cannot be used is worth a note)."""
         return True
+
+    def kept_in(self, stage) -> str | None:
+        """Where ``stage``'s finished blocks are kept when that is not the partial output
+        itself (a store, a folder of members), for the journal's identity; else None."""
+        return None
 
     def begin(self, stage, done: dict):
         raise NotImplementedError
@@ -263,6 +269,8 @@ class GzipMembers(_NiftiFile):
 
     def where(self, stage) -> str:
         return str(self.members)
+
+    kept_in = where
 
     def describe(self) -> str:
         return f"the compressed blocks in {self.members.name}"
@@ -443,6 +451,9 @@ class StoreThenNifti(_NiftiFile):
     def where(self, stage) -> str:
         return store_location.display(self.store)
 
+    def kept_in(self, stage) -> str:
+        return self.store
+
     def describe(self) -> str:
         return f"the zarr store {store_location.display(self.store)}"
 
@@ -514,6 +525,8 @@ class OmeZarr(Sink):
 
     def where(self, stage) -> str:
         return store_location.display(store_location.join(self.root, str(stage.level)))
+
+    kept_in = where
 
     def describe(self) -> str:
         if self.url:

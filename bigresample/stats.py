@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .nifti import InputVolume
+from .volume import InputVolume
 from .plan import Plan
 
 

@@ -7,7 +7,7 @@ Every location bigresample takes may be a URL (``s3://bucket/key``,
   string with ``://`` as an ``FsspecStore``;
 * a NIfTI input (``.nii``, ``.nii.gz``): its header is read from the first
   bytes of the object, its voxels copied once into the local scratch folder
-  when the run starts (``nifti.InputVolume.attach_data``);
+  when the run starts (``volume.InputVolume.attach_data``);
 * ``--tmp-dir``: the intermediate zarr store of cluster and ``--keep-zarr``
   runs (the other scratch files, a decompressed or copied input, stay in
   local folders).

@@ -489,7 +489,7 @@ def test_a_label_map_resampled_with_order_above_0_gets_a_one_line_warning(tmp_pa
     ([5], False),                                # an empty slice tells nothing
 ])
 def test_what_looks_like_a_label_map(tmp_path, values, expected):
-    from bigresample.nifti import open_input
+    from bigresample.inputs import open_input
     from bigresample.pipeline import looks_like_labels
 
     rng = np.random.default_rng(0)

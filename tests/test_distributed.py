@@ -168,7 +168,7 @@ def test_the_cluster_graph_carries_readers_not_voxels(tmp_path):
     from bigresample.engine import Resampler
     from bigresample.executors import BlockTask, Dask
     from bigresample.geometry import make_grid
-    from bigresample.nifti import open_input
+    from bigresample.inputs import open_input
     from bigresample.sinks import StoreWriter
 
     sizes = []

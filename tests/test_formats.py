@@ -18,7 +18,8 @@ from bigresample import resample
 from bigresample.errors import BigresampleError
 from bigresample.geometry import make_grid
 from bigresample.job import same_as_stored
-from bigresample.nifti import SlicedProxy, open_input
+from bigresample.inputs import open_input
+from bigresample.nibabel_input import SlicedProxy
 
 from .conftest import assert_matches_reference, scipy_reference
 
@@ -138,18 +139,18 @@ class _ArrayOnly:
 
 @pytest.mark.parametrize("budget, ok", [("512MB", True), ("1KB", False)])
 def test_data_readable_only_whole_is_read_once_within_the_budget(tmp_path, monkeypatch, budget, ok):
-    from bigresample import nifti
+    from bigresample import nibabel_input
 
     data = (np.arange(10 * 9 * 8) % 53).astype(np.float32).reshape(10, 9, 8)
     src = tmp_path / "in.mgz"
     nib.save(nib.MGHImage(data, np.diag([2.0, 2, 2, 1])), src)
-    real = nifti._load
+    real = nibabel_input._load
 
     def load(path):
         img = real(path)
         return nib.MGHImage(_ArrayOnly(np.asarray(img.dataobj)), img.affine, img.header)
 
-    monkeypatch.setattr(nifti, "_load", load)
+    monkeypatch.setattr(nibabel_input, "_load", load)
     lines = []
     kw = dict(spacing=[3.0, 3.0, 3.0], order=1, workers=1, memory_limit=budget, log=lines.append)
     if not ok:

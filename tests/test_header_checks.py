@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bigresample.cli import main
-from bigresample.nifti import open_input
+from bigresample.inputs import open_input
 
 from .conftest import assert_matches_reference, scipy_reference
 from .corpus import _with_field, base_bytes

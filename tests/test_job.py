@@ -10,7 +10,7 @@ import pytest
 
 from bigresample.executors import Dask, Threads
 from bigresample.job import plan_job, preflight
-from bigresample.nifti import DiskSpaceError
+from bigresample.errors import DiskSpaceError
 from bigresample.plan import format_bytes
 from bigresample.report import Planned, Report, TextReport
 from bigresample.request import Request, UsageError

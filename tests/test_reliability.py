@@ -217,12 +217,12 @@ def test_an_output_so_large_it_cannot_be_meant_needs_force(tmp_path, capsys, goo
 
 
 def test_not_enough_disk(tmp_path, capsys, good, monkeypatch):
-    import bigresample.nifti as nifti
+    import bigresample.safefs as safefs  # check_free_space asks os.statvfs there
 
     class Tiny:
         f_bavail, f_frsize = 1, 4096
 
-    monkeypatch.setattr(nifti.os, "statvfs", lambda p: Tiny)
+    monkeypatch.setattr(safefs.os, "statvfs", lambda p: Tiny)
     _fail(tmp_path, capsys, [good, "--z-spacing", "0.05"], "not enough disk space")
 
 

@@ -95,6 +95,7 @@ def _report(tmp_path, monkeypatch, capsys, *args):
     assert main(["in.nii.gz", *args, "--memory-limit", "1GB", "--workers", "2", "--no-progress"]) == 0
     out = capsys.readouterr().out
     out = re.sub(r"(\d+\.\d+) s", "T s", out)
+    out = out.replace("writing T s, ", "")  # shown only when it took 5 ms or more: on a loaded machine, often
     return re.sub(r"throughput \d+\.\d+", "throughput R", out)
 
 

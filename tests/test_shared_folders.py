@@ -13,7 +13,8 @@ import pytest
 
 from bigresample import resample
 from bigresample.cli import main
-from bigresample.nifti import InputError, decompress
+from bigresample.codec import decompress
+from bigresample.errors import InputError
 
 from .conftest import make_volume
 

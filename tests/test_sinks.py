@@ -213,7 +213,7 @@ def test_a_dask_executor_runs_each_block_once_on_a_cluster_and_writes_the_store(
 
     from bigresample.engine import Resampler
     from bigresample.geometry import make_grid
-    from bigresample.nifti import open_input
+    from bigresample.inputs import open_input
     from bigresample.sinks import StoreWriter, store_layout
 
     src = tmp_path / "in.nii"

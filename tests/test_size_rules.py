@@ -120,14 +120,14 @@ def test_an_extreme_downsampling_gets_the_size_rule_not_a_planning_error(tmp_pat
 
 
 def test_a_dry_run_checks_the_disk_as_the_run_does(tmp_path, capsys, monkeypatch):
-    import bigresample.nifti as nifti
+    import bigresample.safefs as safefs  # check_free_space asks os.statvfs there
 
     class Tiny:
         f_bavail, f_frsize = 1, 4096
 
     src = tmp_path / "in.nii.gz"
     make_volume(src)
-    monkeypatch.setattr(nifti.os, "statvfs", lambda p: Tiny)
+    monkeypatch.setattr(safefs.os, "statvfs", lambda p: Tiny)
     args = [src, tmp_path / "out.nii", "--z-spacing", "0.05"]
     run = _refused(tmp_path, capsys, args, "not enough disk space in")
     dry = _refused(tmp_path, capsys, args + ["--dry-run"], "not enough disk space in")
