@@ -30,7 +30,7 @@ from .report import info_lines, summary_line
 from .labels import LABEL_METHODS
 from .request import parse_storage_options
 from .runner import Interrupted
-from .splines import MODES
+from .bounds import MODES
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -109,9 +109,12 @@ def _interpolation_options(g) -> None:
                     help="where the output voxels sit (default center: field of view centred; origin: first "
                          "voxel kept, as nibabel and SimpleITK; zoom: as scipy.ndimage.zoom; see "
                          "docs/grids-and-exactness.md)")
-    g.add_argument("--mode", default="nearest", metavar="MODE",
-                    help=f"boundary mode, as scipy.ndimage: {', '.join(MODES)} (default nearest)")
-    g.add_argument("--cval", type=float, default=0.0, help="value outside the input for constant modes")
+    g.add_argument("--mode", default=None, metavar="MODE",
+                    help=f"boundary mode: {', '.join(MODES)}; scipy.ndimage's modes, or itk: scipy's nearest "
+                         "within half a voxel of the input, --cval beyond (ITK's and SimpleITK's rule). Default "
+                         "itk with --reference, nearest otherwise")
+    g.add_argument("--cval", type=float, default=0.0,
+                    help="value outside the input for the constant modes and itk (default 0)")
     g.add_argument("--antialias", action="store_true",
                     help="Gaussian smoothing of downsampled axes before sampling (sigma (r-1)/2 input voxels)")
     g.add_argument("--dtype", choices=DTYPES, help="output data type (default: the input's stored type)")

@@ -24,7 +24,7 @@ from math import prod
 
 import numpy as np
 
-from . import kernel, splines
+from . import bounds, kernel, splines
 from .geometry import AxisMap, Grid
 
 #: Gaps between needed input runs up to this many voxels are read through
@@ -504,17 +504,32 @@ TARGET_BLOCK_BYTES_SPLINE = 128 * 2**20
 @dataclass(frozen=True)
 class Sampling:
     """A grid and how it samples the input (order, mode, cval), checked:
-    what every resampler is made of (small, picklable)."""
+    what every resampler is made of (small, picklable).
+
+    ``mode='itk'`` (``bounds``) is kept as ``mode='nearest'`` (how the samples
+    are computed) with ``itk`` set (``cval`` beyond half a voxel of the input)."""
 
     grid: object
     order: int = 1
     mode: str = "nearest"
     cval: float = 0.0
+    itk: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "order", splines.parse_order(self.order))
+        if bounds.parse_mode(self.mode) == bounds.ITK:
+            object.__setattr__(self, "mode", "nearest")
+            object.__setattr__(self, "itk", True)
         object.__setattr__(self, "mode", splines.parse_mode(self.mode))
         object.__setattr__(self, "cval", float(self.cval))
+        object.__setattr__(self, "itk", bool(self.itk))
+        if self.itk and self.mode != "nearest":
+            raise splines.SplineError(f"ITK's rule samples the input with mode 'nearest'; got mode {self.mode!r}")
+
+    @property
+    def boundary(self) -> str:
+        """The mode as asked: 'itk' or scipy's mode."""
+        return bounds.ITK if self.itk else self.mode
 
     @property
     def ndim(self) -> int:
@@ -654,7 +669,10 @@ class Resampler(Sampling):
         nd = len(source.shape)
         extra_shape = slice_lengths(extra, source.shape[k:])
         out_shape = (tuple(p.size for p in plans) + extra_shape)[::-1]
-        if any(p.outside.all() for p in plans):
+        outside = [p.outside for p in plans]  # (plan_axis' arrays are cached: never written to)
+        if self.itk:  # ITK's rule: the block's mask is the outer product of the axes' masks
+            outside = [o | ~ok for o, ok in zip(outside, bounds.axis_masks(self.grid, spatial))]
+        if any(o.all() for o in outside):
             out = ws.array("out", out_shape, dtype)
             store(np.full(out_shape, self.cval), out)
             return out
@@ -696,13 +714,13 @@ class Resampler(Sampling):
                 out = ws.array("out", x.shape, dtype)
                 store(x, out)
                 x = out
-        if any(p.outside.any() for p in plans):
+        if any(o.any() for o in outside):
             fill = np.empty((), dtype=dtype)
             store(np.array(self.cval), fill)
-            for a, p in enumerate(plans):
-                if p.outside.any():
+            for a, o in enumerate(outside):
+                if o.any():
                     sl = [slice(None)] * x.ndim
-                    sl[nd - 1 - a] = p.outside
+                    sl[nd - 1 - a] = o
                     x[tuple(sl)] = fill
         return x
 

@@ -31,6 +31,7 @@ from . import store as store_location
 from .antialias import Smoothed
 from .antialias import sigmas as antialias_sigmas
 from .blocks import BlockSet
+from .bounds import uses_cval
 from .executors import Executor, choose
 from .geometry import ReferenceGrid, make_grid, reference_grid
 from .journal import input_identity
@@ -181,7 +182,7 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
                          f"more than the memory budget {format_bytes(request.memory_limit)}")
     grid, target_mm, target = _target(request, vol, ref, report)
     out_dtype = np.dtype(vol.stored_dtype if request.dtype is None else request.dtype).newbyteorder("=")
-    if "constant" in request.mode and not np.isfinite(request.cval) and out_dtype.kind in "iub":
+    if uses_cval(request.mode) and not np.isfinite(request.cval) and out_dtype.kind in "iub":
         raise UsageError(f"--cval {request.cval:g} needs a float output (e.g. --dtype float32); the output type is "
                          f"{out_dtype.name}")
     if request.labels in label_methods.METHODS:  # before anything is planned: a label map it cannot resample

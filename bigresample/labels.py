@@ -37,6 +37,8 @@ from math import prod
 
 import numpy as np
 
+from . import bounds
+from .bounds import ITK, uses_cval
 from .engine import Workspace, _Fresh, ndimage, read_file_order, slice_lengths, store
 from .errors import BigresampleError
 from .geometry import Grid
@@ -83,7 +85,7 @@ def check(method: str, dtype, slope: float, inter: float, mode: str, cval: float
     if not (slope == 1.0 and inter == 0.0):
         raise LabelMapError(f"{what} needs unscaled labels; this image has scl_slope {slope:g} and scl_inter "
                             f"{inter:g} (use --labels nearest, which keeps the scaling)")
-    if method == "mode" or "constant" in mode:
+    if method == "mode" or uses_cval(mode):
         info = np.iinfo(dtype)
         # (held as a float: whole numbers are exact up to 2**53)
         if not (float(cval).is_integer() and max(info.min, -2**53) <= cval <= min(info.max, 2**53)):
@@ -103,13 +105,15 @@ def check(method: str, dtype, slope: float, inter: float, mode: str, cval: float
 def make(method: str, grid, mode: str, cval: float, interpolate=None):
     """The label resampler of ``method`` on ``grid`` (a ``Grid``, or a ``ReferenceGrid`` for linear/cubic);
     ``interpolate(grid, order, mode, cval)`` makes the intensity resampler linear/cubic run on each label's
-    indicator (default: ``resampling.interpolating``)."""
+    indicator (default: ``resampling.interpolating``).  ``mode='itk'``: the labels of 'nearest', then the
+    label ``cval`` beyond half a voxel of the input."""
+    itk = mode == ITK
     if method == "mode":
-        return ModeLabels(grid, float(cval))
-    order = ORDERS[method]
+        return ModeLabels(grid, float(cval), itk)
+    order, mode = ORDERS[method], "nearest" if itk else mode
     interpolate = interpolating if interpolate is None else interpolate
     return InterpolatedLabels(interpolate(grid, order, mode, 0.0), interpolate(grid, order, mode, 1.0), method,
-                              float(cval))
+                              float(cval), itk)
 
 
 @dataclass(frozen=True)
@@ -220,6 +224,16 @@ class _LabelSampling:
     def _cval_label(self, dtype):
         return np.array(self.cval).astype(dtype)[()]
 
+    def _outside(self, spatial) -> bool:
+        """ITK's rule (``bounds``), and no voxel of the block ``spatial`` inside the input."""
+        return self.itk and bounds.nothing_inside(self.grid, spatial)
+
+    def _itk_finish(self, lab, spatial, source, dtype, ws) -> np.ndarray:
+        """The block's labels, with ITK's rule: the label ``cval`` beyond half a voxel of the input."""
+        if self.itk:
+            bounds.fill_outside(lab, self.grid, spatial, self._cval_label(source.dtype), ws)
+        return self._finish(lab, dtype, ws)
+
 
 @dataclass(frozen=True)
 class InterpolatedLabels(_LabelSampling):
@@ -231,6 +245,7 @@ class InterpolatedLabels(_LabelSampling):
     one: BlockResampler
     method: str
     cval: float
+    itk: bool = False  # ITK's rule (``bounds``): zero and one sample with 'nearest'
 
     @property
     def base(self):
@@ -247,6 +262,10 @@ class InterpolatedLabels(_LabelSampling):
     @property
     def mode(self) -> str:
         return self.zero.mode
+
+    @property
+    def boundary(self) -> str:
+        return ITK if self.itk else self.mode
 
     @property
     def ndim(self) -> int:
@@ -276,8 +295,9 @@ class InterpolatedLabels(_LabelSampling):
     def extra_bytes(self, wshape, block, in_itemsize: int, out_itemsize: int) -> int:
         """Beyond the resampler's own buffers (counted for float64 indicators): the
         label window and its dense ids, the running maximum, the labels kept,
-        a mask and the output."""
-        return int(prod(wshape) * (in_itemsize + 4) + prod(block) * (8 + in_itemsize + 1 + out_itemsize))
+        a mask (two with ITK's rule on a rotated grid: ``bounds.fill_rows``) and the output."""
+        masks = 2 if self.itk else 1
+        return int(prod(wshape) * (in_itemsize + 4) + prod(block) * (8 + in_itemsize + masks + out_itemsize))
 
     def compute_into(self, source, region, dtype, ws: Workspace) -> np.ndarray:
         k = self.ndim
@@ -291,12 +311,15 @@ class InterpolatedLabels(_LabelSampling):
         if any(b <= a for a, b in window):  # every sample outside the volume ('constant' mode)
             lab[...] = cval
             return self._finish(lab, dtype, ws)
+        if self._outside(spatial):
+            lab[...] = self._cval_label(source.dtype)
+            return self._finish(lab, dtype, ws)
         win, found = self._read(source, window, extra, ws)
         origin = [a for a, _ in window] + [s.indices(n)[0] for s, n in zip(extra, source.shape[k:])]
         todo = self._candidates(found, cval, spatial, window)
         if len(todo) == 1:
             lab[...] = todo[0][0]
-            return self._finish(lab, dtype, ws)
+            return self._itk_finish(lab, spatial, source, dtype, ws)
         best = ws.array("lab_best", bshape, np.float64)
         best[...] = -np.inf
         lab[...] = todo[-1][0]
@@ -320,7 +343,7 @@ class InterpolatedLabels(_LabelSampling):
                 mask |= (vals == b_view) & (l_view > value)
             np.copyto(b_view, vals, where=mask)
             np.copyto(l_view, value, where=mask)
-        return self._finish(lab, dtype, ws)
+        return self._itk_finish(lab, spatial, source, dtype, ws)
 
     def _candidates(self, found: WindowLabels, cval, spatial, window) -> list:
         """``(label, output sub-box or None)`` of every candidate: ascending, then the
@@ -428,8 +451,13 @@ class ModeLabels(_LabelSampling):
 
     grid: Grid
     cval: float
+    itk: bool = False  # ITK's rule (``bounds``) on the output voxels' centres
     order = 0
     mode = "nearest"
+
+    @property
+    def boundary(self) -> str:
+        return ITK if self.itk else self.mode
 
     @property
     def ndim(self) -> int:
@@ -475,7 +503,7 @@ class ModeLabels(_LabelSampling):
         window = [(int(lo.min()), max(int(lo.min()), int(hi.max()))) for lo, hi in feet]
         lab = ws.array("lab_lab", bshape, source.dtype)
         lab[...] = self._cval_label(source.dtype)
-        if any(b <= a for a, b in window):
+        if any(b <= a for a, b in window) or self._outside(spatial):
             return self._finish(lab, dtype, ws)
         win, found = self._read(source, window, extra, ws)
         best = ws.array("lab_best", bshape, np.int32)
@@ -501,7 +529,7 @@ class ModeLabels(_LabelSampling):
                 mask = counts > b_view
                 np.copyto(b_view, counts, where=mask)
                 np.copyto(l_view, value, where=mask)
-        return self._finish(lab, dtype, ws)
+        return self._itk_finish(lab, spatial, source, dtype, ws)
 
 
 def _box_sums(a: np.ndarray, axis: int, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:

@@ -24,7 +24,7 @@ from dask.highlevelgraph import HighLevelGraph
 from . import labels as label_methods
 from .engine import READ_GAP, Resampler, _split_runs
 from .geometry import make_grid
-from .splines import parse_mode
+from .bounds import parse_mode
 
 #: Default output block size in bytes of float64 work per block.
 DEFAULT_BLOCK_BYTES = 32 * 2**20
@@ -127,9 +127,12 @@ def resample_array(
     order : int, 0-5
         Spline order, as scipy.ndimage.
     mode : str
-        Boundary mode, as scipy.ndimage (default 'nearest').
+        Boundary mode, as scipy.ndimage (default 'nearest'), or ``'itk'``:
+        'nearest' within half a voxel of the input, ``cval`` beyond (ITK's rule,
+        ``bigresample.bounds``; on these grids it only differs from 'nearest'
+        where ``grid='origin'`` upsamples: its last samples lie beyond).
     cval : float
-        Value outside the input for the 'constant' modes.
+        Value outside the input for the 'constant' modes and 'itk'.
     grid : {'center', 'origin', 'zoom'}
         Output grid convention (see ``bigresample.geometry``).
     chunks : optional

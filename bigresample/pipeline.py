@@ -72,8 +72,8 @@ class ResampleResult:
 def resample(
     input, output, *,
     spacing: Sequence[float | None] | None = None, shape: Sequence[int] | None = None, reference=None,
-    units: str = "mm", order: int | None = None, grid: str = "center", mode: str = "nearest", cval: float = 0.0,
-    dtype=None,
+    units: str = "mm", order: int | None = None, grid: str = "center", mode: str | None = None,
+    cval: float = 0.0, dtype=None,
     chunks: Sequence[int] | None = None, memory_limit=None, workers: int | None = None, tmp_dir=None,
     keep_zarr: bool = False, compare: bool = False, progress: bool = False,
     log: Callable[[str], None] | None = None, spacing_label: str | None = None, force: bool = False,
@@ -103,7 +103,9 @@ def resample(
         Units of ``spacing``; ``spacing_label``: how the report names it.
     order, grid, mode, cval, dtype
         As ``bigresample.resample_array`` (``order`` None: 1, or the label
-        method's; the report then names no order).
+        method's; the report then names no order); ``mode`` defaults to ``'itk'``
+        with a ``reference`` (``cval`` beyond half a voxel of the input, as ITK:
+        docs/grids-and-exactness.md, "Outside the input") and ``'nearest'`` otherwise.
     chunks, memory_limit, workers : optional
         Output block shape in voxels; the budget (bytes or '2GB'); threads
         (default: planned from the budget; half the available memory; the CPUs).

@@ -246,8 +246,14 @@ class TextReport(Report):
         yield f"Grid: {e.grid} ({GRID_NOTES[e.grid]})"
         if e.grid == "center":
             yield f"  {CENTER_VS_OTHERS}"
-        if e.labels == "mode":  # footprints are cut to the volume; cval fills a footprint beyond it
+        if e.labels == "mode" and e.mode == "itk":
+            yield (f"Boundary mode: itk (the label cval={e.cval:g} where an output voxel's centre is more than half "
+                   f"a voxel beyond the input, or its footprint is empty)")
+        elif e.labels == "mode":  # footprints are cut to the volume; cval fills a footprint beyond it
             yield f"Boundary mode: not used by --labels mode (an empty footprint gets cval={e.cval:g})"
+        elif e.mode == "itk":
+            yield (f"Boundary mode: itk (as ITK: scipy's nearest within half a voxel of the input, cval={e.cval:g} "
+                   f"beyond; --mode nearest repeats the edge instead)")
         else:
             yield f"Boundary mode: {e.mode}" + (f" (cval={e.cval:g})" if "constant" in e.mode else "")
 

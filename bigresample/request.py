@@ -18,6 +18,7 @@ import numpy as np
 
 from . import resampling
 from . import store as store_location
+from .bounds import ITK, parse_mode
 from .cluster import ClusterError
 from .executors import EXECUTORS
 from .errors import BigresampleError
@@ -26,7 +27,7 @@ from .labels import LABEL_ORDERS, LabelMapError, parse_labels
 from .outputs import OutputFormat, output_format, suffix_of
 from .plan import default_memory_limit, parse_memory
 from .qc import require_matplotlib
-from .splines import parse_mode, parse_order
+from .splines import parse_order
 
 UNITS = ("mm", "um")
 
@@ -50,7 +51,7 @@ class Request:
     order: int  # the order used: the label method's (LABEL_ORDERS) for a label map
     asked_order: int | None  # the order asked for, None if not (differs from ``order`` with ``labels``)
     grid: str
-    mode: str
+    mode: str  # scipy's mode or 'itk' (bounds); not given: 'itk' with a reference, else 'nearest'
     cval: float
     dtype: np.dtype | None
     chunks: tuple[int, ...] | None
@@ -81,7 +82,7 @@ class Request:
 
     @classmethod
     def make(cls, input, output, *, spacing=None, shape=None, reference=None, units="mm", order=None,
-             grid="center", mode="nearest", cval=0.0, dtype=None, chunks=None, memory_limit=None,
+             grid="center", mode=None, cval=0.0, dtype=None, chunks=None, memory_limit=None,
              workers=None, tmp_dir=None, keep_zarr=False, compare=False, spacing_label=None, force=False,
              dry_run=False, labels=False, antialias=False, levels=1, qc=None, scheduler=None,
              local_cluster=None, client=None, storage_options=None, resampler=None, executor=None, invocation=None) -> Request:
@@ -103,6 +104,8 @@ class Request:
             raise UsageError("--labels cannot be combined with --antialias: smoothing a label map blends "
                              "neighbouring labels into values that are not labels")
         order = LABEL_ORDERS[labels] if labels else 1 if asked_order is None else asked_order
+        if mode is None:  # ITK's rule where the output's field of view is another image's (bounds)
+            mode = ITK if reference is not None else "nearest"
         mode, grid = parse_mode(mode), parse_grid(grid)
         options = parse_storage_options(storage_options)
         in_path, out_path = _location(input), _location(output)

@@ -75,7 +75,8 @@ DEFAULT = "scipy"
 
 
 def register(name: str, factory: Callable[..., BlockResampler]) -> None:
-    """Make ``resample(..., resampler=name)`` build its resampler with ``factory(grid, order, mode, cval)``."""
+    """Make ``resample(..., resampler=name)`` build its resampler with ``factory(grid, order, mode, cval)``
+    (``mode`` as the request holds it: 'itk', ITK's rule of ``bounds``, included)."""
     RESAMPLERS[name] = factory
 
 

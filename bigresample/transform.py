@@ -38,7 +38,7 @@ from math import prod
 
 import numpy as np
 
-from . import splines
+from . import bounds, splines
 from .engine import Sampling, Workspace, _Fresh, ndimage, read_file_order, slice_lengths, store
 from .geometry import ReferenceGrid
 
@@ -204,6 +204,14 @@ class AffineResampler(Sampling):
         bshape = tuple(s.stop - s.start for s in spatial)
         extra_shape = slice_lengths(extra, source.shape[3:])
         out = ws.array("out", (bshape + extra_shape)[::-1], dtype)
+        spans = None
+        if self.itk:  # ITK's rule: cval beyond half a voxel of the input (bounds.row_spans, per output row)
+            fill = np.empty((), dtype=dtype)
+            store(np.array(self.cval), fill)
+            spans = bounds.row_spans(self.grid, spatial)
+            if bounds.nothing_in(spans):
+                out[...] = fill
+                return out
         read_range = self.window(spatial)
         sl = tuple(slice(a, b) for a, b in read_range) + extra
         mapped = getattr(source, "mapped", None)
@@ -232,6 +240,8 @@ class AffineResampler(Sampling):
                 raise RuntimeError(f"{bad} samples of block {region} read outside its window {win_range}")
             if not direct:
                 store(values, out[idx])
+        if spans is not None:
+            bounds.fill_rows(out, spans, fill, ws)
         return out
 
     def _coefficients(self, win, pad, ws) -> np.ndarray:
@@ -318,9 +328,10 @@ def block_bytes(resampler: AffineResampler, block, in_itemsize: int, out_itemsiz
     """Estimated peak bytes of one worker computing an output block of shape ``block``:
     the window in the stored type (twice: a native copy for float16 or another
     byte order), its float64 B-spline coefficients with scipy's pre-pad (orders
-    >= 2), the output block and its float64 values (integer outputs)."""
+    >= 2), the output block and its float64 values (integer outputs), and with
+    ITK's rule the mask of the voxels outside (``bounds.fill_rows``, a byte each)."""
     window, out = prod(resampler.window_shape(block)), prod(block)  # Python ints: no int64 wrap on absurd grids
-    total = 2 * window * in_itemsize + 8 * out + 2 * out * out_itemsize
+    total = 2 * window * in_itemsize + 8 * out + 2 * out * out_itemsize + (out if resampler.itk else 0)
     if resampler.order > 1:
         pad = 2 * PREPAD if resampler.mode in PREPAD_MODES else 0
         total += prod(w + pad for w in resampler.coefficient_shape(block)) * 8

@@ -140,3 +140,26 @@ def test_the_reference_refuses_a_grid_whose_shape_is_not_the_documented_one():
                                   + g.axes[1:])
     with pytest.raises(AssertionError):
         scipy_reference(data, shifted, 1, "nearest")
+
+
+def test_the_zoom_reference_is_scipy_zoom_with_the_asked_factor_s_over_t():
+    """A zoom grid with ratio 0.9999 keeps m == n voxels: bigresample samples the input at
+    ``o * (n-1)/(m-1)`` and interpolates, as ``scipy.ndimage.zoom(zoom=s/t = 1/0.9999,
+    grid_mode=False)`` does.  A reference passing ``zoom=m/n = 1`` instead gets scipy's
+    early exit, a plain copy cast to the output type: 2.7 becomes 2 (truncated), not 3."""
+    from scipy import ndimage
+
+    from bigresample.lazy import resample_array
+
+    rng = np.random.default_rng(8)
+    data = (rng.random((9, 7, 5)) * 100).astype(np.float32)
+    data[0, 0, 0] = 2.7
+    g = make_grid(data.shape, (1, 1, 1), (0.9999, 0.9999, 0.9999), "zoom")
+    assert g.out_shape == data.shape and not g.is_copy
+    expected = scipy_reference(data, g, 1, "nearest", dtype=np.int16)
+    claimed = ndimage.zoom(data, 1 / 0.9999, order=1, mode="nearest", grid_mode=False, output=np.int16)
+    np.testing.assert_array_equal(expected, claimed)
+    assert expected[0, 0, 0] == 3  # interpolated (at the sample itself) and rounded, not a truncating copy
+    got = resample_array(data, (1, 1, 1), (0.9999, 0.9999, 0.9999), grid="zoom", dtype=np.int16,
+                         chunks=(4, 3, 2)).compute()
+    assert_matches_reference(got, expected, data, 1)

@@ -25,51 +25,13 @@ from bigresample.lazy import resample_array
 from bigresample.pipeline import resample
 from bigresample.request import UsageError
 
-from .helpers import blockwise, scipy_reference
+from .helpers import blockwise, interpolated_reference, mode_reference, scipy_reference
 
 #: docs/grids-and-exactness.md, "Label maps": the output equals the reference wherever the
 #: reference's two largest values differ by more than this
 GAP = 1e-9
 MODES = ("nearest", "constant", "grid-constant", "reflect", "mirror", "wrap", "grid-wrap")
 DTYPES = (np.int8, np.uint8, np.int16, np.uint16, np.int32, np.uint32, np.int64)
-
-
-def interpolated_reference(data, grid, order, mode, cval):
-    """(labels, gap): the arg-max of the interpolated indicators, ties to the smallest label, and
-    the difference between the two largest values at each output voxel."""
-    candidates = set(np.unique(data).tolist()) | ({int(cval)} if "constant" in mode else set())
-    values = []
-    for lab in sorted(candidates):
-        ind = (data == lab).astype(np.float64)
-        outside = 1.0 if "constant" in mode and lab == cval else 0.0
-        if isinstance(grid, ReferenceGrid):
-            values.append(ndimage.affine_transform(ind, grid.homogeneous, output_shape=grid.out_shape, order=order,
-                                                   mode=mode, cval=outside))
-        else:
-            values.append(scipy_reference(ind, grid, order, mode, outside, np.float64))
-    stack = np.stack(values)
-    out = np.array(sorted(candidates), dtype=data.dtype)[np.argmax(stack, axis=0)]  # first maximum: smallest label
-    top = np.sort(stack, axis=0)
-    gap = top[-1] - top[-2] if len(values) > 1 else np.full(out.shape, np.inf)
-    return out, gap
-
-
-def mode_reference(data, grid, cval):
-    """The most frequent label of each output voxel's footprint (input voxels i with
-    x - w/2 <= i < x + w/2 on every axis), ties to the smallest; cval where it holds none."""
-    feet = []
-    for ax in grid.axes:
-        i, w = np.arange(ax.n, dtype=np.float64), abs(ax.affine_scale)
-        feet.append([(i >= x - w / 2) & (i < x + w / 2) for x in ax.coordinates()])
-    out = np.empty(grid.out_shape, dtype=data.dtype)
-    for j in np.ndindex(*grid.out_shape):
-        voxels = data[np.ix_(*(f[jj] for f, jj in zip(feet, j)))]
-        if voxels.size == 0:
-            out[j] = cval
-            continue
-        values, counts = np.unique(voxels, return_counts=True)
-        out[j] = values[np.argmax(counts)]  # the first maximum: the smallest label
-    return out
 
 
 @st.composite
@@ -174,6 +136,26 @@ def test_mode_keeps_a_small_label_that_nearest_neighbour_drops():
     grid = make_grid(labels.shape, (1, 1, 1), (3, 3, 3), "center")
     got = blockwise(label_methods.make("mode", grid, "nearest", 0), labels, (2, 2, 2), ws=Workspace())
     assert got[0, 0, 0] == 7 and got[1, 1, 1] == 0 and (got == 7).sum() == 1
+
+
+@pytest.mark.parametrize("path", ["separable", "general"])
+def test_linear_exact_tie_between_two_labels_goes_to_the_smaller(path):
+    """Labels 3 and 5 side by side on a background of 0 (the most frequent label, computed last):
+    the output sample half-way between them has both indicators at exactly 0.5, a true tie in
+    float64 that the reference's 1e-9 gap forgives; the smaller label, 3, must win it."""
+    labels = np.zeros((6, 3, 3), np.int16)
+    labels[1], labels[2] = 5, 3  # 5 first: the tie is not decided by the order of the voxels
+    grid = make_grid(labels.shape, (1, 1, 1), (0.5, 1, 1), "origin")  # x(o) = o / 2: x(3) = 1.5, half-way
+    if path == "general":  # the same samples through the general path: a matrix with a zero rotation
+        grid = ReferenceGrid(labels.shape, grid.out_shape, np.diag([0.5, 1.0, 1.0]), np.zeros(3), np.eye(4))
+    ind = {v: (labels == v).astype(np.float64) for v in (0, 3, 5)}
+    half = {v: ndimage.affine_transform(a, [0.5, 1, 1], output_shape=grid.out_shape, order=1, mode="nearest")
+            for v, a in ind.items()}
+    assert half[3][3, 1, 1] == half[5][3, 1, 1] == 0.5 and half[0][3, 1, 1] == 0.0  # the tie is exact
+    for block in ((12, 3, 3), (2, 2, 1)):
+        got = blockwise(label_methods.make("linear", grid, "nearest", 0), labels, block)
+        assert (got[3] == 3).all(), f"block {block}: the tie at x = 1.5 went to {np.unique(got[3])}, not 3"
+        assert (got[2] == 5).all() and (got[4] == 3).all()
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.int16, np.uint32, np.int64, np.uint64])
