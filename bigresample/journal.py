@@ -105,7 +105,3 @@ class Journal:
         if self._f is not None:
             self._f.close()
             self._f = None
-
-    def remove(self) -> None:
-        self.close()
-        self.path.unlink(missing_ok=True)

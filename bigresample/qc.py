@@ -39,14 +39,6 @@ def require_matplotlib() -> None:
         raise ImportError("--qc needs matplotlib: pip install 'bigresample[qc]'")
 
 
-def centre_indices(in_affine, out_affine, out_shape) -> tuple[np.ndarray, np.ndarray]:
-    """Voxel indices (input, output) nearest the output's central voxel."""
-    o = np.array([(n - 1) // 2 for n in out_shape[:3]], dtype=float)
-    point = out_affine @ np.append(o, 1.0)
-    x = np.linalg.solve(in_affine, point)[:3]
-    return np.clip(np.rint(x), 0, None).astype(int), o.astype(int)
-
-
 def gather(source, shape, idx: np.ndarray, limit: int = BOX_VOXELS) -> np.ndarray:
     """The values at voxel indices ``idx`` (N, 3), in range, of the first volume of
     ``source``: each read is the bounding box of a group of indices, the groups
