@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import kernel
 from . import store as store_location
 from .cluster import ClusterError
 from .errors import BigresampleError
@@ -80,6 +81,7 @@ class Request:
              dry_run=False, labels=False, antialias=False, levels=1, qc=None, scheduler=None,
              local_cluster=None, client=None, storage_options=None, invocation=None) -> Request:
         """Check the arguments of ``bigresample.resample`` and return them as a request."""
+        kernel.check()  # BIGRESAMPLE_KERNEL: a value it does not know, or 'compiled' without the extension
         n_targets = sum(v is not None for v in (spacing, shape, reference))
         if n_targets != 1:
             raise UsageError("give the target as a spacing, a shape or a reference image, not several" if n_targets

@@ -6,6 +6,12 @@ import pytest
 from hypothesis import HealthCheck, settings
 from scipy import ndimage
 
+from bigresample import kernel
+
+#: A test of the C extension's own routes (interior spans, AVX2 reads): skipped when the
+#: fallback runs (BIGRESAMPLE_KERNEL=python, or no extension), which has none of them.
+compiled_only = pytest.mark.skipif(not kernel.COMPILED, reason=f"the fallback runs: {kernel.FALLBACK_WHY}")
+
 settings.register_profile(
     "default", max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
