@@ -63,6 +63,7 @@ one pass over the window per axis instead of numpy's four per output plane
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import numpy as np
@@ -84,11 +85,13 @@ def _load():
     choice = os.environ.get(ENV, "").strip().lower() or "auto"
     if choice != "python":
         try:
-            from . import _kernel as compiled
-
-            return compiled, None, choice
-        except ImportError as exc:
-            why = f"bigresample._kernel did not import ({exc}): it was not built, e.g. no C compiler at install time"
+            return importlib.import_module("._kernel", __package__), None, choice
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}._kernel":
+                raise
+            why = "bigresample._kernel was not built (no C compiler at install time?)"
+        except ImportError as exc:  # built, but not loadable here (another Python, a missing symbol)
+            why = f"bigresample._kernel did not import: {exc}"
     else:
         why = f"{ENV}=python"
     from . import _pykernel
