@@ -82,8 +82,8 @@ FALLBACK_COST = "1-2x slower for a spacing change, 2-4x onto a rotated grid"
 
 def _load():
     """The extension, or the fallback and why; the one place the kernel is chosen."""
-    choice = os.environ.get(ENV, "").strip().lower() or "auto"
-    if choice != "python":
+    choice = os.environ.get(ENV, "").strip() or "auto"
+    if choice.lower() != "python":
         try:
             return importlib.import_module("._kernel", __package__), None, choice
         except ModuleNotFoundError as exc:
@@ -116,10 +116,11 @@ def check() -> None:
     is ``compiled`` without the extension (``Request.make`` calls it)."""
     from .errors import BigresampleError
 
-    if _CHOICE not in CHOICES:
+    if _CHOICE.lower() not in CHOICES:
         raise BigresampleError(f"{ENV} must be one of {', '.join(CHOICES)} (or unset); got {_CHOICE!r}")
-    if _CHOICE == "compiled" and not COMPILED:
+    if _CHOICE.lower() == "compiled" and not COMPILED:
         raise BigresampleError(f"{ENV}=compiled, but {FALLBACK_WHY}")
+
 
 #: Boundary modes as the kernel numbers them ('grid-mirror' is parsed as 'reflect').
 MODE_CODES = {"nearest": 0, "wrap": 1, "reflect": 2, "mirror": 3, "constant": 4, "grid-wrap": 5,
