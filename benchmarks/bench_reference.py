@@ -93,6 +93,7 @@ From the repository root, with the ``bench`` extra installed::
     git archive main | tar -x -C /tmp/base && \
         python benchmarks/bench_reference.py --case rotated --baseline /tmp/base --tools bigresample simpleitk scipy
     python benchmarks/bench_reference.py --case rotated --shape 96 96 64 --repeats 1   # a quick try
+    python benchmarks/bench_reference.py --case rotated --fallback --tools bigresample scipy   # the fallback beside
 
 The report (markdown) goes to stdout, progress to stderr.
 """
@@ -127,6 +128,7 @@ ROTATION = ((2, 15.0), (0, 7.0))  # (axis, degrees): about z, then about x
 MARGIN = 8  # input voxels from every face: the "interior" of the comparisons
 TOOLS = ("bigresample", "scipy", "simpleitk", "ngff-zarr")
 BASE = "bigresample-base"  # another version of bigresample (--baseline), run side by side
+FALLBACK = "bigresample-fallback"  # bigresample on its pure-Python fallback (--fallback): BIGRESAMPLE_KERNEL=python
 SLAB = 16  # z planes per slab when writing the input and comparing outputs
 
 
@@ -358,7 +360,7 @@ def write_scripts(workdir: Path) -> dict[str, Path]:
 
 def tool_command(tool: str, src: Path, grid_path: Path, dst: Path, order: int, scripts: dict[str, Path],
                  case: Case, ngff_chunks: int) -> list[str]:
-    if tool in ("bigresample", BASE):
+    if tool in ("bigresample", BASE, FALLBACK):
         grid = json.loads(grid_path.read_text())
         target = (["--reference", grid["reference"]] if grid["reference"]
                   else ["--spacing", *map(str, case.spacing), "--grid", "center"])
@@ -444,7 +446,8 @@ def _diff_text(d, which: int) -> str:
 
 
 def results_table(cells: dict, diffs: dict, orders, tools, skipped: dict) -> list[str]:
-    peers = [("simpleitk", "SimpleITK"), ("scipy", "scipy")] + ([(BASE, "base")] if BASE in tools else [])
+    peers = ([("simpleitk", "SimpleITK"), ("scipy", "scipy")] + ([(BASE, "base")] if BASE in tools else [])
+             + ([("bigresample", "bigresample")] if FALLBACK in tools else []))
     rows = [
         "| order | tool | runs | median wall (s) | min wall (s) | median peak RSS (MiB) | "
         + "".join(f"time / {name} | " for _, name in peers)
@@ -493,8 +496,11 @@ def parse_args(argv=None) -> argparse.Namespace:
                    help="spline orders (default 0 1 3)")
     p.add_argument("--tools", nargs="+", choices=TOOLS, default=list(TOOLS),
                    help="tools to run (default: all; scipy is the reference the others are compared with)")
-    p.add_argument("--once", nargs="*", choices=(*TOOLS, BASE), default=[],
+    p.add_argument("--once", nargs="*", choices=(*TOOLS, BASE, FALLBACK), default=[],
                    help="tools timed by their warm-up run only, not repeated (default: none)")
+    p.add_argument("--fallback", action="store_true",
+                   help="adds the tool bigresample-fallback: the same command with BIGRESAMPLE_KERNEL=python (the "
+                        "pure-Python fallback that runs without the compiled kernel)")
     p.add_argument("--baseline", type=Path, metavar="DIR",
                    help="a source tree of another bigresample version (e.g. git archive COMMIT | tar -x -C DIR): "
                         "adds the tool bigresample-base, the same command with PYTHONPATH=DIR")
@@ -612,6 +618,8 @@ def main(argv=None) -> int:
     tools = [t for t in TOOLS if t in args.tools and t not in skipped]
     if args.baseline is not None:
         tools.insert(1, BASE)
+    if args.fallback:
+        tools.insert(1, FALLBACK)
     created = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="bench_reference_", dir="/tmp")) if created else args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -635,7 +643,9 @@ def main(argv=None) -> int:
 
         def run_tool(tool: str, dst: Path, order: int) -> Run:
             cmd = tool_command(tool, src, grid_path, dst, order, scripts, case, args.ngff_chunks)
-            return measure(cmd, workdir, args.timeout, base_env(args) if tool == BASE else None)
+            env = base_env(args) if tool == BASE else dict(subprocess_env(), BIGRESAMPLE_KERNEL="python") \
+                if tool == FALLBACK else None
+            return measure(cmd, workdir, args.timeout, env)
 
         cells = {order: {t: Cell() for t in tools} for order in orders}
         once = set(args.once)

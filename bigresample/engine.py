@@ -394,12 +394,13 @@ def _eval_axis(x, iax, index, weights, out, ws, tag):
     """``out[.., o, ..] = sum_t weights[o, t] * x[.., index[o, t], ..]`` along internal axis ``iax``.
 
     ``x`` and ``out`` are C-ordered.  Compiled (``kernel.axis_sum`` /
-    ``axis_take``, the same values bit for bit) where the types allow it,
-    else ``_eval_axis_numpy``.  An output that is not float32/float64 (an
-    integer type, float16) gets the float64 sums a few MiB at a time, stored
-    with ``store``'s conversion (``_sum_stored``).
+    ``axis_take``, the same values bit for bit) where the types allow it and
+    the extension is built (``kernel.COMPILED``), else ``_eval_axis_numpy``.
+    An output that is not float32/float64 (an integer type, float16) gets
+    the float64 sums a few MiB at a time, stored with ``store``'s conversion
+    (``_sum_stored``).
     """
-    if x.dtype in _COMPILED_TYPES and x.dtype.isnative and x.flags.c_contiguous and out.flags.c_contiguous:
+    if kernel.COMPILED and x.dtype in _COMPILED_TYPES and x.dtype.isnative and x.flags.c_contiguous and out.flags.c_contiguous:
         outer = int(np.prod(x.shape[:iax], dtype=np.int64))
         inner = int(np.prod(x.shape[iax + 1 :], dtype=np.int64))
         x3 = x.reshape(outer, x.shape[iax], inner)

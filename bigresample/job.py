@@ -23,6 +23,7 @@ import nibabel as nib
 import numpy as np
 
 from ._version import __version__
+from . import kernel
 from . import labels as label_methods
 from . import provenance
 from . import resampling
@@ -200,7 +201,8 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     first = _stage(request, vol, 0, grid, out_dtype, extra, journal, gzip=fmt.compressed,
                    stretches=fmt.stretches_only(request, executor))
     report(Planned(smoothing=first.smoothing, block=first.plan.block, n_blocks=len(first.blocks),
-                   workers=request.workers, block_bytes=first.plan.block_bytes, memory_limit=request.memory_limit))
+                   workers=request.workers, block_bytes=first.plan.block_bytes, memory_limit=request.memory_limit,
+                   kernel=kernel.describe()))
     # level k of a pyramid: the input resampled to 2^k times the spacing, on the same grid convention
     stages = [first] + [
         _stage(request, vol, k, make_grid(vol.shape[:3], vol.spacing, target * 2.0**k, request.grid), out_dtype,

@@ -63,9 +63,64 @@ one pass over the window per axis instead of numpy's four per output plane
 
 from __future__ import annotations
 
+import importlib
+import os
+
 import numpy as np
 
-from . import _kernel
+#: The environment variable that chooses the kernel: ``python`` runs on the
+#: fallback (``bigresample/_pykernel.py``) even where the extension is built,
+#: ``compiled`` refuses to run without the extension (``check``); unset (or
+#: ``auto``): the extension if it imports, else the fallback.
+ENV = "BIGRESAMPLE_KERNEL"
+CHOICES = ("auto", "compiled", "python")
+#: How much slower the fallback runs than the extension, as the report says it
+#: (benchmarks/README.md, "The fallback beside the kernel": end to end, orders
+#: 0/1/3, 0.9-1.8x the time on a spacing change, 1.6-3.8x onto a rotated grid).
+FALLBACK_COST = "1-2x slower for a spacing change, 2-4x onto a rotated grid"
+
+
+def _load():
+    """The extension, or the fallback and why; the one place the kernel is chosen."""
+    choice = os.environ.get(ENV, "").strip() or "auto"
+    if choice.lower() != "python":
+        try:
+            return importlib.import_module("._kernel", __package__), None, choice
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}._kernel":
+                raise
+            why = "bigresample._kernel was not built (no C compiler at install time?)"
+        except ImportError as exc:  # built, but not loadable here (another Python, a missing symbol)
+            why = f"bigresample._kernel did not import: {exc}"
+    else:
+        why = f"{ENV}=python"
+    from . import _pykernel
+
+    return _pykernel, why, choice
+
+
+_kernel, FALLBACK_WHY, _CHOICE = _load()
+#: True when the C extension runs.
+COMPILED = FALLBACK_WHY is None
+
+
+def describe() -> str:
+    """The report's line on the kernel that runs (``report.Planned``)."""
+    if COMPILED:
+        return "compiled (the C extension bigresample._kernel)"
+    return f"pure-Python fallback (no compiled kernel: {FALLBACK_WHY}), about {FALLBACK_COST}"
+
+
+def check() -> None:
+    """Refuse a run whose ``BIGRESAMPLE_KERNEL`` is not one of ``CHOICES``, or
+    is ``compiled`` without the extension (``Request.make`` calls it)."""
+    from .errors import BigresampleError
+
+    if _CHOICE.lower() not in CHOICES:
+        raise BigresampleError(f"{ENV} must be one of {', '.join(CHOICES)} (or unset); got {_CHOICE!r}")
+    if _CHOICE.lower() == "compiled" and not COMPILED:
+        raise BigresampleError(f"{ENV}=compiled, but {FALLBACK_WHY}")
+
 
 #: Boundary modes as the kernel numbers them ('grid-mirror' is parsed as 'reflect').
 MODE_CODES = {"nearest": 0, "wrap": 1, "reflect": 2, "mirror": 3, "constant": 4, "grid-wrap": 5,

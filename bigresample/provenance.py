@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import store
+from . import kernel, store
 from ._version import __version__
 
 SCHEMA = 1
@@ -242,6 +242,7 @@ def step(request, vol, reference, stages, out_dtype, date: str | None = None) ->
             "mode": r.mode,
             "cval": json_safe(r.cval),
             "antialias_sigmas": None if smoothing is None else _floats(smoothing),
+            "kernel": "compiled" if kernel.COMPILED else "python",  # the fallback: bigresample/_pykernel.py
         },
         "output": {"name": store.name(r.output), "format": r.kind,
                    "shape": [int(n) for n in g.out_shape] + [int(n) for n in vol.shape[3:]],

@@ -92,6 +92,7 @@ class Planned:
     workers: int
     block_bytes: int
     memory_limit: int
+    kernel: str = ""  # kernel.describe(): the compiled kernel, or the fallback, why and what it costs
 
 
 @dataclass(frozen=True)
@@ -285,6 +286,8 @@ class TextReport(Report):
         yield (f"Block plan: {'x'.join(map(str, e.block))} output voxels per block, {e.n_blocks} blocks, "
                f"{e.workers} worker{'s' if e.workers != 1 else ''}, ~{format_bytes(e.block_bytes)} per block")
         yield f"Memory budget: {format_bytes(e.memory_limit)}"
+        if e.kernel:
+            yield f"Kernel: {e.kernel}"
 
     def _dryrun(self, e: DryRun):
         yield ""

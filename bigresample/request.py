@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import kernel
 from . import resampling
 from . import store as store_location
 from .bounds import ITK, parse_mode
@@ -87,6 +88,7 @@ class Request:
              dry_run=False, labels=False, antialias=False, levels=1, qc=None, scheduler=None,
              local_cluster=None, client=None, storage_options=None, resampler=None, executor=None, invocation=None) -> Request:
         """Check the arguments of ``bigresample.resample`` and return them as a request."""
+        kernel.check()  # BIGRESAMPLE_KERNEL: a value it does not know, or 'compiled' without the extension
         n_targets = sum(v is not None for v in (spacing, shape, reference))
         if n_targets != 1:
             raise UsageError("give the target as a spacing, a shape or a reference image, not several" if n_targets

@@ -341,19 +341,27 @@ def prefilter_planes(x: np.ndarray, out: np.ndarray, order: int, mode: str, axis
     n = x.shape[axis]
     if n < PLANEWISE_MIN_LEN:
         raise ValueError(f"line of {n} samples is too short for the planewise prefilter")
+    zs = poles(order)
+    return prefilter_recursions(x, out, axis, prefilter_gain(zs), zs, [start_horizon(z, n) for z in zs],
+                                start_kind(mode))
+
+
+def prefilter_recursions(x, out, axis: int, gain: float, zs, horizons, kind: str) -> np.ndarray:
+    """``prefilter_planes`` with its gain, poles ``zs``, their starts' ``horizons``
+    and start ``kind`` ('mirror', 'reflect', 'wrap') given: the compiled
+    ``kernel.prefilter_lines``' stand-in without the C extension
+    (``bigresample/_pykernel.py``), the same operations in the same order."""
+    n = x.shape[axis]
     lead = (slice(None),) * axis
 
     def P(i):
         return out[lead + (i,)]
 
-    zs = poles(order)
-    gain = prefilter_gain(zs)
     np.multiply(x, np.float64(gain), out=out)  # a strong float64: no float32 arithmetic
     tmp = np.empty(P(0).shape)
     acc = np.empty(P(0).shape)
-    kind = start_kind(mode)
-    for z in zs:
-        horizon = start_horizon(z, n)
+    for z, horizon in zip(zs, horizons):
+        z, horizon = float(z), int(horizon)
         # causal start
         if kind == "wrap":  # c0 + sum_{i>=1} z^i c[n-i]
             np.copyto(acc, P(0))

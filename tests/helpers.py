@@ -10,9 +10,15 @@ from pathlib import Path
 
 import nibabel as nib
 import numpy as np
+import pytest
 from scipy import ndimage
 
+from bigresample import kernel
 from bigresample.geometry import ReferenceGrid, make_grid, voxel_spacing
+
+#: A test of the C extension's own routes (interior spans, AVX2 reads): skipped when the
+#: fallback runs (BIGRESAMPLE_KERNEL=python, or no extension), which has none of them.
+compiled_only = pytest.mark.skipif(not kernel.COMPILED, reason=f"the fallback runs: {kernel.FALLBACK_WHY}")
 
 #: docs/grids-and-exactness.md, "Exactness": tolerance as a fraction of the input's range.
 TOLERANCE = {0: 0.0, 1: 1e-6, 2: 1e-5, 3: 1e-5, 4: 1e-5, 5: 1e-5}

@@ -13,7 +13,7 @@ from bigresample.engine import Resampler, Workspace
 from bigresample.geometry import make_grid
 from bigresample.splines import MODES
 
-from .helpers import blockwise
+from .helpers import blockwise, compiled_only
 
 TOL = {0: 0.0, 1: 1e-6, 2: 1e-5, 3: 1e-5, 4: 1e-5, 5: 1e-5}  # docs/grids-and-exactness.md, "Exactness"
 
@@ -289,6 +289,7 @@ def test_compiled_axis_sum_of_an_integer_output_in_pieces():
         np.testing.assert_array_equal(got, want)
 
 
+@compiled_only
 def test_compiled_axis_sum_refuses_taps_outside_the_line_and_wrong_types():
     from bigresample import kernel
 
@@ -486,6 +487,7 @@ def test_a_nan_cval_in_an_integer_volumes_pre_pad_warns_nothing():
         blockwise(Resampler(g, 3, "grid-constant", np.nan), data, (20, 40, 40), dtype=np.float32)
 
 
+@compiled_only
 @pytest.mark.parametrize("order", [0, 1, 3])
 def test_a_big_endian_source_gives_the_native_ones_values_bit_for_bit(order, monkeypatch):
     """A window in another byte order (a big-endian file on this machine) is

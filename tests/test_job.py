@@ -7,6 +7,7 @@ import sys
 
 import pytest
 
+from bigresample import kernel
 from bigresample.executors import Dask, Threads
 from bigresample.job import plan_job, preflight
 from bigresample.errors import DiskSpaceError
@@ -249,5 +250,6 @@ def test_the_text_report_renders_the_planning_events(tmp_path):
     assert lines[0] == f"Loading NIfTI-1 image: {tmp_path / 'in.nii'}"
     assert "Changing spacing: z=0.2" in lines
     assert "  z-axis: Downsampling (0.5000x)" in lines
-    assert lines[-2] == "Block plan: 40x30x1 output voxels per block, 10 blocks, 2 workers, ~65.6 KiB per block"
-    assert lines[-1] == "Memory budget: 953.7 MiB"
+    assert lines[-3] == "Block plan: 40x30x1 output voxels per block, 10 blocks, 2 workers, ~65.6 KiB per block"
+    assert lines[-2] == "Memory budget: 953.7 MiB"
+    assert lines[-1] == f"Kernel: {kernel.describe()}"

@@ -12,7 +12,7 @@ from bigresample.geometry import reference_grid
 from bigresample.splines import MODES, ORDERS
 from bigresample.transform import AffineResampler
 
-from .helpers import A_IN, assert_matches_reference, blockwise, rotation, whole
+from .helpers import A_IN, assert_matches_reference, blockwise, compiled_only, rotation, whole
 
 DTYPES = (np.float32, np.float64, np.int16, np.uint8)
 
@@ -168,6 +168,7 @@ def _check_prefilter(data, order, mode):
             assert np.array_equal(got, planes)
 
 
+@compiled_only
 @given(
     near=st.floats(-4, 4), m=st.floats(-1.5, 1.5), n=st.integers(2, 60),
     first=st.integers(0, 30), width=st.integers(1, 50), length=st.integers(1, 90), order=st.sampled_from(ORDERS),
@@ -198,6 +199,7 @@ def test_the_interior_span_holds_only_points_whose_taps_lie_in_the_window_and_vo
 
 
 @pytest.mark.slow
+@compiled_only
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("order", [0, 1, 3])
 def test_without_interior_spans_every_voxel_takes_scipys_route_and_agrees(order, mode, monkeypatch):

@@ -1,0 +1,80 @@
+"""The fallback for the C extension ``bigresample._kernel``: the same
+functions, with the same arguments, in numpy and scipy.  ``kernel.py``
+imports it in the extension's place when the extension was not built (no
+compiler at install time) or ``BIGRESAMPLE_KERNEL=python`` asks for it; the
+rest of bigresample does not know which one runs.
+
+* ``resample_block``: ``scipy.ndimage.map_coordinates`` on the block's
+  window (``prefilter=False``: at orders >= 2 the window holds the B-spline
+  coefficients already), one output plane at a time, with the coordinates
+  computed as scipy's ``affine_transform`` computes them
+  (``((offset + o_x m_0) + o_y m_1) + o_z m_2``, then ``+ prepad``) and
+  moved onto the window (minus ``first``: exact for the coordinates a window
+  holds).  scipy's own taps, weights and boundary rules: order 0 gives the
+  whole-array call's values bit for bit, the others within a few 1e-16 of
+  the range.  What the coordinates cost (24 bytes per voxel of a plane) is
+  one plane's, not the block's.
+* ``prefilter_lines``: ``splines.prefilter_recursions``, the numpy
+  recursions the C code was written from (the same values bit for bit).
+* ``axis_sum`` / ``axis_take``: numpy gathers and sums in the C code's order
+  (the separable engine calls its own ``engine._eval_axis_numpy`` instead;
+  these serve direct callers).
+
+``span`` (the C code's interior spans) has no counterpart: the fallback has
+no interior route.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import splines
+
+#: ``kernel.MODE_CODES`` the other way round.
+_MODES = ("nearest", "wrap", "reflect", "mirror", "constant", "grid-wrap", "grid-constant")
+#: ``kernel.PREFILTER_KINDS`` the other way round.
+_KINDS = ("mirror", "reflect", "wrap")
+
+
+def resample_block(data, out, matrix, offset, origin, first, length, pad, order, mode, cval, interior) -> int:
+    """``kernel.resample_block`` (the extension's arguments: lists for the
+    matrix, offset, origin, first and length); ``length`` and ``interior``
+    are not needed here (the window's edge at the volume's is where scipy's
+    boundary rules apply).  Returns 0: the taps lie in the window as planned."""
+    from scipy import ndimage
+
+    m = np.asarray(matrix, dtype=np.float64).reshape(3, 3)
+    bz, by, bx = out.shape
+    o = [np.arange(origin[a], origin[a] + n, dtype=np.float64) for a, n in enumerate((bx, by, bz))]
+    coords = np.empty((3, by, bx), dtype=np.float64)
+    row = np.empty((3, by, bx), dtype=np.float64)
+    for i in range(3):  # the x and y terms of every plane: scipy's order, then the z term per plane
+        np.add(offset[i] + o[0] * m[i, 0], (o[1] * m[i, 1])[:, None], out=row[i])
+    src = np.asarray(data).T  # (x, y, z): the order of the coordinates' axes
+    for k in range(bz):
+        for i in range(3):
+            np.add(row[i], o[2][k] * m[i, 2], out=coords[i])
+            if pad:
+                coords[i] += pad
+            coords[i] -= first[i]
+        ndimage.map_coordinates(src, coords, output=out[k], order=order, mode=_MODES[mode], cval=cval,
+                                prefilter=False)
+    return 0
+
+
+def prefilter_lines(a, gain, zs, horizons, kind, acc) -> None:
+    """``kernel.prefilter_lines``: along axis 1 of the 3-d float64 view ``a``, in place."""
+    splines.prefilter_recursions(a, a, 1, gain, zs, horizons, _KINDS[kind])
+
+
+def axis_sum(x, out, index, weights) -> None:
+    """``kernel.axis_sum``: the first tap's products in float64, each next one added, cast once."""
+    acc = np.multiply(x[:, index[:, 0], :], weights[:, 0][None, :, None], dtype=np.float64)
+    for t in range(1, index.shape[1]):
+        acc += np.multiply(x[:, index[:, t], :], weights[:, t][None, :, None], dtype=np.float64)
+    np.copyto(out, acc, casting="unsafe")
+
+
+def axis_take(x, out, index) -> None:
+    """``kernel.axis_take``: ``out[o, j, i] = x[o, index[j, 0], i]``."""
+    np.copyto(out, x[:, index[:, 0], :])
