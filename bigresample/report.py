@@ -12,6 +12,7 @@ field on an event and a line in ``TextReport``.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import singledispatchmethod
 from pathlib import Path
 from typing import Callable
 
@@ -202,16 +203,24 @@ class TextReport(Report):
         self.write = write
 
     def __call__(self, event) -> None:
-        for line in getattr(self, "_" + type(event).__name__.lower())(event):
+        for line in self.lines(event):
             self.write(line)
 
+    @singledispatchmethod
+    def lines(self, event):
+        """The lines of ``event``: the renderer registered for its type below."""
+        raise TypeError(f"TextReport has no lines for a {type(event).__name__} event")
+
+    @lines.register
     def _opening(self, e: Opening):
         yield f"Loading {e.format}: {e.path}"
 
+    @lines.register
     def _inputnotes(self, e: InputNotes):
         for line in e.lines:
             yield f"Note: {line}"
 
+    @lines.register
     def _targeted(self, e: Targeted):
         yield ""
         yield f"Original volume shape: {e.shape}"
@@ -229,6 +238,7 @@ class TextReport(Report):
         yield f"Target spacing (μm): {fmt3(e.target_mm * 1000, '.2f')}"
         yield ""
 
+    @lines.register
     def _gridchosen(self, e: GridChosen):
         if e.zoom is not None:
             yield f"Zoom factors: {fmt3(e.zoom, '.4f')}"
@@ -275,6 +285,7 @@ class TextReport(Report):
             yield ("Labels: the most frequent label among the input voxels of each output voxel's footprint "
                    "(ties: the smallest label), every output value an input label" + unused)
 
+    @lines.register
     def _planned(self, e: Planned):
         if e.smoothing is not None:
             if any(sg > 0 for sg in e.smoothing):
@@ -289,6 +300,7 @@ class TextReport(Report):
         if e.kernel:
             yield f"Kernel: {e.kernel}"
 
+    @lines.register
     def _dryrun(self, e: DryRun):
         yield ""
         yield "Dry run: nothing is read or written."
@@ -299,26 +311,32 @@ class TextReport(Report):
                f"(budget {format_bytes(e.memory_limit)})")
         yield f"  Disk: {'; '.join(e.disk)}"
 
+    @lines.register
     def _verdict(self, e: Verdict):
         yield ("Verdict: every check passed (size rules, free disk space, files beside the output); "
                "the run would go ahead.")
 
+    @lines.register
     def _started(self, e: Started):
         yield ""
         yield "Resampling volume..."
 
+    @lines.register
     def _oncluster(self, e: OnCluster):
         if e.store is not None:
             yield f"Cluster: {e.description}; zarr store {e.store}"
         else:
             yield f"Cluster: {e.description}; the workers write the blocks into {e.writes}"
 
+    @lines.register
     def _notresuming(self, e: NotResuming):
         yield f"Note: not resuming {e.what}: {e.why}; starting again."
 
+    @lines.register
     def _pyramid(self, e: Pyramid):
         yield f"Pyramid: {len(e.shapes)} levels, " + ", ".join("x".join(map(str, s)) for s in e.shapes)
 
+    @lines.register
     def _resumed(self, e: Resumed):
         if e.in_store:
             yield (f"Resumed: {e.done} of {e.total} blocks were already in the zarr store from an "
@@ -326,6 +344,7 @@ class TextReport(Report):
         else:
             yield f"Resumed: {e.done} of {e.total} blocks were already done by an interrupted run."
 
+    @lines.register
     def _finished(self, e: Finished):
         yield f"Resampled volume shape: {e.out_shape}"
         for a, n, m in zip("XYZ", e.in_shape, e.out_shape):
