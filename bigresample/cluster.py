@@ -82,7 +82,7 @@ def connect(scheduler: str | None = None, local_cluster: int | None = None, clie
 
 
 def _visible(paths, options=None):
-    from .store import display, is_url, problem
+    from .location import display, is_url, problem
 
     missing = []
     for p in paths:
@@ -101,7 +101,7 @@ def check_visible(client, paths, options: dict | None = None) -> int:
 
     Returns the number of workers.
     """
-    from .store import is_url
+    from .location import is_url
 
     paths = [p if is_url(p) else os.path.abspath(p) for p in paths]
     results = client.run(_visible, paths, *([options] if options else []))

@@ -16,7 +16,7 @@ import os
 import zlib
 from pathlib import Path
 
-from . import store
+from . import location
 from .errors import InputError, one_line
 
 try:  # ISA-L: a core dependency; zlib only if a platform lacks its wheel
@@ -79,7 +79,7 @@ def decompress(src, fd: int, limit: int, slack: int = TRAILING_SLACK, chunk: int
             more = len(fin.read(slack + 1)) if written == limit else 0  # to the end, when within bounds
     except Exception as exc:  # zlib.error, isal's error, EOFError, BadGzipFile...
         if from_store(exc):
-            raise InputError(f"{name}: reading failed: {store.why(exc)}") from None
+            raise InputError(f"{name}: reading failed: {location.why(exc)}") from None
         raise InputError(f"{name}: corrupted or truncated gzip stream ({one_line(exc)})") from None
     if more > slack:
         raise InputError(f"{name}: the gzip stream holds more than {slack} bytes past the {limit} bytes its "

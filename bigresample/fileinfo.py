@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import provenance
-from . import store
+from . import location
 from .inputs import open_input
 
 #: NIfTI-1 and -2 header classes by version
@@ -26,7 +26,7 @@ def describe(path, storage_options: dict | None = None) -> dict:
         hdr = vol.image.header
         version = None if vol.ome_attrs is not None else _nifti_version(hdr)
         out = {
-            "file": store.display(path),
+            "file": location.display(path),
             "format": vol.format,
             "nifti_version": version,
             "shape": [int(n) for n in vol.shape],

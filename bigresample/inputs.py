@@ -20,7 +20,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import ome
-from . import store
+from . import location
 from .errors import InputError
 from .nibabel_input import open_with_nibabel
 from .ome import open_ome
@@ -47,7 +47,7 @@ class OmeZarrInput(InputFormat):
     name = "OME-Zarr"
 
     def recognises(self, path, options):
-        return not store.is_url(path) and Path(path).is_dir() and ome.is_ome_zarr(path)
+        return not location.is_url(path) and Path(path).is_dir() and ome.is_ome_zarr(path)
 
     def open(self, path, *, role, options):
         return open_ome(path, role, options)
@@ -60,7 +60,7 @@ class UrlInput(InputFormat):
     name = "URL"
 
     def recognises(self, path, options):
-        return store.is_url(path)
+        return location.is_url(path)
 
     def open(self, path, *, role, options):
         return open_url(str(path), role, options)
@@ -72,7 +72,7 @@ class NibabelInput(InputFormat):
     name = "nibabel"
 
     def recognises(self, path, options):
-        return not store.is_url(path)
+        return not location.is_url(path)
 
     def open(self, path, *, role, options):
         return open_with_nibabel(Path(path), role)
@@ -104,7 +104,7 @@ def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "inpu
         fsspec options for a URL (``bigresample.store``).
     """
     options = storage_options or {}
-    if not store.is_url(path):
+    if not location.is_url(path):
         path = Path(path)
         if not path.exists():
             raise InputError(f"{role} file not found: {path}")

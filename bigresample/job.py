@@ -28,7 +28,7 @@ from . import labels as label_methods
 from . import provenance
 from . import resampling
 from . import safefs
-from . import store as store_location
+from . import location
 from .antialias import Smoothed
 from .antialias import sigmas as antialias_sigmas
 from .blocks import BlockSet
@@ -131,12 +131,12 @@ class Job:
     def _identity(self) -> dict:
         r, g = self.request, self.grid
         return {
-            "input": store_location.identity(self.volume.path, r.storage_options)
-            if store_location.is_url(self.volume.path) else input_identity(self.volume.path),
+            "input": location.identity(self.volume.path, r.storage_options)
+            if location.is_url(self.volume.path) else input_identity(self.volume.path),
             # the header written at the start of a partial NIfTI (a reference's forms and codes, ...), but
             # for its provenance record: a rerun (another date, other execution flags) resumes the same output
             "header": hashlib.sha256(header_bytes(provenance.without(self.header))).hexdigest(),
-            "output": store_location.display(r.output) if store_location.is_url(r.output)
+            "output": location.display(r.output) if location.is_url(r.output)
             else str(r.output.resolve()),
             "spacing": [repr(float(v)) for v in self.target],
             "reference": None if self.reference is None else [repr(float(v)) for v in g.homogeneous[:3].ravel()]
@@ -174,7 +174,7 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     ref = open_input(request.reference, read_data=False, role="reference", storage_options=opts) \
         if request.reference is not None else None
     vol = open_input(request.input, scratch_dir=request.scratch, read_data=False, storage_options=opts)
-    report(Opening(store_location.display(request.input), vol.format))
+    report(Opening(location.display(request.input), vol.format))
     for v in (ref, vol):
         if v is not None and v.notes:
             report(InputNotes(v.path, v.notes))
@@ -215,7 +215,7 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     record = provenance.document((previous["steps"] if previous else [])
                                  + [provenance.step(request, vol, ref, stages, out_dtype)])
     fmt.attach_provenance(header, record)
-    store = store_location.address(request.store_root, f".{store_location.name(request.output)}.bigresample.zarr")
+    store = location.address(request.store_root, f".{location.name(request.output)}.bigresample.zarr")
     sink = fmt.make_sink(request, vol, stages, header, out_dtype, store, executor, record)
     return Job(request=request, volume=vol, reference=ref, target_mm=target_mm, target=target, out_dtype=out_dtype,
                header=header, stages=tuple(stages), sink=sink, executor=executor, store=store, provenance=record)
@@ -225,10 +225,10 @@ def journal_path(request: Request) -> Path:
     """The first stage's journal: beside a local output; for an output at a
     URL, in the local scratch folder, named after the URL (so a rerun finds it)."""
     out = request.output
-    if not store_location.is_url(out):
+    if not location.is_url(out):
         return out.parent / f".{out.name}.bigresample-journal"
-    tag = hashlib.sha256(store_location.display(out).encode()).hexdigest()[:12]
-    return request.scratch / f".{store_location.name(out)}-{tag}.bigresample-journal"
+    tag = hashlib.sha256(location.display(out).encode()).hexdigest()[:12]
+    return request.scratch / f".{location.name(out)}-{tag}.bigresample-journal"
 
 
 def _target(request: Request, vol: InputVolume, ref, report: Report):
@@ -251,7 +251,7 @@ def _target(request: Request, vol: InputVolume, ref, report: Report):
     report(Targeted(vol.shape, cur_mm, vol.units, request.spacing_label, target_mm))
     r = request
     if g is not None:
-        report(GridChosen(g.grid, r.order, r.mode, r.cval, reference=store_location.display(ref.path),
+        report(GridChosen(g.grid, r.order, r.mode, r.cval, reference=location.display(ref.path),
                           reference_shape=tuple(g.out_shape), orientation=g.orientation().describe(),
                           labels=r.labels, asked_order=r.asked_order))
         return g, target_mm, g.output_spacing()
@@ -313,18 +313,18 @@ def preflight(job: Job) -> None:
     partial output, journal or store name is taken by something this user's
     bigresample did not make (a link planted in a shared folder: ``safefs``)."""
     r, vol = job.request, job.volume
-    remote_out = store_location.is_url(r.output)
+    remote_out = location.is_url(r.output)
     if not remote_out:
         safefs.check_leftover(job.sink.partial, want_dir=r.output_format.folder)
     for stage in job.stages:
         safefs.check_leftover(stage.journal)
-    if job.via_store and not store_location.is_url(job.store):
+    if job.via_store and not location.is_url(job.store):
         safefs.check_leftover(job.store, want_dir=True)
     # an object store answers (bucket, endpoint, credentials) before anything is computed
     if remote_out:
-        store_location.check_reachable(r.output, r.storage_options)
-    if job.via_store and store_location.is_url(job.store):
-        store_location.check_reachable(job.store, r.storage_options)
+        location.check_reachable(r.output, r.storage_options)
+    if job.via_store and location.is_url(job.store):
+        location.check_reachable(job.store, r.storage_options)
     out_bytes = job.out_bytes
     if vol.compressed:  # as attach_data will check it
         check_free_space(r.scratch, vol.decompressed_bytes, "decompressing the input")
@@ -335,7 +335,7 @@ def preflight(job: Job) -> None:
     if partial.is_file():
         need -= partial.stat().st_size
     what = f"the output ({format_bytes(out_bytes)} uncompressed)"
-    if job.via_store and not store_location.is_url(r.store_root):
+    if job.via_store and not location.is_url(r.store_root):
         if _same_filesystem(r.store_root, r.output.parent):
             need, what = need + out_bytes, what + f" and the zarr store ({format_bytes(out_bytes)})"
         else:
@@ -404,14 +404,14 @@ def dry_run(job: Job) -> DryRun:
     gz = r.output_format.compressed
     disk = [f"output {format_bytes(r.output_format.disk_bytes(file_bytes))}"
             + (" (compressed: an estimate)" if gz else "") + " in "
-            + (store_location.display(r.output) if store_location.is_url(r.output) else str(r.output.parent))]
+            + (location.display(r.output) if location.is_url(r.output) else str(r.output.parent))]
     if vol.copied:
         disk.append(f"input copied{' and decompressed' if vol.compressed else ''} {format_bytes(vol.data_bytes)} "
                     f"in {r.scratch} (removed afterwards)")
     elif vol.compressed:
         disk.append(f"decompressed input {format_bytes(vol.data_bytes)} in {r.scratch} (removed afterwards)")
     if job.via_store:
-        disk.append(f"zarr store {format_bytes(out_bytes)} in {store_location.display(r.store_root)}")
+        disk.append(f"zarr store {format_bytes(out_bytes)} in {location.display(r.store_root)}")
     return DryRun(out_shape=job.out_shape, dtype=job.out_dtype.name, out_bytes=out_bytes, block=plan.block,
                   n_blocks=len(job.blocks), workers=plan.workers, block_bytes=plan.block_bytes,
                   peak_bytes=_peak_bytes(job, plan, gz), memory_limit=r.memory_limit,

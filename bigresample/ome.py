@@ -21,7 +21,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from . import store
+from . import location
 from .errors import BigresampleError, InputError, one_line
 from .geometry import voxel_spacing
 from .volume import InputVolume, array_volume
@@ -90,10 +90,10 @@ def create_group(path, attrs: dict, options: dict | None = None) -> None:
     there (so that it can come last)."""
     import zarr
 
-    if store.is_url(path):
+    if location.is_url(path):
         # overwrite=False: zarr would otherwise delete the arrays below it
         zarr.create_group(str(path), attributes=attrs, zarr_format=3, overwrite=False,
-                          storage_options=store.storage_options(path, options))
+                          storage_options=location.storage_options(path, options))
         return
     group = zarr.open_group(str(path), mode="w", zarr_format=3)
     group.attrs.update(attrs)
@@ -157,15 +157,15 @@ class NgffWriter:
 def open_image(path, options: dict | None = None, level: int = 0) -> SpatialView:
     import zarr
 
-    addr = store.join(path, str(level))
-    return SpatialView(zarr.open_array(addr, mode="r", storage_options=store.storage_options(addr, options)))
+    addr = location.join(path, str(level))
+    return SpatialView(zarr.open_array(addr, mode="r", storage_options=location.storage_options(addr, options)))
 
 
 def written_scale(path, options: dict | None = None) -> list[float]:
     """The level-0 scale as written in the group's metadata (NGFF axis order)."""
     import zarr
 
-    group = zarr.open_group(str(path), mode="r", storage_options=store.storage_options(path, options))
+    group = zarr.open_group(str(path), mode="r", storage_options=location.storage_options(path, options))
     ms = group.attrs["ome"]["multiscales"][0]
     return list(ms["datasets"][0]["coordinateTransformations"][0]["scale"])
 
@@ -173,8 +173,8 @@ def written_scale(path, options: dict | None = None) -> list[float]:
 def is_ome_zarr(path, options: dict | None = None) -> bool:
     """True for a folder (or URL) holding zarr group metadata (v3 ``zarr.json``
     or v2 ``.zattrs``).  At a URL, StoreError when the store cannot be asked."""
-    if store.is_url(path):
-        return any(store.exists(store.join(path, meta), options) for meta in ("zarr.json", ".zattrs"))
+    if location.is_url(path):
+        return any(location.exists(location.join(path, meta), options) for meta in ("zarr.json", ".zattrs"))
     p = Path(path)
     return p.is_dir() and ((p / "zarr.json").is_file() or (p / ".zattrs").is_file())
 
@@ -202,12 +202,12 @@ def read_image(path, options: dict | None = None) -> OmeImage:
     import zarr
 
     try:
-        group = zarr.open_group(str(path), mode="r", storage_options=store.storage_options(path, options))
+        group = zarr.open_group(str(path), mode="r", storage_options=location.storage_options(path, options))
         attrs = dict(group.attrs)
     except Exception as exc:
         raise OmeError(f"not a zarr group ({_describe(exc, path, options)})") from None
     try:
-        return _read_multiscale(path if store.is_url(path) else Path(path), attrs, options)
+        return _read_multiscale(path if location.is_url(path) else Path(path), attrs, options)
     except OmeError:
         raise
     except (KeyError, IndexError, TypeError, ValueError, AttributeError) as exc:
@@ -218,7 +218,7 @@ def read_image(path, options: dict | None = None) -> OmeImage:
 
 def _describe(exc, path, options) -> str:
     """An exception from zarr in a few words; at a URL, without secrets."""
-    return store.why(exc, options) if store.is_url(path) else one_line(exc)
+    return location.why(exc, options) if location.is_url(path) else one_line(exc)
 
 
 def _read_multiscale(path, attrs: dict, options: dict | None = None) -> OmeImage:
@@ -244,9 +244,9 @@ def _read_multiscale(path, attrs: dict, options: dict | None = None) -> OmeImage
     rel = PurePosixPath(dataset["path"])
     if rel.is_absolute() or ".." in rel.parts or "://" in dataset["path"]:
         raise OmeError(f"level 0 path must lie inside the image folder; got {dataset['path']!r}")
-    addr = store.join(path, str(rel))
+    addr = location.join(path, str(rel))
     try:
-        array = zarr.open_array(addr, mode="r", storage_options=store.storage_options(addr, options))
+        array = zarr.open_array(addr, mode="r", storage_options=location.storage_options(addr, options))
     except Exception as exc:
         raise OmeError(f"cannot open level {dataset['path']!r} ({_describe(exc, path, options)})") from None
     if array.ndim != len(axes):
@@ -294,7 +294,7 @@ def open_ome(path, role: str, options: dict | None = None) -> InputVolume:
     try:
         im = read_image(path, options)
     except OmeError as exc:
-        raise InputError(f"{store.display(path)}: cannot read as OME-Zarr {role}: {exc}") from None
+        raise InputError(f"{location.display(path)}: cannot read as OME-Zarr {role}: {exc}") from None
     time_unit = next((a.get("unit") for a in im.extra_axes if a.get("type") == "time"), None)
     return array_volume(path, im.data, im.affine, units=im.units, format_name="OME-Zarr image",
                         extra_scales=[a["scale"] for a in im.extra_axes],

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from . import ome
 from . import provenance
-from . import store as store_location
+from . import location
 from .errors import BigresampleError
 from .errors import InputError
 from .nifti import header_bytes
@@ -101,7 +101,7 @@ class OmeZarrOutput(OutputFormat):
             ome.check_leading_axes(lead_axes)
         except ome.OmeError as exc:
             raise OutputFormatError(f"cannot write this image as OME-Zarr: {exc}; write .nii or .nii.gz") from None
-        attrs = ome.metadata(store_location.name(out)[: -len(kind)],
+        attrs = ome.metadata(location.name(out)[: -len(kind)],
                              [s.grid.output_affine(vol.affine) for s in stages], vol.units, lead_axes)
         if record is not None:
             attrs["bigresample"]["provenance"] = record
@@ -111,7 +111,7 @@ class OmeZarrOutput(OutputFormat):
 
 def _through_store(request, executor) -> bool:
     """A NIfTI goes through a zarr store where that is the point: kept, or a cluster's scratch on an object store."""
-    return request.keep_zarr or (executor.remote and store_location.is_url(request.store_root))
+    return request.keep_zarr or (executor.remote and location.is_url(request.store_root))
 
 
 class OutputFormatError(BigresampleError):

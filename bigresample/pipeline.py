@@ -29,7 +29,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from . import provenance
-from . import store as store_location
+from . import location
 from .job import Job, dry_run, plan_job, preflight
 from .volume import InputVolume
 from .qc import write_qc
@@ -202,9 +202,9 @@ def run_job(job: Job, report: Report, t_start: float) -> ResampleResult:
     _warn_if_labels(job)
     with job.executor as executor:
         if executor.remote:
-            out_root = r.output if store_location.is_url(r.output) else str(r.output.parent)
+            out_root = r.output if location.is_url(r.output) else str(r.output.parent)
             executor.check_visible([vol.data_file, r.store_root if job.via_store else out_root], r.storage_options)
-            report(OnCluster(executor.describe(), store_location.display(job.store) if job.via_store else None,
+            report(OnCluster(executor.describe(), location.display(job.store) if job.via_store else None,
                              job.sink.where(job.stages[0])))
         t0 = time.perf_counter()
         for stage in job.stages:
@@ -242,13 +242,13 @@ def _finish(job: Job, report: Report, timings: dict, t_start: float) -> Resample
                  in_spacing_mm=vol.spacing * vol.unit_to_mm, out_source=out_data, out_shape=out_shape,
                  out_affine=out_affine, out_spacing_mm=true_mm, in_slope=vol.slope, in_inter=vol.inter,
                  units=vol.units,
-                 title=f"{store_location.name(vol.path)} -> {store_location.name(r.output)}, "
+                 title=f"{location.name(vol.path)} -> {location.name(r.output)}, "
                        f"{INTERPOLATION_NAMES[r.order]}")
         timings["qc"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - t_start
     report(Finished(in_shape=vol.shape, out_shape=out_shape, grid=job.grid.grid, target_mm=job.target_mm,
                     true_mm=true_mm, verified_mm=verified_mm, nifti2=job.nifti2 and r.output_format.nifti_header,
-                    kept_store=store_location.display(job.store) if r.keep_zarr and job.via_store else None, stats=stats, qc=r.qc,
+                    kept_store=location.display(job.store) if r.keep_zarr and job.via_store else None, stats=stats, qc=r.qc,
                     timings=timings))
     return _result(job, verified_mm, out_shape, out_affine, timings, stats)
 
@@ -257,8 +257,8 @@ def _result(job: Job, verified_mm, out_shape=None, affine=None, timings=None, st
     r, vol, g = job.request, job.volume, job.grid
     to_mm = vol.unit_to_mm
     return ResampleResult(
-        input=store_location.display(vol.path),
-        output=store_location.display(r.output),
+        input=location.display(vol.path),
+        output=location.display(r.output),
         in_shape=tuple(vol.shape),
         out_shape=job.out_shape if out_shape is None else out_shape,
         in_spacing_mm=tuple(float(v) for v in vol.spacing * to_mm),

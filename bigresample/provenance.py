@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import kernel, store
+from . import kernel, location
 from ._version import __version__
 
 SCHEMA = 1
@@ -76,7 +76,7 @@ def command_line(argv) -> dict:
                 arg = f"{flag}={key}={MASK}" if sep else f"{flag}={MASK}"
             else:
                 secret = True
-        out.append(store.display(arg))
+        out.append(location.display(arg))
     return {"command": ["bigresample", *out]}
 
 
@@ -116,7 +116,7 @@ def json_safe(value):
     tuples and arrays as lists, numpy scalars as numbers, non-finite floats as
     strings ("nan", "inf"), anything else as its type's name."""
     if value is None or isinstance(value, (bool, str)):
-        return store.display(value) if isinstance(value, str) else value
+        return location.display(value) if isinstance(value, str) else value
     if isinstance(value, (int, np.integer)):
         return int(value)
     if isinstance(value, (float, np.floating)):
@@ -244,7 +244,7 @@ def step(request, vol, reference, stages, out_dtype, date: str | None = None) ->
             "antialias_sigmas": None if smoothing is None else _floats(smoothing),
             "kernel": "compiled" if kernel.COMPILED else "python",  # the fallback: bigresample/_pykernel.py
         },
-        "output": {"name": store.name(r.output), "format": r.kind,
+        "output": {"name": location.name(r.output), "format": r.kind,
                    "shape": [int(n) for n in g.out_shape] + [int(n) for n in vol.shape[3:]],
                    "dtype": np.dtype(out_dtype).name, "spacing": _floats(g.output_spacing(vol.spacing)),
                    "units": vol.units, "affine": _matrix(out_affine),
@@ -265,15 +265,15 @@ def _source(vol, options) -> dict:
     .img; None for a folder or when unknown) and the sha256 of its header
     (``header_digest``)."""
     digest, of = header_digest(vol)
-    return {"name": store.name(vol.path), "format": vol.format, "bytes": _size(vol, options),
+    return {"name": location.name(vol.path), "format": vol.format, "bytes": _size(vol, options),
             "header_sha256": digest, "header_digest_of": of}
 
 
 def _size(vol, options) -> int | None:
     path = vol.path
     try:
-        if store.is_url(path):
-            info = store.info(str(path), options)
+        if location.is_url(path):
+            info = location.info(str(path), options)
             return None if info.get("type") == "directory" else int(info.get("size"))
         if Path(path).is_dir():
             return None

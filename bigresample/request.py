@@ -18,7 +18,7 @@ import numpy as np
 
 from . import kernel
 from . import resampling
-from . import store as store_location
+from . import location
 from .bounds import ITK, parse_mode
 from .cluster import ClusterError
 from .executors import EXECUTORS
@@ -42,7 +42,7 @@ class Request:
     """A checked request.  ``spacing`` (x, y, z; None keeps an axis), ``shape``
     and ``reference`` are the three ways to name the target; exactly one is set."""
 
-    input: Path | str  # a URL stays a string (store.is_url)
+    input: Path | str  # a URL stays a string (location.is_url)
     output: Path | str
     kind: str  # the output's format: ".nii", ".nii.gz" or ".zarr"
     spacing: tuple[float | None, ...] | None
@@ -125,15 +125,15 @@ class Request:
             raise UsageError(f"workers must be >= 1; got {workers}")
         # scratch files (a copied or decompressed input, a URL output's journal) stay local:
         # --tmp-dir when it is a folder, else the output's folder, else the current one
-        if tmp_dir is not None and not store_location.is_url(str(tmp_dir)):
+        if tmp_dir is not None and not location.is_url(str(tmp_dir)):
             scratch = Path(tmp_dir)
         else:
-            scratch = Path.cwd() if store_location.is_url(out_path) else out_path.parent
+            scratch = Path.cwd() if location.is_url(out_path) else out_path.parent
         store_root = str(tmp_dir) if tmp_dir is not None else str(scratch)
-        why = store_location.problem(store_root, options, write=True)
+        why = location.problem(store_root, options, write=True)
         if why:
-            raise UsageError(f"--tmp-dir {'URL' if store_location.is_url(store_root) else 'folder'} "
-                             f"cannot be used: {store_location.display(store_root)}: {why}")
+            raise UsageError(f"--tmp-dir {'URL' if location.is_url(store_root) else 'folder'} "
+                             f"cannot be used: {location.display(store_root)}: {why}")
         if scheduler is not None and local_cluster is not None:
             raise ClusterError("give --scheduler or --local-cluster, not both")
         if local_cluster is not None and int(local_cluster) < 1:
@@ -222,7 +222,7 @@ def _check_levels(levels, kind: str, out_path: Path, reference) -> int:
     if not (isinstance(levels, (int, np.integer)) and levels >= 1):
         raise UsageError(f"--levels must be a whole number >= 1; got {levels!r}")
     if levels > 1 and not output_format(kind).pyramids:
-        raise UsageError(f"--levels needs an OME-Zarr output (.zarr); got {store_location.name(out_path)!r}")
+        raise UsageError(f"--levels needs an OME-Zarr output (.zarr); got {location.name(out_path)!r}")
     if reference is not None and levels > 1:
         raise UsageError("--levels needs a spacing or --shape: a reference image gives one grid")
     return int(levels)
@@ -249,7 +249,7 @@ def parse_storage_options(options) -> dict:
     out = {}
     for item in options:
         try:
-            key, value = store_location.parse_option(item)
+            key, value = location.parse_option(item)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         out[key] = value
@@ -258,7 +258,7 @@ def parse_storage_options(options) -> dict:
 
 def _location(value) -> Path | str:
     """A path as a Path; a URL kept as its string (a Path would fold its ``//``)."""
-    return str(value).rstrip("/") if store_location.is_url(str(value)) else Path(value)
+    return str(value).rstrip("/") if location.is_url(str(value)) else Path(value)
 
 
 def _check_urls(in_path, out_path, reference, tmp_dir, options: dict) -> None:
@@ -266,30 +266,30 @@ def _check_urls(in_path, out_path, reference, tmp_dir, options: dict) -> None:
     installed, an output that can be written there.  Connects to nothing."""
     for role, value, write in (("input", in_path, False), ("reference", reference, False),
                                ("output", out_path, True)):
-        if not store_location.is_url(value):
+        if not location.is_url(value):
             continue
         if role == "output" and not output_format(suffix_of(value)[0]).urls:
             raise UsageError(f"an output URL must be an OME-Zarr (.zarr): NIfTI files are written to a local "
-                             f"folder; got {store_location.display(value)}")
-        why = store_location.problem(value, options, write=write)
+                             f"folder; got {location.display(value)}")
+        why = location.problem(value, options, write=write)
         if why:
-            raise UsageError(f"{role} URL cannot be used: {store_location.display(value)}: {why}")
-    if options and not any(store_location.is_url(str(v)) for v in (in_path, out_path, reference, tmp_dir)
+            raise UsageError(f"{role} URL cannot be used: {location.display(value)}: {why}")
+    if options and not any(location.is_url(str(v)) for v in (in_path, out_path, reference, tmp_dir)
                            if v is not None):
         raise UsageError("--storage-option is for URLs (s3://..., gs://...), and no input, output, reference or "
                          "--tmp-dir is one")
 
 
 def _check_paths(in_path, out_path, reference) -> None:
-    if store_location.is_url(in_path) or store_location.is_url(out_path) or store_location.is_url(reference):
+    if location.is_url(in_path) or location.is_url(out_path) or location.is_url(reference):
         same = [r for r, v in (("input", in_path), ("reference", reference))
                 if v is not None and str(v).rstrip("/") == str(out_path).rstrip("/")]
         if same:
-            raise UsageError(f"output would overwrite the {same[0]}: {store_location.display(out_path)}")
-        if store_location.is_url(out_path):
+            raise UsageError(f"output would overwrite the {same[0]}: {location.display(out_path)}")
+        if location.is_url(out_path):
             return
-        in_path = Path("/nonexistent-url") if store_location.is_url(in_path) else in_path
-        reference = None if store_location.is_url(reference) else reference
+        in_path = Path("/nonexistent-url") if location.is_url(in_path) else in_path
+        reference = None if location.is_url(reference) else reference
     if in_path.resolve() == out_path.resolve() or _same_file(in_path, out_path):
         raise UsageError(f"output would overwrite the input: {out_path}")
     if reference is not None and (reference.resolve() == out_path.resolve() or _same_file(reference, out_path)):

@@ -51,7 +51,7 @@ import numpy as np
 
 from . import ome
 from . import safefs
-from . import store as store_location
+from . import location
 from .codec import gzip_member
 from .errors import BigresampleError, one_line
 from .geometry import voxel_spacing
@@ -401,8 +401,8 @@ def _open_store(address: str, layout: dict, done: dict, given: dict | None = Non
     run's fsspec options, for a URL."""
     import zarr
 
-    options = store_location.storage_options(address, given)
-    local = not store_location.is_url(address)
+    options = location.storage_options(address, given)
+    local = not location.is_url(address)
     if local:
         safefs.check_leftover(address, want_dir=True)
     array = None
@@ -449,13 +449,13 @@ class StoreThenNifti(_NiftiFile):
         self.store, self.keep, self.options = store, keep, options
 
     def where(self, stage) -> str:
-        return store_location.display(self.store)
+        return location.display(self.store)
 
     def kept_in(self, stage) -> str:
         return self.store
 
     def describe(self) -> str:
-        return f"the zarr store {store_location.display(self.store)}"
+        return f"the zarr store {location.display(self.store)}"
 
     def begin(self, stage, done):
         layout = store_layout(stage.blocks.shape, stage.blocks.block, self.header.get_data_dtype())
@@ -472,7 +472,7 @@ class StoreThenNifti(_NiftiFile):
 
     def cleanup(self) -> None:
         if not self.keep:
-            store_location.remove(self.store, self.options)
+            location.remove(self.store, self.options)
 
 
 def stream_store(array, path, hdr, progress) -> None:
@@ -511,7 +511,7 @@ class OmeZarr(Sink):
     remote = True
 
     def __init__(self, output, header, kind, attrs: dict, dtype, affine, options: dict | None = None):
-        self.url = store_location.is_url(output)
+        self.url = location.is_url(output)
         if self.url:
             self.output, self.header, self.kind, self.partial = output, header, kind, None
         else:
@@ -524,25 +524,25 @@ class OmeZarr(Sink):
         return self.output if self.url else self.partial
 
     def where(self, stage) -> str:
-        return store_location.display(store_location.join(self.root, str(stage.level)))
+        return location.display(location.join(self.root, str(stage.level)))
 
     kept_in = where
 
     def describe(self) -> str:
         if self.url:
-            return f"the arrays at {store_location.display(self.output)}"
+            return f"the arrays at {location.display(self.output)}"
         return super().describe()
 
     def begin(self, stage, done):
         if self.url:
             if stage.level == 0 and not done:
-                store_location.remove_image(self.output, self.options)
+                location.remove_image(self.output, self.options)
         elif stage.level == 0 and not (done and (self.partial / "zarr.json").exists()):
             done = {}
             safefs.make_dir(self.partial)
             ome.create_group(self.partial, self.attrs)
         layout = store_layout(stage.blocks.shape, stage.blocks.block, self.dtype, ngff=True)
-        array, done = _open_store(store_location.join(self.root, str(stage.level)), layout, done, self.options)
+        array, done = _open_store(location.join(self.root, str(stage.level)), layout, done, self.options)
         return StoreWriter(ome.NgffWriter(array)), done
 
     def finish(self, progress) -> None:

@@ -15,7 +15,7 @@ import nibabel as nib
 import numpy as np
 
 from . import ome
-from . import store
+from . import location
 from .codec import GZIP_MAGIC, copy_stream, decompress, from_store, open_gzip
 from .errors import BigresampleError, InputError, one_line
 from .nibabel_input import check_size, nibabel_volume, reader
@@ -29,21 +29,21 @@ def open_url(url: str, role: str, options: dict) -> InputVolume:
     """An input or reference at a URL: a NIfTI (``.nii``, ``.nii.gz``) whose
     header is read from the object's first bytes (the voxels are copied when
     attached), or an OME-Zarr read chunk by chunk through fsspec."""
-    where = store.display(url)
+    where = location.display(url)
     try:
         if url.lower().endswith((".nii", ".nii.gz")):
-            info = store.info(url, options)
+            info = location.info(url, options)
             if info.get("type") == "directory":
                 raise InputError(f"{role} {where} is a folder, not a .nii or .nii.gz object")
             vol = _nifti_from_url(url, role, options)
         elif ome.is_ome_zarr(url, options):
             return ome.open_ome(url, role, options)
-        elif not store.exists(url, options):
+        elif not location.exists(url, options):
             raise InputError(f"{role} not found: {where}")
         else:
             raise InputError(f"{where}: a {role} URL must be a .nii, a .nii.gz or an OME-Zarr (no zarr.json or "
                              ".zattrs there)")
-    except store.StoreError as exc:
+    except location.StoreError as exc:
         msg = str(exc)
         if msg.endswith(": not found"):
             raise InputError(f"{role} not found: {where}") from None
@@ -52,8 +52,8 @@ def open_url(url: str, role: str, options: dict) -> InputVolume:
 
 
 def _nifti_from_url(url: str, role: str, options: dict) -> InputVolume:
-    where = store.display(url)
-    fs, path = store.filesystem(url, options)
+    where = location.display(url)
+    fs, path = location.filesystem(url, options)
     try:
         with fs.open(path, "rb", block_size=2**20) as f:
             gz = f.read(2) == GZIP_MAGIC
@@ -75,7 +75,7 @@ def _nifti_from_url(url: str, role: str, options: dict) -> InputVolume:
         raise
     except Exception as exc:
         if from_store(exc):
-            raise InputError(f"cannot read the {role} {where}: {store.why(exc, options)}") from None
+            raise InputError(f"cannot read the {role} {where}: {location.why(exc, options)}") from None
         raise InputError(f"{where}: not a NIfTI nibabel can read ({one_line(exc)})") from None
     try:
         img = klass.from_bytes(head)
@@ -102,15 +102,15 @@ def _copy(vol: InputVolume, folder: Path, progress) -> str:
     proxy = vol.image.dataobj
     need = int(proxy.offset) + int(np.prod(proxy.shape, dtype=np.int64)) * proxy.dtype.itemsize
     check_free_space(folder, need, "copying the input")
-    base = store.name(vol.url)
+    base = location.name(vol.url)
     stem = base[:-3] if base.lower().endswith(".gz") else base
     fd, scratch = tempfile.mkstemp(prefix=".bigresample-", suffix=f"-{stem}", dir=folder)
     vol.scratch = Path(scratch)
-    where = store.display(vol.url)
+    where = location.display(vol.url)
     t0 = time.perf_counter()
     bar = progress(need, "copying input", unit="B") if progress is not None else contextlib.nullcontext()
     try:
-        fs, path = store.filesystem(vol.url, vol.url_options)
+        fs, path = location.filesystem(vol.url, vol.url_options)
         with bar, fs.open(path, "rb", block_size=8 * 2**20) as fin:
             on_bytes = getattr(bar, "update", None)
             if vol.url_gzip:
@@ -124,7 +124,7 @@ def _copy(vol: InputVolume, folder: Path, progress) -> str:
     except BaseException as exc:
         vol.close()
         if isinstance(exc, Exception) and not isinstance(exc, BigresampleError):
-            raise InputError(f"cannot read the input {where}: {store.why(exc, vol.url_options)}") from None
+            raise InputError(f"cannot read the input {where}: {location.why(exc, vol.url_options)}") from None
         raise
     vol.timings["copy"] = time.perf_counter() - t0
     return scratch

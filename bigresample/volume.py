@@ -17,7 +17,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-from . import store
+from . import location
 from .codec import is_gzip
 from .errors import InputError
 from .geometry import voxel_spacing
@@ -93,7 +93,7 @@ class InputVolume:
     @property
     def url(self) -> str | None:
         """The input's URL when it is read through fsspec."""
-        return self.path if store.is_url(self.path) else None
+        return self.path if location.is_url(self.path) else None
 
     @property
     def copied(self) -> bool:

@@ -325,10 +325,10 @@ def test_a_missing_protocol_library_names_the_pip_command(tmp_path):
 
 
 def test_a_url_is_shown_without_its_user_and_password():
-    from bigresample import store
+    from bigresample import location
 
-    assert store.display("https://user:pw@host/x.zarr") == "https://host/x.zarr"
-    assert store.display("s3://bucket/x.zarr") == "s3://bucket/x.zarr"
+    assert location.display("https://user:pw@host/x.zarr") == "https://host/x.zarr"
+    assert location.display("s3://bucket/x.zarr") == "s3://bucket/x.zarr"
 
 
 @pytest.mark.parametrize("bucket, key", [("bucket", "out.zarr"), ("lab-bucket", "bucket-test/out.zarr")])
@@ -337,7 +337,7 @@ def test_the_word_bucket_in_a_bucket_or_key_is_no_reason_to_refuse(tmp_path, s3,
     by words of a message that names the path: a bucket or key with "bucket"
     in its name is written, a missing key there is "not found", and a missing
     bucket is still "does not exist"."""
-    from bigresample import BigresampleError, store
+    from bigresample import BigresampleError, location
 
     endpoint, fs = s3
     if not fs.exists(bucket):
@@ -346,20 +346,20 @@ def test_the_word_bucket_in_a_bucket_or_key_is_no_reason_to_refuse(tmp_path, s3,
     make_volume(src)
     options = {"endpoint_url": endpoint}
     url = f"s3://{bucket}/{key}"
-    store.check_reachable(url, options)
+    location.check_reachable(url, options)
     resample(src, url, spacing=(None, None, 0.2), storage_options=options, tmp_dir=tmp_path)
     assert _zarr(url, endpoint).shape == (7, 20, 24)
     missing = f"s3://{bucket}/{key.replace('out.zarr', 'bucket.nii.gz')}"
     with pytest.raises(BigresampleError, match=f"^input not found: {missing}$"):
         resample(missing, tmp_path / "out.nii", spacing=(None, None, 0.2), storage_options=options)
     with pytest.raises(BigresampleError, match="^s3://labdata-gone/out.zarr: the bucket does not exist"):
-        store.check_reachable("s3://labdata-gone/out.zarr", options)
+        location.check_reachable("s3://labdata-gone/out.zarr", options)
 
 
 def test_store_errors_are_classified_by_type_and_code_never_by_the_words_of_their_message():
     from botocore.exceptions import ClientError
 
-    from bigresample import store
+    from bigresample import location
 
     def translated(code, status, message):
         exc = FileNotFoundError(message)
@@ -367,8 +367,8 @@ def test_store_errors_are_classified_by_type_and_code_never_by_the_words_of_thei
                                      "ResponseMetadata": {"HTTPStatusCode": status}}, "HeadObject")
         return exc
 
-    assert store.why(FileNotFoundError("bucket/bucket-test/in.nii.gz")) == "not found"
-    assert store.why(translated("NoSuchKey", 404, "The specified bucket key does not exist")) == "not found"
-    assert store.why(translated("NoSuchBucket", 404, "gone")) == "the bucket does not exist"
-    assert store.why(OSError("Unable to locate credentials for bucket")).startswith("OSError: ")
-    assert store.why(PermissionError("bucket")).startswith("access denied")
+    assert location.why(FileNotFoundError("bucket/bucket-test/in.nii.gz")) == "not found"
+    assert location.why(translated("NoSuchKey", 404, "The specified bucket key does not exist")) == "not found"
+    assert location.why(translated("NoSuchBucket", 404, "gone")) == "the bucket does not exist"
+    assert location.why(OSError("Unable to locate credentials for bucket")).startswith("OSError: ")
+    assert location.why(PermissionError("bucket")).startswith("access denied")

@@ -818,8 +818,8 @@ def test_a_url_sinks_storage_options_reach_every_store_call(tmp_path, monkeypatc
         return lambda *a, **k: seen.append((name, a[-1] if len(a) > 1 else k.get("given"))) or result
 
     opts = {"anon": False, "key": "k"}
-    monkeypatch.setattr(sinks.store_location, "remove_image", spy("remove_image"))
-    monkeypatch.setattr(sinks.store_location, "remove", spy("remove"))
+    monkeypatch.setattr(sinks.location, "remove_image", spy("remove_image"))
+    monkeypatch.setattr(sinks.location, "remove", spy("remove"))
     monkeypatch.setattr(sinks, "_open_store", lambda addr, layout, done, given=None: (
         seen.append(("open_store", given)) or (None, {})))
     monkeypatch.setattr(sinks.ome, "written_scale", spy("written_scale", [1.0, 2.0, 3.0]))
