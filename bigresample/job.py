@@ -12,6 +12,7 @@ answer at once, whatever the size asked for.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -35,7 +36,7 @@ from .executors import Executor, choose
 from .geometry import ReferenceGrid, make_grid, reference_grid
 from .journal import input_identity
 from .inputs import open_input
-from .nifti import InputError, InputVolume, check_free_space, header_bytes, output_header
+from .nifti import InputError, InputVolume, check_free_space, header_bytes, output_header, with_spacing
 from .plan import Plan, format_bytes, plan_blocks
 from .report import DryRun, GridChosen, InputNotes, Opening, Planned, Report, Targeted
 from .request import Request, UsageError
@@ -165,8 +166,9 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     opts = request.storage_options
     ref = open_input(request.reference, read_data=False, role="reference", storage_options=opts) \
         if request.reference is not None else None
-    vol = open_input(request.input, scratch_dir=request.scratch, read_data=False, storage_options=opts)
-    report(Opening(store_location.display(request.input), vol.format))
+    vol = given_spacing(request, open_input(request.input, scratch_dir=request.scratch, read_data=False,
+                                            storage_options=opts))
+    report(Opening(store_location.display(request.input), vol.format, vol.spacing_from))
     for v in (ref, vol):
         if v is not None and v.notes:
             report(InputNotes(v.path, v.notes))
@@ -207,6 +209,20 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     sink = fmt.make_sink(request, vol, stages, header, out_dtype, store, executor, record)
     return Job(request=request, volume=vol, reference=ref, target_mm=target_mm, target=target, out_dtype=out_dtype,
                header=header, stages=tuple(stages), sink=sink, executor=executor, store=store, provenance=record)
+
+
+def given_spacing(request: Request, vol: InputVolume) -> InputVolume:
+    """The input with ``--input-spacing`` applied, if given; refused in one line when neither the file
+    nor the option gives a spacing."""
+    if request.input_spacing is not None:
+        units = "micron" if request.units == "um" else "mm"
+        vol = with_spacing(vol, request.input_spacing, units, "--input-spacing")
+        return dataclasses.replace(vol, notes=tuple(n for n in vol.notes if not n.startswith("spacing: none")))
+    if vol.spacing_from is None:
+        vol.close()
+        raise InputError(f"{store_location.display(vol.path)}: the {vol.format} gives no voxel spacing: give it "
+                         f"with --input-spacing X Y Z (in --units, default mm)")
+    return vol
 
 
 def journal_path(request: Request) -> Path:

@@ -17,6 +17,7 @@ bits: a NIfTI-2 file is written when any dimension exceeds 32767.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import os
 import struct
 import tempfile
@@ -148,6 +149,9 @@ class InputVolume:
     ome_attrs: dict | None = field(default=None, repr=False)
     #: how the report names the format, when it is not nibabel's image class (``array_volume``)
     format_name: str | None = None
+    #: where the spacing came from, as the report, ``bigresample info`` and the provenance say it (the
+    #: header's pixdim, an OME-TIFF's PhysicalSize..., "--input-spacing"); None: the file gives none
+    spacing_from: str | None = "the header"
 
     @property
     def dtype(self) -> np.dtype:
@@ -310,6 +314,9 @@ class InputVolume:
         return getattr(self.source, "path", None) or str(self.path)
 
     def close(self) -> None:
+        close = getattr(self.source, "close", None) if self.format_name is not None else None
+        if close is not None:  # a format's reader holding files open (tiff.TiffArray)
+            close()
         if self.scratch is not None:
             self.scratch.unlink(missing_ok=True)
             self.scratch = None
@@ -594,7 +601,8 @@ def open_ome(path, role: str, options: dict | None = None) -> InputVolume:
     time_unit = next((a.get("unit") for a in im.extra_axes if a.get("type") == "time"), None)
     return array_volume(path, im.data, im.affine, units=im.units, format_name="OME-Zarr image",
                         extra_scales=[a["scale"] for a in im.extra_axes], time_unit=time_unit,
-                        extra_axes=im.extra_axes, ome_attrs=im.attrs if im.attrs is not None else {})
+                        extra_axes=im.extra_axes, ome_attrs=im.attrs if im.attrs is not None else {},
+                        spacing_from="the OME-Zarr multiscales scale")
 
 
 def array_volume(path, source, affine, *, units: str = "mm", format_name: str, extra_scales=(),
@@ -630,6 +638,31 @@ def array_volume(path, source, affine, *, units: str = "mm", format_name: str, e
     image = (nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image)(source, affine, hdr)
     return InputVolume(path=path, image=image, source=source, shape=shape, affine=affine, spacing=spacing,
                        units=units, slope=1.0, inter=0.0, notes=tuple(notes), format_name=format_name, **fields)
+
+
+def with_spacing(vol: InputVolume, spacing, units: str, source: str) -> InputVolume:
+    """``vol`` with the voxel spacing ``spacing`` (x, y, z, in ``units``: 'mm' or 'micron'), said to come
+    from ``source`` (``--input-spacing``): each axis of the affine (and of a NIfTI header's qform and sform)
+    keeps its direction and takes the new length; the origin is kept."""
+    spacing = np.asarray(spacing, dtype=np.float64)
+
+    def rescaled(a):
+        a = np.array(a, dtype=np.float64)
+        norms = voxel_spacing(a)
+        a[:3, :3] = a[:3, :3] / np.where(norms > 0, norms, 1.0) * spacing
+        return a
+    affine = rescaled(vol.affine)
+    hdr = vol.image.header
+    if isinstance(hdr, (nib.Nifti1Header, nib.Nifti2Header)):  # the output header is made from it
+        zooms = list(hdr.get_zooms())
+        hdr.set_zooms(list(spacing) + zooms[3:])
+        for get, put in ((hdr.get_qform, hdr.set_qform), (hdr.get_sform, hdr.set_sform)):
+            form, code = get(coded=True)
+            if code:
+                put(rescaled(form), int(code))
+        hdr.set_xyzt_units(units, hdr.get_xyzt_units()[1])
+    return dataclasses.replace(vol, affine=affine, spacing=voxel_spacing(affine), units=units,
+                               spacing_from=source)
 
 
 def _refuse_complex(path, dtype) -> None:

@@ -49,6 +49,7 @@ AXES = "xyz"
 class Opening:
     path: Path
     format: str  # "NIfTI-1 image", "MGH/MGZ image", "OME-Zarr image" (nifti.InputVolume.format)
+    spacing_from: str | None = "the header"  # where the input's spacing came from (nifti.InputVolume.spacing_from)
 
 
 @dataclass(frozen=True)
@@ -206,6 +207,8 @@ class TextReport(Report):
 
     def _opening(self, e: Opening):
         yield f"Loading {e.format}: {e.path}"
+        if e.spacing_from != "the header":  # a NIfTI's pixdim goes without saying
+            yield f"Spacing from {e.spacing_from}"
 
     def _inputnotes(self, e: InputNotes):
         for line in e.lines:
@@ -384,8 +387,16 @@ def info_lines(d: dict):
     axes = "x".join(map(str, d["shape"]))
     yield f"  Shape: {axes} ({' '.join(d['axes'])}), {d['dtype']}"
     unit = d["units"] if d["units"] != "unknown" else "unknown units"
-    yield f"  Spacing: {fmt3(d['spacing'], '.6g')} {unit}" + (f"; time in {d['time_units']}" if d.get("time_units")
-                                                             and len(d["shape"]) > 3 else "")
+    time = f"; time in {d['time_units']}" if d.get("time_units") and len(d["shape"]) > 3 else ""
+    source = d.get("spacing_from", "the header")
+    if source is None:
+        yield f"  Spacing: none in the file (a run needs --input-spacing X Y Z){time}"
+    else:
+        yield f"  Spacing: {fmt3(d['spacing'], '.6g')} {unit}{time}" + (
+            f" (from {source})" if source != "the header" else "")
+    for note in d.get("notes") or ():
+        if not note.startswith("spacing: none"):
+            yield f"  Note: {note}"
     if d["zooms"][:3] != d["spacing"][:3] or len(d["zooms"]) > 3:
         yield f"  Header zooms: {', '.join(format(z, '.6g') for z in d['zooms'])}"
     yield "  Affine:"
