@@ -37,7 +37,7 @@ from .geometry import ReferenceGrid, make_grid, reference_grid
 from .journal import input_identity
 from .inputs import open_input
 from .nifti import InputError, InputVolume, check_free_space, header_bytes, output_header, with_spacing
-from .plan import Plan, format_bytes, plan_blocks
+from .plan import Plan, format_bytes, plan_blocks, shard_plan
 from .report import DryRun, GridChosen, InputNotes, Opening, Planned, Report, Targeted
 from .request import Request, UsageError
 from .sinks import Sink
@@ -64,6 +64,10 @@ class Stage:
     plan: Plan
     blocks: BlockSet
     journal: Path
+    #: a sharded OME-Zarr's chunk and shard shapes (x, y, z voxels; ``plan.shard_plan``): each block is one
+    #: whole shard; None unsharded (each block is one chunk)
+    chunk: tuple[int, ...] | None = None
+    shard: tuple[int, ...] | None = None
 
     def source(self, data):
         """What this stage reads: the input's voxels ``data``, smoothed when anti-aliasing."""
@@ -298,7 +302,12 @@ def _stage(request: Request, vol: InputVolume, level: int, g, out_dtype, extra, 
     in_itemsize = 16 if smoothed else vol.dtype.itemsize
     plan = plan_blocks(resampler, in_itemsize, out_dtype.itemsize, r.memory_limit, r.workers, r.chunks, gzip=gzip,
                        stretches=stretches)
-    return Stage(level, g, resampler, smoothing, plan, BlockSet(tuple(g.out_shape) + extra, plan.block), journal)
+    chunk = shard = None
+    if r.shards is not None:  # the planned block is the chunk; the block run is a whole shard of them
+        chunk = plan.block
+        plan, shard = shard_plan(resampler, plan, r.shards, in_itemsize, out_dtype.itemsize)
+    return Stage(level, g, resampler, smoothing, plan, BlockSet(tuple(g.out_shape) + extra, plan.block), journal,
+                 chunk=chunk, shard=shard)
 
 
 def _label_grid(g):

@@ -231,3 +231,46 @@ def same_but_provenance(path) -> bytes:
     hdr = klass.from_fileobj(io.BytesIO(raw))
     assert provenance.from_header(hdr) is not None, f"{path}: no provenance record"
     return header_bytes(provenance.without(hdr)) + raw[int(hdr["vox_offset"]):]
+
+
+def bigresample_ome_groups(root):
+    """Every OME-Zarr group bigresample wrote under ``root`` (a ``zarr.json`` group whose attributes hold
+    both ``ome`` and ``bigresample``; hidden folders, partial outputs among them, left out)."""
+    import json
+    from pathlib import Path
+
+    found = []
+    for meta in Path(root).rglob("zarr.json"):
+        if any(part.startswith(".") for part in meta.relative_to(root).parts):
+            continue
+        try:
+            doc = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            continue
+        attrs = doc.get("attributes") or {}
+        if doc.get("node_type") == "group" and "ome" in attrs and "bigresample" in attrs:
+            found.append(meta.parent)
+    return found
+
+
+def validate_ngff(group_path) -> None:
+    """The OME-NGFF reference models (ome-zarr-models) accept the image at ``group_path`` as NGFF 0.5."""
+    import zarr
+    from ome_zarr_models.v05.image import Image
+
+    Image.from_zarr(zarr.open_group(str(group_path), mode="r"))
+
+
+@pytest.fixture(autouse=True)
+def _every_ome_zarr_written_is_valid_ngff(request):
+    """After each test that had a ``tmp_path``: every OME-Zarr bigresample wrote there validates
+    (ome-zarr-models), so no route (levels, labels, shards, URLs through file://) writes one that does not."""
+    yield
+    root = request.node.funcargs.get("tmp_path") if hasattr(request.node, "funcargs") else None
+    if root is None:
+        return
+    for group in bigresample_ome_groups(root):
+        try:
+            validate_ngff(group)
+        except Exception as exc:  # pydantic's ValidationError, or zarr's on a broken array
+            pytest.fail(f"{group}: not valid OME-NGFF 0.5: {' '.join(str(exc).split())[:400]}")
