@@ -552,8 +552,9 @@ class OmeZarr(Sink):
             done = {}
             safefs.make_dir(self.partial)
             ome.create_group(self.partial, self.attrs)
-        names = [a["name"] for a in self.attrs["ome"]["multiscales"][0]["axes"]]
-        if stage.shard is not None:
+        axes = self.attrs.get("ome", {}).get("multiscales", [{}])[0].get("axes")
+        names = [a["name"] for a in axes] if axes else None
+        if getattr(stage, "shard", None) is not None:  # a job.Stage; a test's stand-in may have none
             layout = store_layout(stage.blocks.shape, stage.chunk, self.dtype, ngff=True, shard=stage.shard,
                                   names=names)
         else:
