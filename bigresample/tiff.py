@@ -79,28 +79,71 @@ class TiffArray:
         self._local = threading.local()
 
 
+class RawSeries:
+    """An uncompressed series stored as one contiguous C-ordered block (``series.dataoffset``: what
+    tifffile writes, ImageJ hyperstacks, most BigTIFF stacks), read through a memory map of the file
+    opened when first read; picklable (the path, offset, shape and type).  tifffile's zarr view of such
+    a file decodes strip by strip, tens of times slower (benchmarks/bench_tiff.py)."""
+
+    def __init__(self, path, offset: int, shape, dtype):
+        self.path, self.offset, self.shape = str(path), int(offset), tuple(int(n) for n in shape)
+        self.stored = np.dtype(dtype)
+        self.dtype = self.stored.newbyteorder("=")
+        self._map = None
+
+    def __getstate__(self):
+        return {"path": self.path, "offset": self.offset, "shape": self.shape, "dtype": self.stored}
+
+    def __setstate__(self, state):
+        self.__init__(**state)
+
+    def __getitem__(self, index):
+        if self._map is None:
+            self._map = np.memmap(self.path, self.stored, "r", self.offset, self.shape)
+        return np.asarray(self._map[index], dtype=self.dtype)
+
+    def close(self) -> None:
+        self._map = None
+
+
+def _read_plane(name, tf, ys, xs):
+    """Rows ``ys`` and columns ``xs`` of the TIFF slice ``tf``: the rows read at their offsets when the page
+    is stored uncompressed in one piece, else the page decoded (one 2-D plane) and cut."""
+    page = tf.pages[0]
+    if page.is_contiguous and page.compression == 1 and page.dtype is not None:
+        h, w = page.shape[:2]
+        y0, y1, _ = ys.indices(h)
+        row = w * page.dtype.itemsize
+        fh = tf.filehandle
+        fh.seek(page.dataoffsets[0] + y0 * row)
+        raw = fh.read(max(0, y1 - y0) * row)
+        if len(raw) != max(0, y1 - y0) * row:
+            raise InputError(f"{name}: file is truncated: its rows {y0}-{y1} are not all there")
+        plane = np.frombuffer(raw, page.dtype.newbyteorder(tf.byteorder)).reshape(-1, w)
+        return plane[:, xs]
+    return page.asarray()[ys, xs]
+
+
 class SliceStack:
     """2-D TIFF slices, one file per z, seen as one (z, y, x) array; a read opens the slices of its z range
     one at a time and decodes only the rows (strips, tiles) it needs; picklable (the file names)."""
 
     def __init__(self, files, plane, dtype):
-        self.files, self.plane, self.dtype = [str(f) for f in files], tuple(plane), np.dtype(dtype)
+        self.files, self.plane, self.dtype = [str(f) for f in files], tuple(plane), np.dtype(dtype).newbyteorder("=")
         self.shape = (len(self.files),) + self.plane
 
     def __getitem__(self, index):
         zs, ys, xs = index
-        import zarr
-
         names = self.files[zs]
         out = None
         for k, name in enumerate(names):
             try:
                 with _tifffile().TiffFile(name) as tf:
                     page = tf.series[0]
-                    if tuple(page.shape) != self.plane or page.dtype != self.dtype:
+                    if tuple(page.shape) != self.plane or page.dtype.newbyteorder("=") != self.dtype:
                         raise InputError(f"{name}: slice is {page.dtype} {page.shape}, the stack's slices are "
                                          f"{self.dtype} {self.plane}")
-                    values = zarr.open_array(page.aszarr(), mode="r")[ys, xs]
+                    values = _read_plane(name, tf, ys, xs)
             except InputError:
                 raise
             except Exception as exc:
@@ -170,6 +213,7 @@ def open_tiff(path: Path, role: str):
         series = tf.series[0]
         _check_pages(path, tf, series)
         names, shape, dtype = series.axes, tuple(series.shape), series.dtype
+        contiguous = series.dataoffset if series.keyframe.compression == 1 else None
         try:
             order, extra = spatial_order(names, shape)
         except AxesError as exc:
@@ -180,7 +224,8 @@ def open_tiff(path: Path, role: str):
     for a in extra:
         if a["name"] == "t" and time_step:
             a["scale"], a["unit"] = time_step
-    view = AxesView(TiffArray(path, 0, shape, dtype), order)
+    raw = contiguous is not None and not np.dtype(dtype).hasobject
+    view = AxesView(RawSeries(path, contiguous, shape, dtype) if raw else TiffArray(path, 0, shape, dtype), order)
     return _volume(path, view, spacing, units, source, kind, extra,
                    [describe(names, shape, order, extra)])
 
