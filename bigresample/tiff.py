@@ -214,6 +214,7 @@ def open_tiff(path: Path, role: str):
         _check_pages(path, tf, series)
         names, shape, dtype = series.axes, tuple(series.shape), series.dtype
         contiguous = series.dataoffset if series.keyframe.compression == 1 else None
+        stored = np.dtype(dtype).newbyteorder(tf.byteorder)  # tifffile names the type, the file its byte order
         try:
             order, extra = spatial_order(names, shape)
         except AxesError as exc:
@@ -225,7 +226,7 @@ def open_tiff(path: Path, role: str):
         if a["name"] == "t" and time_step:
             a["scale"], a["unit"] = time_step
     raw = contiguous is not None and not np.dtype(dtype).hasobject
-    view = AxesView(RawSeries(path, contiguous, shape, dtype) if raw else TiffArray(path, 0, shape, dtype), order)
+    view = AxesView(RawSeries(path, contiguous, shape, stored) if raw else TiffArray(path, 0, shape, dtype), order)
     return _volume(path, view, spacing, units, source, kind, extra,
                    [describe(names, shape, order, extra)])
 

@@ -60,7 +60,8 @@ def test_an_imagej_hyperstack_takes_its_spacing_from_the_resolution_tags(tmp_pat
 
 
 @pytest.mark.parametrize("layout", [dict(tile=(16, 16), compression="zlib", bigtiff=True),
-                                    dict(rowsperstrip=3, compression="zlib"), dict(rowsperstrip=5)])
+                                    dict(rowsperstrip=3, compression="zlib"), dict(rowsperstrip=5),
+                                    dict(byteorder=">")])
 def test_bigtiff_tiled_striped_and_deflated_pages_read_region_by_region(tmp_path, layout):
     zyx = _stack((11, 37, 29), np.int16)
     src = tmp_path / "in.tif"
@@ -114,10 +115,10 @@ def test_lzw_pages_without_imagecodecs_are_refused_in_one_line_naming_it(tmp_pat
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.tif"]
 
 
-def _slices(folder, zyx, names=None):
+def _slices(folder, zyx, names=None, **kw):
     folder.mkdir()
     for k, plane in enumerate(zyx):
-        tifffile.imwrite(folder / (names[k] if names else f"slice_{k}.tif"), plane)
+        tifffile.imwrite(folder / (names[k] if names else f"slice_{k}.tif"), plane, **kw)
 
 
 def test_a_folder_of_slices_is_one_volume_in_natural_order_and_a_glob_too(tmp_path):
@@ -130,6 +131,10 @@ def test_a_folder_of_slices_is_one_volume_in_natural_order_and_a_glob_too(tmp_pa
     resample(str(tmp_path / "stack" / "slice_*.tif"), tmp_path / "glob.nii", spacing=(0.3, 0.3, 0.3),
              input_spacing=(0.2, 0.25, 0.4), order=3, chunks=(6, 5, 4))
     assert np.array_equal(nib.load(tmp_path / "glob.nii").dataobj, nib.load(out).dataobj)
+    _slices(tmp_path / "deflated", zyx, compression="zlib", tile=(16, 16), byteorder=">")  # decoded page by page
+    resample(tmp_path / "deflated", tmp_path / "deflated.nii", spacing=(0.3, 0.3, 0.3), input_spacing=(0.2, 0.25, 0.4),
+             order=3, chunks=(6, 5, 4))
+    assert np.array_equal(nib.load(tmp_path / "deflated.nii").dataobj, nib.load(out).dataobj)
     assert not list(tmp_path.glob(".*"))
 
 
