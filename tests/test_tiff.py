@@ -140,9 +140,10 @@ def test_a_folder_of_slices_is_one_volume_in_natural_order_and_a_glob_too(tmp_pa
 
 def test_the_readers_are_picklable_for_a_cluster_and_read_the_same_regions(tmp_path):
     zyx = _stack((5, 9, 8))
-    tifffile.imwrite(tmp_path / "in.tif", zyx, tile=(16, 16))
+    tifffile.imwrite(tmp_path / "in.tif", zyx, tile=(16, 16))  # tiled: through tifffile's zarr view
+    tifffile.imwrite(tmp_path / "raw.tif", zyx, photometric="minisblack")  # one contiguous block: a memory map
     _slices(tmp_path / "stack", zyx)
-    for path in (tmp_path / "in.tif", tmp_path / "stack"):
+    for path in (tmp_path / "in.tif", tmp_path / "raw.tif", tmp_path / "stack"):
         vol = open_input(path)
         copy = pickle.loads(pickle.dumps(vol.source))
         assert np.array_equal(copy[1:7, 2:9, 1:4], zyx.T[1:7, 2:9, 1:4])
