@@ -213,3 +213,24 @@ def test_a_slice_folder_with_mismatched_shapes_or_types_or_a_missing_slice_is_re
     _refused(capsys, tmp_path, tmp_path / "types", "slice_1.tif", "float64")
     _slices(tmp_path / "gap", zyx, names=["s001.tif", "s002.tif", "s004.tif", "s005.tif"])
     _refused(capsys, tmp_path, tmp_path / "gap", "slice number 3 is missing")
+
+
+def test_a_time_series_with_channels_keeps_t_and_c_as_a_5d_nifti_does(tmp_path):
+    """ImageJ's TZCYX becomes x, y, z, t, c (NIfTI's dimensions 4 and 5); an OME-Zarr output names them t, c."""
+    tzcyx = _stack((2, 5, 3, 12, 10))
+    src = tmp_path / "in.tif"
+    tifffile.imwrite(src, tzcyx, imagej=True, resolution=(2.0, 2.0),
+                     metadata={"axes": "TZCYX", "spacing": 1.0, "unit": "um", "finterval": 0.5})
+    vol = open_input(src, read_data=False)
+    assert vol.shape == (10, 12, 5, 2, 3) and [a["name"] for a in vol.extra_axes] == ["t", "c"]
+    out = tmp_path / "out.zarr"
+    resample(src, out, spacing=(0.7, 0.7, 0.7), units="um", order=1, chunks=(4, 5, 2))
+    import zarr
+    group = zarr.open_group(str(out), mode="r")
+    axes = group.attrs["ome"]["multiscales"][0]["axes"]
+    assert [a["name"] for a in axes] == ["t", "c", "z", "y", "x"] and axes[0]["unit"] == "second"
+    assert group.attrs["ome"]["multiscales"][0]["datasets"][0]["coordinateTransformations"][0]["scale"][0] == 0.5
+    got = np.asarray(group["0"][...]).transpose(4, 3, 2, 0, 1)  # t c z y x -> x y z t c
+    data = tzcyx.transpose(4, 3, 1, 0, 2)
+    g = make_grid(data.shape[:3], (0.5, 0.5, 1.0), (0.7, 0.7, 0.7), "center")
+    assert_matches_reference(got, scipy_reference(data, g, 1, "nearest"), data, 1)
