@@ -196,7 +196,8 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     first = _stage(request, vol, 0, grid, out_dtype, extra, journal, gzip=fmt.compressed,
                    stretches=fmt.compressed and fmt.members_on_cluster(request, executor))
     report(Planned(smoothing=first.smoothing, block=first.plan.block, n_blocks=len(first.blocks),
-                   workers=request.workers, block_bytes=first.plan.block_bytes, memory_limit=request.memory_limit))
+                   workers=request.workers, block_bytes=first.plan.block_bytes, memory_limit=request.memory_limit,
+                   chunk=first.chunk))
     # level k of a pyramid: the input resampled to 2^k times the spacing, on the same grid convention
     stages = [first] + [
         _stage(request, vol, k, make_grid(vol.shape[:3], vol.spacing, target * 2.0**k, request.grid), out_dtype,

@@ -93,6 +93,7 @@ class Planned:
     workers: int
     block_bytes: int
     memory_limit: int
+    chunk: tuple[int, ...] | None = None  # a sharded OME-Zarr's chunk (each block is one whole shard of them)
 
 
 @dataclass(frozen=True)
@@ -277,6 +278,9 @@ class TextReport(Report):
                 yield "Anti-aliasing: no axis is downsampled, nothing to smooth"
         yield (f"Block plan: {'x'.join(map(str, e.block))} output voxels per block, {e.n_blocks} blocks, "
                f"{e.workers} worker{'s' if e.workers != 1 else ''}, ~{format_bytes(e.block_bytes)} per block")
+        if e.chunk is not None:
+            yield (f"Shards: each block one whole shard of {'x'.join(map(str, e.chunk))}-voxel chunks "
+                   f"({e.n_blocks} shard files for level 0)")
         yield f"Memory budget: {format_bytes(e.memory_limit)}"
 
     def _dryrun(self, e: DryRun):

@@ -58,6 +58,15 @@ def test_shards_that_do_not_fit_the_budget_are_refused_in_one_line(tmp_path, cap
     assert "--shards needs an OME-Zarr output" in capsys.readouterr().err
 
 
+def test_the_report_says_each_block_is_a_shard(tmp_path, capsys):
+    make_volume(tmp_path / "in.nii", shape=(40, 30, 20))
+    assert main([str(tmp_path / "in.nii"), str(tmp_path / "out.zarr"), "--spacing", "0.1", "0.1", "0.2", "--chunks",
+                 "10", "10", "5", "--shards", "2", "3", "2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "Block plan: 20x30x10 output voxels per block, 2 blocks" in out
+    assert "Shards: each block one whole shard of 10x10x5-voxel chunks (2 shard files for level 0)" in out
+
+
 def test_auto_shards_keep_a_level_of_over_100000_chunks_under_the_stated_number_of_files(tmp_path):
     make_volume(tmp_path / "in.nii", shape=(61, 60, 48))
     job = plan_job(Request.make(tmp_path / "in.nii", tmp_path / "out.zarr", spacing=(0.06, 0.06, 0.06),
