@@ -251,15 +251,19 @@ def shard_plan(resampler: BlockResampler, chunk_plan: Plan, shards, in_itemsize:
                             f"per block; the budget {format_bytes(limit)} holds {format_bytes(budget)} for each of "
                             f"{workers} workers: give smaller --shards, fewer --workers or a larger --memory-limit")
         return plan, shard
+    # then on while a shard is smaller than the block the planner aims at (fewer, larger blocks run faster)
+    # and every worker still has blocks to take
+    target, enough = min(budget, resampler.target_block_bytes), resampler.min_blocks_per_worker * workers
     n, best = [1, 1, 1], plan_for((1, 1, 1))
     while True:
         along = [-(-m // (c * k)) for m, c, k in zip(out, chunk, n)]
-        if prod(along) <= MAX_SHARD_FILES:
-            return best
+        few = prod(along) <= MAX_SHARD_FILES
         axis = max(range(3), key=lambda a: along[a])
+        if along[axis] <= 1 or (few and (best[0].block_bytes >= target or prod(along) <= enough)):
+            return best
         trial = list(n)
         trial[axis] *= 2
         candidate = plan_for(trial)
-        if candidate[0].block_bytes > budget:
+        if candidate[0].block_bytes > (target if few else budget):
             return best
         n, best = trial, candidate
