@@ -97,6 +97,9 @@ def _target_options(g) -> None:
                     help="instead of a spacing: resample onto this image's grid (its shape and affine, "
                          "rotated or not); NIfTI or OME-Zarr")
     g.add_argument("--units", choices=("mm", "um"), default="mm", help="units of the spacing values (default mm)")
+    g.add_argument("--input-spacing", nargs=3, type=float, metavar=("X", "Y", "Z"),
+                    help="the input's voxel spacing (in --units), for a file that gives none (a plain TIFF, a "
+                         "slice folder, a plain Zarr array) or a wrong one")
 
 
 def _interpolation_options(g) -> None:
@@ -142,6 +145,9 @@ def _execution_options(g) -> None:
 def _output_options(g) -> None:
     """What else to produce or print."""
     g.add_argument("--compare", action="store_true", help="print min/max/mean/std of input and output")
+    g.add_argument("--shards", nargs="+", metavar="N",
+                     help="OME-Zarr output: zarr v3 shards of X Y Z chunks each, or 'auto' (at most 10,000 shard "
+                          "files per level); blocks are planned as whole shards")
     g.add_argument("--levels", type=int, default=1, metavar="N",
                      help="OME-Zarr output: a pyramid of N levels, level k at 2^k times the spacing (default 1)")
     g.add_argument("--qc", metavar="PNG",
@@ -422,6 +428,8 @@ def _options(args) -> dict:
         scheduler=args.scheduler,
         local_cluster=args.local_cluster,
         storage_options=args.storage_options,
+        input_spacing=args.input_spacing,
+        shards=args.shards,
         invocation=command_line(getattr(args, "argv", [])),
     )
 

@@ -24,7 +24,8 @@ def describe(path, storage_options: dict | None = None) -> dict:
     vol = open_input(path, read_data=False, role="image", storage_options=storage_options)
     try:
         hdr = vol.image.header
-        version = None if vol.ome_attrs is not None else _nifti_version(hdr)
+        # a format read through its own reader (OME-Zarr, TIFF, Zarr) has a NIfTI header made for the output only
+        version = None if vol.made_header else _nifti_version(hdr)
         out = {
             "file": location.display(path),
             "format": vol.format,
@@ -35,6 +36,8 @@ def describe(path, storage_options: dict | None = None) -> dict:
             "spacing": provenance.json_safe(vol.spacing),  # the affine's column norms, as a run uses them
             "zooms": _zooms(vol, hdr),  # as the header stores them (pixdim), every axis
             "units": vol.units,
+            "spacing_from": vol.spacing_from,  # None: the file gives none (--input-spacing does)
+            "notes": list(vol.notes),
             "time_units": _time_units(vol, hdr),
             "affine": provenance.json_safe(vol.affine),
             **_nifti_fields(hdr, version, vol),

@@ -10,13 +10,15 @@ ones, so a new container (a raw ``.npy``, a TIFF stack) is one class.  A
 format whose reader gives raw values region by region builds its volume with
 ``volume.array_volume``.
 
-Built in, in the order asked: OME-Zarr (a folder with NGFF metadata), a URL
-(a NIfTI or an OME-Zarr), and every file nibabel opens (NIfTI, Analyze,
-MGH/MGZ, MINC, PAR/REC, ECAT).
+Built in, in the order asked: a plain Zarr array (``plainzarr``: v2 or v3, a
+folder or a URL), OME-Zarr (a folder with NGFF metadata), a URL (a NIfTI or an
+OME-Zarr), a TIFF file and a folder or glob of TIFF slices (``tiff``), and
+every file nibabel opens (NIfTI, Analyze, MGH/MGZ, MINC, PAR/REC, ECAT).
 """
 
 from __future__ import annotations
 
+import glob
 from pathlib import Path
 
 from . import ome
@@ -78,8 +80,13 @@ class NibabelInput(InputFormat):
         return open_with_nibabel(Path(path), role)
 
 
+# the formats in their own modules subclass InputFormat (defined above; the package imports this module first)
+from .plainzarr import PlainZarrInput  # noqa: E402
+from .tiff import TiffInput, TiffSlicesInput  # noqa: E402
+
 #: the formats, asked in this order; ``register`` puts new ones first
-INPUTS: list[InputFormat] = [OmeZarrInput(), UrlInput(), NibabelInput()]
+INPUTS: list[InputFormat] = [PlainZarrInput(), OmeZarrInput(), UrlInput(), TiffInput(), TiffSlicesInput(),
+                             NibabelInput()]
 
 
 def register(fmt: InputFormat) -> None:
@@ -106,7 +113,7 @@ def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "inpu
     options = storage_options or {}
     if not location.is_url(path):
         path = Path(path)
-        if not path.exists():
+        if not path.exists() and not glob.has_magic(str(path)):  # a glob names TIFF slices (``tiff``)
             raise InputError(f"{role} file not found: {path}")
     fmt = next(f for f in INPUTS if f.recognises(path, options))
     vol = fmt.open(path, role=role, options=options)

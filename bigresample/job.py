@@ -12,6 +12,7 @@ answer at once, whatever the size asked for.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -40,8 +41,8 @@ from .inputs import open_input
 from .errors import InputError
 from .nifti import header_bytes, output_header
 from .safefs import check_free_space
-from .volume import InputVolume
-from .plan import Plan, format_bytes, plan_blocks
+from .volume import InputVolume, with_spacing
+from .plan import Plan, format_bytes, plan_blocks, shard_plan
 from .report import DryRun, GridChosen, InputNotes, Opening, Planned, Report, Targeted
 from .request import Request, UsageError
 from .sinks import Sink
@@ -68,6 +69,10 @@ class Stage:
     plan: Plan
     blocks: BlockSet
     journal: Path
+    #: a sharded OME-Zarr's chunk and shard shapes (x, y, z voxels; ``plan.shard_plan``): each block is one
+    #: whole shard; None unsharded (each block is one chunk)
+    chunk: tuple[int, ...] | None = None
+    shard: tuple[int, ...] | None = None
 
     def source(self, data):
         """What this stage reads: the input's voxels ``data``, smoothed when anti-aliasing."""
@@ -173,8 +178,9 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     opts = request.storage_options
     ref = open_input(request.reference, read_data=False, role="reference", storage_options=opts) \
         if request.reference is not None else None
-    vol = open_input(request.input, scratch_dir=request.scratch, read_data=False, storage_options=opts)
-    report(Opening(location.display(request.input), vol.format))
+    vol = given_spacing(request, open_input(request.input, scratch_dir=request.scratch, read_data=False,
+                                            storage_options=opts))
+    report(Opening(location.display(request.input), vol.format, vol.spacing_from))
     for v in (ref, vol):
         if v is not None and v.notes:
             report(InputNotes(v.path, v.notes))
@@ -202,7 +208,7 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
                    stretches=fmt.stretches_only(request, executor))
     report(Planned(smoothing=first.smoothing, block=first.plan.block, n_blocks=len(first.blocks),
                    workers=request.workers, block_bytes=first.plan.block_bytes, memory_limit=request.memory_limit,
-                   kernel=kernel.describe()))
+                   kernel=kernel.describe(), chunk=first.chunk))
     # level k of a pyramid: the input resampled to 2^k times the spacing, on the same grid convention
     stages = [first] + [
         _stage(request, vol, k, make_grid(vol.shape[:3], vol.spacing, target * 2.0**k, request.grid), out_dtype,
@@ -219,6 +225,20 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     sink = fmt.make_sink(request, vol, stages, header, out_dtype, store, executor, record)
     return Job(request=request, volume=vol, reference=ref, target_mm=target_mm, target=target, out_dtype=out_dtype,
                header=header, stages=tuple(stages), sink=sink, executor=executor, store=store, provenance=record)
+
+
+def given_spacing(request: Request, vol: InputVolume) -> InputVolume:
+    """The input with ``--input-spacing`` applied, if given; refused in one line when neither the file
+    nor the option gives a spacing."""
+    if request.input_spacing is not None:
+        units = "micron" if request.units == "um" else "mm"
+        vol = with_spacing(vol, request.input_spacing, units, "--input-spacing")
+        return dataclasses.replace(vol, notes=tuple(n for n in vol.notes if not n.startswith("spacing: none")))
+    if vol.spacing_from is None:
+        vol.close()
+        raise InputError(f"{location.display(vol.path)}: the {vol.format} gives no voxel spacing: give it "
+                         f"with --input-spacing X Y Z (in --units, default mm)")
+    return vol
 
 
 def journal_path(request: Request) -> Path:
@@ -294,7 +314,12 @@ def _stage(request: Request, vol: InputVolume, level: int, g, out_dtype, extra, 
     in_itemsize = 16 if smoothed else vol.dtype.itemsize
     plan = plan_blocks(resampler, in_itemsize, out_dtype.itemsize, r.memory_limit, r.workers, r.chunks, gzip=gzip,
                        stretches=stretches)
-    return Stage(level, g, resampler, smoothing, plan, BlockSet(tuple(g.out_shape) + extra, plan.block), journal)
+    chunk = shard = None
+    if r.shards is not None:  # the planned block is the chunk; the block run is a whole shard of them
+        chunk = plan.block
+        plan, shard = shard_plan(resampler, plan, r.shards, in_itemsize, out_dtype.itemsize)
+    return Stage(level, g, resampler, smoothing, plan, BlockSet(tuple(g.out_shape) + extra, plan.block), journal,
+                 chunk=chunk, shard=shard)
 
 
 def _label_grid(g):

@@ -21,6 +21,7 @@ partial file to the last journaled member and carries on from there.
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 from pathlib import Path
@@ -32,7 +33,13 @@ FORMAT = 1
 
 def input_identity(path) -> dict:
     """What tells an input apart from an edited one.  A folder (OME-Zarr) is
-    every file below it: chunks rewritten in place change no folder's stat."""
+    every file below it: chunks rewritten in place change no folder's stat.  A glob (TIFF slices) is
+    the files it matches."""
+    if glob.has_magic(str(path)) and not os.path.exists(path):
+        files = sorted(glob.glob(str(path)))
+        stats = [os.stat(f) for f in files]
+        return {"pattern": str(Path(path).absolute()), "files": files, "bytes": sum(st.st_size for st in stats),
+                "newest_mtime_ns": max((st.st_mtime_ns for st in stats), default=0)}
     st = os.stat(path)
     out = {
         "path": str(Path(path).resolve()),

@@ -299,4 +299,5 @@ def open_ome(path, role: str, options: dict | None = None) -> InputVolume:
     return array_volume(path, im.data, im.affine, units=im.units, format_name="OME-Zarr image",
                         extra_scales=[a["scale"] for a in im.extra_axes],
                         time_unit=TIME_UNITS_IN.get(time_unit, "sec"),
-                        extra_axes=im.extra_axes, ome_attrs=im.attrs if im.attrs is not None else {})
+                        extra_axes=im.extra_axes, ome_attrs=im.attrs if im.attrs is not None else {},
+                        spacing_from="the OME-Zarr multiscales scale")

@@ -80,7 +80,7 @@ def resample(
     dry_run: bool = False, labels: bool | str = False, antialias: bool = False, levels: int = 1, qc=None,
     scheduler: str | None = None, local_cluster: int | None = None, client=None, report: Report | None = None,
     storage_options: dict | None = None, resampler: str | None = None, executor: str | None = None,
-    invocation: dict | None = None,
+    invocation: dict | None = None, input_spacing: Sequence[float] | None = None, shards=None,
 ) -> ResampleResult:
     """Resample a NIfTI (or any nibabel spatial image) file to a new spacing.
 
@@ -159,6 +159,12 @@ def resample(
         default: local threads, or the cluster named).
     invocation : dict, optional
         How the output's provenance says the run was asked (default: this call).
+    input_spacing : 3 floats, optional
+        The input's voxel spacing (x, y, z, in ``units``), for a file that gives none (a plain TIFF, a
+        slice folder, a plain Zarr array) or a wrong one; the report and provenance say it was given.
+    shards : 3 ints or 'auto', optional
+        An OME-Zarr output in zarr v3 shards of this many chunks (x, y, z); 'auto': enough chunks per
+        shard that each level holds at most ``sinks.MAX_SHARD_FILES`` shard files.  Blocks are whole shards.
     """
     t_start = time.perf_counter()
     # what was asked, once: Request.make's keywords (tests/test_request.py holds the two signatures equal)
@@ -168,7 +174,7 @@ def resample(
         keep_zarr=keep_zarr, compare=compare, spacing_label=spacing_label, force=force, dry_run=dry_run,
         labels=labels, antialias=antialias, levels=levels, qc=qc, scheduler=scheduler,
         local_cluster=local_cluster, client=client, storage_options=storage_options, resampler=resampler,
-        executor=executor)
+        executor=executor, input_spacing=input_spacing, shards=shards)
     # the invocation, unless given, is this call and its arguments
     invocation = invocation or provenance.api_call(resample, {"input": input, "output": output, **asked})
     if report is None:

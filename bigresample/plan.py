@@ -220,3 +220,50 @@ def _halvings(n: int) -> list[int]:
     while out[-1] > 1:
         out.append(-(-out[-1] // 2))
     return out
+
+
+#: ``--shards auto``: grow the shards until a level holds at most this many shard files (or the budget stops it)
+MAX_SHARD_FILES = 10_000
+
+
+def shard_plan(resampler: BlockResampler, chunk_plan: Plan, shards, in_itemsize: int, out_itemsize: int,
+               reserve: int = 160 * 2**20) -> tuple[Plan, tuple[int, ...]]:
+    """A sharded output's plan: ``(plan, shard)``, the plan's block one whole shard (clipped to the output:
+    blocks and shards share the grid from 0, so no two workers write one shard), ``shard`` its shape in
+    voxels (``chunk_plan.block``, the chunk, times ``shards`` chunks per axis).  ``shards``: x, y, z chunks
+    per shard, refused in one line when a shard's block does not fit the budget with this many workers; or
+    "auto": doubled along the axis with the most shards until at most ``MAX_SHARD_FILES`` remain, while a
+    shard fits.  A shard's block also counts the encoded shard zarr assembles (its output bytes again)."""
+    out = tuple(resampler.grid.out_shape)
+    chunk, workers, limit = chunk_plan.block, chunk_plan.workers, chunk_plan.memory_limit
+    budget = max(1, (limit - reserve) // workers)
+
+    def plan_for(n):
+        shard = tuple(c * k for c, k in zip(chunk, n))
+        block = tuple(min(s, m) for s, m in zip(shard, out))
+        cost = block_bytes(resampler, block, in_itemsize, out_itemsize) + prod(block) * out_itemsize
+        return Plan(block, workers, limit, cost), shard
+
+    if shards != "auto":
+        plan, shard = plan_for(tuple(int(k) for k in shards))
+        if plan.block_bytes > budget:
+            raise PlanError(f"a shard of {'x'.join(map(str, shard))} voxels needs {format_bytes(plan.block_bytes)} "
+                            f"per block; the budget {format_bytes(limit)} holds {format_bytes(budget)} for each of "
+                            f"{workers} workers: give smaller --shards, fewer --workers or a larger --memory-limit")
+        return plan, shard
+    # then on while a shard is smaller than the block the planner aims at (fewer, larger blocks run faster)
+    # and every worker still has blocks to take
+    target, enough = min(budget, resampler.target_block_bytes), resampler.min_blocks_per_worker * workers
+    n, best = [1, 1, 1], plan_for((1, 1, 1))
+    while True:
+        along = [-(-m // (c * k)) for m, c, k in zip(out, chunk, n)]
+        few = prod(along) <= MAX_SHARD_FILES
+        axis = max(range(3), key=lambda a: along[a])
+        if along[axis] <= 1 or (few and (best[0].block_bytes >= target or prod(along) <= enough)):
+            return best
+        trial = list(n)
+        trial[axis] *= 2
+        candidate = plan_for(trial)
+        if candidate[0].block_bytes > (target if few else budget):
+            return best
+        n, best = trial, candidate

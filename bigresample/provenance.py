@@ -229,7 +229,8 @@ def step(request, vol, reference, stages, out_dtype, date: str | None = None) ->
         "date": date or now(),
         "invocation": r.invocation,
         "input": {**_source(vol, r.storage_options), "shape": list(vol.shape), "dtype": vol.dtype.name,
-                  "spacing": _floats(vol.spacing), "units": vol.units, "affine": _matrix(vol.affine)},
+                  "spacing": _floats(vol.spacing), "units": vol.units, "affine": _matrix(vol.affine),
+                  "spacing_from": vol.spacing_from},
         "reference": None if reference is None else {
             **_source(reference, r.storage_options), "shape": list(reference.shape[:3]),
             "affine": _matrix(reference.affine), "units": reference.units},

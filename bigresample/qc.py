@@ -91,7 +91,7 @@ def world_plane(source, shape, affine, to_mm: float, axis: int, at_mm: float, sl
     return values.reshape(nb, na), (lo[a], lo[a] + na * step, lo[b], lo[b] + nb * step)
 
 
-#: How a panel's subtitle names a header's spatial units (``nifti.InputVolume.units``), and the unit's size in mm
+#: How a panel's subtitle names a header's spatial units (``volume.InputVolume.units``), and the unit's size in mm
 UNIT_NAMES = {"mm": ("mm", 1.0), "micron": ("um", 1e-3), "meter": ("m", 1e3), "unknown": ("(unknown units)", 1.0)}
 
 

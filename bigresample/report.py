@@ -50,6 +50,7 @@ AXES = "xyz"
 class Opening:
     path: Path
     format: str  # "NIfTI-1 image", "MGH/MGZ image", "OME-Zarr image" (volume.InputVolume.format)
+    spacing_from: str | None = "the header"  # where the input's spacing came from (volume.InputVolume.spacing_from)
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,7 @@ class Planned:
     block_bytes: int
     memory_limit: int
     kernel: str = ""  # kernel.describe(): the compiled kernel, or the fallback, why and what it costs
+    chunk: tuple[int, ...] | None = None  # a sharded OME-Zarr's chunk (each block is one whole shard of them)
 
 
 @dataclass(frozen=True)
@@ -214,6 +216,8 @@ class TextReport(Report):
     @lines.register
     def _opening(self, e: Opening):
         yield f"Loading {e.format}: {e.path}"
+        if e.spacing_from != "the header":  # a NIfTI's pixdim goes without saying
+            yield f"Spacing from {e.spacing_from}"
 
     @lines.register
     def _inputnotes(self, e: InputNotes):
@@ -296,6 +300,9 @@ class TextReport(Report):
                 yield "Anti-aliasing: no axis is downsampled, nothing to smooth"
         yield (f"Block plan: {'x'.join(map(str, e.block))} output voxels per block, {e.n_blocks} blocks, "
                f"{e.workers} worker{'s' if e.workers != 1 else ''}, ~{format_bytes(e.block_bytes)} per block")
+        if e.chunk is not None:
+            yield (f"Shards: each block one whole shard of {'x'.join(map(str, e.chunk))}-voxel chunks "
+                   f"({e.n_blocks} shard files for level 0)")
         yield f"Memory budget: {format_bytes(e.memory_limit)}"
         if e.kernel:
             yield f"Kernel: {e.kernel}"
@@ -418,8 +425,16 @@ def info_lines(d: dict):
     axes = "x".join(map(str, d["shape"]))
     yield f"  Shape: {axes} ({' '.join(d['axes'])}), {d['dtype']}"
     unit = d["units"] if d["units"] != "unknown" else "unknown units"
-    yield f"  Spacing: {fmt3(d['spacing'], '.6g')} {unit}" + (f"; time in {d['time_units']}" if d.get("time_units")
-                                                             and len(d["shape"]) > 3 else "")
+    time = f"; time in {d['time_units']}" if d.get("time_units") and len(d["shape"]) > 3 else ""
+    source = d.get("spacing_from", "the header")
+    if source is None:
+        yield f"  Spacing: none in the file (a run needs --input-spacing X Y Z){time}"
+    else:
+        yield f"  Spacing: {fmt3(d['spacing'], '.6g')} {unit}{time}" + (
+            f" (from {source})" if source != "the header" else "")
+    for note in d.get("notes") or ():
+        if not note.startswith("spacing: none"):
+            yield f"  Note: {note}"
     if d["zooms"][:3] != d["spacing"][:3] or len(d["zooms"]) > 3:
         yield f"  Header zooms: {', '.join(format(z, '.6g') for z in d['zooms'])}"
     yield "  Affine:"

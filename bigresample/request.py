@@ -80,13 +80,18 @@ class Request:
     resampler: str = resampling.DEFAULT
     #: how the run was asked, as the output's provenance records it (``provenance.command_line``/``api_call``)
     invocation: dict | None = None
+    #: the input's voxel spacing (x, y, z, in ``units``) when its file gives none or a wrong one
+    input_spacing: tuple[float, float, float] | None = None
+    #: an OME-Zarr output's shard shape in chunks (x, y, z), "auto" (``sinks.default_shards``) or None (unsharded)
+    shards: tuple[int, int, int] | str | None = None
 
     @classmethod
     def make(cls, input, output, *, spacing=None, shape=None, reference=None, units="mm", order=None,
              grid="center", mode=None, cval=0.0, dtype=None, chunks=None, memory_limit=None,
              workers=None, tmp_dir=None, keep_zarr=False, compare=False, spacing_label=None, force=False,
              dry_run=False, labels=False, antialias=False, levels=1, qc=None, scheduler=None,
-             local_cluster=None, client=None, storage_options=None, resampler=None, executor=None, invocation=None) -> Request:
+             local_cluster=None, client=None, storage_options=None, resampler=None, executor=None, invocation=None,
+             input_spacing=None, shards=None) -> Request:
         """Check the arguments of ``bigresample.resample`` and return them as a request."""
         kernel.check()  # BIGRESAMPLE_KERNEL: a value it does not know, or 'compiled' without the extension
         n_targets = sum(v is not None for v in (spacing, shape, reference))
@@ -94,6 +99,7 @@ class Request:
             raise UsageError("give the target as a spacing, a shape or a reference image, not several" if n_targets
                              else "no spacing given: give spacing=(x, y, z), shape=(x, y, z) or reference=IMAGE")
         spacing = parse_spacing(spacing) if spacing is not None else None
+        input_spacing = parse_input_spacing(input_spacing)
         shape = parse_shape(shape) if shape is not None else None
         if units not in UNITS:
             raise UsageError(f"units must be 'mm' or 'um'; got {units!r}")
@@ -115,6 +121,7 @@ class Request:
         _check_urls(in_path, out_path, ref_path, tmp_dir, options)
         kind = suffix_of(out_path)[0]
         levels = _check_levels(levels, kind, out_path, reference)
+        shards = parse_shards(shards, kind, out_path)
         if reference is not None and grid != "center":
             raise UsageError(f"--grid {grid} has no meaning with --reference (the reference's grid is used)")
         qc = _check_qc(qc)
@@ -150,6 +157,7 @@ class Request:
             scheduler=scheduler, local_cluster=None if local_cluster is None else int(local_cluster),
             client=client, storage_options=options, resampler=_resampler(resampler),
             executor=_executor(executor, scheduler, local_cluster, client), invocation=invocation,
+            input_spacing=input_spacing, shards=shards,
         )
 
     @property
@@ -199,6 +207,39 @@ def parse_spacing(spacing) -> tuple[float | None, ...]:
             raise UsageError(f"{axis}-spacing must be finite and > 0; got {v!r}")
         out.append(f)
     return tuple(out)
+
+
+def parse_input_spacing(spacing) -> tuple[float, float, float] | None:
+    """``--input-spacing X Y Z``: three numbers > 0 (every axis: it replaces the file's), or None."""
+    if spacing is None:
+        return None
+    values = list(spacing)
+    if len(values) != 3 or any(v is None for v in values):
+        raise UsageError(f"--input-spacing needs 3 values (x y z); got {' '.join(map(str, values))}")
+    try:
+        return parse_spacing(values)
+    except UsageError as exc:
+        raise UsageError(f"--input-spacing: {exc}") from None
+
+
+def parse_shards(shards, kind: str, out_path) -> tuple[int, int, int] | str | None:
+    """``--shards``: None (unsharded), "auto" or three whole numbers >= 1 (chunks per shard, x y z); an
+    OME-Zarr output only."""
+    if shards is None:
+        return None
+    if not output_format(kind).pyramids:
+        raise UsageError(f"--shards needs an OME-Zarr output (.zarr); got {location.name(out_path)!r}")
+    if isinstance(shards, str):
+        if shards != "auto":
+            raise UsageError(f"--shards must be 'auto' or three whole numbers (x y z, in chunks); got {shards!r}")
+        return "auto"
+    values = list(shards)
+    if len(values) == 1 and values[0] == "auto":
+        return "auto"
+    try:
+        return parse_shape(values)
+    except UsageError as exc:
+        raise UsageError(str(exc).replace("--shape", "--shards")) from None
 
 
 def parse_shape(shape) -> tuple[int, int, int]:

@@ -411,7 +411,8 @@ def _open_store(address: str, layout: dict, done: dict, given: dict | None = Non
             array = zarr.open_array(address, mode="r+", storage_options=options)
         except (FileNotFoundError, ValueError, KeyError):
             array = None
-        if array is not None and (array.shape, array.chunks, array.dtype) != tuple(layout.values()):
+        if array is not None and ((array.shape, array.chunks, array.dtype, array.shards) !=
+                                  (layout["shape"], layout["chunks"], layout["dtype"], layout.get("shards"))):
             array = None
     if array is None:
         done = {}
@@ -422,16 +423,26 @@ def _open_store(address: str, layout: dict, done: dict, given: dict | None = Non
     return array, done
 
 
-def store_layout(out_shape, block, dtype, ngff: bool = False) -> dict:
+def store_layout(out_shape, block, dtype, ngff: bool = False, shard=None, names=None) -> dict:
     """A zarr array whose chunks are the blocks: in file order (axes reversed,
     C-ordered: the chunks are the blocks' bytes as they go into the NIfTI), or
-    in NGFF order (leading axes such as ``t, c`` in order, then ``z, y, x``)."""
-    chunks = tuple(block) + (1,) * (len(out_shape) - len(block))
-    order = list(range(len(out_shape)))[::-1]
+    in NGFF order (leading axes such as ``t, c`` in order, then ``z, y, x``).
+    ``shard``: a sharded array, ``block`` its chunk and ``shard`` its shards
+    (``plan.shard_plan``: each block a whole shard).  ``names``: the axes'
+    ``dimension_names`` in the array's order (NGFF 0.5 requires them)."""
+    n = len(out_shape)
+    chunks = tuple(block) + (1,) * (n - len(block))
+    order = list(range(n))[::-1]
     if ngff:
-        order = list(range(3, len(out_shape))) + [2, 1, 0]
-    return dict(shape=tuple(out_shape[k] for k in order), chunks=tuple(chunks[k] for k in order),
-                dtype=np.dtype(dtype))
+        order = list(range(3, n)) + [2, 1, 0]
+    layout = dict(shape=tuple(out_shape[k] for k in order), chunks=tuple(chunks[k] for k in order),
+                  dtype=np.dtype(dtype))
+    if shard is not None:
+        shards = tuple(shard) + (1,) * (n - len(shard))
+        layout["shards"] = tuple(shards[k] for k in order)
+    if names is not None:
+        layout["dimension_names"] = tuple(names)
+    return layout
 
 
 class StoreThenNifti(_NiftiFile):
@@ -541,7 +552,13 @@ class OmeZarr(Sink):
             done = {}
             safefs.make_dir(self.partial)
             ome.create_group(self.partial, self.attrs)
-        layout = store_layout(stage.blocks.shape, stage.blocks.block, self.dtype, ngff=True)
+        axes = self.attrs.get("ome", {}).get("multiscales", [{}])[0].get("axes")
+        names = [a["name"] for a in axes] if axes else None
+        if getattr(stage, "shard", None) is not None:  # a job.Stage; a test's stand-in may have none
+            layout = store_layout(stage.blocks.shape, stage.chunk, self.dtype, ngff=True, shard=stage.shard,
+                                  names=names)
+        else:
+            layout = store_layout(stage.blocks.shape, stage.blocks.block, self.dtype, ngff=True, names=names)
         array, done = _open_store(location.join(self.root, str(stage.level)), layout, done, self.options)
         return StoreWriter(ome.NgffWriter(array)), done
 

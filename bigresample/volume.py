@@ -11,6 +11,7 @@ formats that open volumes are in ``inputs`` (the registry), ``nibabel_input``,
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -60,6 +61,11 @@ class InputVolume:
     attacher: object = field(default=None, repr=False)
     #: the data can only be read whole (``nibabel_input.SlicedProxy`` over a proxy without slicing)
     whole: bool = False
+    #: where the spacing came from, as the report, ``bigresample info`` and the provenance say it (the
+    #: header's pixdim, an OME-TIFF's PhysicalSize..., "--input-spacing"); None: the file gives none
+    spacing_from: str | None = "the header"
+    #: the NIfTI header was made from the geometry (``array_volume``), not read from the file
+    made_header: bool = False
 
     @property
     def dtype(self) -> np.dtype:
@@ -140,6 +146,9 @@ class InputVolume:
         return getattr(self.source, "path", None) or str(self.path)
 
     def close(self) -> None:
+        close = getattr(self.source, "close", None) if self.made_header else None
+        if close is not None:  # a format's reader holding files open (tiff.TiffArray)
+            close()
         if self.scratch is not None:
             self.scratch.unlink(missing_ok=True)
             self.scratch = None
@@ -178,7 +187,33 @@ def array_volume(path, source, affine, *, units: str = "mm", format_name: str, e
     hdr.set_sform(affine, 2)
     image = (nib.Nifti2Image if isinstance(hdr, nib.Nifti2Header) else nib.Nifti1Image)(source, affine, hdr)
     return InputVolume(path=path, image=image, source=source, shape=shape, affine=affine, spacing=spacing,
-                       units=units, slope=1.0, inter=0.0, notes=tuple(notes), format_name=format_name, **fields)
+                       units=units, slope=1.0, inter=0.0, notes=tuple(notes), format_name=format_name,
+                       made_header=True, **fields)
+
+
+def with_spacing(vol: InputVolume, spacing, units: str, source: str) -> InputVolume:
+    """``vol`` with the voxel spacing ``spacing`` (x, y, z, in ``units``: 'mm' or 'micron'), said to come
+    from ``source`` (``--input-spacing``): each axis of the affine (and of a NIfTI header's qform and sform)
+    keeps its direction and takes the new length; the origin is kept."""
+    spacing = np.asarray(spacing, dtype=np.float64)
+
+    def rescaled(a):
+        a = np.array(a, dtype=np.float64)
+        norms = voxel_spacing(a)
+        a[:3, :3] = a[:3, :3] / np.where(norms > 0, norms, 1.0) * spacing
+        return a
+    affine = rescaled(vol.affine)
+    hdr = vol.image.header
+    if isinstance(hdr, (nib.Nifti1Header, nib.Nifti2Header)):  # the output header is made from it
+        zooms = list(hdr.get_zooms())
+        hdr.set_zooms(list(spacing) + zooms[3:])
+        for get, put in ((hdr.get_qform, hdr.set_qform), (hdr.get_sform, hdr.set_sform)):
+            form, code = get(coded=True)
+            if code:
+                put(rescaled(form), int(code))
+        hdr.set_xyzt_units(units, hdr.get_xyzt_units()[1])
+    return dataclasses.replace(vol, affine=affine, spacing=voxel_spacing(affine), units=units,
+                               spacing_from=source)
 
 
 def refuse_complex(path, dtype) -> None:

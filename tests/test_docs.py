@@ -70,6 +70,10 @@ def _stand_in(path: Path):
         _stand_in(path.with_name(path.name[:-5] + ".nii"))
         assert main([str(path.with_name(path.name[:-5] + ".nii")), str(path), "--z-spacing", "0.1", "--quiet"]) == 0
         return
+    if name.endswith((".tif", ".tiff")):
+        import tifffile
+        tifffile.imwrite(path, (rng.random((12, 40, 48)) * 1000).astype(np.float32), photometric="minisblack")
+        return
     if "t1" in name or "mni" in name:
         data, spacing = rng.random((40, 48, 40)).astype(np.float32), 1.0
     elif "seg" in name or "label" in name:

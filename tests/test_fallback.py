@@ -20,9 +20,8 @@ from bigresample.provenance import of_volume
 from bigresample.splines import poles, prefilter_gain, prefilter_planes, start_horizon
 from bigresample.transform import AffineResampler
 
-from .helpers import assert_matches_reference, make_volume
-from .test_engine_pins import reference
-from .test_kernel import blockwise, check, grid, volume, whole
+from .helpers import (assert_matches_reference, blockwise, check_general, engine_reference, kernel_volume,
+                      make_volume, rotated_grid, whole)
 
 
 @pytest.fixture
@@ -52,14 +51,14 @@ def _run_both_paths(monkeypatch):
     counted as they run."""
     general = _spy(monkeypatch, _pykernel, "resample_block")
     separable = _spy(monkeypatch, engine, "_eval_axis_numpy")
-    data = volume((40, 36, 30), np.float32, seed=1)
-    g = grid(data.shape, (34, 31, 27), (8, -11, 23), (1.1, 0.9, 1.2), (-4, 3, -2))
+    data = kernel_volume((40, 36, 30), np.float32, seed=1)
+    g = rotated_grid(data.shape, (34, 31, 27), (8, -11, 23), (1.1, 0.9, 1.2), (-4, 3, -2))
     for order in (0, 1, 3):
         got = blockwise(AffineResampler(g, order, "mirror", cval=0.0), data, (13, 17, 9), np.float32)
-        check(got, whole(data, g, order, "mirror", 0.0, np.float32), data, order, 0.0, g)
+        check_general(got, whole(data, g, order, "mirror", 0.0, np.float32), data, order, 0.0, g)
     z = make_grid(data.shape, (1.0, 1.0, 1.0), (1.3, 0.8, 1.1))
     got = Resampler(z, 3, "nearest").compute(data, tuple(slice(0, n) for n in z.out_shape), np.float32)
-    assert_matches_reference(got, reference(data, z, 3, "nearest", output=np.float32), data, 3)
+    assert_matches_reference(got, engine_reference(data, z, 3, "nearest", output=np.float32), data, 3)
     return general, separable
 
 

@@ -132,7 +132,7 @@ def test_an_ome_zarr_of_unknown_units_reads_the_same_unit_in_its_geometry_and_it
     capsys.readouterr()
     assert main(["info", str(tmp_path / "out.zarr")]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert "  Spacing: x=0.5, y=0.5, z=2 unknown units" in lines
+    assert "  Spacing: x=0.5, y=0.5, z=2 unknown units (from the OME-Zarr multiscales scale)" in lines
     assert [ln for ln in lines if ln.strip().startswith("output:")] == [
         "     output: out.zarr, 20x20x5 at 0.5 x 0.5 x 2 unknown, float32"]
     # and back to NIfTI: still unknown (code 0), as the input was

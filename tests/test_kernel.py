@@ -12,48 +12,10 @@ from bigresample.geometry import reference_grid
 from bigresample.splines import MODES, ORDERS
 from bigresample.transform import AffineResampler
 
-from .helpers import A_IN, assert_matches_reference, blockwise, compiled_only, rotation, whole
+from .helpers import (A_IN, assert_matches_reference, blockwise, check_general, compiled_only, kernel_volume,
+                      near_tie, rotated_grid, whole)
 
 DTYPES = (np.float32, np.float64, np.int16, np.uint8)
-
-
-def volume(shape, dtype, seed=0):
-    rng = np.random.default_rng(seed)
-    smooth = ndimage.gaussian_filter(rng.standard_normal(shape), 1.5)
-    smooth = (smooth - smooth.min()) / max(np.ptp(smooth), 1e-12)
-    if np.dtype(dtype).kind in "iu":
-        hi = 250 if dtype == np.uint8 else 3000
-        return (smooth * hi - (0 if dtype == np.uint8 else 1000)).round().astype(dtype)
-    return (smooth * 1000 - 300).astype(dtype)
-
-
-def grid(shape, out_shape, angles, scale=(1.0, 1.0, 1.0), shift=(0.0, 0.0, 0.0)):
-    a_ref = rotation(0, angles[0]) @ rotation(1, angles[1]) @ rotation(2, angles[2]) @ np.diag(
-        [0.1 * scale[0], 0.1 * scale[1], 0.12 * scale[2], 1.0])
-    a_ref[:3, 3] = A_IN[:3, 3] + np.array(shift) * 0.1
-    return reference_grid(shape, A_IN, out_shape, a_ref)
-
-
-def near_tie(g) -> np.ndarray:
-    """Output voxels whose sample coordinate lies within 1e-6 voxel of a half-way tie on some axis."""
-    o = np.stack(np.meshgrid(*[np.arange(m, dtype=np.float64) for m in g.out_shape], indexing="ij"), -1)
-    c = o @ g.matrix.T + g.offset
-    return np.any(np.abs(c - np.floor(c) - 0.5) < 1e-6, axis=-1)
-
-
-def check(got, expected, data, order, cval, g):
-    """The contract: order 0 identical but where a sample is within 1e-6 voxel
-    of a half-way tie; orders >= 1 as ``assert_matches_reference``."""
-    if order > 0:
-        assert_matches_reference(got, expected, data, order, cval=cval)
-        return
-    assert got.shape == expected.shape and got.dtype == expected.dtype
-    same = got == expected
-    if got.dtype.kind == "f":
-        same |= np.isnan(got) & np.isnan(expected)
-    excused = near_tie(g)
-    same |= excused.reshape(excused.shape + (1,) * (got.ndim - excused.ndim))
-    assert same.all(), f"{int((~same).sum())} voxels differ at order 0"
 
 
 @pytest.mark.slow
@@ -61,28 +23,28 @@ def check(got, expected, data, order, cval, g):
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("order", ORDERS)
 def test_every_order_mode_and_type_equals_the_whole_array_call(order, mode, dtype):
-    data = volume((40, 36, 30), dtype, seed=order)
+    data = kernel_volume((40, 36, 30), dtype, seed=order)
     # rotated, scaled and shifted so that blocks reach beyond every edge of the volume
-    g = grid(data.shape, (34, 31, 27), (8, -11, 23), (1.1, 0.9, 1.2), (-4, 3, -2))
+    g = rotated_grid(data.shape, (34, 31, 27), (8, -11, 23), (1.1, 0.9, 1.2), (-4, 3, -2))
     cval = -30.5 if np.dtype(dtype).kind == "f" else 7.0
     r = AffineResampler(g, order, mode, cval=cval)
     got = blockwise(r, data, (13, 17, 9), dtype)
-    check(got, whole(data, g, order, mode, cval, dtype), data, order, cval, g)
+    check_general(got, whole(data, g, order, mode, cval, dtype), data, order, cval, g)
 
 
 @pytest.mark.parametrize("out", [np.float32, np.uint8, np.int16])
 def test_outputs_of_another_type_are_rounded_and_saturated_as_scipy(out):
-    data = volume((40, 36, 30), np.float32) * 2  # beyond uint8's range both ways
-    g = grid(data.shape, (30, 28, 20), (5, 0, 31))
+    data = kernel_volume((40, 36, 30), np.float32) * 2  # beyond uint8's range both ways
+    g = rotated_grid(data.shape, (30, 28, 20), (5, 0, 31))
     for order in (0, 1, 3):
         r = AffineResampler(g, order, "mirror")
         got = blockwise(r, data, (30, 11, 7), out)
-        check(got, whole(data, g, order, "mirror", 0.0, out), data, order, None, g)
+        check_general(got, whole(data, g, order, "mirror", 0.0, out), data, order, None, g)
 
 
 def test_extra_axes_big_endian_and_float16_windows():
-    data = volume((30, 28, 26), np.float32)
-    g = grid(data.shape, (20, 22, 18), (0, 12, -7))
+    data = kernel_volume((30, 28, 26), np.float32)
+    g = rotated_grid(data.shape, (20, 22, 18), (0, 12, -7))
     four = np.stack([data, -data, data * 0.5], axis=-1)
     got = blockwise(AffineResampler(g, 1, "reflect"), four, (20, 9, 18), np.float32)
     for k in range(3):
@@ -90,12 +52,12 @@ def test_extra_axes_big_endian_and_float16_windows():
     for dtype in (">f4", np.float16):
         src = data.astype(dtype)
         got = blockwise(AffineResampler(g, 0, "nearest"), src, (7, 22, 5), np.float32)
-        check(got, whole(src.astype(np.float32), g, 0, "nearest", 0.0, np.float32), data, 0, None, g)
+        check_general(got, whole(src.astype(np.float32), g, 0, "nearest", 0.0, np.float32), data, 0, None, g)
 
 
 def test_order_0_ties_are_the_only_excuse():
     # twice the spacing, half a voxel off: every coordinate is k + 0.5, a tie
-    data = volume((40, 36, 30), np.float32)
+    data = kernel_volume((40, 36, 30), np.float32)
     a_ref = A_IN @ np.array([[2, 0, 0.001, 0.5], [0, 2, 0, 0.5], [0, 0, 2, -0.5], [0, 0, 0, 1]])
     g = reference_grid(data.shape, A_IN, (20, 18, 16), a_ref)
     assert near_tie(g).mean() > 0.5
@@ -117,18 +79,18 @@ def test_order_0_ties_are_the_only_excuse():
     dtype=st.sampled_from(DTYPES),
 )
 def test_any_shape_angle_block_and_type(shape, out_shape, angles, scale, shift, block, order, mode, dtype):
-    data = volume(shape, dtype, seed=3)
-    g = grid(shape, out_shape, angles, scale, shift)
+    data = kernel_volume(shape, dtype, seed=3)
+    g = rotated_grid(shape, out_shape, angles, scale, shift)
     cval = 5.0
     got = blockwise(AffineResampler(g, order, mode, cval=cval), data, block, dtype)
-    check(got, whole(data, g, order, mode, cval, dtype), data, order, cval, g)
+    check_general(got, whole(data, g, order, mode, cval, dtype), data, order, cval, g)
 
 
 def test_order_1_reads_a_zero_weight_tap_as_scipy_does():
     # integer y and z coordinates: scipy reads the next line at weight 0, so a NaN there spreads
     from bigresample import kernel
 
-    data = volume((8, 7, 6), np.float32).T.copy()  # (z, y, x) file order
+    data = kernel_volume((8, 7, 6), np.float32).T.copy()  # (z, y, x) file order
     data[3, 4, 5] = np.nan
     out = np.empty((5, 6, 20), np.float32)
     m = np.diag([0.25, 1.0, 1.0])
@@ -210,8 +172,8 @@ def test_without_interior_spans_every_voxel_takes_scipys_route_and_agrees(order,
     voxel off scipy's, so float64 outputs show which route ran."""
     from bigresample import kernel
 
-    data = volume((40, 36, 30), np.float32, seed=order)
-    g = grid(data.shape, (34, 31, 27), (8, -11, 23), (1.1, 0.9, 1.2), (-4, 3, -2))
+    data = kernel_volume((40, 36, 30), np.float32, seed=order)
+    g = rotated_grid(data.shape, (34, 31, 27), (8, -11, 23), (1.1, 0.9, 1.2), (-4, 3, -2))
     expected = whole(data, g, order, mode, -30.5, np.float64)
     calls = []
     real = kernel.resample_block
@@ -226,8 +188,8 @@ def test_without_interior_spans_every_voxel_takes_scipys_route_and_agrees(order,
     assert calls and set(calls) == {None}  # the default: the lines are short
     monkeypatch.setattr(kernel, "INTERIOR_MAX_LENGTH", 39)  # the volume's x line is 40 long
     without = blockwise(r, data, (13, 17, 9), np.float64)
-    check(without, expected, data, order, -30.5, g)
-    check(with_spans, expected, data, order, -30.5, g)
+    check_general(without, expected, data, order, -30.5, g)
+    check_general(with_spans, expected, data, order, -30.5, g)
     assert np.array_equal(without, with_spans) == (order != 1)
 
 
@@ -240,11 +202,11 @@ def test_order_1_from_a_float32_window_equals_the_same_values_in_float64_bit_for
     type takes the scalar loop.  Both convert each sample to double and do the same
     operations in the same order, so the float64 copy of the window gives the same
     bits; blocks of odd widths leave tails of 1-3 voxels to the scalar loop too."""
-    data = volume((47, 41, 33), np.float32, seed=3)
-    g = grid(data.shape, (45, 39, 31), (9, -6, 17), (0.93, 1.05, 1.1), (-2, 1, -3))
+    data = kernel_volume((47, 41, 33), np.float32, seed=3)
+    g = rotated_grid(data.shape, (45, 39, 31), (9, -6, 17), (0.93, 1.05, 1.1), (-2, 1, -3))
     r = AffineResampler(g, 1, mode, cval=-7.25)
     for block in ((45, 39, 31), (23, 11, 7), (5, 13, 9)):
         single = blockwise(r, data, block, out)
         double = blockwise(r, data.astype(np.float64), block, out)
         assert single.tobytes() == double.tobytes(), block
-    check(single, whole(data, g, 1, mode, -7.25, out), data, 1, -7.25, g)
+    check_general(single, whole(data, g, 1, mode, -7.25, out), data, 1, -7.25, g)
