@@ -95,7 +95,7 @@ class Job:
     stages: tuple[Stage, ...]
     sink: Sink
     executor: Executor
-    store: str  # the intermediate zarr store's address (used by StoreThenNifti)
+    zarr_store: str  # the intermediate zarr store's address (used by StoreThenNifti)
     provenance: dict | None = None  # the output's provenance document (bigresample.provenance), its date fixed
 
     @property
@@ -221,10 +221,11 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     record = provenance.document((previous["steps"] if previous else [])
                                  + [provenance.step(request, vol, ref, stages, out_dtype)])
     fmt.attach_provenance(header, record)
-    store = location.address(request.store_root, f".{location.name(request.output)}.bigresample.zarr")
-    sink = fmt.make_sink(request, vol, stages, header, out_dtype, store, executor, record)
+    zarr_store = location.address(request.store_root, f".{location.name(request.output)}.bigresample.zarr")
+    sink = fmt.make_sink(request, vol, stages, header, out_dtype, zarr_store, executor, record)
     return Job(request=request, volume=vol, reference=ref, target_mm=target_mm, target=target, out_dtype=out_dtype,
-               header=header, stages=tuple(stages), sink=sink, executor=executor, store=store, provenance=record)
+               header=header, stages=tuple(stages), sink=sink, executor=executor, zarr_store=zarr_store,
+               provenance=record)
 
 
 def given_spacing(request: Request, vol: InputVolume) -> InputVolume:
@@ -343,13 +344,13 @@ def preflight(job: Job) -> None:
         safefs.check_leftover(job.sink.partial, want_dir=r.output_format.folder)
     for stage in job.stages:
         safefs.check_leftover(stage.journal)
-    if job.via_store and not location.is_url(job.store):
-        safefs.check_leftover(job.store, want_dir=True)
+    if job.via_store and not location.is_url(job.zarr_store):
+        safefs.check_leftover(job.zarr_store, want_dir=True)
     # an object store answers (bucket, endpoint, credentials) before anything is computed
     if remote_out:
         location.check_reachable(r.output, r.storage_options)
-    if job.via_store and location.is_url(job.store):
-        location.check_reachable(job.store, r.storage_options)
+    if job.via_store and location.is_url(job.zarr_store):
+        location.check_reachable(job.zarr_store, r.storage_options)
     out_bytes = job.out_bytes
     if vol.compressed:  # as attach_data will check it
         check_free_space(r.scratch, vol.decompressed_bytes, "decompressing the input")

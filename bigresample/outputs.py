@@ -58,32 +58,32 @@ class OutputFormat:
         if self.nifti_header:
             provenance.attach(header, record)
 
-    def make_sink(self, request, vol, stages, header, out_dtype, store: str, executor, record) -> Sink:
+    def make_sink(self, request, vol, stages, header, out_dtype, zarr_store: str, executor, record) -> Sink:
         raise NotImplementedError
 
 
 class NiftiOutput(OutputFormat):
     name, suffixes = "NIfTI", (".nii",)
 
-    def make_sink(self, request, vol, stages, header, out_dtype, store, executor, record) -> Sink:
+    def make_sink(self, request, vol, stages, header, out_dtype, zarr_store, executor, record) -> Sink:
         out, kind, opts = request.output, request.kind, request.storage_options
         if _through_store(request, executor):
-            return StoreThenNifti(out, header, kind, store, keep=request.keep_zarr, options=opts)
+            return StoreThenNifti(out, header, kind, zarr_store, keep=request.keep_zarr, options=opts)
         return RawNifti(out, header, kind, remote=executor.remote)  # the workers write at the offsets
 
 
 class GzipNiftiOutput(OutputFormat):
     name, suffixes, compressed = "NIfTI (gzip)", (".nii.gz",), True
 
-    def make_sink(self, request, vol, stages, header, out_dtype, store, executor, record) -> Sink:
+    def make_sink(self, request, vol, stages, header, out_dtype, zarr_store, executor, record) -> Sink:
         out, kind, opts = request.output, request.kind, request.storage_options
         if _through_store(request, executor):
-            return StoreThenNifti(out, header, kind, store, keep=request.keep_zarr, options=opts)
+            return StoreThenNifti(out, header, kind, zarr_store, keep=request.keep_zarr, options=opts)
         if not executor.remote and executor.ordered_commits:
             return GzipNifti(out, header, kind)  # appended in block order
         if stages[0].blocks.is_file_stretch:  # as planned, unless --chunks said otherwise
             return GzipMembers(out, header, kind)  # the workers compress, the client concatenates
-        return StoreThenNifti(out, header, kind, store, keep=False, options=opts)
+        return StoreThenNifti(out, header, kind, zarr_store, keep=False, options=opts)
 
     def stretches_only(self, request, executor) -> bool:
         """Written by a cluster's workers as gzip members: its blocks must be stretches of the file."""
@@ -94,7 +94,7 @@ class OmeZarrOutput(OutputFormat):
     name, suffixes = "OME-Zarr", (".zarr",)
     folder, nifti_header, pyramids, urls = True, False, True, True
 
-    def make_sink(self, request, vol, stages, header, out_dtype, store, executor, record) -> Sink:
+    def make_sink(self, request, vol, stages, header, out_dtype, zarr_store, executor, record) -> Sink:
         out, kind = request.output, request.kind
         lead_axes = ome.leading_axes(vol)
         try:

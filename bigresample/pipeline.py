@@ -210,7 +210,7 @@ def run_job(job: Job, report: Report, t_start: float) -> ResampleResult:
         if executor.remote:
             out_root = r.output if location.is_url(r.output) else str(r.output.parent)
             executor.check_visible([vol.data_file, r.store_root if job.via_store else out_root], r.storage_options)
-            report(OnCluster(executor.describe(), location.display(job.store) if job.via_store else None,
+            report(OnCluster(executor.describe(), location.display(job.zarr_store) if job.via_store else None,
                              job.sink.where(job.stages[0])))
         t0 = time.perf_counter()
         for stage in job.stages:
@@ -254,7 +254,7 @@ def _finish(job: Job, report: Report, timings: dict, t_start: float) -> Resample
     timings["total"] = time.perf_counter() - t_start
     report(Finished(in_shape=vol.shape, out_shape=out_shape, grid=job.grid.grid, target_mm=job.target_mm,
                     true_mm=true_mm, verified_mm=verified_mm, nifti2=job.nifti2 and r.output_format.nifti_header,
-                    kept_store=location.display(job.store) if r.keep_zarr and job.via_store else None, stats=stats, qc=r.qc,
+                    kept_store=location.display(job.zarr_store) if r.keep_zarr and job.via_store else None, stats=stats, qc=r.qc,
                     timings=timings))
     return _result(job, verified_mm, out_shape, out_affine, timings, stats)
 

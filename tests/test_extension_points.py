@@ -52,7 +52,7 @@ class NpySink(Sink):
 class NpyOutput(outputs.OutputFormat):
     name, suffixes, nifti_header = "NumPy array", (".npy",), False
 
-    def make_sink(self, request, vol, stages, header, out_dtype, store, executor, record):
+    def make_sink(self, request, vol, stages, header, out_dtype, zarr_store, executor, record):
         return NpySink(request.output, header, request.kind)
 
 
