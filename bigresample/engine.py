@@ -398,6 +398,8 @@ def _eval_axis(x, iax, index, weights, out, ws, tag):
     integer type, float16) gets the float64 sums a few MiB at a time, stored
     with ``store``'s conversion (``_sum_stored``).
     """
+    if out.size == 0:  # an axis of another step is empty (every tap of it reads cval): nothing to sum
+        return out
     if x.dtype in _COMPILED_TYPES and x.dtype.isnative and x.flags.c_contiguous and out.flags.c_contiguous:
         outer = int(np.prod(x.shape[:iax], dtype=np.int64))
         inner = int(np.prod(x.shape[iax + 1 :], dtype=np.int64))
