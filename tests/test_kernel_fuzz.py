@@ -166,6 +166,7 @@ def test_prefilter_lines_gives_scipys_coefficients_or_refuses(seed, lead, n, res
     the project calls it: scipy starts shorter lines otherwise), or a
     ValueError (a line of one sample; a horizon pushed past the line by ``skew``)."""
     rng = np.random.default_rng(seed)
+    mode = splines.parse_mode(mode)  # as the resamplers take it ('grid-mirror' is 'reflect')
     shape = {"c": (lead, n, rest), "t": (rest, n, lead), "r": (lead, n, rest)}[layout]
     base = rng.uniform(-10, 10, shape)
     view = {"c": base, "t": base.transpose(2, 1, 0), "r": base[::-1, :, ::-1]}[layout]
