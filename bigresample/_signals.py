@@ -12,7 +12,9 @@ in three stages:
 
 * importing: nothing exists yet: one line, exit 143 or 130 at once;
 * running (``cli.main``, ``running()``): ``KeyboardInterrupt``, as before;
-* done (``leave()``): the exit status is decided; a late signal is ignored.
+* done (``leave()``): the exit status is decided; a late signal is ignored
+  (SIG_IGN: during the interpreter's finalisation too, where a handled signal
+  would be put back to its default action and kill the process: -15/-2).
 
 ``leave(status)`` also ends an *interrupted* command-line process with
 ``os._exit`` once stdout and stderr are flushed: its worker threads are
@@ -75,11 +77,15 @@ def leave(status: int) -> int:
     if not _active:
         return status
     _stage = "done"
-    if status in _STATUS.values():
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except (OSError, ValueError):
-                pass
-        os._exit(status)
-    return status
+    if status not in _STATUS.values():
+        # ignored, not handled: Python's finalisation puts a handled signal back
+        # to its default action (killed: -15 / -2), but leaves an ignored one
+        for signum in _STATUS:
+            signal.signal(signum, signal.SIG_IGN)
+        return status
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):
+            pass
+    os._exit(status)

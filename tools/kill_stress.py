@@ -89,11 +89,11 @@ def before_bigresample(status: int, sig: int, err: str) -> bool:
     return status == 1 and "init_import_site" in err and "bigresample/" not in err.split("Fatal Python error")[0]
 
 
-def one(i: int, src: Path, refs: dict, durations: dict, seed: int, keep: Path) -> dict:
+def one(i: int, src: Path, refs: dict, durations: dict, seed: int, keep: Path, start: float = 0.0) -> dict:
     rnd = random.Random(seed * 100003 + i)
     kind, name = rnd.choice(KINDS), rnd.choice(sorted(SIGNALS))
     sig, wanted = SIGNALS[name]
-    delay = rnd.uniform(0.0, durations[kind] * 1.05)
+    delay = rnd.uniform(durations[kind] * start, durations[kind] * 1.05)
     folder = keep / f"run{i:04d}"
     folder.mkdir(parents=True)
     out = folder / f"out{kind}"
@@ -127,6 +127,8 @@ def main(argv=None) -> int:
     p.add_argument("--runs", type=int, default=200)
     p.add_argument("--jobs", type=int, default=1, help="runs at once")
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--start", type=float, default=0.0,
+                   help="signal no earlier than this fraction of an uninterrupted run (0: from the process's start)")
     p.add_argument("--keep", type=Path, default=None, help="work here (failed runs' folders are kept)")
     a = p.parse_args(argv)
     # started in the background by a non-interactive shell, this process may have
@@ -148,7 +150,7 @@ def main(argv=None) -> int:
     print("uninterrupted:", ", ".join(f"{k} {v:.2f} s" for k, v in durations.items()), flush=True)
     records = []
     with ThreadPoolExecutor(a.jobs) as pool:
-        for r in pool.map(lambda i: one(i, src, refs, durations, a.seed, keep), range(a.runs)):
+        for r in pool.map(lambda i: one(i, src, refs, durations, a.seed, keep, a.start), range(a.runs)):
             records.append(r)
             mark = "BAD " if r["problems"] else ""
             print(f"{mark}run {r['i']:3d} {r['kind']:7s} SIG{r['signal']:4s} at {r['delay']:6.3f} s "
