@@ -28,14 +28,11 @@ it was named (sinks: ``commit``).  A library caller (``cli.main([...])``
 in-process, tests) is never exited: ``leave`` just returns the status.
 """
 
-from __future__ import annotations
-
+import _signal  # the C module: signal.py would first import enum
 import os
-import signal
 import sys
-import threading
 
-_STATUS = {signal.SIGTERM: 128 + signal.SIGTERM, signal.SIGINT: 130}
+_STATUS = {_signal.SIGTERM: 128 + _signal.SIGTERM, _signal.SIGINT: 130}
 _stage = "importing"
 received: set[int] = set()  # the signals that raised KeyboardInterrupt while running
 
@@ -57,10 +54,16 @@ def _handle(signum, frame):
     # done: the exit status is decided; let the process end with it
 
 
-_active = is_command_line() and threading.current_thread() is threading.main_thread()
-if _active:
-    signal.signal(signal.SIGTERM, _handle)
-    signal.signal(signal.SIGINT, _handle)
+# at once, and with modules CPython has already loaded (_signal, os, sys): a
+# Ctrl-C during a further import here would still be Python's own traceback
+_active = False
+if is_command_line():
+    try:
+        _signal.signal(_signal.SIGTERM, _handle)
+        _signal.signal(_signal.SIGINT, _handle)
+        _active = True
+    except ValueError:  # not the main thread: the caller's signals are not ours to take
+        pass
 
 
 def running() -> None:
@@ -81,7 +84,7 @@ def leave(status: int) -> int:
         # ignored, not handled: Python's finalisation puts a handled signal back
         # to its default action (killed: -15 / -2), but leaves an ignored one
         for signum in _STATUS:
-            signal.signal(signum, signal.SIG_IGN)
+            _signal.signal(signum, _signal.SIG_IGN)
         return status
     for stream in (sys.stdout, sys.stderr):
         try:
