@@ -1,5 +1,6 @@
 """bigresample: exact, chunked, out-of-core resampling of very large NIfTI volumes."""
 
+from . import _signals  # noqa: F401  first: the command line's signals during the imports below (see there)
 from ._version import __version__
 
 from .engine import Resampler

@@ -12,6 +12,7 @@
 #include <Python.h>
 #include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -21,6 +22,21 @@ enum { NEAREST, WRAP, REFLECT, MIRROR, CONSTANT, GRID_WRAP, GRID_CONSTANT };
 /* Margin (in voxels) kept from the edges of the interior span: far above the
  * rounding of the span's linear estimate of the coordinates (~1e-13). */
 #define SPAN_EPS 1e-6
+
+/* The boundary's limits (py_resample_block checks them before anything is read):
+ * - COORD_MAX: a block whose input coordinates can reach 2^62 in magnitude (or
+ *   are not finite) is refused: every coordinate the loops convert to int64
+ *   (start_tap, the modes' folds) is then finite and in range;
+ * - LINEAR_MAX: above 2^26 the rounding of a row's coordinates (a few ulp of
+ *   the largest term: 2^26 * 2^-53 * 8 ~ 1e-7 voxel) is no longer far below
+ *   SPAN_EPS, and the rows' linear estimate (span) cannot be trusted: such a
+ *   block takes no interior span (every voxel by the per-point route, which
+ *   checks each tap); geometry.COORDINATE_LIMIT refuses it before it gets here;
+ * - LENGTH_MAX: lengths, window positions and the block's output indices, so
+ *   that `origin + x`, `first + width` and the folds stay far inside int64. */
+#define COORD_MAX 4611686018427387904.0 /* 2^62 */
+#define LINEAR_MAX 67108864.0           /* 2^26 */
+#define LENGTH_MAX ((int64_t)1 << 52)
 
 /* Rows of a block are visited in tiles of TILE_Y rows, every z plane of a
  * tile before the next tile: the input lines a tile's rows read on one plane
@@ -39,7 +55,8 @@ enum { NEAREST, WRAP, REFLECT, MIRROR, CONSTANT, GRID_WRAP, GRID_CONSTANT };
  * bit (linear_reads in _kernel_impl.h). */
 #define AVX2_READS 1
 #include <immintrin.h>
-static int have_avx2;
+static int cpu_avx2;  /* the processor has AVX2 */
+static int have_avx2; /* ... and the reads use it (kernel.use_avx2 turns them off, for the tests) */
 #else
 #define VECTOR_CLONES
 #endif
@@ -413,6 +430,75 @@ static int read_ints(PyObject *seq, int64_t *dst, Py_ssize_t n, const char *what
     return read_numbers(seq, NULL, dst, n, what);
 }
 
+/* 1 if the byte ranges [a, a + na) and [b, b + nb) share a byte. */
+static int overlaps(const void *a, Py_ssize_t na, const void *b, Py_ssize_t nb)
+{
+    const uintptr_t pa = (uintptr_t)a, pb = (uintptr_t)b;
+    return na > 0 && nb > 0 && pa < pb + (uintptr_t)nb && pb < pa + (uintptr_t)na;
+}
+
+/* resample_block's arguments, checked against each other and the buffers
+ * (the limits: COORD_MAX, LINEAR_MAX, LENGTH_MAX); 0, or -1 with an error set.
+ * Sets g->interior to 0 where the interior routes' assumptions do not hold. */
+static int check_block(Geom *g, const double off[3], const Py_buffer *din, const Py_buffer *dout)
+{
+    if (!isfinite(g->pad) || g->pad < 0.0 || g->pad > 1e6) {
+        char text[32];
+        snprintf(text, sizeof text, "%g", g->pad);
+        PyErr_Format(PyExc_ValueError, "resample_block: pad %s out of range", text);
+        return -1;
+    }
+    for (int k = 0; k < 3; k++) {
+        const int64_t b = k == 0 ? g->bx : k == 1 ? g->by : g->bz;
+        if (g->length[k] < 1 || g->length[k] > LENGTH_MAX) {
+            PyErr_Format(PyExc_ValueError, "resample_block: line length %lld on axis %d outside [1, 2**52]",
+                         (long long)g->length[k], k);
+            return -1;
+        }
+        if (g->width[k] < 1) {
+            PyErr_Format(PyExc_ValueError, "resample_block: empty window (axis %d)", k);
+            return -1;
+        }
+        if (g->first[k] < 0 || g->first[k] > g->length[k] - g->width[k]) {
+            PyErr_Format(PyExc_ValueError, "resample_block: window first %lld, width %lld on axis %d leaves the "
+                         "line [0, %lld)", (long long)g->first[k], (long long)g->width[k], k,
+                         (long long)g->length[k]);
+            return -1;
+        }
+        if (g->origin[k] < -LENGTH_MAX || g->origin[k] > LENGTH_MAX - b) {
+            PyErr_Format(PyExc_ValueError, "resample_block: origin %lld on axis %d outside [-2**52, 2**52)",
+                         (long long)g->origin[k], k);
+            return -1;
+        }
+    }
+    if (overlaps(din->buf, din->len, dout->buf, dout->len)) {
+        PyErr_SetString(PyExc_ValueError, "resample_block: the output block overlaps the window");
+        return -1;
+    }
+    /* the largest magnitude of any partial sum of a coordinate over the block */
+    const int64_t last[3] = {g->bx - 1, g->by - 1, g->bz - 1};
+    for (int k = 0; k < 3; k++) {
+        double bound = fabs(off[k]) + g->pad;
+        for (int j = 0; j < 3; j++) {
+            const double lo = fabs((double)g->origin[j]), hi = fabs((double)(g->origin[j] + last[j]));
+            bound += fabs(g->matrix[3 * k + j]) * (lo > hi ? lo : hi);
+        }
+        if (!(bound < COORD_MAX)) { /* also NaN */
+            char text[32];
+            snprintf(text, sizeof text, "%g", bound);
+            PyErr_Format(PyExc_ValueError, "resample_block: input coordinates on axis %d reach %s (not finite, or "
+                         "beyond 2**62)", k, text);
+            return -1;
+        }
+        if (bound > LINEAR_MAX || g->length[k] > INT32_MAX)
+            g->interior = 0;
+    }
+    /* the interior routes of orders 0 and 1 hold positions in the window in 32 bits */
+    if (g->order < 2 && (int64_t)din->shape[0] * din->shape[1] * din->shape[2] > INT32_MAX)
+        g->interior = 0;
+    return 0;
+}
+
 static PyObject *py_resample_block(PyObject *self, PyObject *args)
 {
     PyObject *data_obj, *out_obj, *matrix, *offset, *origin, *first, *length;
@@ -452,19 +538,20 @@ static PyObject *py_resample_block(PyObject *self, PyObject *args)
     g.width[1] = din.shape[1];
     g.width[2] = din.shape[0];
     g.sy = din.shape[2];
-    g.sz = din.shape[2] * din.shape[1];
+    g.sz = (int64_t)din.shape[2] * din.shape[1];
     g.pad = pad;
     g.cval = cval;
     g.order = order;
     g.mode = mode;
-    /* the interior routes of orders 0 and 1 hold positions in the window in 32 bits */
-    g.interior = interior && (order > 1 || (int64_t)din.shape[0] * din.shape[1] * din.shape[2] <= INT32_MAX);
+    g.interior = interior;
     for (int k = 0; k < 3; k++)
         g.m[k] = g.matrix[3 * k];
     if (g.bx == 0 || g.by == 0 || g.bz == 0) {
         result = PyLong_FromLong(0);
         goto done;
     }
+    if (check_block(&g, off, &din, &dout) < 0)
+        goto done;
     g.colx = (double *)malloc(sizeof(double) * 3 * (size_t)g.bx);
     int64_t *slow = (int64_t *)malloc(sizeof(int64_t) * (size_t)g.bx);
     if (!g.colx || !slow) {
@@ -526,6 +613,48 @@ static PyObject *py_span(PyObject *self, PyObject *args)
     return Py_BuildValue("LL", (long long)a, (long long)b);
 }
 
+/* prefilter_lines' view and arguments: strides of whole samples, lines of at
+ * least 2 samples, horizons inside the line, a known start (`kind`), the
+ * scratch row apart from the view; 0, or -1 with an error set. */
+static int check_prefilter(const Py_buffer *v, const Py_buffer *accb, const int64_t *hs, Py_ssize_t np_, int kind)
+{
+    if (v->strides[0] % 8 || v->strides[1] % 8 || v->strides[2] % 8) {
+        PyErr_Format(PyExc_ValueError, "prefilter_lines: strides (%zd, %zd, %zd) are not whole float64 samples",
+                     v->strides[0], v->strides[1], v->strides[2]);
+        return -1;
+    }
+    const Py_ssize_t n = v->shape[1];
+    if (n < 2) {
+        PyErr_Format(PyExc_ValueError, "prefilter_lines: a line of %zd samples (2 or more are filtered)", n);
+        return -1;
+    }
+    for (Py_ssize_t p = 0; p < np_; p++)
+        if (hs[p] < 0 || hs[p] > n - 1) {
+            PyErr_Format(PyExc_ValueError, "prefilter_lines: horizon %lld outside [0, %zd]", (long long)hs[p], n - 1);
+            return -1;
+        }
+    if (kind < 0 || kind > 2) {
+        PyErr_Format(PyExc_ValueError, "prefilter_lines: kind %d (0 mirror, 1 reflect, 2 wrap)", kind);
+        return -1;
+    }
+    /* the view's bytes lie between its lowest and highest sample */
+    char *lo = (char *)v->buf, *hi = (char *)v->buf + 8;
+    for (int k = 0; k < 3; k++) {
+        if (v->shape[k] == 0)
+            return 0; /* nothing to filter */
+        const Py_ssize_t reach = (v->shape[k] - 1) * v->strides[k];
+        if (reach < 0)
+            lo += reach;
+        else
+            hi += reach;
+    }
+    if (overlaps(lo, hi - lo, accb->buf, accb->len)) {
+        PyErr_SetString(PyExc_ValueError, "prefilter_lines: the scratch row overlaps the view");
+        return -1;
+    }
+    return 0;
+}
+
 /* kernel.prefilter_lines: the B-spline prefilter along axis 1 of a 3-d
  * float64 view (any strides), in place; its docstring says how. */
 static PyObject *py_prefilter_lines(PyObject *self, PyObject *args)
@@ -558,6 +687,8 @@ static PyObject *py_prefilter_lines(PyObject *self, PyObject *args)
         PyErr_SetString(PyExc_TypeError, "prefilter_lines: a 3-d float64 view and a float64 row of its last axis");
         goto done;
     }
+    if (check_prefilter(&v, &accb, hs, np_, kind) < 0)
+        goto done;
     const Py_ssize_t lead = v.shape[0], n = v.shape[1], rest = v.shape[2];
     const Py_ssize_t s0 = v.strides[0] / 8, s1 = v.strides[1] / 8, s2 = v.strides[2] / 8;
     double *acc = (double *)accb.buf;
@@ -625,9 +756,10 @@ done:
     return result;
 }
 
-/* The taps of kernel.axis_sum / axis_take: `index` (m, ntaps) int64 and, if
- * `weights` is given, (m, ntaps) float64, every index inside [0, n). */
-static int axis_taps(Py_buffer *ib, Py_buffer *wb, int64_t m, int64_t n, int64_t *ntaps)
+/* The taps of kernel.axis_sum / axis_take: `index` (m, ntaps) int64 (`idx`:
+ * its copy) and, if `weights` is given, (m, ntaps) float64, every index inside [0, n). */
+static int axis_taps(const Py_buffer *ib, const int64_t *idx, const Py_buffer *wb, int64_t m, int64_t n,
+                     int64_t *ntaps)
 {
     if (ib->ndim != 2 || ib->shape[0] != m || ib->itemsize != 8 || type_index(ib) != 7
         || (wb && (wb->ndim != 2 || wb->shape[0] != m || wb->shape[1] != ib->shape[1] || type_index(wb) != 9))) {
@@ -635,7 +767,6 @@ static int axis_taps(Py_buffer *ib, Py_buffer *wb, int64_t m, int64_t n, int64_t
         return -1;
     }
     *ntaps = ib->shape[1];
-    const int64_t *idx = (const int64_t *)ib->buf;
     if (*ntaps < 1 && m > 0) {
         PyErr_SetString(PyExc_ValueError, "axis taps: no taps");
         return -1;
@@ -661,6 +792,7 @@ static PyObject *axis_call(PyObject *args, int weighted)
     Py_buffer bx, bo, bi, bw;
     int got = 0;
     PyObject *result = NULL;
+    int64_t *taps = NULL;
     if (PyObject_GetBuffer(x_obj, &bx, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
         goto done;
     got = 1;
@@ -683,10 +815,27 @@ static PyObject *axis_call(PyObject *args, int weighted)
         goto done;
     }
     const int64_t outer = bx.shape[0], n = bx.shape[1], inner = bx.shape[2], m = bo.shape[1];
-    int64_t ntaps;
-    if (axis_taps(&bi, weighted ? &bw : NULL, m, n, &ntaps) < 0)
+    if (overlaps(bx.buf, bx.len, bo.buf, bo.len)) {
+        PyErr_SetString(PyExc_ValueError, weighted ? "axis_sum: out overlaps x" : "axis_take: out overlaps x");
         goto done;
-    const int64_t *idx = (const int64_t *)bi.buf;
+    }
+    /* the taps are copied before they are checked, and the copy is what is
+     * read with the GIL released: no other thread can change them in between */
+    taps = (int64_t *)malloc(bi.len > 0 ? (size_t)bi.len : 1);
+    if (!taps) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memcpy(taps, bi.buf, (size_t)bi.len);
+    int64_t ntaps;
+    if (axis_taps(&bi, taps, weighted ? &bw : NULL, m, n, &ntaps) < 0)
+        goto done;
+    if (outer == 0 || m == 0 || inner == 0) { /* nothing to write (an empty axis: no sample to read either) */
+        Py_INCREF(Py_None);
+        result = Py_None;
+        goto done;
+    }
+    const int64_t *idx = taps;
     if (weighted) {
         const axis_fn f = AXIS_SUM[tout - 8][tin];
         const double *w = (const double *)bw.buf;
@@ -721,6 +870,7 @@ static PyObject *axis_call(PyObject *args, int weighted)
     Py_INCREF(Py_None);
     result = Py_None;
 done:
+    free(taps);
     if (got >= 4)
         PyBuffer_Release(&bw);
     if (got >= 3)
@@ -742,12 +892,38 @@ static PyObject *py_axis_take(PyObject *self, PyObject *args)
     return axis_call(args, 0);
 }
 
+/* kernel.use_avx2: linear_reads on (where the processor has AVX2) or off;
+ * returns whether they are on. */
+static PyObject *py_set_avx2(PyObject *self, PyObject *args)
+{
+    int on;
+    if (!PyArg_ParseTuple(args, "p", &on))
+        return NULL;
+#ifdef AVX2_READS
+    have_avx2 = on && cpu_avx2;
+    return PyBool_FromLong(have_avx2);
+#else
+    return PyBool_FromLong(0);
+#endif
+}
+
+static PyObject *py_has_avx2(PyObject *self, PyObject *unused)
+{
+#ifdef AVX2_READS
+    return PyBool_FromLong(cpu_avx2);
+#else
+    return PyBool_FromLong(0);
+#endif
+}
+
 static PyMethodDef methods[] = {
     {"resample_block", py_resample_block, METH_VARARGS, "kernel.resample_block, compiled"},
     {"span", py_span, METH_VARARGS, "kernel._span, compiled"},
     {"prefilter_lines", py_prefilter_lines, METH_VARARGS, "kernel.prefilter_lines, compiled"},
     {"axis_sum", py_axis_sum, METH_VARARGS, "kernel.axis_sum, compiled"},
     {"axis_take", py_axis_take, METH_VARARGS, "kernel.axis_take, compiled"},
+    {"set_avx2", py_set_avx2, METH_VARARGS, "kernel.use_avx2, compiled"},
+    {"has_avx2", py_has_avx2, METH_NOARGS, "whether the processor has AVX2 (and the module its reads)"},
     {NULL, NULL, 0, NULL},
 };
 
@@ -757,7 +933,7 @@ PyMODINIT_FUNC PyInit__kernel(void)
 {
 #ifdef AVX2_READS
     __builtin_cpu_init();
-    have_avx2 = __builtin_cpu_supports("avx2");
+    cpu_avx2 = have_avx2 = __builtin_cpu_supports("avx2");
 #endif
     return PyModule_Create(&module);
 }

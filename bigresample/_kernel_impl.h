@@ -166,7 +166,9 @@ static int64_t FN(row_nearest)(const IN_T *d, OUT_T *dst, const Geom *g, const R
 VECTOR_CLONES static void FN(interior_nearest)(const IN_T *restrict d, OUT_T *restrict dst, const Geom *g, const Row *r, int64_t a,
                                  int64_t b)
 {
-    const int32_t base = (int32_t)(g->first[0] + g->first[1] * g->sy + g->first[2] * g->sz);
+    /* each tap's index in the window first (jx - fx: inside the window, so
+     * 32 bits), then its position: jz * sz itself can pass 2^31 */
+    const int32_t f0 = (int32_t)g->first[0], f1 = (int32_t)g->first[1], f2 = (int32_t)g->first[2];
     const int32_t sy = (int32_t)g->sy, sz = (int32_t)g->sz;
     const double lx = (double)g->length[0] - 1.0, ly = (double)g->length[1] - 1.0, lz = (double)g->length[2] - 1.0;
     const double *c0 = g->colx, *c1 = g->colx + g->bx, *c2 = g->colx + 2 * g->bx;
@@ -180,7 +182,7 @@ VECTOR_CLONES static void FN(interior_nearest)(const IN_T *restrict d, OUT_T *re
             const int32_t jx = (int32_t)(clamp(((c0[x0 + i] + ry0) + rz0) + pad, lx) + 0.5);
             const int32_t jy = (int32_t)(clamp(((c1[x0 + i] + ry1) + rz1) + pad, ly) + 0.5);
             const int32_t jz = (int32_t)(clamp(((c2[x0 + i] + ry2) + rz2) + pad, lz) + 0.5);
-            at[i] = jx + jy * sy + jz * sz - base;
+            at[i] = (jx - f0) + (jy - f1) * sy + (jz - f2) * sz;
         }
         OUT_T *restrict o = dst + x0;
         for (int i = 0; i < n; i++)
@@ -244,10 +246,11 @@ __attribute__((target("avx2"))) static int FN(linear_reads)(const float *restric
  * first (a loop the compiler vectorises; positions in 32 bits, as in
  * interior_nearest), then the reads. */
 VECTOR_CLONES static void FN(linear_inside)(const IN_T *restrict d, OUT_T *restrict dst, const Geom *g, const double s[3],
-                              int64_t a, int64_t ia, int64_t ib, int64_t base)
+                              int64_t a, int64_t ia, int64_t ib)
 {
     const int64_t dy = g->sy, dz = g->sz;
-    const int32_t dy32 = (int32_t)dy, dz32 = (int32_t)dz, base32 = (int32_t)base;
+    const int32_t dy32 = (int32_t)dy, dz32 = (int32_t)dz;
+    const int32_t f0 = (int32_t)g->first[0], f1 = (int32_t)g->first[1], f2 = (int32_t)g->first[2];
     const double m0 = g->m[0], m1 = g->m[1], m2 = g->m[2], s0 = s[0], s1 = s[1], s2 = s[2];
     enum { CHUNK = 256 };
     int32_t at[CHUNK];
@@ -259,7 +262,7 @@ VECTOR_CLONES static void FN(linear_inside)(const IN_T *restrict d, OUT_T *restr
             const double k = k0 + (double)i;
             const double cx = s0 + k * m0, cy = s1 + k * m1, cz = s2 + k * m2;
             const int32_t jx = (int32_t)cx, jy = (int32_t)cy, jz = (int32_t)cz;
-            at[i] = jx + jy * dy32 + jz * dz32 - base32;
+            at[i] = (jx - f0) + (jy - f1) * dy32 + (jz - f2) * dz32; /* as in interior_nearest */
             fx[i] = cx - (double)jx;
             fy[i] = cy - (double)jy;
             fz[i] = cz - (double)jz;
@@ -288,11 +291,12 @@ VECTOR_CLONES static void FN(linear_inside)(const IN_T *restrict d, OUT_T *restr
  * In chunks, as linear_inside (the steps to the second taps computed with
  * the positions). */
 VECTOR_CLONES static void FN(linear_clamped)(const IN_T *restrict d, OUT_T *restrict dst, const Geom *g, const double s[3],
-                               int64_t a, int64_t lo, int64_t hi, int64_t base)
+                               int64_t a, int64_t lo, int64_t hi)
 {
     const double lx = (double)g->length[0] - 1.0, ly = (double)g->length[1] - 1.0, lz = (double)g->length[2] - 1.0;
     const double m0 = g->m[0], m1 = g->m[1], m2 = g->m[2], s0 = s[0], s1 = s[1], s2 = s[2];
-    const int32_t sy = (int32_t)g->sy, sz = (int32_t)g->sz, base32 = (int32_t)base;
+    const int32_t sy = (int32_t)g->sy, sz = (int32_t)g->sz;
+    const int32_t f0 = (int32_t)g->first[0], f1 = (int32_t)g->first[1], f2 = (int32_t)g->first[2];
     enum { CHUNK = 256 };
     int32_t at[CHUNK], ddx[CHUNK], ddy[CHUNK], ddz[CHUNK];
     double fx[CHUNK], fy[CHUNK], fz[CHUNK];
@@ -303,7 +307,7 @@ VECTOR_CLONES static void FN(linear_clamped)(const IN_T *restrict d, OUT_T *rest
             const double k = k0 + (double)i;
             const double cx = clamp(s0 + k * m0, lx), cy = clamp(s1 + k * m1, ly), cz = clamp(s2 + k * m2, lz);
             const int32_t jx = (int32_t)cx, jy = (int32_t)cy, jz = (int32_t)cz;
-            at[i] = jx + jy * sy + jz * sz - base32;
+            at[i] = (jx - f0) + (jy - f1) * sy + (jz - f2) * sz; /* as in interior_nearest */
             ddx[i] = (double)jx < lx;
             ddy[i] = ((double)jy < ly) * sy;
             ddz[i] = ((double)jz < lz) * sz;
@@ -330,7 +334,6 @@ VECTOR_CLONES static void FN(linear_clamped)(const IN_T *restrict d, OUT_T *rest
  * inside the volume on every axis in one pass with fixed steps, the rest clamped. */
 static void FN(interior_linear)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, int64_t a, int64_t b)
 {
-    const int64_t base = g->first[0] + g->first[1] * g->sy + g->first[2] * g->sz;
     const double s[3] = {((g->colx[a] + r->ry[0]) + r->rz[0]) + g->pad,
                          ((g->colx[g->bx + a] + r->ry[1]) + r->rz[1]) + g->pad,
                          ((g->colx[2 * g->bx + a] + r->ry[2]) + r->rz[2]) + g->pad};
@@ -342,11 +345,11 @@ static void FN(interior_linear)(const IN_T *d, OUT_T *dst, const Geom *g, const 
         ib = ib < a + kb ? ib : a + kb;
     }
     if (ib > ia) {
-        FN(linear_inside)(d, dst, g, s, a, ia, ib, base);
-        FN(linear_clamped)(d, dst, g, s, a, a, ia, base);
-        FN(linear_clamped)(d, dst, g, s, a, ib, b, base);
+        FN(linear_inside)(d, dst, g, s, a, ia, ib);
+        FN(linear_clamped)(d, dst, g, s, a, a, ia);
+        FN(linear_clamped)(d, dst, g, s, a, ib, b);
     } else {
-        FN(linear_clamped)(d, dst, g, s, a, a, b, base);
+        FN(linear_clamped)(d, dst, g, s, a, a, b);
     }
 }
 

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _signals
 from ._version import __version__
 from .errors import BigresampleError, one_line
 from .fileinfo import describe
@@ -179,7 +180,8 @@ def _terminate(signum, frame):
 
 
 def _interrupted_status() -> int:
-    return 128 + signal.SIGTERM if _terminated.is_set() else EXIT_INTERRUPTED
+    term = _terminated.is_set() or signal.SIGTERM in _signals.received
+    return 128 + signal.SIGTERM if term else EXIT_INTERRUPTED
 
 
 def _target_from_args(args) -> tuple[dict, str]:
@@ -291,6 +293,18 @@ def info_main(argv) -> int:
 
 
 def main(argv=None) -> int:
+    """The command line: its exit status (0, 2 for a refusal, 130/143 when
+    interrupted).  In the command-line process an interrupted run ends here
+    (``_signals.leave``: the daemon worker threads are not finalised around)."""
+    try:
+        status = _main(argv)
+    except KeyboardInterrupt:  # a signal after _main's own handlers were put back
+        print("bigresample: interrupted", file=sys.stderr)
+        status = _interrupted_status()
+    return _signals.leave(status)
+
+
+def _main(argv) -> int:
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     if is_info(argv):
         return info_main(argv[1:])
@@ -301,6 +315,7 @@ def main(argv=None) -> int:
     main_thread = threading.current_thread() is threading.main_thread()
     _terminated.clear()
     previous = signal.signal(signal.SIGTERM, _terminate) if main_thread else None
+    _signals.running()
     progress = not (args.quiet or args.no_progress) and sys.stderr.isatty()
     with warnings.catch_warnings():  # warnings as one line on stderr, for this call only
         warnings.showwarning = _show_warning

@@ -400,7 +400,10 @@ def _eval_axis(x, iax, index, weights, out, ws, tag):
     the float64 sums a few MiB at a time, stored with ``store``'s conversion
     (``_sum_stored``).
     """
-    if kernel.COMPILED and x.dtype in _COMPILED_TYPES and x.dtype.isnative and x.flags.c_contiguous and out.flags.c_contiguous:
+    if out.size == 0:  # an axis of another step is empty (every tap of it reads cval): nothing to sum
+        return out
+    if (kernel.COMPILED and x.dtype in _COMPILED_TYPES and x.dtype.isnative and x.flags.c_contiguous
+            and out.flags.c_contiguous):
         outer = int(np.prod(x.shape[:iax], dtype=np.int64))
         inner = int(np.prod(x.shape[iax + 1 :], dtype=np.int64))
         x3 = x.reshape(outer, x.shape[iax], inner)

@@ -347,6 +347,34 @@ def orientation(in_directions, ref_directions) -> Orientation:
     return Orientation(tuple(int(i) for i in perm), tuple(bool(v < 0) for v in signs), degrees)
 
 
+#: Largest magnitude (in voxels) a term of an input coordinate may reach on a
+#: reference grid.  The compiled kernel estimates each output row's
+#: coordinates as a straight line (bigresample/_kernel.c: span); they are sums
+#: of terms rounded to a few ulp of the largest, ~1e-7 voxel at 2**26, still
+#: far below the line's 1e-6 voxel margin.  Huge terms that cancel (a
+#: translation of 2**54 voxels undone by a column of the matrix) make the
+#: coordinates a staircase instead: refused here (the kernel itself never
+#: trusts the line beyond this: LINEAR_MAX).
+COORDINATE_LIMIT = 2.0**26
+
+
+def check_coordinates(in_shape, out_shape, matrix, offset, pad: float = 12.0) -> None:
+    """Refuse a grid whose input coordinates (``matrix @ o + offset``, plus
+    scipy's pre-pad ``pad``) have a term beyond ``COORDINATE_LIMIT`` anywhere
+    on the output grid, or whose shapes are empty, naming the axis and value."""
+    in_shape, out_shape = tuple(int(v) for v in in_shape), tuple(int(v) for v in out_shape)
+    if len(in_shape) != 3 or len(out_shape) != 3 or min(in_shape + out_shape) < 1:
+        raise GeometryError(f"shapes must be 3 positive lengths; got {in_shape} and {out_shape}")
+    matrix, offset = np.asarray(matrix, dtype=np.float64), np.asarray(offset, dtype=np.float64)
+    with np.errstate(all="ignore"):
+        bound = np.abs(offset) + np.abs(matrix) @ (np.array(out_shape, dtype=np.float64) - 1) + pad
+    for k, b in enumerate(bound):
+        if not b <= COORDINATE_LIMIT:  # also NaN
+            raise GeometryError(
+                f"the reference grid's input coordinates reach {b:.3g} voxels on axis {k} (x, y, z = 0, 1, 2): "
+                f"beyond 2**26 their rounding is too coarse to trust (check the two affines)")
+
+
 def reference_grid(in_shape, in_affine, ref_shape, ref_affine) -> ReferenceGrid:
     """The grid of ``(ref_shape, ref_affine)`` seen from an input ``(in_shape, in_affine)``.
 
@@ -362,4 +390,5 @@ def reference_grid(in_shape, in_affine, ref_shape, ref_affine) -> ReferenceGrid:
         if a.shape != (4, 4) or not np.all(np.isfinite(a)) or abs(np.linalg.det(a[:3, :3])) < 1e-12:
             raise GeometryError(f"{name} affine is not an invertible, finite 4x4 matrix")
     m = np.linalg.solve(a_in, a_ref)
+    check_coordinates(in_shape, ref_shape, m[:3, :3], m[:3, 3])
     return ReferenceGrid(in_shape, ref_shape, np.ascontiguousarray(m[:3, :3]), m[:3, 3].copy(), a_ref.copy())

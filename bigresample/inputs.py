@@ -108,7 +108,7 @@ def open_input(path, scratch_dir=None, read_data: bool = True, role: str = "inpu
     role : str
         What the file is, in error messages ("input", "reference").
     storage_options : dict, optional
-        fsspec options for a URL (``bigresample.store``).
+        fsspec options for a URL (``bigresample.location``).
     """
     options = storage_options or {}
     if not location.is_url(path):

@@ -189,6 +189,14 @@ def axis_take(x, out, index) -> None:
     _kernel.axis_take(x, out, np.ascontiguousarray(index, dtype=np.int64))
 
 
+def use_avx2(on: bool) -> bool:
+    """Turn ``linear_reads`` (AVX2's gathers, which AddressSanitizer cannot
+    see into) on or off; returns whether they are now used (never where the
+    processor or the build lacks AVX2).  For the tests: the results are the
+    same bits either way (tests/test_kernel_fuzz.py compares them)."""
+    return bool(_kernel.set_avx2(bool(on)))
+
+
 def _span(colx, geom, pad, order, clamp, ry=(0.0, 0.0, 0.0), rz=(0.0, 0.0, 0.0)) -> tuple[int, int]:
     """The interior span ``[a, b)`` of one row (``colx``: ``(3, n)`` float64,
     the row's x terms of each coordinate; ``ry``/``rz``: its y and z terms;

@@ -40,7 +40,7 @@ import numpy as np
 
 from . import bounds, splines
 from .engine import Sampling, Workspace, _Fresh, ndimage, read_file_order, slice_lengths, store
-from .geometry import ReferenceGrid
+from .geometry import ReferenceGrid, check_coordinates
 
 #: Modes whose outside samples come from elsewhere in the volume.
 FOLDING_MODES = ("wrap", "grid-wrap", "reflect", "mirror", "grid-mirror")
@@ -69,6 +69,12 @@ class AffineResampler(Sampling):
     ``scipy.ndimage.affine_transform(input, grid.homogeneous, output_shape=grid.out_shape)``."""
 
     grid: ReferenceGrid
+
+    def __post_init__(self):
+        super().__post_init__()
+        # a grid made without reference_grid: empty shapes and coordinates the
+        # kernel cannot trust are refused here too, in one line
+        check_coordinates(self.grid.in_shape, self.grid.out_shape, self.grid.matrix, self.grid.offset)
 
     separable = False  # a rotated grid: no per-axis plans
 

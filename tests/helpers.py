@@ -4,6 +4,7 @@ write.  A test module imports from here, never from another test module (fixture
 the hypothesis profiles live in conftest.py)."""
 
 import itertools
+import mmap
 import subprocess
 import sys
 from pathlib import Path
@@ -581,3 +582,26 @@ def engine_reference(data, g, order, mode, cval=0.0, output=np.float64):
         return ndimage.zoom(data, zoom, order=order, mode=mode, cval=cval, grid_mode=False, output=output)
     return ndimage.affine_transform(data, [a.ratio for a in g.axes], offset=[a.offset for a in g.axes],
                                     output_shape=g.out_shape, order=order, mode=mode, cval=cval, output=output)
+
+
+def staircase():
+    """A matrix whose x coordinate adds 2**54 and takes it away again: on
+    output plane z = 1 the coordinates land inside the volume as a staircase
+    of steps of 4 (the rounding at 2**54), not on the row's straight line."""
+    matrix = np.array([[0.7, 0.0, -(2.0**54)], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+    offset = np.array([2.0**54 + 5.0, 1.0, 0.0])
+    return matrix, offset
+
+
+def guarded(shape, dtype):
+    """An array that ends exactly where a PROT_NONE page begins: a read past it faults."""
+    import ctypes
+
+    page = mmap.PAGESIZE
+    nbytes = int(np.prod(shape)) * np.dtype(dtype).itemsize
+    size = (nbytes + page - 1) // page * page
+    mem = mmap.mmap(-1, size + page)
+    addr = ctypes.addressof(ctypes.c_char.from_buffer(mem))
+    libc = ctypes.CDLL(None, use_errno=True)
+    assert libc.mprotect(ctypes.c_void_p(addr + size), ctypes.c_size_t(page), 0) == 0
+    return np.frombuffer(mem, dtype=dtype, count=int(np.prod(shape)), offset=size - nbytes).reshape(shape), mem

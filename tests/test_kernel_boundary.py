@@ -1,0 +1,260 @@
+"""The compiled kernel's boundary (bigresample/_kernel.c): everything it is
+given is checked, and anything it cannot compute safely is refused with a
+Python exception (issue 28's five findings, one or more tests each).
+
+The cases that crashed the interpreter run in a subprocess, so that the old
+behaviour fails the test instead of killing the run; tools/sanitize.sh runs
+this file under AddressSanitizer and UndefinedBehaviorSanitizer, where the
+int32 overflow of finding 4 (right values by luck on x86) is an error too.
+"""
+
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from bigresample import _kernel, kernel
+from bigresample.errors import BigresampleError
+from bigresample.geometry import ReferenceGrid, reference_grid
+from bigresample.transform import AffineResampler
+
+from .helpers import staircase
+
+
+def run_isolated(code: str) -> None:
+    """Run ``code`` in a fresh interpreter; it must exit 0 (a heap overflow aborts it)."""
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"exit {done.returncode}: {done.stderr[-2000:]}"
+
+
+# -- finding 1: axis_take on an empty axis (inner == 0) wrote past its buffers
+
+
+def test_an_order_0_grid_constant_block_with_an_empty_axis_equals_scipy():
+    run_isolated("""
+        import numpy as np
+        from scipy import ndimage
+        from bigresample.engine import Resampler
+        from bigresample.geometry import make_grid
+        data = np.arange(4 * 2000 * 3, dtype=np.float32).reshape(4, 2000, 3)
+        g = make_grid(data.shape, (1, 1, 1), (0.5, 3.1, 1), "origin")
+        m0 = g.out_shape[0]
+        expected = ndimage.affine_transform(data, g.steps, offset=g.offsets, output_shape=g.out_shape, order=0,
+                                            mode="grid-constant", cval=-7.0)[m0 - 1 : m0]
+        r = Resampler(g, 0, "grid-constant", -7.0)
+        for _ in range(50):  # the old build ended in "double free or corruption" within 50
+            got = r.compute(data, (slice(m0 - 1, m0), slice(0, g.out_shape[1]), slice(0, 3)))
+            np.testing.assert_array_equal(got, expected)
+    """)
+
+
+@pytest.mark.parametrize("shape", [(3, 5, 0), (0, 5, 4)])
+def test_axis_take_and_axis_sum_on_empty_arrays_write_nothing(shape):
+    x = np.zeros(shape, np.float32)
+    out = np.zeros((shape[0], 4, shape[2]), np.float32)
+    index = np.zeros((4, 1), np.int64)
+    kernel.axis_take(x, out, index)
+    kernel.axis_sum(x, out, np.zeros((4, 2), np.int64), np.ones((4, 2)))
+    assert out.size == 0
+
+
+# -- finding 2: a row's coordinates are not linear when huge terms cancel
+
+
+def test_reference_grid_refuses_coordinates_too_large_to_trust():
+    matrix, offset = staircase()
+    a_ref = np.eye(4)
+    a_ref[:3, :3], a_ref[:3, 3] = matrix, offset
+    with pytest.raises(BigresampleError, match=r"input coordinates .* axis 0 .*2\*\*26"):
+        reference_grid((20, 20, 20), np.eye(4), (16, 16, 3), a_ref)
+
+
+def test_an_affine_resampler_refuses_coordinates_too_large_to_trust():
+    matrix, offset = staircase()
+    grid = ReferenceGrid((20, 20, 20), (16, 16, 3), matrix, offset, np.eye(4))
+    with pytest.raises(BigresampleError, match="input coordinates"):
+        AffineResampler(grid, 1, "constant")
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("order", [0, 1])
+def test_the_kernel_does_not_trust_a_staircase_to_be_a_line(order, dtype):
+    """Straight to the kernel (no Python check): scipy's values, every tap
+    inside the window (the float32 window also goes through AVX2's gathers)."""
+    matrix, offset = staircase()
+    data = np.random.default_rng(0).uniform(0, 100, (20, 20, 20)).astype(dtype)
+    expected = ndimage.affine_transform(data.T, matrix, offset=offset, output_shape=(16, 16, 3), order=order,
+                                        mode="constant", cval=-1.0).T
+    got = np.zeros((3, 16, 16))
+    bad = kernel.resample_block(data, got, matrix, offset, (0, 0, 0), (0, 0, 0), (20, 20, 20), pad=0.0,
+                                order=order, mode=kernel.MODE_CODES["constant"], cval=-1.0)
+    assert bad == 0
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12 * 100)
+
+
+# -- finding 3: unchecked arguments
+
+
+def call_block(data, out=None, matrix=np.eye(3), offset=(0.0, 0.0, 0.0), origin=(0, 0, 0), first=(0, 0, 0),
+               length=(4, 4, 4), order=1, mode="nearest"):
+    out = np.zeros((4, 4, 4)) if out is None else out
+    return kernel.resample_block(data, out, matrix, offset, origin, first, length, pad=0.0, order=order,
+                                 mode=kernel.MODE_CODES[mode], cval=0.0)
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 4), (4, 0, 4), (4, 4, 0)])
+def test_resample_block_refuses_an_empty_window(shape):
+    with pytest.raises(ValueError, match="empty window"):
+        call_block(np.zeros(shape))
+
+
+@pytest.mark.parametrize("length", [(4, -3, 4), (0, 4, 4), (4, 4, 2**62)])
+def test_resample_block_refuses_a_line_length_out_of_range(length):
+    with pytest.raises(ValueError, match="length"):
+        call_block(np.zeros((4, 4, 4)), length=length)
+
+
+@pytest.mark.parametrize("first", [(-2**62, 0, 0), (0, 2**62, 0)])
+def test_resample_block_refuses_a_window_position_out_of_range(first):
+    with pytest.raises(ValueError, match="first"):
+        call_block(np.zeros((4, 4, 4)), first=first)
+
+
+@pytest.mark.parametrize("origin", [(2**62, 0, 0), (0, 0, 2**63 - 2)])
+def test_resample_block_refuses_an_origin_out_of_range(origin):
+    with pytest.raises(ValueError, match="origin"):
+        call_block(np.zeros((4, 4, 4)), origin=origin)
+
+
+def test_resample_block_refuses_an_output_that_overlaps_the_window():
+    data = np.zeros((4, 4, 4))
+    with pytest.raises(ValueError, match="overlap"):
+        call_block(data, out=data)
+
+
+def test_an_affine_resampler_refuses_an_empty_input():
+    grid = ReferenceGrid((0, 5, 5), (4, 4, 4), np.eye(3), np.zeros(3), np.eye(4))
+    with pytest.raises(BigresampleError, match=r"shape.*\(0, 5, 5\)"):
+        AffineResampler(grid, 1, "nearest")
+
+
+def prefilter(a, horizons=(3,), kind=0, acc=None):
+    acc = np.zeros(a.shape[2]) if acc is None else acc
+    kernel.prefilter_lines(a, 1.0, [-0.2679491924311228][: len(horizons)], list(horizons), kind, acc)
+
+
+@pytest.mark.parametrize("horizon", [8, 9, -1])
+def test_prefilter_lines_refuses_a_horizon_beyond_the_line(horizon):
+    with pytest.raises(ValueError, match="horizon"):
+        prefilter(np.zeros((2, 8, 3)), horizons=(horizon,))
+
+
+@pytest.mark.parametrize("n", [0, 1])
+def test_prefilter_lines_refuses_lines_too_short_to_filter(n):
+    with pytest.raises(ValueError, match="line"):
+        prefilter(np.zeros((2, n, 3)), horizons=(0,))
+
+
+def test_prefilter_lines_refuses_strides_that_are_not_whole_samples():
+    raw = np.zeros(2 * 8 * 3 * 8 + 4, np.uint8)
+    a = np.ndarray((2, 8, 3), np.float64, buffer=raw, offset=0, strides=(194, 3 * 8, 8))
+    with pytest.raises(ValueError, match="stride"):
+        prefilter(a)
+
+
+@pytest.mark.parametrize("kind", [-1, 3, 7])
+def test_prefilter_lines_refuses_an_unknown_start(kind):
+    with pytest.raises(ValueError, match="kind"):
+        prefilter(np.zeros((2, 8, 3)), kind=kind)
+
+
+def test_prefilter_lines_refuses_a_scratch_row_inside_the_view():
+    a = np.zeros((2, 8, 3))
+    with pytest.raises(ValueError, match="overlap"):
+        prefilter(a, acc=a[0, 0])
+
+
+# -- finding 4: undefined behaviour
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_a_small_window_deep_in_a_large_volume_reads_its_own_samples(order):
+    """z index 3000 times a 1000 x 1000 plane is past 2**31: the window
+    position was an int32 product (undefined; right by luck on x86)."""
+    data = np.random.default_rng(1).uniform(0, 1, (2, 1000, 1000)).astype(np.float32)
+    out = np.zeros((1, 3, 1000), np.float32)  # z 3000 only: order 1's second tap (3001) is in the window
+    bad = kernel.resample_block(data, out, np.eye(3), (0.0, 5.0, 3000.0), (0, 0, 0), (0, 0, 3000),
+                                (1000, 1000, 4000), pad=0.0, order=order, mode=kernel.MODE_CODES["nearest"], cval=0.0)
+    assert bad == 0
+    np.testing.assert_array_equal(out[0], data[0, 5:8])
+
+
+@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf, 1e19, -1e300])
+@pytest.mark.parametrize("where", ["matrix", "offset"])
+def test_resample_block_refuses_coordinates_it_cannot_convert(value, where):
+    matrix, offset = np.eye(3), np.zeros(3)
+    (matrix if where == "matrix" else offset)[0] = value
+    with pytest.raises(ValueError, match="coordinate"):
+        call_block(np.zeros((4, 4, 4)), matrix=matrix, offset=offset, mode="mirror")
+
+
+@pytest.mark.parametrize("take", [True, False])
+def test_axis_sum_refuses_an_output_that_overlaps_its_input(take):
+    x = np.zeros((2, 4, 3))
+    index = np.zeros((4, 1), np.int64)
+    with pytest.raises(ValueError, match="overlap"):
+        if take:
+            kernel.axis_take(x, x, index)
+        else:
+            kernel.axis_sum(x, x, index, np.ones((4, 1)))
+
+
+def test_axis_sum_reads_the_taps_it_checked():
+    """The index array is copied under the GIL: a thread changing it later
+    cannot send the sum outside ``x``."""
+    source = open(kernel.__file__.replace("kernel.py", "_kernel.c")).read()
+    body = source[source.index("static PyObject *axis_call"):]
+    body = body[: body.index("\n}\n")]
+    assert "memcpy(taps" in body and "Py_BEGIN_ALLOW_THREADS" in body
+    assert body.index("memcpy(taps") < body.index("Py_BEGIN_ALLOW_THREADS")
+
+
+# -- finding 5: AVX2's gathers, where ASan cannot see
+
+
+def test_a_float32_window_at_the_end_of_its_allocation_is_not_read_past():
+    run_isolated("""
+        import numpy as np
+        from scipy import ndimage
+        from bigresample import kernel
+        from tests.helpers import guarded, staircase
+        matrix, offset = staircase()
+        data, mem = guarded((20, 20, 20), np.float32)
+        data[...] = np.random.default_rng(0).uniform(0, 100, data.shape)
+        expected = ndimage.affine_transform(data.T, matrix, offset=offset, output_shape=(16, 16, 3), order=1,
+                                            mode="nearest").T
+        got = np.zeros((3, 16, 16))
+        kernel.resample_block(data, got, matrix, offset, (0, 0, 0), (0, 0, 0), (20, 20, 20), pad=0.0, order=1,
+                              mode=kernel.MODE_CODES["nearest"], cval=0.0)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-10)
+    """)
+
+
+def test_the_avx2_reads_can_be_switched_off_and_give_the_same_bits():
+    rng = np.random.default_rng(2)
+    data = rng.uniform(-5, 5, (30, 40, 50)).astype(np.float32)
+    angle = np.deg2rad(11.0)
+    matrix = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0], [0.0, 0.0, 1.0]])
+    runs = []
+    for flag in (True, False):
+        kernel.use_avx2(flag)
+        out = np.zeros((20, 30, 40))
+        kernel.resample_block(data, out, matrix, (3.3, 1.2, 2.1), (0, 0, 0), (0, 0, 0), (50, 40, 30), pad=0.0,
+                              order=1, mode=kernel.MODE_CODES["nearest"], cval=0.0)
+        runs.append(out)
+    kernel.use_avx2(True)
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert kernel.use_avx2(True) == _kernel.has_avx2()
