@@ -169,15 +169,7 @@ def _windows(needed: np.ndarray, length: int, order: int, ndim: int, mode: str):
     return clusters, windows
 
 
-def cast_output(values: np.ndarray, dtype) -> np.ndarray:
-    """Store float results as scipy.ndimage does: integers rounded half away
-    from zero and saturated at the dtype's limits."""
-    out = np.empty(values.shape, dtype=dtype)
-    store(values, out)
-    return out
-
-
-def store(src: np.ndarray, dst: np.ndarray, tmp: np.ndarray | None = None) -> None:
+def cast_into(src: np.ndarray, dst: np.ndarray, tmp: np.ndarray | None = None) -> None:
     """``dst[...] = src`` with scipy.ndimage's output conversion.
 
     Floats into integers: rounded half away from zero and saturated (never
@@ -360,7 +352,7 @@ def _eval_last_axis_slices(x, index, weights, out, ws, tag, runs):
             i0 = int(index[o0, 0])
             plain = w > 1 or np.all(np.diff(index[o0]) == 1)
             if weights is None:
-                store(xs[r0:r1, i0 : i0 + w], dst)
+                cast_into(xs[r0:r1, i0 : i0 + w], dst)
                 continue
             acc = ws.array(tag + "a", (r1 - r0, w), np.float64)
             tmp = ws.array(tag + "t", (r1 - r0, w), np.float64)
@@ -375,7 +367,7 @@ def _eval_last_axis_slices(x, index, weights, out, ws, tag, runs):
                 else:
                     np.multiply(src, weights[o0:o1, t], out=tmp)
                     acc += tmp
-            store(acc, dst, tmp)
+            cast_into(acc, dst, tmp)
     return out
 
 
@@ -432,14 +424,14 @@ def _sum_stored(x3, o3, index, weights, ws, tag):
             b = min(outer, a + per)
             acc = ws.array(tag + "c", (b - a, m, inner), np.float64)
             kernel.axis_sum(x3[a:b], acc, index, weights)
-            store(acc, o3[a:b], ws.array(tag + "t", acc.shape, np.float64))
+            cast_into(acc, o3[a:b], ws.array(tag + "t", acc.shape, np.float64))
         return
     per = max(1, _STORE_CHUNK_BYTES // (8 * max(1, inner)))
     for a in range(0, m, per):
         b = min(m, a + per)
         acc = ws.array(tag + "c", (1, b - a, inner), np.float64)
         kernel.axis_sum(x3, acc, index[a:b], weights[a:b])
-        store(acc, o3[:, a:b], ws.array(tag + "t", acc.shape, np.float64))
+        cast_into(acc, o3[:, a:b], ws.array(tag + "t", acc.shape, np.float64))
 
 
 def _eval_axis_numpy(x, iax, index, weights, out, ws, tag):
@@ -467,7 +459,7 @@ def _eval_axis_numpy(x, iax, index, weights, out, ws, tag):
                 else:
                     g = ws.array(tag + "g", (n, m), xs.dtype)
                     np.take(xs[r0:r1], index[:, 0], axis=1, out=g)
-                    store(g, os_[r0:r1], ws.array(tag + "t", (n, m), np.float64))
+                    cast_into(g, os_[r0:r1], ws.array(tag + "t", (n, m), np.float64))
                 continue
             g = ws.array(tag + "g", (n, m), xs.dtype)
             acc = ws.array(tag + "a", (n, m), np.float64)
@@ -478,7 +470,7 @@ def _eval_axis_numpy(x, iax, index, weights, out, ws, tag):
                 np.take(xs[r0:r1], index[:, t], axis=1, out=g)
                 np.multiply(g, weights[:, t], out=tmp)
                 acc += tmp
-            store(acc, os_[r0:r1], tmp)
+            cast_into(acc, os_[r0:r1], tmp)
         return out
     lead = (slice(None),) * iax
     pshape = out.shape[:iax] + out.shape[iax + 1 :]
@@ -487,13 +479,13 @@ def _eval_axis_numpy(x, iax, index, weights, out, ws, tag):
     for o in range(m):
         dst = out[lead + (o,)]
         if weights is None:
-            store(x[lead + (int(index[o, 0]),)], dst, tmp)
+            cast_into(x[lead + (int(index[o, 0]),)], dst, tmp)
             continue
         np.multiply(x[lead + (int(index[o, 0]),)], weights[o, 0], out=acc)
         for t in range(1, ntaps):
             np.multiply(x[lead + (int(index[o, t]),)], weights[o, t], out=tmp)
             acc += tmp
-        store(acc, dst, tmp)
+        cast_into(acc, dst, tmp)
     return out
 
 
@@ -678,7 +670,7 @@ class Resampler(Sampling):
             outside = [o | ~ok for o, ok in zip(outside, bounds.axis_masks(self.grid, spatial))]
         if any(o.all() for o in outside):
             out = ws.array("out", out_shape, dtype)
-            store(np.full(out_shape, self.cval), out)
+            cast_into(np.full(out_shape, self.cval), out)
             return out
 
         x = self._read_window(source, plans, extra, ws)
@@ -716,11 +708,11 @@ class Resampler(Sampling):
         if not todo:
             if x.dtype != dtype:
                 out = ws.array("out", x.shape, dtype)
-                store(x, out)
+                cast_into(x, out)
                 x = out
         if any(o.any() for o in outside):
             fill = np.empty((), dtype=dtype)
-            store(np.array(self.cval), fill)
+            cast_into(np.array(self.cval), fill)
             for a, o in enumerate(outside):
                 if o.any():
                     sl = [slice(None)] * x.ndim

@@ -288,11 +288,6 @@ class ReferenceGrid:
         in_dirs = self.out_affine[:3, :3] @ np.linalg.inv(self.matrix)  # A_in's columns, in the same units
         return orientation(in_dirs, self.out_affine[:3, :3])
 
-    def rotation_degrees(self) -> float:
-        """The angle of the rotation left once flips and permutations are taken
-        out (0 for an axis-aligned, flipped or permuted reference)."""
-        return self.orientation().degrees
-
 
 @dataclass(frozen=True)
 class Orientation:

@@ -39,7 +39,7 @@ import numpy as np
 
 from . import bounds
 from .bounds import ITK, uses_cval
-from .engine import Workspace, _Fresh, ndimage, read_file_order, slice_lengths, store
+from .engine import Workspace, _Fresh, ndimage, read_file_order, slice_lengths, cast_into
 from .errors import BigresampleError
 from .geometry import Grid
 from .resampling import BlockResampler, interpolating
@@ -218,7 +218,7 @@ class _LabelSampling:
         if lab.dtype == dtype:
             return lab
         out = ws.array("lab_out", lab.shape, dtype)
-        store(lab, out)
+        cast_into(lab, out)
         return out
 
     def _cval_label(self, dtype):

@@ -39,7 +39,7 @@ from math import prod
 import numpy as np
 
 from . import bounds, splines
-from .engine import Sampling, Workspace, _Fresh, ndimage, read_file_order, slice_lengths, store
+from .engine import Sampling, Workspace, _Fresh, ndimage, read_file_order, slice_lengths, cast_into
 from .geometry import ReferenceGrid, check_coordinates
 
 #: Modes whose outside samples come from elsewhere in the volume.
@@ -213,7 +213,7 @@ class AffineResampler(Sampling):
         spans = None
         if self.itk:  # ITK's rule: cval beyond half a voxel of the input (bounds.row_spans, per output row)
             fill = np.empty((), dtype=dtype)
-            store(np.array(self.cval), fill)
+            cast_into(np.array(self.cval), fill)
             spans = bounds.row_spans(self.grid, spatial)
             if bounds.nothing_in(spans):
                 out[...] = fill
@@ -245,7 +245,7 @@ class AffineResampler(Sampling):
             if bad:  # pragma: no cover - the window is planned to hold every tap
                 raise RuntimeError(f"{bad} samples of block {region} read outside its window {win_range}")
             if not direct:
-                store(values, out[idx])
+                cast_into(values, out[idx])
         if spans is not None:
             bounds.fill_rows(out, spans, fill, ws)
         return out

@@ -605,3 +605,13 @@ def guarded(shape, dtype):
     libc = ctypes.CDLL(None, use_errno=True)
     assert libc.mprotect(ctypes.c_void_p(addr + size), ctypes.c_size_t(page), 0) == 0
     return np.frombuffer(mem, dtype=dtype, count=int(np.prod(shape)), offset=size - nbytes).reshape(shape), mem
+
+
+def cast_output(values, dtype):
+    """``values`` stored into a new array of ``dtype`` by the engine's cast (``engine.cast_into``:
+    integers rounded half away from zero and saturated, as scipy.ndimage stores them)."""
+    from bigresample.engine import cast_into
+
+    out = np.empty(np.shape(values), dtype=dtype)
+    cast_into(np.asarray(values), out)
+    return out

@@ -13,7 +13,7 @@ from bigresample.engine import Resampler, Workspace
 from bigresample.geometry import make_grid
 from bigresample.splines import MODES
 
-from .helpers import blockwise, compiled_only, engine_reference
+from .helpers import blockwise, cast_output, compiled_only, engine_reference
 
 TOL = {0: 0.0, 1: 1e-6, 2: 1e-5, 3: 1e-5, 4: 1e-5, 5: 1e-5}  # docs/grids-and-exactness.md, "Exactness"
 
@@ -40,25 +40,25 @@ def smooth(shape, seed=0):
 
 def test_store_rounds_half_away_from_zero_and_saturates():
     v = np.array([-300.0, -2.5, -1.5, -0.5, -0.49, 0.49, 0.5, 1.5, 2.5, 254.6, 300.0])
-    np.testing.assert_array_equal(engine.cast_output(v, np.uint8), [0, 0, 0, 0, 0, 0, 1, 2, 3, 255, 255])
-    np.testing.assert_array_equal(engine.cast_output(v, np.int8), [-128, -3, -2, -1, 0, 0, 1, 2, 3, 127, 127])
+    np.testing.assert_array_equal(cast_output(v, np.uint8), [0, 0, 0, 0, 0, 0, 1, 2, 3, 255, 255])
+    np.testing.assert_array_equal(cast_output(v, np.int8), [-128, -3, -2, -1, 0, 0, 1, 2, 3, 127, 127])
     out = np.empty(v.shape, np.int16)
-    engine.store(v, out, np.empty(v.shape))  # with a scratch buffer
+    engine.cast_into(v, out, np.empty(v.shape))  # with a scratch buffer
     np.testing.assert_array_equal(out, [-300, -3, -2, -1, 0, 0, 1, 2, 3, 255, 300])
     # scipy's own conversion agrees
-    np.testing.assert_array_equal(engine.cast_output(v, np.int8), ndimage.shift(v, 0, order=1, output=np.int8))
+    np.testing.assert_array_equal(cast_output(v, np.int8), ndimage.shift(v, 0, order=1, output=np.int8))
 
 
 def test_store_between_integer_types_saturates_and_floats_copy():
     v = np.array([-40000, -300, -1, 0, 5, 300, 70000], dtype=np.int32)
-    np.testing.assert_array_equal(engine.cast_output(v, np.uint8), [0, 0, 0, 0, 5, 255, 255])
-    np.testing.assert_array_equal(engine.cast_output(v, np.int16), [-32768, -300, -1, 0, 5, 300, 32767])
-    np.testing.assert_array_equal(engine.cast_output(v, np.int64), v)
+    np.testing.assert_array_equal(cast_output(v, np.uint8), [0, 0, 0, 0, 5, 255, 255])
+    np.testing.assert_array_equal(cast_output(v, np.int16), [-32768, -300, -1, 0, 5, 300, 32767])
+    np.testing.assert_array_equal(cast_output(v, np.int64), v)
     u = np.array([0, 200, 65535], dtype=np.uint16)
-    np.testing.assert_array_equal(engine.cast_output(u, np.int8), [0, 127, 127])
-    np.testing.assert_array_equal(engine.cast_output(u, np.int16), [0, 200, 32767])
-    np.testing.assert_array_equal(engine.cast_output(np.array([True, False]), np.int8), [1, 0])
-    f = engine.cast_output(np.array([1.25, -2.75, np.nan]), np.float32)
+    np.testing.assert_array_equal(cast_output(u, np.int8), [0, 127, 127])
+    np.testing.assert_array_equal(cast_output(u, np.int16), [0, 200, 32767])
+    np.testing.assert_array_equal(cast_output(np.array([True, False]), np.int8), [1, 0])
+    f = cast_output(np.array([1.25, -2.75, np.nan]), np.float32)
     assert f.dtype == np.float32
     np.testing.assert_array_equal(f, np.array([1.25, -2.75, np.nan], np.float32))
 
@@ -211,7 +211,7 @@ def test_eval_axis_is_the_weighted_sum_of_the_taps(iax, kind, pattern):
     for dtype in (np.float64, np.int16):
         out = np.empty(shape, dtype=dtype)
         engine._eval_axis(x, iax, index, weights, out, Workspace(), "t")
-        np.testing.assert_allclose(out, engine.cast_output(expected, dtype), rtol=0, atol=1e-9)
+        np.testing.assert_allclose(out, cast_output(expected, dtype), rtol=0, atol=1e-9)
 
 
 def test_eval_axis_on_many_rows_crosses_the_row_chunks():

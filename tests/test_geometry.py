@@ -180,4 +180,4 @@ def test_the_reference_grid_seen_from_a_flipped_input():
     a_ref = np.diag([3.0, 3.0, 3.0, 1.0])
     g = reference_grid((91, 109, 91), a_in, (60, 72, 60), a_ref)
     assert g.orientation().describe() == "x flipped relative to the input's axes"
-    assert g.rotation_degrees() == 0.0
+    assert g.orientation().degrees == 0.0

@@ -222,7 +222,7 @@ def test_rotation_degrees_and_orientation_of_a_reference():
     t = np.radians(30)
     ref[:3, :3] = np.array([[1, 0, 0], [0, np.cos(t), -np.sin(t)], [0, np.sin(t), np.cos(t)]]) * 2.0
     g = reference_grid((8, 8, 8), a_in, (8, 8, 8), ref)
-    assert g.rotation_degrees() == pytest.approx(30.0, abs=1e-9)
+    assert g.orientation().degrees == pytest.approx(30.0, abs=1e-9)
     o = g.orientation()
     assert o == Orientation((0, 1, 2), (False, False, False), pytest.approx(30.0, abs=1e-9))
 
