@@ -1,0 +1,192 @@
+"""Registrations applied to output points: affine maps and displacement fields.
+
+A registration maps each *output* point (a point of the fixed, or reference,
+space) to the point of the *input* (moving) image that is sampled there, as
+``antsApplyTransforms`` and ITK's resampler use a transform.  Everything here
+is in world coordinates, **RAS millimetres** (nibabel's convention: an
+image's affine maps its voxel indices to them); the readers of transform files
+(``transform_files``) convert from each tool's convention (ITK's LPS, FSL's
+scaled voxels, FreeSurfer's LTA types) so that nothing downstream knows which
+tool wrote a file.
+
+A ``Chain`` is the transforms as listed (``--transform T1 --transform T2``):
+the last listed is applied first to the output point, so an output point ``p``
+samples the input at ``T1(T2(p))`` (ITK's ``CompositeTransform``, ANTs' ``-t``
+order).  A chain of affines only is one affine (``Chain.affine``): the run then
+takes the existing grids (a ``geometry.ReferenceGrid``, separable when
+axis-aligned); a chain with a field needs the point-by-point resampler.
+
+numpy only: the numeric core, no file is opened here (a field's samples come
+from the reader its format gives it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .errors import BigresampleError
+
+
+class RegistrationError(BigresampleError):
+    """A transform that cannot be applied as asked (named with its file)."""
+
+
+def _points(points) -> np.ndarray:
+    p = np.asarray(points, dtype=np.float64)
+    if p.ndim != 2 or p.shape[1] != 3:
+        raise ValueError(f"points must be an (N, 3) array; got shape {p.shape}")
+    return p
+
+
+@dataclass(frozen=True, eq=False)
+class AffineMap:
+    """``p_in = matrix @ [p_out, 1]``: output world point to input world point, RAS mm."""
+
+    matrix: np.ndarray  # (4, 4), last row (0, 0, 0, 1)
+    #: what it was read from, for messages, the report and provenance ("ants.mat (ITK binary, inverted)")
+    source: str = "affine"
+
+    def __post_init__(self):
+        m = np.array(self.matrix, dtype=np.float64)
+        if m.shape != (4, 4) or not np.all(np.isfinite(m)) or not np.allclose(m[3], (0, 0, 0, 1)):
+            raise RegistrationError(f"{self.source}: not a finite 4x4 affine matrix with last row 0 0 0 1")
+        if abs(np.linalg.det(m[:3, :3])) < 1e-12:
+            raise RegistrationError(f"{self.source}: the affine matrix is singular")
+        m.setflags(write=False)
+        object.__setattr__(self, "matrix", m)
+
+    is_affine = True
+
+    def apply(self, points) -> np.ndarray:
+        p = _points(points)
+        return p @ self.matrix[:3, :3].T + self.matrix[:3, 3]
+
+    def inverse(self, source: str | None = None) -> "AffineMap":
+        return AffineMap(np.linalg.inv(self.matrix), source or f"{self.source} (inverted)")
+
+
+@dataclass(frozen=True, eq=False)
+class DisplacementField:
+    """``p_in = p + d(p)``: a displacement field on its own grid, RAS mm.
+
+    ``d`` is interpolated trilinearly between the field's samples (ITK's
+    ``DisplacementFieldTransform`` with its default linear interpolator); a
+    point within half a field voxel beyond the field's first or last sample
+    takes the edge samples (scipy's ``nearest``, as ITK's interpolator clamps
+    there).  Further out the field is undefined here: the run refuses an
+    output the field does not cover (``covers``) before it starts.
+
+    The samples are read region by region through ``read``, so a field larger
+    than memory works: ``read((sx, sy, sz))`` returns the ``(nx, ny, nz, 3)``
+    displacements of that region, float64, RAS mm, already converted from the
+    file's convention.
+    """
+
+    shape: tuple[int, int, int]
+    affine: np.ndarray  # (4, 4): field voxel index -> RAS mm
+    read: Callable[[tuple[slice, slice, slice]], np.ndarray]
+    source: str = "displacement field"
+    #: per RAS axis, the largest |displacement| in mm over the field (None until ``bound`` is asked)
+    _bound: list = field(default_factory=list, repr=False)
+
+    is_affine = False
+
+    def __post_init__(self):
+        shape = tuple(int(n) for n in self.shape)
+        a = np.array(self.affine, dtype=np.float64)
+        if len(shape) != 3 or min(shape) < 1:
+            raise RegistrationError(f"{self.source}: a displacement field needs 3 spatial axes; got shape {shape}")
+        if a.shape != (4, 4) or not np.all(np.isfinite(a)) or abs(np.linalg.det(a[:3, :3])) < 1e-12:
+            raise RegistrationError(f"{self.source}: the field's affine is not an invertible, finite 4x4 matrix")
+        a.setflags(write=False)
+        object.__setattr__(self, "shape", shape)
+        object.__setattr__(self, "affine", a)
+
+    def to_voxels(self, points) -> np.ndarray:
+        """The field's continuous voxel indices of world points (N, 3)."""
+        inv = np.linalg.inv(self.affine)
+        return _points(points) @ inv[:3, :3].T + inv[:3, 3]
+
+    def covers(self, lo, hi) -> bool:
+        """True if the field's voxel-index box ``[lo, hi]`` lies within half a voxel of its samples."""
+        return bool(np.all(np.asarray(lo) >= -0.5 - 1e-9) and np.all(np.asarray(hi) <= np.array(self.shape) - 0.5 + 1e-9))
+
+    def displacements(self, points) -> np.ndarray:
+        """``d(p)`` (N, 3) at world points, reading only the field's samples around them.
+        The reference semantics (scipy's ``map_coordinates``, order 1, ``nearest``, per component)."""
+        from scipy import ndimage
+
+        v = self.to_voxels(points)
+        if v.shape[0] == 0:
+            return np.zeros((0, 3))
+        lo = np.clip(np.floor(v.min(axis=0)).astype(np.int64), 0, np.array(self.shape) - 1)
+        hi = np.clip(np.floor(v.max(axis=0)).astype(np.int64) + 2, 1, np.array(self.shape))
+        region = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
+        win = np.asarray(self.read(region), dtype=np.float64)
+        local = (v - lo).T
+        return np.stack([ndimage.map_coordinates(win[..., c], local, order=1, mode="nearest") for c in range(3)], axis=1)
+
+    def apply(self, points) -> np.ndarray:
+        p = _points(points)
+        return p + self.displacements(p)
+
+    def bound(self, slab_voxels: int = 2**22) -> np.ndarray:
+        """Per RAS axis, the largest |displacement| (mm) anywhere in the field: one pass over it, in slabs."""
+        if not self._bound:
+            nx, ny, nz = self.shape
+            step = max(1, slab_voxels // max(1, nx * ny))
+            worst = np.zeros(3)
+            for z in range(0, nz, step):
+                d = np.asarray(self.read((slice(0, nx), slice(0, ny), slice(z, min(nz, z + step)))), dtype=np.float64)
+                if not np.all(np.isfinite(d)):
+                    raise RegistrationError(f"{self.source}: the field holds displacements that are not finite")
+                worst = np.maximum(worst, np.abs(d).reshape(-1, 3).max(axis=0))
+            self._bound.append(worst)
+        return self._bound[0]
+
+    def inverse(self, source: str | None = None):
+        raise RegistrationError(f"{self.source}: a displacement field cannot be inverted here; "
+                                "give the inverse field its tool wrote (ANTs: the InverseWarp file)")
+
+
+@dataclass(frozen=True, eq=False)
+class Chain:
+    """Transforms as listed: ``maps[0]`` is T1, applied last (``T1(T2(...(p)))``)."""
+
+    maps: tuple = ()
+
+    def apply(self, points) -> np.ndarray:
+        p = _points(points)
+        for m in reversed(self.maps):
+            p = m.apply(p)
+        return p
+
+    @property
+    def affine(self) -> np.ndarray | None:
+        """The whole chain as one output-world -> input-world 4x4 matrix, or None if it holds a field."""
+        out = np.eye(4)
+        for m in self.maps:
+            if not m.is_affine:
+                return None
+            out = out @ m.matrix
+        return out
+
+    def collapsed(self) -> "Chain":
+        """The same chain with runs of adjacent affines multiplied into one."""
+        out: list = []
+        for m in self.maps:
+            if m.is_affine and out and out[-1].is_affine:
+                out[-1] = AffineMap(out[-1].matrix @ m.matrix, f"{out[-1].source} * {m.source}")
+            else:
+                out.append(m)
+        return Chain(tuple(out))
+
+    @property
+    def fields(self) -> tuple:
+        return tuple(m for m in self.maps if not m.is_affine)
+
+    def __len__(self) -> int:
+        return len(self.maps)
