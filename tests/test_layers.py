@@ -28,7 +28,7 @@ LAYERS = [
     # files and where they live: NIfTI and its codecs and header checks, OME-Zarr, URLs and
     # shared folders, the provenance record, ``bigresample info``, the input formats' registry (inputs)
     ("formats", {"safefs", "location", "codec", "rawio", "header_checks", "ome", "nifti", "provenance", "fileinfo",
-                 "inputs", "volume", "nibabel_input", "url_input", "tiff", "plainzarr", "axes"}),
+                 "inputs", "volume", "nibabel_input", "url_input", "tiff", "plainzarr", "axes", "transform_files"}),
     # a run: the request, its plan, journal, sinks, executors, the runner and what it reports, and the
     # output formats' registry (outputs: an output format makes its sink)
     ("run", {"request", "plan", "journal", "sinks", "executors", "cluster", "job", "runner", "report", "stats",
