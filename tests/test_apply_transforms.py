@@ -130,3 +130,46 @@ def test_dry_run_reads_the_transform_not_the_voxels(scene, capsys):
     assert cli.main([str(src), str(tmp / "o.nii"), "--reference", str(ref), "--transform", str(t), "--dry-run"]) == 0
     assert "Registration: 1 transform" in capsys.readouterr().out
     assert not (tmp / "o.nii").exists()
+
+
+@pytest.mark.slow
+def test_everything_else_composes_4d_labels_and_pyramids(scene):
+    """Each volume of a 4-D input through the same transform; a label map's linear method on the
+    registered grid equals its whole-array definition; each pyramid level of an OME-Zarr output is
+    the input through the transform onto that level's grid."""
+    from bigresample.job import plan_job
+
+    from .helpers import interpolated_reference, ome_array
+
+    tmp, data, src, ref, ref_affine = scene
+    m = _matrix((0, 0, 9), (0.3, -0.2, 0.1))
+    t = _save(tmp / "m.txt", m)
+    chain = lambda p: p @ m[:3, :3].T + m[:3, 3]  # noqa: E731
+    four = np.stack([data, 2 * data + 1], axis=-1)
+    src4 = write_nifti(tmp / "four.nii", four, IN_AFFINE)
+    out4 = tmp / "four_out.nii"
+    bigresample.resample(src4, out4, reference=ref, transforms=[t], chunks=(7, 16, 5))
+    got = np.asarray(nib.load(out4).dataobj)
+    for k in range(2):
+        expected = registered_reference(four[..., k], IN_AFFINE, (18, 16, 12), ref_affine, chain, 1)
+        assert_matches_reference(got[..., k], expected, four[..., k], 1, cval=0.0)
+
+    labels = (data // 25).astype(np.int16)
+    lab = write_nifti(tmp / "labels.nii", labels, IN_AFFINE)
+    out = tmp / "labels_out.nii"
+    bigresample.resample(lab, out, reference=ref, transforms=[t], labels="linear", mode="nearest")
+    job = plan_job(Request.make(lab, tmp / "x.nii", reference=ref, transforms=[t], labels="linear", mode="nearest"))
+    job.volume.close()
+    want, gap = interpolated_reference(labels, job.grid, 1, "nearest", 0.0)
+    got = np.asarray(nib.load(out).dataobj)
+    assert np.array_equal(got[gap > 1e-9], want[gap > 1e-9])
+
+    zarr_out = tmp / "pyramid.zarr"
+    bigresample.resample(src, zarr_out, spacing=(0.6, 0.6, 0.8), transforms=[t], levels=2, mode="nearest")
+    for level, spacing in ((0, (0.6, 0.6, 0.8)), (1, (1.2, 1.2, 1.6))):
+        plain = tmp / f"plain{level}.nii"
+        bigresample.resample(src, plain, spacing=spacing)  # the level's grid, unregistered
+        expected = registered_reference(data, IN_AFFINE, nib.load(plain).shape, nib.load(plain).affine, chain, 1,
+                                        mode="nearest")
+        got = np.asarray(ome_array(zarr_out, level)[0])
+        assert_matches_reference(got, expected, data, 1)
