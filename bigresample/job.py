@@ -239,7 +239,8 @@ def transform_descriptions(request: Request) -> tuple:
         return ()
     from . import transform_files
 
-    return tuple(transform_files.describe(spec) for spec in request.transforms)
+    # a dry run reads headers only: no digest of a (possibly large) field file
+    return tuple(transform_files.describe(spec, with_digest=not request.dry_run) for spec in request.transforms)
 
 
 def given_spacing(request: Request, vol: InputVolume) -> InputVolume:
