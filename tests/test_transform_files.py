@@ -8,6 +8,7 @@ whose answer is known by hand.  Every refusal is one line naming the file.
 """
 
 import pickle
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -367,3 +368,30 @@ def test_the_built_in_formats_are_asked_in_order_and_describe_names_them(tmp_pat
     d = describe("[" + str(tmp_path / "m.npy") + ",1]")
     assert d["format"] == "4x4 matrix" and d["inverse"] and len(d["sha256"]) == 64
     assert isinstance(read_map(parse_spec(tmp_path / "m.npy"), moving=None, reference=None), AffineMap)
+
+
+@pytest.mark.slow  # a registration: about 7 s on the loaded 2-core machine; skipped without antspyx
+def test_antspyx_files_map_points_as_ants_apply_transforms_does_with_its_list_reversed(tmp_path):
+    """A registration antspyx computes (an affine .mat in float, a warp .nii.gz): the input point each output
+    voxel samples, read off ``ants.apply_transforms`` of images holding their own LPS coordinates (linear
+    interpolation of a linear function is exact).  antsApplyTransforms' ``-t W -t A`` samples at ``A(W(p))``:
+    its first listed is applied first to the output point, the reverse of a ``Chain`` (ITK's composite order)."""
+    ants = pytest.importorskip("ants")
+    from scipy import ndimage
+
+    x = np.zeros((16, 16, 16), np.float32)
+    x[4:12, 5:11, 3:13] = 1
+    x = ndimage.gaussian_filter(x, 1.5)
+    fixed = ants.from_numpy(x, spacing=(1.0, 1.0, 1.0), origin=(2.0, -3.0, 1.0))
+    moving = ants.from_numpy(ndimage.shift(x, (1.0, -0.5, 0.5)), spacing=(1.0, 1.0, 1.0), origin=(2.0, -3.0, 1.0))
+    reg = ants.registration(fixed, moving, type_of_transform="SyN", outprefix=str(tmp_path / "reg_"))
+    forward = reg["fwdtransforms"]  # [1Warp.nii.gz, 0GenericAffine.mat]
+    assert forward[0].endswith("Warp.nii.gz") and format_of(Path(forward[1])).name == "ITK binary .mat"
+    origin = np.array([-10.0, -15.0, -11.0])
+    grid = np.indices((40, 40, 40)).astype(np.float64)
+    sampled = np.stack([ants.apply_transforms(fixed, ants.from_numpy(grid[c] + origin[c], origin=tuple(origin)),
+                                              forward, interpolator="linear").numpy() for c in range(3)], axis=-1)
+    p = (np.indices(x.shape).reshape(3, -1).T + (2.0, -3.0, 1.0)) * LPS
+    ours = _chain(*forward[::-1]).apply(p) * LPS
+    np.testing.assert_allclose(ours, sampled.reshape(-1, 3), atol=1e-5)  # ANTs resamples in float32 here
+    assert np.abs(_chain(*forward).apply(p) * LPS - sampled.reshape(-1, 3)).max() > 1e-3
