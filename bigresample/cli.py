@@ -97,6 +97,11 @@ def _target_options(g) -> None:
     g.add_argument("--reference", metavar="IMAGE",
                     help="instead of a spacing: resample onto this image's grid (its shape and affine, "
                          "rotated or not); NIfTI or OME-Zarr")
+    g.add_argument("--transform", action="append", metavar="FILE", dest="transforms",
+                    help="a registration to apply, repeatable: each output point p samples the input at "
+                         "T1(T2(p)) for --transform T1 --transform T2 (antsApplyTransforms' order); ITK/ANTs "
+                         ".txt/.tfm/.mat, FSL .mat, FreeSurfer .lta, a 4x4 matrix, a displacement field; "
+                         "'[FILE,1]' for an affine file's inverse (docs/registration.md)")
     g.add_argument("--units", choices=("mm", "um"), default="mm", help="units of the spacing values (default mm)")
     g.add_argument("--input-spacing", nargs=3, type=float, metavar=("X", "Y", "Z"),
                     help="the input's voxel spacing (in --units), for a file that gives none (a plain TIFF, a "
@@ -445,6 +450,7 @@ def _options(args) -> dict:
         storage_options=args.storage_options,
         input_spacing=args.input_spacing,
         shards=args.shards,
+        transforms=args.transforms,
         invocation=command_line(getattr(args, "argv", [])),
     )
 

@@ -43,7 +43,7 @@ from .nifti import header_bytes, output_header
 from .safefs import check_free_space
 from .volume import InputVolume, with_spacing
 from .plan import Plan, format_bytes, plan_blocks, shard_plan
-from .report import DryRun, GridChosen, InputNotes, Opening, Planned, Report, Targeted
+from .report import DryRun, GridChosen, InputNotes, Opening, Planned, Registered, Report, Targeted
 from .request import Request, UsageError
 from .sinks import Sink
 
@@ -97,6 +97,8 @@ class Job:
     executor: Executor
     zarr_store: str  # the intermediate zarr store's address (used by StoreThenNifti)
     provenance: dict | None = None  # the output's provenance document (bigresample.provenance), its date fixed
+    #: the transforms applied (``transform_files.describe``: path, format, inverse, sha256), in the order given
+    transforms: tuple = ()
 
     @property
     def grid(self):
@@ -155,6 +157,8 @@ class Job:
             # where the finished blocks are: the partial NIfTI, a zarr store, or the OME-Zarr's level 0
             "store": self.sink.kept_in(self.stages[0]),
             "antialias": list(self.stages[0].smoothing) if self.stages[0].smoothing else None,
+            # each transform file's path, format, inverse flag and sha256: another file is another output
+            **({"transforms": self.transforms} if self.transforms else {}),
             **({"labels": r.labels} if r.labels in label_methods.METHODS else {}),
             **({"resampler": r.resampler} if r.resampler != resampling.DEFAULT else {}),
             "version": __version__,
@@ -211,21 +215,32 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
                    kernel=kernel.describe(), chunk=first.chunk))
     # level k of a pyramid: the input resampled to 2^k times the spacing, on the same grid convention
     stages = [first] + [
-        _stage(request, vol, k, make_grid(vol.shape[:3], vol.spacing, target * 2.0**k, request.grid), out_dtype,
-               extra, journal.with_name(f"{journal.name}-level{k}"))
+        _stage(request, vol, k, registered(make_grid(vol.shape[:3], vol.spacing, target * 2.0**k, request.grid),
+                                           vol, request), out_dtype, extra, journal.with_name(f"{journal.name}-level{k}"))
         for k in range(1, request.levels)
     ]
     header = output_header(vol, grid, out_dtype, reference=ref)
     # how the output was made, dated once for the job: every route writes the same header bytes
     previous = provenance.of_volume(vol)
+    transforms = transform_descriptions(request)
     record = provenance.document((previous["steps"] if previous else [])
-                                 + [provenance.step(request, vol, ref, stages, out_dtype)])
+                                 + [provenance.step(request, vol, ref, stages, out_dtype, transforms=transforms)])
     fmt.attach_provenance(header, record)
     zarr_store = location.address(request.store_root, f".{location.name(request.output)}.bigresample.zarr")
     sink = fmt.make_sink(request, vol, stages, header, out_dtype, zarr_store, executor, record)
     return Job(request=request, volume=vol, reference=ref, target_mm=target_mm, target=target, out_dtype=out_dtype,
                header=header, stages=tuple(stages), sink=sink, executor=executor, zarr_store=zarr_store,
-               provenance=record)
+               provenance=record, transforms=transforms)
+
+
+def transform_descriptions(request: Request) -> tuple:
+    """What the provenance and the journal record of each ``--transform`` (``transform_files.describe``)."""
+    if not request.transforms:
+        return ()
+    from . import transform_files
+
+    # a dry run reads headers only: no digest of a (possibly large) field file
+    return tuple(transform_files.describe(spec, with_digest=not request.dry_run) for spec in request.transforms)
 
 
 def given_spacing(request: Request, vol: InputVolume) -> InputVolume:
@@ -275,12 +290,31 @@ def _target(request: Request, vol: InputVolume, ref, report: Report):
         report(GridChosen(g.grid, r.order, r.mode, r.cval, reference=location.display(ref.path),
                           reference_shape=tuple(g.out_shape), orientation=g.orientation().describe(),
                           labels=r.labels, asked_order=r.asked_order))
-        return g, target_mm, g.output_spacing()
+        return registered(g, vol, r, report), target_mm, g.output_spacing()
     target = same_as_stored(target_mm / to_mm, vol.spacing)
     g = make_grid(vol.shape[:3], vol.spacing, target, r.grid)
     report(GridChosen(g.grid, r.order, r.mode, r.cval, zoom=vol.spacing / target, labels=r.labels,
                       asked_order=r.asked_order))
-    return g, target_mm, target
+    return registered(g, vol, r, report), target_mm, target
+
+
+def registered(g, vol: InputVolume, request: Request, report: Report | None = None):
+    """The grid ``g`` sampled through ``request.transforms`` (``g`` itself without them): the chain read
+    from its files (``transform_files``; an FSL matrix needs both grids, in mm) and, for affines only,
+    composed into one ``registration.RegisteredGrid``; emits ``Registered``."""
+    if not request.transforms:
+        return g
+    from . import registration, transform_files
+
+    to_mm = np.diag([vol.unit_to_mm] * 3 + [1.0])
+    chain = transform_files.read_chain(
+        request.transforms, moving=transform_files.Space(tuple(vol.shape[:3]), to_mm @ vol.affine),
+        reference=transform_files.Space(tuple(g.out_shape), to_mm @ g.output_affine(vol.affine)))
+    if report is not None:
+        report(Registered(tuple(m.source for m in chain.maps), chain.affine is not None))
+    if chain.affine is None:
+        raise InputError("a displacement field in --transform is not applied by this build yet")
+    return registration.registered_grid(g, vol.shape[:3], vol.affine, chain.affine, vol.unit_to_mm)
 
 
 def same_as_stored(target, spacing):

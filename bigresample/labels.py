@@ -94,8 +94,8 @@ def check(method: str, dtype, slope: float, inter: float, mode: str, cval: float
     if method != "mode":
         return
     if not isinstance(grid, Grid):
-        raise LabelMapError("--labels mode needs a grid aligned with the input's axes; this reference is rotated "
-                            "(use --labels linear or cubic)")
+        raise LabelMapError("--labels mode needs a grid aligned with the input's axes; this reference (or "
+                            "registration) is rotated (use --labels linear or cubic)")
     for a, ax in zip("xyz", grid.axes):
         if abs(ax.affine_scale) < 1.0:
             raise LabelMapError(f"--labels mode is for downsampling: the {a}-axis output spacing is "

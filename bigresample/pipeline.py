@@ -81,6 +81,7 @@ def resample(
     scheduler: str | None = None, local_cluster: int | None = None, client=None, report: Report | None = None,
     storage_options: dict | None = None, resampler: str | None = None, executor: str | None = None,
     invocation: dict | None = None, input_spacing: Sequence[float] | None = None, shards=None,
+    transforms: Sequence | None = None,
 ) -> ResampleResult:
     """Resample a NIfTI (or any nibabel spatial image) file to a new spacing.
 
@@ -165,6 +166,11 @@ def resample(
     shards : 3 ints or 'auto', optional
         An OME-Zarr output in zarr v3 shards of this many chunks (x, y, z); 'auto': enough chunks per
         shard that each level holds at most ``sinks.MAX_SHARD_FILES`` shard files.  Blocks are whole shards.
+    transforms : list of paths, optional
+        Registrations to apply (docs/registration.md): each output point ``p`` samples the input at
+        ``T1(T2(...(p)))`` for ``[T1, T2, ...]``, as ``antsApplyTransforms -t T1 -t T2``; each file means what it
+        means to the tool that wrote it (ITK/ANTs, FSL, FreeSurfer LTA, a 4x4 matrix, a displacement field).
+        ``'[PATH,1]'`` or ``(path, True)``: the inverse of an affine file.  ``mode`` then defaults to ``'itk'``.
     """
     t_start = time.perf_counter()
     # what was asked, once: Request.make's keywords (tests/test_request.py holds the two signatures equal)
@@ -174,7 +180,7 @@ def resample(
         keep_zarr=keep_zarr, compare=compare, spacing_label=spacing_label, force=force, dry_run=dry_run,
         labels=labels, antialias=antialias, levels=levels, qc=qc, scheduler=scheduler,
         local_cluster=local_cluster, client=client, storage_options=storage_options, resampler=resampler,
-        executor=executor, input_spacing=input_spacing, shards=shards)
+        executor=executor, input_spacing=input_spacing, shards=shards, transforms=transforms)
     # the invocation, unless given, is this call and its arguments
     invocation = invocation or provenance.api_call(resample, {"input": input, "output": output, **asked})
     if report is None:

@@ -215,7 +215,7 @@ def without(header):
 # --------------------------------------------------------------------------
 
 
-def step(request, vol, reference, stages, out_dtype, date: str | None = None) -> dict:
+def step(request, vol, reference, stages, out_dtype, date: str | None = None, transforms=()) -> dict:
     """This run's step: ``request`` (``request.Request``), the opened input
     and reference (``volume.InputVolume``, headers only), the planned
     ``stages`` (``job.Stage``) and the output's type."""
@@ -234,6 +234,8 @@ def step(request, vol, reference, stages, out_dtype, date: str | None = None) ->
         "reference": None if reference is None else {
             **_source(reference, r.storage_options), "shape": list(reference.shape[:3]),
             "affine": _matrix(reference.affine), "units": reference.units},
+        # the registrations applied (path, format, inverse, sha256), in the order given
+        **({"transforms": [dict(t) for t in transforms]} if transforms else {}),
         "resampling": {
             "grid": "reference" if reference is not None else r.grid,
             "order": int(r.order),

@@ -28,6 +28,7 @@ from typing import Callable
 import numpy as np
 
 from .errors import BigresampleError
+from .geometry import ReferenceGrid, reference_grid
 
 
 class RegistrationError(BigresampleError):
@@ -190,3 +191,32 @@ class Chain:
 
     def __len__(self) -> int:
         return len(self.maps)
+
+
+def registered_grid(base, in_shape, in_affine, chain_affine, to_mm: float = 1.0):
+    """The grid on which output voxel ``o`` of ``base`` (a ``geometry.Grid`` or ``ReferenceGrid``) samples
+    the input at ``A_in^-1 @ C @ A_out @ o``, ``C`` the chain's affine (RAS mm), ``A_in`` the input's
+    affine and ``A_out`` the base grid's output affine (both in the input's units, ``to_mm`` mm each):
+    a ``RegisteredGrid``, which the existing resamplers serve (separable when it is axis-aligned)."""
+    s = np.diag([to_mm, to_mm, to_mm, 1.0])
+    c_units = np.linalg.solve(s, np.asarray(chain_affine, dtype=np.float64)) @ s
+    a_out = base.output_affine(in_affine)
+    g = reference_grid(in_shape, np.linalg.solve(c_units, np.asarray(in_affine, dtype=np.float64)),
+                       tuple(base.out_shape), a_out)
+    return RegisteredGrid(g.in_shape, g.out_shape, g.matrix, g.offset, g.out_affine, base)
+
+
+
+@dataclass(frozen=True, eq=False)
+class RegisteredGrid(ReferenceGrid):
+    """A ``ReferenceGrid`` whose output is ``base``'s grid sampled through an affine registration: the
+    output's header and spacing are ``base``'s (its qform and sform mapped as ``base`` maps them), the
+    sampling is the composed matrix's."""
+
+    base: object = None
+
+    def output_affine(self, affine=None) -> np.ndarray:
+        return self.base.output_affine(affine) if affine is not None else self.out_affine.copy()
+
+    def output_spacing(self, spacing=None) -> np.ndarray:
+        return self.base.output_spacing(spacing) if spacing is not None else super().output_spacing()

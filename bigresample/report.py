@@ -87,6 +87,12 @@ class GridChosen:
 
 
 @dataclass(frozen=True)
+class Registered:
+    transforms: tuple[str, ...]  # each map's source (file and format), in the order given
+    affine: bool  # all affine: composed into one matrix
+
+
+@dataclass(frozen=True)
 class Planned:
     smoothing: tuple[float, ...] | None  # Gaussian sigmas of --antialias, or None
     block: tuple[int, ...]
@@ -271,6 +277,15 @@ class TextReport(Report):
                    f"beyond; --mode nearest repeats the edge instead)")
         else:
             yield f"Boundary mode: {e.mode}" + (f" (cval={e.cval:g})" if "constant" in e.mode else "")
+
+    @lines.register
+    def _registered(self, e: Registered):
+        n = len(e.transforms)
+        yield (f"Registration: {n} transform{'s' if n != 1 else ''}, the last listed applied first to each output "
+               "point (as antsApplyTransforms -t)" + (", composed into one affine" if e.affine and n > 1 else ""))
+        for k, t in enumerate(e.transforms, 1):
+            yield f"  {k}. {t}"
+        yield ""
 
     def _interpolation(self, e: GridChosen):
         if e.labels == "mode":
@@ -487,6 +502,9 @@ def _step_lines(k: int, st: dict):
     ref = st.get("reference")
     if ref:
         yield f"     reference: {ref.get('name')}, {'x'.join(map(str, ref.get('shape', [])))}"
+    for t in st.get("transforms") or []:
+        yield (f"     transform: {t.get('path')} ({t.get('format')}{', inverted' if t.get('inverse') else ''}), "
+               f"sha256 {t.get('sha256')}")
     labels = f", labels {how['labels']}" if how.get("labels") else ""
     sigmas = how.get("antialias_sigmas")
     yield (f"     grid {how.get('grid')}, order {how.get('order')}{labels}, mode {how.get('mode')}, "

@@ -22,6 +22,7 @@ from . import location
 from .bounds import ITK, parse_mode
 from .cluster import ClusterError
 from .executors import EXECUTORS
+from .transform_files import TransformError, parse_spec
 from .errors import BigresampleError
 from .geometry import parse_grid
 from .labels import LABEL_ORDERS, LabelMapError, parse_labels
@@ -84,6 +85,8 @@ class Request:
     input_spacing: tuple[float, float, float] | None = None
     #: an OME-Zarr output's shard shape in chunks (x, y, z), "auto" (``sinks.default_shards``) or None (unsharded)
     shards: tuple[int, int, int] | str | None = None
+    #: registrations applied to each output point (``transform_files.TransformSpec``), the first listed applied last
+    transforms: tuple = ()
 
     @classmethod
     def make(cls, input, output, *, spacing=None, shape=None, reference=None, units="mm", order=None,
@@ -91,7 +94,7 @@ class Request:
              workers=None, tmp_dir=None, keep_zarr=False, compare=False, spacing_label=None, force=False,
              dry_run=False, labels=False, antialias=False, levels=1, qc=None, scheduler=None,
              local_cluster=None, client=None, storage_options=None, resampler=None, executor=None, invocation=None,
-             input_spacing=None, shards=None) -> Request:
+             input_spacing=None, shards=None, transforms=None) -> Request:
         """Check the arguments of ``bigresample.resample`` and return them as a request."""
         kernel.check()  # BIGRESAMPLE_KERNEL: a value it does not know, or 'compiled' without the extension
         n_targets = sum(v is not None for v in (spacing, shape, reference))
@@ -112,8 +115,12 @@ class Request:
             raise UsageError("--labels cannot be combined with --antialias: smoothing a label map blends "
                              "neighbouring labels into values that are not labels")
         order = LABEL_ORDERS[labels] if labels else 1 if asked_order is None else asked_order
-        if mode is None:  # ITK's rule where the output's field of view is another image's (bounds)
-            mode = ITK if reference is not None else "nearest"
+        transforms = _transforms(transforms)
+        if transforms and antialias:
+            raise UsageError("--antialias cannot be combined with --transform: the smoothing of a registered "
+                             "resampling is not defined per input axis")
+        if mode is None:  # ITK's rule where the output's field of view is another image's (bounds), or registered
+            mode = ITK if reference is not None or transforms else "nearest"
         mode, grid = parse_mode(mode), parse_grid(grid)
         options = parse_storage_options(storage_options)
         in_path, out_path = _location(input), _location(output)
@@ -157,7 +164,7 @@ class Request:
             scheduler=scheduler, local_cluster=None if local_cluster is None else int(local_cluster),
             client=client, storage_options=options, resampler=_resampler(resampler),
             executor=_executor(executor, scheduler, local_cluster, client), invocation=invocation,
-            input_spacing=input_spacing, shards=shards,
+            input_spacing=input_spacing, shards=shards, transforms=transforms,
         )
 
     @property
@@ -169,6 +176,24 @@ class Request:
     def on_cluster(self) -> bool:
         """A cluster was named (a scheduler, local workers or a client)."""
         return self.scheduler is not None or self.local_cluster is not None or self.client is not None
+
+
+def _transforms(values) -> tuple:
+    """``--transform`` arguments as ``TransformSpec``s, each a local file that exists."""
+    if values is None:
+        return ()
+    if isinstance(values, (str, Path)):
+        values = [values]
+    try:
+        specs = tuple(parse_spec(v) for v in values)
+    except TransformError as exc:
+        raise UsageError(str(exc)) from None
+    for spec in specs:
+        if location.is_url(str(spec.path)):
+            raise UsageError(f"--transform takes local files; got the URL {location.display(str(spec.path))}")
+        if not spec.path.exists():
+            raise UsageError(f"transform file not found: {spec.path}")
+    return specs
 
 
 def _resampler(name) -> str:

@@ -657,11 +657,12 @@ def read_chain(specs, *, moving: Space, reference: Space) -> Chain:
     return Chain(tuple(read_map(parse_spec(s), moving=moving, reference=reference) for s in specs))
 
 
-def describe(spec) -> dict:
-    """What the provenance and the journal record of a transform: its path, format, inverse flag and sha256."""
+def describe(spec, with_digest: bool = True) -> dict:
+    """What the provenance and the journal record of a transform: its path, format, inverse flag and
+    sha256 (None without ``with_digest``: a dry run reads a field's header only)."""
     spec = parse_spec(spec)
     return {"path": str(spec.path), "format": format_of(spec.path).name, "inverse": spec.inverse,
-            "sha256": digest(spec.path)}
+            "sha256": digest(spec.path) if with_digest else None}
 
 
 def digest(path: Path) -> str:

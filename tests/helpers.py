@@ -615,3 +615,20 @@ def cast_output(values, dtype):
     out = np.empty(np.shape(values), dtype=dtype)
     cast_into(np.asarray(values), out)
     return out
+
+
+def registered_reference(data, in_affine, out_shape, out_affine, chain, order, mode="itk", cval=0.0):
+    """A registration applied to the whole array: each output voxel ``o`` samples the input at the
+    continuous index ``A_in^-1 chain(A_out o)`` (``chain``: RAS mm points (N, 3) -> points), by
+    ``scipy.ndimage.map_coordinates`` at ``order`` (``mode='itk'``: scipy's ``nearest`` and ``cval``
+    where the index is not within ``-0.5 <= x < n - 0.5`` on every axis, ITK's rule)."""
+    o = np.stack(np.meshgrid(*[np.arange(m, dtype=np.float64) for m in out_shape], indexing="ij"), -1).reshape(-1, 3)
+    world = o @ np.asarray(out_affine)[:3, :3].T + np.asarray(out_affine)[:3, 3]
+    inv = np.linalg.inv(np.asarray(in_affine, dtype=np.float64))
+    x = chain(world) @ inv[:3, :3].T + inv[:3, 3]
+    values = ndimage.map_coordinates(np.asarray(data, dtype=np.float64) if data.dtype.kind not in "f" else data,
+                                     x.T, order=order, mode="nearest" if mode == "itk" else mode, cval=cval)
+    if mode == "itk":
+        inside = np.all((x >= -0.5) & (x < np.array(data.shape[:3]) - 0.5), axis=1)
+        values[~inside] = cval
+    return values.reshape(tuple(out_shape)).astype(data.dtype if data.dtype.kind == "f" else np.float64)
