@@ -643,11 +643,17 @@ def format_of(path: Path) -> TransformFormat:
 
 
 def read_map(spec: TransformSpec, *, moving: Space, reference: Space):
-    """One file's map, inverted when asked (a field cannot be: refused naming the file)."""
+    """One file's map, inverted when asked (a field cannot be: refused naming the file).
+
+    Its inverse is read with the grids in the roles the file was written for:
+    applied inverted, the file's reference (FSL's ``-ref``, an LTA's ``dst``) is
+    the run's input and its moving image the run's output grid, as
+    ``convert_xfm -inverse`` then ``flirt -applyxfm`` would have it."""
     fmt = format_of(spec.path)
     try:
-        m = fmt.read(spec.path, moving=moving, reference=reference)
-        return m.inverse() if spec.inverse else m
+        if spec.inverse:
+            return fmt.read(spec.path, moving=reference, reference=moving).inverse()
+        return fmt.read(spec.path, moving=moving, reference=reference)
     except RegistrationError as e:
         raise TransformError(str(e)) from None
 

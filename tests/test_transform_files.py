@@ -239,6 +239,21 @@ def test_a_flirt_matrix_maps_points_as_nitransforms_does(tmp_path):
         np.testing.assert_allclose(got, ras, atol=1e-9)
 
 
+def test_an_inverted_flirt_matrix_takes_the_grids_in_the_roles_flirt_gave_them(tmp_path):
+    """``[moving2ref.mat,1]`` brings an image of FLIRT's reference onto FLIRT's input grid: the run's input
+    is then the matrix's reference, as ``convert_xfm -inverse`` and ``flirt -applyxfm`` would use it."""
+    m = np.eye(4)
+    m[:3, :3] += 0.05 * np.random.default_rng(8).standard_normal((3, 3))
+    m[:3, 3] = (2.0, -1.0, 3.0)
+    np.savetxt(tmp_path / "moving2ref.mat", m)
+    np.savetxt(tmp_path / "ref2moving.mat", np.linalg.inv(m))  # what convert_xfm -inverse writes
+    forward = _chain(tmp_path / "moving2ref.mat", moving=MOVING, reference=REFERENCE).affine
+    back = _chain(f"[{tmp_path / 'moving2ref.mat'},1]", moving=REFERENCE, reference=MOVING).affine
+    converted = _chain(tmp_path / "ref2moving.mat", moving=REFERENCE, reference=MOVING).affine
+    np.testing.assert_allclose(back, np.linalg.inv(forward), atol=1e-9)
+    np.testing.assert_allclose(back, converted, atol=1e-9)
+
+
 def test_an_fsl_matrix_needs_both_grids(tmp_path):
     np.savetxt(tmp_path / "flirt.mat", np.eye(4))
     with pytest.raises(TransformError, match="flirt.mat: an FSL matrix needs"):
