@@ -68,6 +68,25 @@ def test_an_itk_linear_file_maps_points_as_simpleitk_does(tmp_path, kind, suffix
     np.testing.assert_allclose(_chain(f"[{path},1]").apply(_sitk_map(t, p)), p, atol=1e-9)
 
 
+def test_an_ants_float_mat_is_read_as_its_double_twin(tmp_path):
+    """antsRegistration writes ``AffineTransform_float_3_3`` records of type 10 (MATLAB v4: little-endian
+    single precision; the bytes antspyx's ``0GenericAffine.mat`` starts with): SimpleITK's double file
+    rewritten so, read to float32's precision."""
+    sitk = pytest.importorskip("SimpleITK")
+    t = _sitk_transforms(sitk)["affine"]
+    sitk.WriteTransform(t, str(tmp_path / "double.mat"))
+    params, fixed = list(t.GetParameters()), list(t.GetFixedParameters())
+
+    def record(name, values):
+        return np.array([10, len(values), 1, 0, len(name) + 1], "<i4").tobytes() + name.encode() + b"\0" + \
+            np.asarray(values, "<f4").tobytes()
+
+    (tmp_path / "0GenericAffine.mat").write_bytes(record("AffineTransform_float_3_3", params) + record("fixed", fixed))
+    p = _points(3)
+    np.testing.assert_allclose(_chain(tmp_path / "0GenericAffine.mat").apply(p), _sitk_map(t, p), atol=1e-4)
+    assert "AffineTransform_float_3_3" in _chain(tmp_path / "0GenericAffine.mat").maps[0].source
+
+
 def test_a_composite_file_and_a_list_apply_the_last_first_as_simpleitk_does(tmp_path):
     sitk = pytest.importorskip("SimpleITK")
     ts = _sitk_transforms(sitk)
