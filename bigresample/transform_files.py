@@ -54,6 +54,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -480,18 +481,26 @@ class FreeSurferLta(TransformFormat):
 class _FieldReader:
     """A field's region reader: ``(sx, sy, sz)`` -> ``(nx, ny, nz, 3)`` float64 RAS mm.
 
-    Opens its file on first use and drops it when pickled (a task carries the
-    path, never the array), as nibabel's ArrayProxy does with its lock."""
+    Opens its file on first use (once, whichever thread asks first) and drops
+    it when pickled (a task carries the path, never the array), as nibabel's
+    ArrayProxy does with its lock."""
 
     def __init__(self, path: Path, flip: np.ndarray, scale: float = 1.0):
-        self.path, self.flip, self.scale, self._data = Path(path), flip, float(scale), None
+        self.path, self.flip, self.scale = Path(path), flip, float(scale)
+        self.__setstate__({})
 
     def __getstate__(self):
-        return {**self.__dict__, "_data": None}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_data", "_lock")}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._data, self._lock = None, threading.Lock()
 
     def __call__(self, region) -> np.ndarray:
         if self._data is None:
-            self._data = self.open()
+            with self._lock:
+                if self._data is None:
+                    self._data = self.open()
         sx, sy, sz = region
         d = np.asarray(self.values(self._data, (sx, sy, sz)), dtype=np.float64)
         if not np.all(np.isfinite(d)):
@@ -499,14 +508,23 @@ class _FieldReader:
         return d * (self.flip * self.scale)
 
 
+#: a gzip-compressed NIfTI field up to this size is decompressed once into memory: gzip has no random
+#: access, and a region read through nibabel's proxy inflates the file from its start each time
+GZ_FIELD_IN_MEMORY = 128 << 20
+
+
 class _NiftiField(_FieldReader):
     def open(self):
         import nibabel as nib
 
-        return nib.load(self.path).dataobj
+        img = nib.load(self.path)
+        compressed = self.path.name.lower().endswith(".gz")
+        if compressed and int(np.prod(img.shape)) * img.get_data_dtype().itemsize <= GZ_FIELD_IN_MEMORY:
+            return np.asarray(img.dataobj)
+        return img.dataobj  # a .nii: each region read at its offsets; a larger .nii.gz: correct, slow
 
-    def values(self, proxy, region):
-        return proxy[region + (0, slice(None))]
+    def values(self, data, region):
+        return data[region + (0, slice(None))]
 
 
 class _OmeField(_FieldReader):

@@ -165,6 +165,20 @@ def test_a_field_is_read_region_by_region_and_its_reader_pickles_without_data(tm
     reader = pickle.loads(pickle.dumps(field.read))
     assert reader._data is None
     np.testing.assert_array_equal(reader(region), whole[region])
+    assert not isinstance(field.read._data, np.ndarray)  # a .nii: read at its offsets, never held whole
+
+
+def test_a_small_gzipped_field_is_inflated_once(tmp_path, monkeypatch):
+    sitk = pytest.importorskip("SimpleITK")
+    _write_field(sitk, tmp_path / "warp.nii.gz", seed=4)
+    loads = []
+    real = nib.load
+    monkeypatch.setattr(nib, "load", lambda *a, **k: loads.append(a) or real(*a, **k))
+    field = _chain(tmp_path / "warp.nii.gz").maps[0]
+    whole = np.asarray(real(tmp_path / "warp.nii.gz").dataobj)[:, :, :, 0, :] * LPS
+    for z in range(7):
+        np.testing.assert_array_equal(field.read((slice(0, 9), slice(0, 8), slice(z, z + 1))), whole[:, :, z:z + 1])
+    assert len(loads) == 2 and isinstance(field.read._data, np.ndarray)  # the header, then the data once
 
 
 def _ome_field(tmp_path, d_ras_xyz, affine, frame="RAS", units="micrometer"):
