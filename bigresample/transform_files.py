@@ -27,8 +27,8 @@ inverse (``[PATH,0]``: as is); ``resample(transforms=...)`` also takes
 - a FreeSurfer ``.lta`` (``LINEAR_VOX_TO_VOX`` or ``LINEAR_RAS_TO_RAS``): it
   maps its ``src`` (the moving volume) to its ``dst`` (the target), so it is
   applied inverted, as ``mri_vol2vol --mov --targ --lta`` applies it; a
-  voxel-to-voxel LTA uses its own src/dst geometry (the grids given when it
-  has none).
+  voxel-to-voxel LTA goes through its own src/dst geometry (refused without
+  it, as mri_vol2vol refuses it).
 - a displacement field as ANTs and ITK write it: a NIfTI vector image, 5-D
   ``(X, Y, Z, 1, 3)``, displacements in LPS mm on its own grid
   (``p_in = p + d(p)``); or an OME-Zarr field (docs/registration.md): an
@@ -462,12 +462,12 @@ class FreeSurferLta(TransformFormat):
         if kind not in _LTA_TYPES:
             raise TransformError(f"{path}: LTA type {kind} is not read ({', '.join(map(str, _LTA_TYPES.values()))})")
         _finite(m, path, "the LTA's matrix")
-        if kind == 0:  # voxel to voxel: through the LTA's own geometry, else the grids given
-            src = _lta_geometry(path, sections["src"], "src") or moving
-            dst = _lta_geometry(path, sections["dst"], "dst") or reference
+        if kind == 0:  # voxel to voxel: through the LTA's own geometry
+            src = _lta_geometry(path, sections["src"], "src")
+            dst = _lta_geometry(path, sections["dst"], "dst")
             if src is None or dst is None:
-                raise TransformError(f"{path}: a LINEAR_VOX_TO_VOX LTA without valid src/dst volume info "
-                                     "needs the input's and the reference's grids")
+                raise TransformError(f"{path}: a LINEAR_VOX_TO_VOX LTA without valid src and dst volume info "
+                                     "(mri_vol2vol refuses it too)")
             m = np.asarray(dst.affine) @ m @ np.linalg.inv(src.affine)
         try:
             matrix = np.linalg.inv(m)

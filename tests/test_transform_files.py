@@ -325,6 +325,14 @@ def test_an_lta_maps_points_as_nitransforms_does(tmp_path, kind):
     np.testing.assert_allclose(got, np.linalg.inv(ras), atol=1e-6)
 
 
+def test_a_voxel_to_voxel_lta_without_its_geometry_is_refused(tmp_path):
+    text = _lta_text(0, np.eye(4), MOVING, REFERENCE).replace("valid = 1", "valid = 0")
+    (tmp_path / "reg.lta").write_text(text)
+    _refused(tmp_path / "reg.lta", "LINEAR_VOX_TO_VOX LTA without valid src and dst")
+    (tmp_path / "tk.lta").write_text(text.replace("type      = 0", "type      = 14"))
+    _refused(tmp_path / "tk.lta", "LTA type 14 is not read")
+
+
 def test_a_plain_matrix_is_output_to_input_ras(tmp_path):
     m = np.eye(4)
     m[:3, 3] = (1, 2, 3)
