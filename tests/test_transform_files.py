@@ -68,18 +68,19 @@ def test_an_itk_linear_file_maps_points_as_simpleitk_does(tmp_path, kind, suffix
     np.testing.assert_allclose(_chain(f"[{path},1]").apply(_sitk_map(t, p)), p, atol=1e-9)
 
 
-def test_an_ants_float_mat_is_read_as_its_double_twin(tmp_path):
+@pytest.mark.parametrize("order, mopt", [("<", 10), (">", 1010)])
+def test_an_ants_float_mat_is_read_as_its_double_twin(tmp_path, order, mopt):
     """antsRegistration writes ``AffineTransform_float_3_3`` records of type 10 (MATLAB v4: little-endian
-    single precision; the bytes antspyx's ``0GenericAffine.mat`` starts with): SimpleITK's double file
-    rewritten so, read to float32's precision."""
+    single precision; the bytes antspyx's ``0GenericAffine.mat`` starts with; 1010 on a big-endian
+    machine): SimpleITK's double file rewritten so, read to float32's precision."""
     sitk = pytest.importorskip("SimpleITK")
     t = _sitk_transforms(sitk)["affine"]
     sitk.WriteTransform(t, str(tmp_path / "double.mat"))
     params, fixed = list(t.GetParameters()), list(t.GetFixedParameters())
 
     def record(name, values):
-        return np.array([10, len(values), 1, 0, len(name) + 1], "<i4").tobytes() + name.encode() + b"\0" + \
-            np.asarray(values, "<f4").tobytes()
+        return np.array([mopt, len(values), 1, 0, len(name) + 1], order + "i4").tobytes() + name.encode() + \
+            b"\0" + np.asarray(values, order + "f4").tobytes()
 
     (tmp_path / "0GenericAffine.mat").write_bytes(record("AffineTransform_float_3_3", params) + record("fixed", fixed))
     p = _points(3)
@@ -119,9 +120,11 @@ def _write_field(sitk, path, seed=0, shape=(9, 8, 7), oblique=False):
 
 
 def _inside_field(img, n=60, seed=2):
-    """RAS points whose field index lies within the samples (ITK gives 0 beyond them, we the edge)."""
+    """RAS points whose field index lies within half a voxel of the samples: there ITK's interpolator takes
+    the edge samples (beyond, it gives no displacement, and bigresample refuses an output the field misses)."""
     shape = np.array(img.GetSize())
-    idx = np.random.default_rng(seed).uniform(0, 1, (n, 3)) * (shape - 1)
+    idx = np.random.default_rng(seed).uniform(0, 1, (n, 3)) * shape - 0.5
+    idx[: n // 4] = np.clip(np.round(idx[: n // 4]), -0.49, shape - 0.51)  # at the edges
     return np.array([img.TransformContinuousIndexToPhysicalPoint(tuple(v)) for v in idx]) * LPS
 
 
