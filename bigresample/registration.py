@@ -11,8 +11,10 @@ tool wrote a file.
 
 A ``Chain`` is the transforms as listed (``--transform T1 --transform T2``):
 the last listed is applied first to the output point, so an output point ``p``
-samples the input at ``T1(T2(p))`` (ITK's ``CompositeTransform``, ANTs' ``-t``
-order).  A chain of affines only is one affine (``Chain.affine``): the run then
+samples the input at ``T1(T2(p))``: ITK's ``CompositeTransform([T1, T2])``.
+antsApplyTransforms reads its ``-t`` list the other way round (``-t T1 -t T2``
+samples at ``T2(T1(p))``: measured against antspyx in
+tests/test_transform_files.py), so ANTs' list is this chain reversed.  A chain of affines only is one affine (``Chain.affine``): the run then
 takes the existing grids (a ``geometry.ReferenceGrid``, separable when
 axis-aligned); a chain with a field needs the point-by-point resampler.
 

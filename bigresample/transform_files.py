@@ -180,7 +180,7 @@ def _finite(values, path, what) -> np.ndarray:
 
 
 def _versor(v) -> np.ndarray:
-    """ITK's versor (its vector part; ``w = sqrt(1 - |v|^2)``) as a rotation matrix (itkVersor.hxx)."""
+    """ITK's versor (its vector part; ``w = sqrt(1 - |v|^2)``) as a rotation matrix (ITK's Versor::GetMatrix)."""
     x, y, z = v
     norm = float(np.sqrt(x * x + y * y + z * z))
     if norm >= 1.0 - 1e-10:  # as VersorRigid3DTransform::SetParameters: renormalised
