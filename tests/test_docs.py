@@ -14,6 +14,7 @@ import pytest
 
 from bigresample.cli import build_parser, is_info, main
 from bigresample.demo import make_phantom
+from bigresample.transform_files import parse_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md"] + sorted((ROOT / "docs").glob("*.md"))
@@ -85,6 +86,32 @@ def _stand_in(path: Path):
     nib.save(nib.Nifti1Image(data, affine), path)
 
 
+def _transform_stand_in(path: Path):
+    """An identity registration at ``path``, in the format its name says (docs/registration.md's files):
+    ``*Warp.nii.gz`` a zero ITK displacement field over +-100 mm, ``*Affine.mat`` ITK's binary .mat, another
+    ``.mat`` FSL's text matrix, ``.lta`` an LTA, ``.txt``/``.tfm`` an ITK text file, ``.npy`` a 4x4 matrix."""
+    name = path.name.lower()
+    if name.endswith((".nii", ".nii.gz")):
+        img = nib.Nifti1Image(np.zeros((50, 50, 50, 1, 3), np.float32), np.diag([4.0, 4, 4, 1]) + np.c_[
+            np.zeros((4, 3)), [-100, -100, -100, 0]])
+        img.header.set_intent(1007)
+        nib.save(img, path)
+    elif name.endswith("affine.mat"):  # MATLAB v4: type 0 (little-endian double), rows, cols, imag, name length
+        record = lambda var, values: (np.array([0, len(values), 1, 0, len(var) + 1], "<i4").tobytes()
+                                      + var.encode() + b"\0" + np.asarray(values, "<f8").tobytes())
+        path.write_bytes(record("AffineTransform_double_3_3", [1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0])
+                         + record("fixed", [0, 0, 0]))
+    elif name.endswith(".lta"):
+        path.write_text("type = 1\nnxforms = 1\n1 4 4\n1 0 0 0\n0 1 0 0\n0 0 1 0\n0 0 0 1\n")
+    elif name.endswith((".txt", ".tfm")):
+        path.write_text("#Insight Transform File V1.0\n#Transform 0\nTransform: AffineTransform_double_3_3\n"
+                        "Parameters: 1 0 0 0 1 0 0 0 1 0 0 0\nFixedParameters: 0 0 0\n")
+    elif name.endswith(".npy"):
+        np.save(path, np.eye(4))
+    else:
+        np.savetxt(path, np.eye(4))
+
+
 def _demo_stand_ins(folder: Path):
     """What `bigresample --demo` leaves, small: the phantom and its copy at 150 um in z."""
     demo = folder / "bigresample-demo"
@@ -118,6 +145,9 @@ def _prepare(args: list[str], folder: Path, cluster) -> list[str]:
     for p in inputs:
         if not Path(p).exists():
             _stand_in(Path(p))
+    for spec in opts.transforms or []:
+        if not parse_spec(spec).path.exists():
+            _transform_stand_in(parse_spec(spec).path)
     outputs = ([opts.paths[1]] if len(opts.paths) == 2 and not opts.output_dir else []) + [opts.qc]
     for p in filter(None, outputs):
         Path(p).parent.mkdir(parents=True, exist_ok=True)
