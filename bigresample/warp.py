@@ -43,7 +43,7 @@ import numpy as np
 from . import bounds, transform
 from .engine import Sampling, Workspace, _Fresh, cast_into, slice_lengths
 from .geometry import COORDINATE_LIMIT, GeometryError, orientation, voxel_spacing
-from .registration import Chain
+from .registration import Chain, affine_points, column_bounds
 from .transform import PREPAD, PREPAD_MODES, AffineResampler, read_window
 
 #: Output voxels whose coordinates one pass of the chain computes (the
@@ -133,9 +133,8 @@ class WarpGrid:
             idx = np.empty((len(part), nx, 3))
             idx[..., 0] = ox
             idx[..., 1:] = part[:, None, :]
-            world = idx.reshape(-1, 3) @ a[:3, :3].T + a[:3, 3]
-            p = self.chain.apply(world)
-            np.add(p @ to_in[:3, :3].T, to_in[:3, 3], out=out[r0 * nx:(r0 + len(part)) * nx])
+            p = self.chain.apply(affine_points(idx.reshape(-1, 3), a))
+            out[r0 * nx:(r0 + len(part)) * nx] = affine_points(p, to_in)
 
     def input_box(self, spatial) -> tuple[np.ndarray, np.ndarray]:
         """A box of the input's continuous indices that holds every coordinate of the block
@@ -247,7 +246,7 @@ class WarpResampler(AffineResampler):
                 return out
             if not ok.all():
                 coords[~ok] = coords[np.argmax(ok)]  # sampled, then overwritten: inside the window
-        cmin, cmax = coords.min(axis=0), coords.max(axis=0)
+        cmin, cmax = column_bounds(coords)
         win_range = self._support_of(cmin, cmax)
         read_range = transform._whole_rows(win_range, self.grid.in_shape)
         if self.order < 2:  # the kernel reads the whole read window (as AffineResampler.coefficient_window)
