@@ -5,10 +5,12 @@ to the grids of ``geometry`` and their resamplers.  A chain with a field
 (``registration.DisplacementField``) maps each output voxel on its own, so
 each output block is computed from explicit coordinates:
 
-* output voxel ``o`` -> world ``A_out @ o`` -> ``chain.apply`` -> the input's
-  continuous index ``A_in^-1 @ p``, in float64, a piece of whole rows at a
-  time (``PIECE_POINTS``: the chain's temporaries stay small), into the
-  block's coordinate buffer (24 bytes an output voxel, counted by the planner);
+* output voxel ``o`` -> world ``A_out @ o`` -> each map of the chain, the
+  last listed first -> the input's continuous index ``A_in^-1 @ p``, in
+  float64 (adjacent affines multiplied into one matrix: ``WarpGrid.steps``),
+  a piece of whole rows at a time (``PIECE_POINTS``: the chain's temporaries
+  stay small), into the block's coordinate buffer (24 bytes an output
+  voxel, counted by the planner);
 * the input window is the bounding box of those coordinates plus the
   order's reach (and for orders >= 2 the prefilter halo, ``splines.halo``),
   clipped as ``transform.AffineResampler._support_of`` clips a rotated
@@ -36,6 +38,7 @@ Everything works in file order (axes reversed), like the other resamplers.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from math import prod
 
 import numpy as np
@@ -127,14 +130,31 @@ class WarpGrid:
         yz = np.stack(np.meshgrid(np.arange(y0, y1, dtype=np.float64), np.arange(z0, z1, dtype=np.float64),
                                   indexing="xy"), axis=-1).reshape(-1, 2)  # (z, y) rows in file order: y fastest
         ox = np.arange(x0, x1, dtype=np.float64)
-        a, to_in = self.out_affine, self.to_input
+        steps = self.steps
         for r0 in range(0, len(yz), rows):
             part = yz[r0:r0 + rows]
             idx = np.empty((len(part), nx, 3))
             idx[..., 0] = ox
             idx[..., 1:] = part[:, None, :]
-            p = self.chain.apply(affine_points(idx.reshape(-1, 3), a))
-            out[r0 * nx:(r0 + len(part)) * nx] = affine_points(p, to_in)
+            p = idx.reshape(-1, 3)
+            for step in steps:
+                p = affine_points(p, step) if isinstance(step, np.ndarray) else step.apply(p)
+            out[r0 * nx:(r0 + len(part)) * nx] = p
+
+    @cached_property
+    def steps(self) -> tuple:
+        """The map from output index to input index as applied: the fields, and between
+        them the affines next to each other (the output's and the input's affines included)
+        multiplied into one matrix (4, 4) each, so a point goes through one matrix product
+        per run of affines."""
+        steps, current = [], self.out_affine
+        for m in reversed(self.chain.maps):
+            if m.is_affine:
+                current = m.matrix @ current
+            else:
+                steps += [current, m]
+                current = np.eye(4)
+        return tuple(steps + [self.to_input @ current])
 
     def input_box(self, spatial) -> tuple[np.ndarray, np.ndarray]:
         """A box of the input's continuous indices that holds every coordinate of the block
