@@ -58,8 +58,8 @@ static inline OUT_T FN(point)(const IN_T *d, const Geom *g, const double c[3], i
         double cc;
         int64_t start;
         int folds;
-        if (axis_start(c[a], g->length[a], order, mode, &cc, &start, &folds)) /* scipy stops at the first axis outside: cval */
-            return (OUT_T)g->cval;
+        if (axis_start(c[a], g->length[a], order, mode, &cc, &start, &folds))
+            return (OUT_T)g->cval; /* scipy stops at the first axis outside: cval */
         for (int t = 0; t <= order; t++) {
             const int64_t j = tap(start + t, folds, g->length[a], g->first[a], g->width[a], mode);
             *bad += j == -2;
