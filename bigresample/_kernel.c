@@ -364,6 +364,12 @@ typedef int64_t (*block_fn)(const void *, void *, Geom *, int64_t *);
                 resample_block_f4_##o, resample_block_f8_##o}
 static const block_fn BLOCK[2][10] = {ROW(f4), ROW(f8)};
 
+typedef int64_t (*points_fn)(const void *, void *, const Geom *, const double *, int64_t, int64_t *);
+#define POINTS_ROW(o) {sample_points_u1_##o, sample_points_i1_##o, sample_points_u2_##o, sample_points_i2_##o, \
+                       sample_points_u4_##o, sample_points_i4_##o, sample_points_u8_##o, sample_points_i8_##o, \
+                       sample_points_f4_##o, sample_points_f8_##o}
+static const points_fn POINTS[2][10] = {POINTS_ROW(f4), POINTS_ROW(f8)};
+
 typedef void (*axis_fn)(const void *, void *, int64_t, int64_t, int64_t, int64_t, int64_t, const int64_t *,
                         const double *);
 #define AXIS_ROW(o) {(axis_fn)axis_sum_u1_##o, (axis_fn)axis_sum_i1_##o, (axis_fn)axis_sum_u2_##o, \
@@ -440,31 +446,42 @@ static int overlaps(const void *a, Py_ssize_t na, const void *b, Py_ssize_t nb)
 /* resample_block's arguments, checked against each other and the buffers
  * (the limits: COORD_MAX, LINEAR_MAX, LENGTH_MAX); 0, or -1 with an error set.
  * Sets g->interior to 0 where the interior routes' assumptions do not hold. */
-static int check_block(Geom *g, const double off[3], const Py_buffer *din, const Py_buffer *dout)
+/* The pad and, per axis, the line's length and the window's place on it
+ * (`who`: the function named in the message); 0, or -1 with an error set. */
+static int check_window(const Geom *g, const char *who)
 {
     if (!isfinite(g->pad) || g->pad < 0.0 || g->pad > 1e6) {
         char text[32];
         snprintf(text, sizeof text, "%g", g->pad);
-        PyErr_Format(PyExc_ValueError, "resample_block: pad %s out of range", text);
+        PyErr_Format(PyExc_ValueError, "%s: pad %s out of range", who, text);
         return -1;
     }
     for (int k = 0; k < 3; k++) {
-        const int64_t b = k == 0 ? g->bx : k == 1 ? g->by : g->bz;
         if (g->length[k] < 1 || g->length[k] > LENGTH_MAX) {
-            PyErr_Format(PyExc_ValueError, "resample_block: line length %lld on axis %d outside [1, 2**52]",
+            PyErr_Format(PyExc_ValueError, "%s: line length %lld on axis %d outside [1, 2**52]", who,
                          (long long)g->length[k], k);
             return -1;
         }
         if (g->width[k] < 1) {
-            PyErr_Format(PyExc_ValueError, "resample_block: empty window (axis %d)", k);
+            PyErr_Format(PyExc_ValueError, "%s: empty window (axis %d)", who, k);
             return -1;
         }
         if (g->first[k] < 0 || g->first[k] > g->length[k] - g->width[k]) {
-            PyErr_Format(PyExc_ValueError, "resample_block: window first %lld, width %lld on axis %d leaves the "
-                         "line [0, %lld)", (long long)g->first[k], (long long)g->width[k], k,
+            PyErr_Format(PyExc_ValueError, "%s: window first %lld, width %lld on axis %d leaves the "
+                         "line [0, %lld)", who, (long long)g->first[k], (long long)g->width[k], k,
                          (long long)g->length[k]);
             return -1;
         }
+    }
+    return 0;
+}
+
+static int check_block(Geom *g, const double off[3], const Py_buffer *din, const Py_buffer *dout)
+{
+    if (check_window(g, "resample_block") < 0)
+        return -1;
+    for (int k = 0; k < 3; k++) {
+        const int64_t b = k == 0 ? g->bx : k == 1 ? g->by : g->bz;
         if (g->origin[k] < -LENGTH_MAX || g->origin[k] > LENGTH_MAX - b) {
             PyErr_Format(PyExc_ValueError, "resample_block: origin %lld on axis %d outside [-2**52, 2**52)",
                          (long long)g->origin[k], k);
@@ -572,6 +589,99 @@ static PyObject *py_resample_block(PyObject *self, PyObject *args)
     result = PyLong_FromLongLong(bad);
 done:
     PyBuffer_Release(&din);
+    PyBuffer_Release(&dout);
+    return result;
+}
+
+/* kernel.sample_points: the window `data` (z, y, x) sampled at explicit
+ * coordinates `coords` ((n, 3) float64, x y z per point) into `out` (n
+ * float32/float64 samples, C-ordered, any shape); first/length per axis as
+ * resample_block's.  Every coordinate is checked (finite, |c| + pad < 2^62)
+ * before anything is written; the loop checks each again before converting it. */
+static PyObject *py_sample_points(PyObject *self, PyObject *args)
+{
+    PyObject *data_obj, *coords_obj, *out_obj, *first, *length;
+    double pad, cval;
+    int order, mode;
+    if (!PyArg_ParseTuple(args, "OOOOOdiid", &data_obj, &coords_obj, &out_obj, &first, &length, &pad, &order, &mode,
+                          &cval))
+        return NULL;
+    if (order < 0 || order > 5 || mode < 0 || mode > GRID_CONSTANT) {
+        PyErr_Format(PyExc_ValueError, "order %d / mode %d out of range", order, mode);
+        return NULL;
+    }
+    Geom g;
+    memset(&g, 0, sizeof g);
+    if (read_ints(first, g.first, 3, "first") || read_ints(length, g.length, 3, "length"))
+        return NULL;
+    Py_buffer din, dc, dout;
+    if (PyObject_GetBuffer(data_obj, &din, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(coords_obj, &dc, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
+        PyBuffer_Release(&din);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(out_obj, &dout, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&din);
+        PyBuffer_Release(&dc);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    const int tin = type_index(&din), tout = type_index(&dout);
+    if (din.ndim != 3 || tin < 0 || (tout != 8 && tout != 9) || dc.ndim != 2 || dc.shape[1] != 3
+        || type_index(&dc) != 9) {
+        PyErr_SetString(PyExc_TypeError, "sample_points: a 3-d window of a numeric type, (n, 3) float64 coordinates "
+                        "and float32/float64 samples only");
+        goto done;
+    }
+    const int64_t n = dc.shape[0];
+    if (dout.len / dout.itemsize != n) {
+        PyErr_Format(PyExc_ValueError, "sample_points: %lld coordinates for %lld output samples", (long long)n,
+                     (long long)(dout.len / dout.itemsize));
+        goto done;
+    }
+    g.width[0] = din.shape[2];
+    g.width[1] = din.shape[1];
+    g.width[2] = din.shape[0];
+    g.sy = din.shape[2];
+    g.sz = (int64_t)din.shape[2] * din.shape[1];
+    g.pad = pad;
+    g.cval = cval;
+    g.order = order;
+    g.mode = mode;
+    if (check_window(&g, "sample_points") < 0)
+        goto done;
+    if (overlaps(din.buf, din.len, dout.buf, dout.len) || overlaps(dc.buf, dc.len, dout.buf, dout.len)) {
+        PyErr_SetString(PyExc_ValueError, "sample_points: the output overlaps the window or the coordinates");
+        goto done;
+    }
+    const double *c = (const double *)dc.buf;
+    int64_t worst = -1;
+    Py_BEGIN_ALLOW_THREADS
+    for (int64_t i = 0; i < 3 * n && worst < 0; i++)
+        if (!(fabs(c[i]) + pad < COORD_MAX)) /* also NaN */
+            worst = i;
+    Py_END_ALLOW_THREADS
+    if (worst >= 0) {
+        char text[32];
+        snprintf(text, sizeof text, "%g", c[worst]);
+        PyErr_Format(PyExc_ValueError, "sample_points: coordinate %s of point %lld on axis %d is not finite or "
+                     "reaches 2**62", text, (long long)(worst / 3), (int)(worst % 3));
+        goto done;
+    }
+    int64_t bad, nonfinite = 0;
+    Py_BEGIN_ALLOW_THREADS
+    bad = POINTS[tout - 8][tin](din.buf, dout.buf, &g, c, n, &nonfinite);
+    Py_END_ALLOW_THREADS
+    if (nonfinite) {
+        PyErr_SetString(PyExc_ValueError, "sample_points: coordinates changed to values not finite or beyond 2**62 "
+                        "while they were sampled");
+        goto done;
+    }
+    result = PyLong_FromLongLong(bad);
+done:
+    PyBuffer_Release(&din);
+    PyBuffer_Release(&dc);
     PyBuffer_Release(&dout);
     return result;
 }
@@ -918,6 +1028,7 @@ static PyObject *py_has_avx2(PyObject *self, PyObject *unused)
 
 static PyMethodDef methods[] = {
     {"resample_block", py_resample_block, METH_VARARGS, "kernel.resample_block, compiled"},
+    {"sample_points", py_sample_points, METH_VARARGS, "kernel.sample_points, compiled"},
     {"span", py_span, METH_VARARGS, "kernel._span, compiled"},
     {"prefilter_lines", py_prefilter_lines, METH_VARARGS, "kernel.prefilter_lines, compiled"},
     {"axis_sum", py_axis_sum, METH_VARARGS, "kernel.axis_sum, compiled"},

@@ -9,6 +9,92 @@
 #define FN2(name, a, b) FN3(name, a, b)
 #define FN(name) FN2(name, IN_NAME, OUT_NAME)
 
+/* The value at (cx, cy, cz) (pre-pad included) of a point whose taps all lie
+ * inside the window and the volume (`bulk`), its first tap at `p`: the
+ * separable sum along x, then y, then z with scipy's weights. */
+static inline OUT_T FN(bulk_value)(const IN_T *p, const Geom *g, double cx, double cy, double cz)
+{
+    const int order = g->order;
+    if (order == 0)
+        return (OUT_T)p[0];
+    if (order == 1) {
+        const double ax = 1.0 - (cx - floor(cx)), ay = 1.0 - (cy - floor(cy)), az = 1.0 - (cz - floor(cz));
+        const double bxw = 1.0 - ax, byw = 1.0 - ay, bzw = 1.0 - az;
+        const double r00 = ax * (double)p[0] + bxw * (double)p[1];
+        const double r01 = ax * (double)p[g->sy] + bxw * (double)p[g->sy + 1];
+        const double r10 = ax * (double)p[g->sz] + bxw * (double)p[g->sz + 1];
+        const double r11 = ax * (double)p[g->sz + g->sy] + bxw * (double)p[g->sz + g->sy + 1];
+        return (OUT_T)(az * (ay * r00 + byw * r01) + bzw * (ay * r10 + byw * r11));
+    }
+    double wx[6], wy[6], wz[6];
+    weights(cx, order, wx);
+    weights(cy, order, wy);
+    weights(cz, order, wz);
+    double t = 0.0;
+    for (int k = 0; k <= order; k++) {
+        double pp = 0.0;
+        for (int j = 0; j <= order; j++) {
+            const IN_T *q0 = p + k * g->sz + j * g->sy;
+            double q = 0.0;
+            for (int i = 0; i <= order; i++)
+                q += wx[i] * (double)q0[i];
+            pp += wy[j] * q;
+        }
+        t += wz[k] * pp;
+    }
+    return (OUT_T)t;
+}
+
+/* One point by scipy's per-point route (``map_coordinate``, the taps folded
+ * by the spline boundary mode, ``grid-constant`` taps reading cval,
+ * ``constant`` points outside set to cval); c: its coordinate per axis,
+ * pre-pad included.  Adds to *bad the taps that fell outside the window. */
+static inline OUT_T FN(point)(const IN_T *d, const Geom *g, const double c[3], int64_t *bad)
+{
+    const int order = g->order, mode = g->mode;
+    int64_t idx[3][6];
+    double w[3][6];
+    for (int a = 0; a < 3; a++) {
+        double cc;
+        int64_t start;
+        int folds;
+        if (axis_start(c[a], g->length[a], order, mode, &cc, &start, &folds))
+            return (OUT_T)g->cval; /* scipy stops at the first axis outside: cval */
+        for (int t = 0; t <= order; t++) {
+            const int64_t j = tap(start + t, folds, g->length[a], g->first[a], g->width[a], mode);
+            *bad += j == -2;
+            idx[a][t] = j > -1 ? j : -1;
+        }
+        weights(cc, order, w[a]);
+    }
+    double t = 0.0;
+    if (mode == GRID_CONSTANT) { /* some taps read cval (idx -1) */
+        for (int cz = 0; cz <= order; cz++)
+            for (int by = 0; by <= order; by++)
+                for (int ax = 0; ax <= order; ax++) {
+                    const int64_t iz = idx[2][cz], iy = idx[1][by], ix = idx[0][ax];
+                    const double v = (iz < 0 || iy < 0 || ix < 0) ? g->cval : (double)d[iz * g->sz + iy * g->sy + ix];
+                    t += v * ((w[2][cz] * w[1][by]) * w[0][ax]);
+                }
+        return (OUT_T)t;
+    }
+    /* separable, every tap in the window (a tap outside, counted in `bad`, reads sample 0) */
+    for (int cz = 0; cz <= order; cz++) {
+        double p = 0.0;
+        for (int by = 0; by <= order; by++) {
+            double q = 0.0;
+            for (int ax = 0; ax <= order; ax++) {
+                const int64_t iz = idx[2][cz], iy = idx[1][by], ix = idx[0][ax];
+                const int64_t at = (iz < 0 || iy < 0 || ix < 0) ? 0 : iz * g->sz + iy * g->sy + ix;
+                q += w[0][ax] * (double)d[at];
+            }
+            p += w[1][by] * q;
+        }
+        t += w[2][cz] * p;
+    }
+    return (OUT_T)t;
+}
+
 /* One output row along x but [a, b) (the interior span) and the voxels near
  * or beyond the volume's edges: their positions go to `slow`; returns how many. */
 static int64_t FN(row)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, int64_t *slow, int64_t a,
@@ -17,7 +103,6 @@ static int64_t FN(row)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, i
     const int order = g->order;
     const double limx = (double)g->length[0] - 1.0, limy = (double)g->length[1] - 1.0,
                  limz = (double)g->length[2] - 1.0;
-    double wx[6], wy[6], wz[6];
     int64_t nslow = 0;
     for (int64_t x = a == 0 ? b : 0; x < g->bx; x = x + 1 == a ? b : x + 1) { /* [0, a), then [b, bx) */
         const double cx = ((g->colx[x] + r->ry[0]) + r->rz[0]) + g->pad;
@@ -30,35 +115,7 @@ static int64_t FN(row)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, i
             slow[nslow++] = x;
             continue;
         }
-        const IN_T *p = d + jz * g->sz + jy * g->sy + jx;
-        if (order == 0) {
-            dst[x] = (OUT_T)p[0];
-        } else if (order == 1) {
-            const double ax = 1.0 - (cx - floor(cx)), ay = 1.0 - (cy - floor(cy)), az = 1.0 - (cz - floor(cz));
-            const double bxw = 1.0 - ax, byw = 1.0 - ay, bzw = 1.0 - az;
-            const double r00 = ax * (double)p[0] + bxw * (double)p[1];
-            const double r01 = ax * (double)p[g->sy] + bxw * (double)p[g->sy + 1];
-            const double r10 = ax * (double)p[g->sz] + bxw * (double)p[g->sz + 1];
-            const double r11 = ax * (double)p[g->sz + g->sy] + bxw * (double)p[g->sz + g->sy + 1];
-            dst[x] = (OUT_T)(az * (ay * r00 + byw * r01) + bzw * (ay * r10 + byw * r11));
-        } else {
-            weights(cx, order, wx);
-            weights(cy, order, wy);
-            weights(cz, order, wz);
-            double t = 0.0;
-            for (int k = 0; k <= order; k++) {
-                double pp = 0.0;
-                for (int j = 0; j <= order; j++) {
-                    const IN_T *q0 = p + k * g->sz + j * g->sy;
-                    double q = 0.0;
-                    for (int i = 0; i <= order; i++)
-                        q += wx[i] * (double)q0[i];
-                    pp += wy[j] * q;
-                }
-                t += wz[k] * pp;
-            }
-            dst[x] = (OUT_T)t;
-        }
+        dst[x] = FN(bulk_value)(d + jz * g->sz + jy * g->sy + jx, g, cx, cy, cz);
     }
     return nslow;
 }
@@ -68,59 +125,13 @@ static int64_t FN(row)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, i
 static int64_t FN(edges)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, const int64_t *slow,
                          int64_t nslow)
 {
-    const int order = g->order, mode = g->mode;
-    int64_t bad = 0, idx[3][6];
-    double w[3][6];
+    int64_t bad = 0;
     for (int64_t k = 0; k < nslow; k++) {
         const int64_t x = slow[k];
         const double c[3] = {((g->colx[x] + r->ry[0]) + r->rz[0]) + g->pad,
                              ((g->colx[g->bx + x] + r->ry[1]) + r->rz[1]) + g->pad,
                              ((g->colx[2 * g->bx + x] + r->ry[2]) + r->rz[2]) + g->pad};
-        int outside = 0;
-        for (int a = 0; a < 3; a++) {
-            double cc;
-            int64_t start;
-            int folds;
-            outside = axis_start(c[a], g->length[a], order, mode, &cc, &start, &folds);
-            if (outside) /* scipy stops at the first axis outside: cval */
-                break;
-            for (int t = 0; t <= order; t++) {
-                const int64_t j = tap(start + t, folds, g->length[a], g->first[a], g->width[a], mode);
-                bad += j == -2;
-                idx[a][t] = j > -1 ? j : -1;
-            }
-            weights(cc, order, w[a]);
-        }
-        if (outside) {
-            dst[x] = (OUT_T)g->cval;
-            continue;
-        }
-        double t = 0.0;
-        if (mode == GRID_CONSTANT) { /* some taps read cval (idx -1) */
-            for (int cz = 0; cz <= order; cz++)
-                for (int by = 0; by <= order; by++)
-                    for (int ax = 0; ax <= order; ax++) {
-                        const int64_t iz = idx[2][cz], iy = idx[1][by], ix = idx[0][ax];
-                        const double v = (iz < 0 || iy < 0 || ix < 0) ? g->cval
-                                                                       : (double)d[iz * g->sz + iy * g->sy + ix];
-                        t += v * ((w[2][cz] * w[1][by]) * w[0][ax]);
-                    }
-        } else { /* separable, every tap in the window (a tap outside, counted in `bad`, reads sample 0) */
-            for (int cz = 0; cz <= order; cz++) {
-                double p = 0.0;
-                for (int by = 0; by <= order; by++) {
-                    double q = 0.0;
-                    for (int ax = 0; ax <= order; ax++) {
-                        const int64_t iz = idx[2][cz], iy = idx[1][by], ix = idx[0][ax];
-                        const int64_t at = (iz < 0 || iy < 0 || ix < 0) ? 0 : iz * g->sz + iy * g->sy + ix;
-                        q += w[0][ax] * (double)d[at];
-                    }
-                    p += w[1][by] * q;
-                }
-                t += w[2][cz] * p;
-            }
-        }
-        dst[x] = (OUT_T)t;
+        dst[x] = FN(point)(d, g, c, &bad);
     }
     return bad;
 }
@@ -427,6 +438,41 @@ static int64_t FN(resample_block)(const void *data, void *out, Geom *g, int64_t 
             if (nslow)
                 bad += FN(edges)(d, dst, g, &r, slow, nslow);
         }
+    }
+    return bad;
+}
+
+/* kernel.sample_points: the value at each of n explicit coordinates
+ * (`coords`: (n, 3), x y z per point, without the pre-pad), the bulk route
+ * where every tap lies inside the window and the volume, else scipy's
+ * per-point route.  A coordinate not finite or beyond 2^62 (its check in
+ * py_sample_points done before this runs, repeated here against another
+ * thread changing the array meanwhile) is never converted: the point is
+ * counted in *nonfinite and left unwritten.  Returns the taps read outside
+ * the window. */
+static int64_t FN(sample_points)(const void *data, void *out, const Geom *g, const double *coords, int64_t n,
+                                 int64_t *nonfinite)
+{
+    const IN_T *d = (const IN_T *)data;
+    OUT_T *dst = (OUT_T *)out;
+    const int order = g->order;
+    const double limx = (double)g->length[0] - 1.0, limy = (double)g->length[1] - 1.0,
+                 limz = (double)g->length[2] - 1.0;
+    int64_t bad = 0;
+    for (int64_t i = 0; i < n; i++) {
+        const double *q = coords + 3 * i;
+        if (!(fabs(q[0]) + g->pad < COORD_MAX && fabs(q[1]) + g->pad < COORD_MAX && fabs(q[2]) + g->pad < COORD_MAX)) {
+            *nonfinite += 1;
+            continue;
+        }
+        const double c[3] = {q[0] + g->pad, q[1] + g->pad, q[2] + g->pad};
+        const int64_t jx = bulk(c[0], g->first[0], g->width[0], order);
+        const int64_t jy = bulk(c[1], g->first[1], g->width[1], order);
+        const int64_t jz = bulk(c[2], g->first[2], g->width[2], order);
+        if (jx < 0 || jy < 0 || jz < 0 || c[0] > limx || c[1] > limy || c[2] > limz)
+            dst[i] = FN(point)(d, g, c, &bad);
+        else
+            dst[i] = FN(bulk_value)(d + jz * g->sz + jy * g->sy + jx, g, c[0], c[1], c[2]);
     }
     return bad;
 }

@@ -14,6 +14,8 @@ rest of bigresample does not know which one runs.
   whole-array call's values bit for bit, the others within a few 1e-16 of
   the range.  What the coordinates cost (24 bytes per voxel of a plane) is
   one plane's, not the block's.
+* ``sample_points``: ``map_coordinates`` on the window at the coordinates
+  given, moved onto it as ``resample_block``'s.
 * ``prefilter_lines``: ``splines.prefilter_recursions``, the numpy
   recursions the C code was written from (the same values bit for bit).
 * ``axis_sum`` / ``axis_take``: numpy gathers and sums in the C code's order
@@ -59,6 +61,25 @@ def resample_block(data, out, matrix, offset, origin, first, length, pad, order,
             coords[i] -= first[i]
         ndimage.map_coordinates(src, coords, output=out[k], order=order, mode=_MODES[mode], cval=cval,
                                 prefilter=False)
+    return 0
+
+
+def sample_points(data, coords, out, first, length, pad, order, mode, cval) -> int:
+    """``kernel.sample_points``: ``map_coordinates`` on the window (``prefilter=False``),
+    the coordinates moved onto it (plus ``pad``, minus ``first``); refuses
+    coordinates not finite or beyond 2**62 as the extension does.  Returns 0."""
+    from scipy import ndimage
+
+    c = np.asarray(coords, dtype=np.float64)
+    if c.ndim != 2 or c.shape[1] != 3 or out.size != c.shape[0]:
+        raise ValueError(f"sample_points: (n, 3) coordinates for {out.size} output samples; got {c.shape}")
+    with np.errstate(invalid="ignore"):
+        if not np.all(np.abs(c) + pad < 2.0**62):
+            raise ValueError("sample_points: a coordinate is not finite or reaches 2**62")
+    local = ((c + pad) - np.asarray(first, dtype=np.float64)).T
+    flat = out.reshape(-1)
+    ndimage.map_coordinates(np.asarray(data).T, local, output=flat, order=order, mode=_MODES[mode], cval=cval,
+                            prefilter=False)
     return 0
 
 

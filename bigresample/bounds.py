@@ -23,7 +23,9 @@ operations).  The rule is applied around the resamplers, never inside the
 compiled kernel: per axis a 1-D mask on a ``Grid`` (the block's mask is their
 outer product), per output row an interval of ``o_x`` on a ``ReferenceGrid``
 (``x`` is monotone along a row, so the interval's ends are found by bisection
-on the exact sum: no coordinate array the size of a block).
+on the exact sum: no coordinate array the size of a block).  A grid that maps
+each voxel on its own (``warp.WarpGrid``, through a displacement field)
+answers ``inside_mask(spatial)`` itself, from its coordinates.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ def nothing_inside(grid, spatial) -> bool:
     """True when no output voxel of the block ``spatial`` is inside the input."""
     if isinstance(grid, Grid):
         return any(not m.any() for m in axis_masks(grid, spatial))
+    if hasattr(grid, "inside_mask"):  # a grid that maps each voxel on its own (warp.WarpGrid)
+        return not grid.inside_mask(spatial).any()
     return nothing_in(row_spans(grid, spatial))
 
 
@@ -146,6 +150,9 @@ def fill_outside(block: np.ndarray, grid, spatial, value, ws=None) -> None:
                 sl = [slice(None)] * block.ndim
                 sl[block.ndim - 1 - a] = ~ok
                 block[tuple(sl)] = value
+        return
+    if hasattr(grid, "inside_mask"):  # its own per-voxel rule (warp.WarpGrid): (z, y, x), True inside
+        np.copyto(block, value, where=~grid.inside_mask(spatial, ws))
         return
     fill_rows(block, row_spans(grid, spatial), value, ws)
 

@@ -157,6 +157,23 @@ def resample_block(data, out, matrix, offset, origin, first, length, *, pad: flo
                                   length, float(pad), int(order), int(mode), float(cval), bool(interior))
 
 
+def sample_points(data, coords, out, first, length, pad: float, order: int, mode: int, cval: float) -> int:
+    """Fill ``out`` (C-ordered float32 or float64, ``n`` samples, any shape)
+    with the window ``data`` (``(z, y, x)``, as ``resample_block``'s) sampled
+    at the explicit input coordinates ``coords`` (``(n, 3)`` float64, x y z
+    per point, without scipy's pre-pad ``pad``, which is added): scipy's
+    ``map_coordinates`` on the whole array (``prefilter=True``: at orders
+    >= 2 ``data`` holds the window's coefficients) wherever the window holds
+    every tap, by ``resample_block``'s routes (the bulk sum, else scipy's
+    per-point route).  ``first``/``length``: per input axis, as for
+    ``resample_block``.  A coordinate that is not finite or reaches 2**62 is
+    refused (``ValueError``) before anything is written.  Returns the number
+    of taps that left the window (0 unless the window was planned wrong)."""
+    return _kernel.sample_points(np.ascontiguousarray(data), np.ascontiguousarray(coords, dtype=np.float64), out,
+                                 np.ravel(first).tolist(), np.ravel(length).tolist(), float(pad), int(order),
+                                 int(mode), float(cval))
+
+
 def prefilter_lines(a, gain, zs, horizons, kind, acc) -> None:
     """``splines.prefilter_planes`` compiled: the B-spline prefilter along
     axis 1 of the 3-d float64 view ``a`` (``(lead, n, rest)``, any strides),

@@ -45,6 +45,27 @@ def _points(points) -> np.ndarray:
     return p
 
 
+def affine_points(p: np.ndarray, m: np.ndarray) -> np.ndarray:
+    """``p @ m[:3, :3].T + m[:3, 3]`` for (N, 3) points, a column at a time: numpy hands
+    the (N, 3) @ (3, 3) product to BLAS, whose threads made it 10x slower here
+    (131072 points, loaded 2-core machine: 44 ms against 3.7 ms)."""
+    out = np.empty_like(p)
+    for i in range(3):
+        col = out[:, i]
+        np.multiply(p[:, 0], m[i, 0], out=col)
+        col += p[:, 1] * m[i, 1]
+        col += p[:, 2] * m[i, 2]
+        col += m[i, 3]
+    return out
+
+
+def column_bounds(p: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of (N, 3) points, the smallest and largest value (NaN if any is NaN), a
+    column at a time: numpy's ``min(axis=0)`` on (N, 3) was 10x slower (1.3M points: 87 ms
+    against 8 ms)."""
+    return (np.array([p[:, k].min() for k in range(3)]), np.array([p[:, k].max() for k in range(3)]))
+
+
 @dataclass(frozen=True, eq=False)
 class AffineMap:
     """``p_in = matrix @ [p_out, 1]``: output world point to input world point, RAS mm."""
@@ -65,8 +86,7 @@ class AffineMap:
     is_affine = True
 
     def apply(self, points) -> np.ndarray:
-        p = _points(points)
-        return p @ self.matrix[:3, :3].T + self.matrix[:3, 3]
+        return affine_points(_points(points), self.matrix)
 
     def inverse(self, source: str | None = None) -> "AffineMap":
         return AffineMap(np.linalg.inv(self.matrix), source or f"{self.source} (inverted)")
@@ -111,27 +131,34 @@ class DisplacementField:
 
     def to_voxels(self, points) -> np.ndarray:
         """The field's continuous voxel indices of world points (N, 3)."""
-        inv = np.linalg.inv(self.affine)
-        return _points(points) @ inv[:3, :3].T + inv[:3, 3]
+        return affine_points(_points(points), np.linalg.inv(self.affine))
 
     def covers(self, lo, hi) -> bool:
         """True if the field's voxel-index box ``[lo, hi]`` lies within half a voxel of its samples."""
         return bool(np.all(np.asarray(lo) >= -0.5 - 1e-9) and np.all(np.asarray(hi) <= np.array(self.shape) - 0.5 + 1e-9))
 
     def displacements(self, points) -> np.ndarray:
-        """``d(p)`` (N, 3) at world points, reading only the field's samples around them.
-        The reference semantics (scipy's ``map_coordinates``, order 1, ``nearest``, per component)."""
-        from scipy import ndimage
+        """``d(p)`` (N, 3) at world points, reading only the field's samples around them:
+        scipy's ``map_coordinates`` (order 1, ``nearest``) on the whole field, per component,
+        computed by the compiled ``kernel.sample_points`` on the window read (profiled on the
+        warp resampler's pieces: scipy's generic per-point loop was a fifth of the chain's time)."""
+        from . import kernel
 
         v = self.to_voxels(points)
         if v.shape[0] == 0:
             return np.zeros((0, 3))
-        lo = np.clip(np.floor(v.min(axis=0)).astype(np.int64), 0, np.array(self.shape) - 1)
-        hi = np.clip(np.floor(v.max(axis=0)).astype(np.int64) + 2, 1, np.array(self.shape))
+        vmin, vmax = column_bounds(v)
+        if not (np.all(np.isfinite(vmin)) and np.all(np.isfinite(vmax))):  # a NaN makes both NaN
+            raise RegistrationError(f"{self.source}: a point whose field coordinates are not finite")
+        lo = np.clip(np.floor(vmin).astype(np.int64), 0, np.array(self.shape) - 1)
+        hi = np.clip(np.floor(vmax).astype(np.int64) + 2, 1, np.array(self.shape))
         region = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
         win = np.asarray(self.read(region), dtype=np.float64)
-        local = (v - lo).T
-        return np.stack([ndimage.map_coordinates(win[..., c], local, order=1, mode="nearest") for c in range(3)], axis=1)
+        out = np.empty((3, v.shape[0]))
+        for c in range(3):  # each component's window in file order (z, y, x), the field's line around it
+            kernel.sample_points(np.ascontiguousarray(win[..., c].T), v, out[c], lo, self.shape, 0.0, 1,
+                                 kernel.MODE_CODES["nearest"], 0.0)
+        return out.T
 
     def apply(self, points) -> np.ndarray:
         p = _points(points)

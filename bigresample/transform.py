@@ -151,7 +151,11 @@ class AffineResampler(Sampling):
 
     def _support(self, region) -> list[tuple[int, int]]:
         """Per input axis, the samples the block's taps (and prefilter halo) reach."""
-        cmin, cmax = self._corners(region)
+        return self._support_of(*self._corners(region))
+
+    def _support_of(self, cmin, cmax) -> list[tuple[int, int]]:
+        """Per input axis, the samples the taps (and prefilter halo) of coordinates
+        in ``[cmin, cmax]`` reach, the window's edge at the volume's where it reaches it."""
         reach = self.reach
         out = []
         for n, c0, c1 in zip(self.grid.in_shape, cmin, cmax):
@@ -179,13 +183,17 @@ class AffineResampler(Sampling):
 
     def _support_ranges(self, block) -> list[tuple[int, int]]:
         """Per input axis, the largest ``_support`` of a block of shape ``block``, from 0."""
-        span = np.abs(self.grid.matrix) @ (np.asarray(block[:3], dtype=np.float64) - 1)
+        span = self._spans(block)
         ranges = []
         for n, s in zip(self.grid.in_shape, span):
             w = int(np.ceil(s)) + 2 * self.reach + 2
             whole = n <= SHORT_AXIS or (self.mode in FOLDING_MODES and self._leaves)
             ranges.append((0, n if whole else min(w, n)))
         return ranges
+
+    def _spans(self, block) -> np.ndarray:
+        """Per input axis, the largest extent of a block's coordinates (``block``: its shape)."""
+        return np.abs(self.grid.matrix) @ (np.asarray(block[:3], dtype=np.float64) - 1)
 
     @cached_property
     def _leaves(self) -> bool:
@@ -218,18 +226,8 @@ class AffineResampler(Sampling):
             if bounds.nothing_in(spans):
                 out[...] = fill
                 return out
-        read_range = self.window(spatial)
-        sl = tuple(slice(a, b) for a, b in read_range) + extra
-        mapped = getattr(source, "mapped", None)
-        win = mapped(sl) if mapped is not None else None
-        if win is None:
-            win = ws.array("win", (tuple(b - a for a, b in read_range) + extra_shape)[::-1], source.dtype)
-            read_file_order(source, sl, win)
-        win = _native(win, ws)
-        win_range = self.coefficient_window(spatial)
-        if win_range != read_range:  # orders >= 2: a view of the samples the taps and halo reach
-            inner = tuple(slice(a - r, b - r) for (a, b), (r, _) in zip(win_range, read_range))
-            win = win[(Ellipsis,) + inner[::-1]]
+        read_range, win_range = self.window(spatial), self.coefficient_window(spatial)
+        win = read_window(source, read_range, win_range, extra, extra_shape, ws)
         pad = PREPAD if self.order > 1 and self.mode in PREPAD_MODES else 0
         first = np.array([a for a, _ in win_range], dtype=np.int64)
         length = np.array(self.grid.in_shape, dtype=np.int64) + 2 * pad
@@ -280,6 +278,25 @@ class AffineResampler(Sampling):
             else:
                 ndimage().spline_filter1d(coef, self.order, axis=ax, output=coef, mode=self.mode)
         return coef
+
+
+def read_window(source, read_range, win_range, extra, extra_shape, ws) -> np.ndarray:
+    """The input window ``read_range`` (``(start, stop)`` per spatial axis; the
+    extra axes ``extra``, of lengths ``extra_shape``) in file order and in a
+    type the kernel reads (mapped without a copy where the source can), as
+    the view of its part ``win_range`` (orders >= 2: the samples the taps and
+    the prefilter halo reach)."""
+    sl = tuple(slice(a, b) for a, b in read_range) + extra
+    mapped = getattr(source, "mapped", None)
+    win = mapped(sl) if mapped is not None else None
+    if win is None:
+        win = ws.array("win", (tuple(b - a for a, b in read_range) + extra_shape)[::-1], source.dtype)
+        read_file_order(source, sl, win)
+    win = _native(win, ws)
+    if win_range != read_range:  # orders >= 2: a view of the samples the taps and halo reach
+        inner = tuple(slice(a - r, b - r) for (a, b), (r, _) in zip(win_range, read_range))
+        win = win[(Ellipsis,) + inner[::-1]]
+    return win
 
 
 def _prefilter(coef, order, mode, axis, ws) -> None:

@@ -21,7 +21,7 @@ from bigresample.errors import BigresampleError
 from bigresample.geometry import ReferenceGrid, reference_grid
 from bigresample.transform import AffineResampler
 
-from .helpers import staircase
+from .helpers import guarded, staircase
 
 
 def run_isolated(code: str) -> None:
@@ -258,3 +258,94 @@ def test_the_avx2_reads_can_be_switched_off_and_give_the_same_bits():
     kernel.use_avx2(True)
     np.testing.assert_array_equal(runs[0], runs[1])
     assert kernel.use_avx2(True) == _kernel.has_avx2()
+
+
+# -- kernel.sample_points (issue 31): the same checks, and every coordinate
+
+
+def call_points(data, coords, out=None, first=(0, 0, 0), length=(4, 4, 4), pad=0.0, order=1, mode="nearest"):
+    coords = np.asarray(coords, dtype=np.float64)
+    out = np.zeros(len(coords)) if out is None else out
+    return kernel.sample_points(data, coords, out, first, length, pad, order, kernel.MODE_CODES[mode], 0.0)
+
+
+@pytest.mark.parametrize("shape", [(0, 4, 4), (4, 0, 4), (4, 4, 0)])
+def test_sample_points_refuses_an_empty_window(shape):
+    with pytest.raises(ValueError, match="empty window"):
+        call_points(np.zeros(shape), [[1.0, 1.0, 1.0]])
+
+
+@pytest.mark.parametrize("length", [(4, -3, 4), (0, 4, 4), (4, 4, 2**62)])
+def test_sample_points_refuses_a_line_length_out_of_range(length):
+    with pytest.raises(ValueError, match="length"):
+        call_points(np.zeros((4, 4, 4)), [[1.0, 1.0, 1.0]], length=length)
+
+
+@pytest.mark.parametrize("first", [(-1, 0, 0), (0, 2**62, 0), (0, 0, 1)])
+def test_sample_points_refuses_a_window_position_out_of_range(first):
+    with pytest.raises(ValueError, match="first"):
+        call_points(np.zeros((4, 4, 4)), [[1.0, 1.0, 1.0]], first=first)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, 2.0**62, -(2.0**62), 1e300])
+@pytest.mark.parametrize("axis", [0, 1, 2])
+def test_sample_points_refuses_a_coordinate_not_finite_or_beyond_2_62_before_writing(bad, axis):
+    coords = np.full((5, 3), 1.5)
+    coords[3, axis] = bad
+    out = np.full(5, -9.0)
+    with pytest.raises(ValueError, match=f"point 3 on axis {axis}"):
+        call_points(np.ones((4, 4, 4)), coords, out=out)
+    assert (out == -9.0).all()  # nothing written
+
+
+def test_sample_points_counts_the_pad_in_the_coordinates_limit():
+    with pytest.raises(ValueError, match="2\\*\\*62"):
+        call_points(np.ones((4, 4, 4)), [[2.0**62 - 512.0, 0.0, 0.0]], pad=1e6, length=(4 + 2 * 10**6,) * 3)
+
+
+def test_sample_points_refuses_a_pad_out_of_range():
+    with pytest.raises(ValueError, match="pad"):
+        call_points(np.ones((4, 4, 4)), [[1.0, 1.0, 1.0]], pad=-1.0)
+
+
+def test_sample_points_refuses_coordinates_that_do_not_match_the_output():
+    with pytest.raises(ValueError, match="3 coordinates for 4 output samples"):
+        call_points(np.ones((4, 4, 4)), np.ones((3, 3)), out=np.zeros((2, 2)))
+
+
+@pytest.mark.parametrize("coords", [np.ones((3, 2)), np.ones(9), np.ones((3, 3), np.float32), np.ones((3, 3, 1))])
+def test_sample_points_refuses_coordinates_not_n_by_3_float64(coords):
+    with pytest.raises(TypeError, match="coordinates"):
+        kernel._kernel.sample_points(np.ones((4, 4, 4)), coords, np.zeros(3), [0, 0, 0], [4, 4, 4], 0.0, 1, 0, 0.0)
+
+
+@pytest.mark.parametrize("out", [np.zeros(3, np.int32), np.zeros(3, np.float16)])
+def test_sample_points_refuses_an_output_not_float32_or_float64(out):
+    with pytest.raises(TypeError, match="float32/float64"):
+        call_points(np.ones((4, 4, 4)), np.ones((3, 3)), out=out)
+
+
+def test_sample_points_refuses_an_output_that_overlaps_the_window_or_the_coordinates():
+    data = np.zeros((4, 4, 4))
+    with pytest.raises(ValueError, match="overlap"):
+        call_points(data, np.ones((64, 3)), out=data.reshape(-1))
+    coords = np.ones((4, 3))
+    with pytest.raises(ValueError, match="overlap"):
+        call_points(np.zeros((4, 4, 4)), coords, out=coords.reshape(-1)[:4])
+
+
+@pytest.mark.parametrize("order,mode", [(7, "nearest"), (-1, "nearest"), (1, "grid-mirror")])
+def test_sample_points_refuses_an_order_or_mode_out_of_range(order, mode):
+    code = 99 if mode == "grid-mirror" else kernel.MODE_CODES[mode]
+    with pytest.raises(ValueError, match="out of range"):
+        kernel._kernel.sample_points(np.ones((4, 4, 4)), np.ones((1, 3)), np.zeros(1), [0, 0, 0], [4, 4, 4], 0.0,
+                                     order, code, 0.0)
+
+
+def test_sample_points_counts_taps_outside_a_window_planned_wrong_without_reading_there():
+    data, _mem = guarded((3, 3, 3), np.float64)
+    data[...] = 1.0
+    out = np.zeros(2)
+    bad = kernel.sample_points(data, np.array([[5.0, 5.0, 5.0], [1.0, 1.0, 1.0]]), out, (0, 0, 0), (9, 9, 9), 0.0,
+                               1, kernel.MODE_CODES["nearest"], 0.0)
+    assert bad > 0 and out[1] == 1.0

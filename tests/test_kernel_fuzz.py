@@ -1,7 +1,7 @@
 """The compiled kernel's fuzz driver (issue 28): hypothesis over shapes,
 strides, dtypes, byte orders, orders 0-5, modes, extreme matrices and
 offsets, empty and 1-voxel axes, calling the kernel's entry points directly
-(``kernel.resample_block``, ``axis_sum``/``axis_take``, ``prefilter_lines``)
+(``kernel.resample_block``, ``sample_points``, ``axis_sum``/``axis_take``, ``prefilter_lines``)
 and through the resamplers.  Each case ends in a clean exception or in
 scipy's values.  tools/sanitize.sh runs it under AddressSanitizer and
 UndefinedBehaviorSanitizer; windows sit at the end of a guarded allocation
@@ -123,6 +123,63 @@ def test_resample_block_gives_scipys_values_or_refuses(seed, shape, block, geome
     expected = ndimage.affine_transform(vol.T.astype(np.float64), h, output_shape=whole, order=order, mode=mode,
                                         cval=-7.5, prefilter=False)
     expected = expected[tuple(slice(o, None) for o in origin)].T
+    scale = max(1.0, float(np.abs(vol).max()), 7.5)
+    tol = 0.0 if order == 0 else 1e-9 * scale
+    if out_kind == "f4":
+        expected = expected.astype(np.float32)
+        tol = 0.0 if order == 0 else 2e-6 * scale
+    np.testing.assert_allclose(out, expected, rtol=0, atol=tol)
+
+
+@FUZZ
+@given(st.integers(0, 2**32 - 1), st.lists(st.integers(1, 7), min_size=3, max_size=3), st.integers(0, 12),
+       st.integers(0, 5), st.sampled_from(MODES), st.sampled_from(TYPES), st.sampled_from(("f8", "f4")),
+       st.booleans(), st.sampled_from((0.0, 3.0)), st.sampled_from((1.0, 10.0, 1e10)), st.booleans())
+def test_sample_points_gives_scipys_values_or_refuses(seed, shape, n, order, mode, kind, out_kind, sub, pad, spread,
+                                                      wild):
+    """``kernel.sample_points`` on a window (all of a volume, or a box of it
+    when ``sub``) at the end of a guarded allocation, at random coordinates
+    (far, or now and then extreme): ``map_coordinates``' values
+    (``prefilter=False``) wherever no tap left the window, or a ValueError
+    for a coordinate not finite or beyond 2**62."""
+    rng = np.random.default_rng(seed)
+    vol = values(rng, tuple(shape), kind)
+    first, win = [0, 0, 0], vol
+    if sub:
+        lo = [int(rng.integers(0, m)) for m in shape]
+        hi = [int(rng.integers(a + 1, m + 1)) for a, m in zip(lo, shape)]
+        win = vol[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+        first = lo[::-1]
+    data, _mem = guarded(win.shape, win.dtype)
+    data[...] = win
+    coords = rng.uniform(-spread, np.array(shape[::-1]) + spread, (n, 3))
+    if wild and n:
+        coords[rng.integers(0, n), rng.integers(0, 3)] = rng.choice(EXTREME)
+    out = np.full(n, -123.0, out_kind)
+    length = [m + 2 * int(pad) for m in shape[::-1]]
+    try:
+        bad = kernel.sample_points(data, coords, out, first, length, pad, order, kernel.MODE_CODES[mode], -7.5)
+    except ValueError as e:
+        assert not np.all(np.abs(coords) + pad < 2.0**62), e
+        assert (out == -123.0).all()  # refused before anything was written
+        return
+    if bad or not n or not np.all(np.abs(coords) < 2.0**40):
+        return
+    expected = ndimage.map_coordinates(vol.T.astype(np.float64), (coords + pad).T, order=order, mode=mode,
+                                       cval=-7.5, prefilter=False) if not pad else None
+    if expected is None:  # the line is longer than the volume by the pad: scipy's whole pre-padded line
+        padded = np.zeros(tuple(length))
+        padded[tuple(slice(int(pad), int(pad) + m) for m in shape[::-1])] = vol.T
+        if sub:
+            return  # the window does not hold the pre-pad: nothing to compare
+        expected = ndimage.map_coordinates(padded, (coords + pad).T, order=order, mode=mode, cval=-7.5,
+                                           prefilter=False)
+        data2, _mem2 = guarded(padded.T.shape, np.float64)
+        data2[...] = padded.T
+        got = np.full(n, -123.0, out_kind)
+        if kernel.sample_points(data2, coords, got, (0, 0, 0), length, pad, order, kernel.MODE_CODES[mode], -7.5):
+            return
+        out = got
     scale = max(1.0, float(np.abs(vol).max()), 7.5)
     tol = 0.0 if order == 0 else 1e-9 * scale
     if out_kind == "f4":

@@ -8,7 +8,7 @@
 # is not built with ASan).  Any report aborts the run: exit status non-zero.
 #
 #   tools/sanitize.sh          the kernel, kernel boundary, fuzz, engine, transform,
-#                              labels, splines and reference tests (all of them)
+#                              labels, splines, reference and warp tests (all of them)
 #   tools/sanitize.sh --ci     the CI subset (.ci/run: about 3 minutes on 2 cores):
 #                              the kernel boundary and fuzz tests (fuzz at
 #                              FUZZ_EXAMPLES, 300 by default) plus the tests of
@@ -62,7 +62,7 @@ elif [ "$CI" = 1 ]; then
 else
     TESTS="tests/test_kernel_boundary.py tests/test_kernel_fuzz.py tests/test_kernel.py tests/test_engine.py
            tests/test_engine_pins.py tests/test_transform_pins.py tests/test_labels.py tests/test_splines.py
-           tests/test_splines_pins.py tests/test_reference.py"
+           tests/test_splines_pins.py tests/test_reference.py tests/test_warp.py"
     export FUZZ_EXAMPLES=${FUZZ_EXAMPLES:-2000}
 fi
 

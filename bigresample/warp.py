@@ -1,0 +1,291 @@
+"""The point-by-point path: resampling through a chain of transforms that holds a displacement field.
+
+A chain of affines only is one matrix (``registration.Chain.affine``) and goes
+to the grids of ``geometry`` and their resamplers.  A chain with a field
+(``registration.DisplacementField``) maps each output voxel on its own, so
+each output block is computed from explicit coordinates:
+
+* output voxel ``o`` -> world ``A_out @ o`` -> each map of the chain, the
+  last listed first -> the input's continuous index ``A_in^-1 @ p``, in
+  float64 (adjacent affines multiplied into one matrix: ``WarpGrid.steps``),
+  a piece of whole rows at a time (``PIECE_POINTS``: the chain's temporaries
+  stay small), into the block's coordinate buffer (24 bytes an output
+  voxel, counted by the planner);
+* the input window is the bounding box of those coordinates plus the
+  order's reach (and for orders >= 2 the prefilter halo, ``splines.halo``),
+  clipped as ``transform.AffineResampler._support_of`` clips a rotated
+  block's, read once per block (``transform.read_window``) and prefiltered
+  for orders >= 2 (``AffineResampler._coefficients``);
+* the compiled ``kernel.sample_points`` samples it at the coordinates:
+  ``scipy.ndimage.map_coordinates(whole, coords, prefilter=True)`` on the
+  whole array, within the general path's tolerances.
+
+ITK's rule (``--mode itk``: ``cval`` where a coordinate lies more than half a
+voxel beyond the input, ``bounds.inside``) is applied per point around the
+kernel; the window then spans only the points inside.
+
+The planner's questions (``window_shape``, ``block_bytes``) are answered from
+the chain's bound: the affine parts' linear spans and each field's largest
+displacement (``DisplacementField.bound``: one pass over the field, in slabs
+of 4 Mi samples, the first time it is asked; cached on the field), so large
+displacements give smaller blocks.  ``input_region`` and ``reaching`` (the
+label methods, the lazy path) use the same bound on the block's box:
+conservative, never narrower than the window ``compute_into`` reads.
+
+Everything works in file order (axes reversed), like the other resamplers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from math import prod
+
+import numpy as np
+
+from . import bounds, transform
+from .engine import Sampling, Workspace, _Fresh, cast_into, slice_lengths
+from .geometry import COORDINATE_LIMIT, GeometryError, orientation, voxel_spacing
+from .registration import Chain, affine_points, column_bounds
+from .transform import PREPAD, PREPAD_MODES, AffineResampler, read_window
+
+#: Output voxels whose coordinates one pass of the chain computes (the
+#: chain's temporaries: a few (n, 3) float64 arrays, ~1.5 MiB each).
+PIECE_POINTS = 2**16
+#: Bytes of the chain's temporaries per point of a piece (the planner counts them).
+PIECE_BYTES_PER_POINT = 8 * 24
+
+
+def _box_corners(lo, hi) -> np.ndarray:
+    """The 8 corners (8, 3) of the box ``[lo, hi]``."""
+    return np.array([[hi[a] if (c >> a) & 1 else lo[a] for a in range(3)] for c in range(8)], dtype=np.float64)
+
+
+def _margin(lo, hi) -> np.ndarray:
+    """Rounding room for a bound computed another way than the coordinates themselves."""
+    return 1e-6 + 1e-9 * np.maximum(np.abs(lo), np.abs(hi))
+
+
+@dataclass(frozen=True, eq=False)
+class WarpGrid:
+    """Output voxels of ``(out_shape, out_affine)`` sampled in the input ``(in_shape, in_affine)``
+    through ``chain`` (affines: voxel index -> RAS mm; the chain: output world -> input world)."""
+
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    in_affine: np.ndarray
+    out_affine: np.ndarray
+    chain: Chain
+    grid = "reference"
+
+    def __post_init__(self):
+        in_shape, out_shape = tuple(int(v) for v in self.in_shape), tuple(int(v) for v in self.out_shape)
+        if len(in_shape) != 3 or len(out_shape) != 3 or min(in_shape + out_shape) < 1:
+            raise GeometryError(f"shapes must be 3 positive lengths; got {in_shape} and {out_shape}")
+        for name in ("in_affine", "out_affine"):
+            a = np.array(getattr(self, name), dtype=np.float64)
+            if a.shape != (4, 4) or not np.all(np.isfinite(a)) or abs(np.linalg.det(a[:3, :3])) < 1e-12:
+                raise GeometryError(f"{'input' if name == 'in_affine' else 'output'} affine is not an invertible, "
+                                    "finite 4x4 matrix")
+            a.setflags(write=False)
+            object.__setattr__(self, name, a)
+        object.__setattr__(self, "in_shape", in_shape)
+        object.__setattr__(self, "out_shape", out_shape)
+
+    @property
+    def to_input(self) -> np.ndarray:
+        """Input world (RAS mm) -> the input's continuous voxel index (4, 4)."""
+        return np.linalg.inv(self.in_affine)
+
+    def separable(self):
+        """Never: a field maps every voxel on its own."""
+        return None
+
+    def output_affine(self, affine=None) -> np.ndarray:
+        return self.out_affine.copy()
+
+    def output_spacing(self, spacing=None) -> np.ndarray:
+        return voxel_spacing(self.out_affine)
+
+    def linear(self) -> np.ndarray:
+        """The chain's affine parts multiplied (fields taken as the identity), output world -> input world."""
+        out = np.eye(4)
+        for m in self.chain.maps:
+            if m.is_affine:
+                out = out @ m.matrix
+        return out
+
+    def orientation(self):
+        """How the output's axes sit relative to the input's, through the chain's affine parts."""
+        in_dirs = np.linalg.inv(self.linear()[:3, :3]) @ self.in_affine[:3, :3]
+        return orientation(in_dirs, self.out_affine[:3, :3])
+
+    def coordinates(self, spatial, out: np.ndarray) -> None:
+        """The input's continuous index of every output voxel of the block ``spatial``
+        into ``out`` ((n, 3) float64, x y z per point, the points in file order:
+        x fastest), ``PIECE_POINTS`` at a time."""
+        (x0, x1), (y0, y1), (z0, z1) = ((s.start, s.stop) for s in spatial[:3])
+        nx = x1 - x0
+        rows = max(1, PIECE_POINTS // nx)
+        yz = np.stack(np.meshgrid(np.arange(y0, y1, dtype=np.float64), np.arange(z0, z1, dtype=np.float64),
+                                  indexing="xy"), axis=-1).reshape(-1, 2)  # (z, y) rows in file order: y fastest
+        ox = np.arange(x0, x1, dtype=np.float64)
+        steps = self.steps
+        for r0 in range(0, len(yz), rows):
+            part = yz[r0:r0 + rows]
+            idx = np.empty((len(part), nx, 3))
+            idx[..., 0] = ox
+            idx[..., 1:] = part[:, None, :]
+            p = idx.reshape(-1, 3)
+            for step in steps:
+                p = affine_points(p, step) if isinstance(step, np.ndarray) else step.apply(p)
+            out[r0 * nx:(r0 + len(part)) * nx] = p
+
+    @cached_property
+    def steps(self) -> tuple:
+        """The map from output index to input index as applied: the fields, and between
+        them the affines next to each other (the output's and the input's affines included)
+        multiplied into one matrix (4, 4) each, so a point goes through one matrix product
+        per run of affines."""
+        steps, current = [], self.out_affine
+        for m in reversed(self.chain.maps):
+            if m.is_affine:
+                current = m.matrix @ current
+            else:
+                steps += [current, m]
+                current = np.eye(4)
+        return tuple(steps + [self.to_input @ current])
+
+    def input_box(self, spatial) -> tuple[np.ndarray, np.ndarray]:
+        """A box of the input's continuous indices that holds every coordinate of the block
+        ``spatial``: its corners through the chain, a field widening the box by its bound."""
+        lo = np.array([s.start for s in spatial[:3]], dtype=np.float64)
+        hi = np.array([s.stop - 1 for s in spatial[:3]], dtype=np.float64)
+        c = _box_corners(lo, hi) @ self.out_affine[:3, :3].T + self.out_affine[:3, 3]
+        lo, hi = c.min(axis=0), c.max(axis=0)
+        for m in reversed(self.chain.maps):
+            if m.is_affine:
+                c = _box_corners(lo, hi) @ m.matrix[:3, :3].T + m.matrix[:3, 3]
+                lo, hi = c.min(axis=0), c.max(axis=0)
+            else:
+                b = m.bound()
+                lo, hi = lo - b, hi + b
+            lo, hi = lo - _margin(lo, hi), hi + _margin(lo, hi)
+        c = _box_corners(lo, hi) @ self.to_input[:3, :3].T + self.to_input[:3, 3]
+        lo, hi = c.min(axis=0), c.max(axis=0)
+        return lo - _margin(lo, hi), hi + _margin(lo, hi)
+
+    def spans(self, block) -> np.ndarray:
+        """Per input axis, the largest extent of the coordinates of a block of shape ``block``."""
+        w = np.abs(self.out_affine[:3, :3]) @ (np.asarray(block[:3], dtype=np.float64) - 1)
+        for m in reversed(self.chain.maps):
+            w = np.abs(m.matrix[:3, :3]) @ w if m.is_affine else w + 2 * m.bound()
+            w = w + 2 * _margin(w, w)
+        w = np.abs(self.to_input[:3, :3]) @ w
+        return w + 2 * _margin(w, w)
+
+    def inside_mask(self, spatial, ws=None) -> np.ndarray:
+        """ITK's rule on the block ``spatial``: True where the voxel's coordinate lies within
+        half a voxel of the input on every axis, shape ``(z, y, x)``."""
+        shape = tuple(s.stop - s.start for s in spatial[:3])
+        coords = (ws or _Fresh()).array("warp_coords", (prod(shape), 3), np.float64)
+        self.coordinates(spatial, coords)
+        return _inside(coords, self.in_shape).reshape(shape[::-1])
+
+
+def _inside(coords, in_shape) -> np.ndarray:
+    """``bounds.inside`` on every axis of (n, 3) coordinates."""
+    ok = bounds.inside(coords[:, 0], in_shape[0])
+    for a in (1, 2):
+        ok &= bounds.inside(coords[:, a], in_shape[a])
+    return ok
+
+
+@dataclass(frozen=True)
+class WarpResampler(AffineResampler):
+    """Output blocks on a ``WarpGrid`` (small, picklable), equal to
+    ``scipy.ndimage.map_coordinates(input, coords, order, mode, cval)`` at the chain's coordinates."""
+
+    grid: WarpGrid
+
+    def __post_init__(self):
+        Sampling.__post_init__(self)
+        lo, hi = self.grid.input_box(tuple(slice(0, n) for n in self.grid.out_shape))
+        for k, b in enumerate(np.maximum(np.abs(lo), np.abs(hi)) + PREPAD):
+            if not b <= COORDINATE_LIMIT:
+                raise GeometryError(f"the transforms' input coordinates can reach {b:.3g} voxels on axis {k} "
+                                    "(x, y, z = 0, 1, 2): beyond 2**26 their rounding is too coarse to trust "
+                                    "(check the transforms and the field's displacements)")
+
+    def _corners(self, region) -> tuple[np.ndarray, np.ndarray]:
+        """A box holding every input coordinate of the block (``WarpGrid.input_box``)."""
+        return self.grid.input_box(region)
+
+    def _spans(self, block) -> np.ndarray:
+        return self.grid.spans(block)
+
+    def block_bytes(self, block, in_itemsize: int, out_itemsize: int) -> int:
+        """``transform.block_bytes`` on this grid's windows, plus the block's coordinates
+        (24 bytes a voxel), ITK's mask and the chain's temporaries of one piece."""
+        out = prod(block)
+        extra = 24 * out + (out if self.itk else 0) + PIECE_BYTES_PER_POINT * min(out, PIECE_POINTS + block[0])
+        return transform.block_bytes(self, block, in_itemsize, out_itemsize) + int(extra)
+
+    def reaching(self, region, lo, hi, folding_reach=None):
+        """The whole ``region`` if its coordinates' box (``WarpGrid.input_box``) meets the input
+        box ``[lo, hi]`` (or, with ``folding_reach``, reads beyond an edge by more), else None."""
+        cmin, cmax = self._corners(region)
+        if folding_reach is not None and (np.any(cmin < folding_reach)
+                                          or np.any(cmax > np.array(self.grid.in_shape) - 1 - folding_reach)):
+            return tuple(region)
+        lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
+        with np.errstate(invalid="ignore"):
+            if np.any(cmax < lo) or np.any(cmin > hi):
+                return None
+        return tuple(region)
+
+    def compute_into(self, source, region, dtype, ws: Workspace) -> np.ndarray:
+        """The block in file order, C-ordered, in ``ws``'s buffers (as ``Resampler.compute_into``)."""
+        from . import kernel
+
+        spatial, extra = tuple(region[:3]), tuple(region[3:])
+        dtype = np.dtype(source.dtype if dtype is None else dtype)
+        bshape = tuple(s.stop - s.start for s in spatial)
+        extra_shape = slice_lengths(extra, source.shape[3:])
+        out = ws.array("out", (bshape + extra_shape)[::-1], dtype)
+        coords = ws.array("warp_coords", (prod(bshape), 3), np.float64)
+        self.grid.coordinates(spatial, coords)
+        ok = fill = None
+        if self.itk:  # ITK's rule: cval beyond half a voxel of the input; the window spans the points inside
+            fill = np.empty((), dtype=dtype)
+            cast_into(np.array(self.cval), fill)
+            ok = ws.array("itk_ok", (len(coords),), bool)
+            ok[...] = _inside(coords, self.grid.in_shape)
+            if not ok.any():
+                out[...] = fill
+                return out
+            if not ok.all():
+                coords[~ok] = coords[np.argmax(ok)]  # sampled, then overwritten: inside the window
+        cmin, cmax = column_bounds(coords)
+        win_range = self._support_of(cmin, cmax)
+        read_range = transform._whole_rows(win_range, self.grid.in_shape)
+        if self.order < 2:  # the kernel reads the whole read window (as AffineResampler.coefficient_window)
+            win_range = read_range
+        win = read_window(source, read_range, win_range, extra, extra_shape, ws)
+        pad = PREPAD if self.order > 1 and self.mode in PREPAD_MODES else 0
+        first = [a for a, _ in win_range]
+        length = [n + 2 * pad for n in self.grid.in_shape]
+        direct = dtype in (np.float32, np.float64)  # else float64 values, stored as scipy stores them
+        values = None if direct else ws.array("values", bshape[::-1], np.float64)
+        for idx in np.ndindex(*extra_shape[::-1]) if extra_shape else [()]:
+            data = self._coefficients(win[idx], pad, ws) if self.order > 1 else win[idx]
+            dst = out[idx] if direct else values
+            bad = kernel.sample_points(data, coords, dst, first, length, pad, self.order,
+                                       kernel.MODE_CODES[self.mode], self.cval)
+            if bad:  # pragma: no cover - the window is planned to hold every tap
+                raise RuntimeError(f"{bad} samples of block {region} read outside its window {win_range}")
+            if not direct:
+                cast_into(values, out[idx])
+        if ok is not None and not ok.all():
+            np.copyto(out, fill, where=~ok.reshape(bshape[::-1]))
+        return out
