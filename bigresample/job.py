@@ -146,7 +146,9 @@ class Job:
             "output": location.display(r.output) if location.is_url(r.output)
             else str(r.output.resolve()),
             "spacing": [repr(float(v)) for v in self.target],
-            "reference": None if self.reference is None else [repr(float(v)) for v in g.homogeneous[:3].ravel()]
+            # the reference's grid (a registered grid's own: its transforms are below)
+            "reference": None if self.reference is None else [repr(float(v)) for v in
+                                                              getattr(g, "base", g).homogeneous[:3].ravel()]
             + list(g.out_shape),
             "order": r.order,
             "mode": r.mode,
@@ -312,8 +314,13 @@ def registered(g, vol: InputVolume, request: Request, report: Report | None = No
         reference=transform_files.Space(tuple(g.out_shape), to_mm @ g.output_affine(vol.affine)))
     if report is not None:
         report(Registered(tuple(m.source for m in chain.maps[::-1]), chain.affine is not None))  # as listed
-    if chain.affine is None:
-        raise InputError("a displacement field in --transform is not applied by this build yet")
+    if chain.affine is None:  # a field: each output voxel mapped on its own (warp), in mm
+        from .warp import RegisteredWarpGrid
+
+        grid = RegisteredWarpGrid(tuple(vol.shape[:3]), tuple(g.out_shape), to_mm @ vol.affine,
+                                  to_mm @ g.output_affine(vol.affine), chain, base=g)
+        grid.check_covered()
+        return grid
     return registration.registered_grid(g, vol.shape[:3], vol.affine, chain.affine, vol.unit_to_mm)
 
 

@@ -184,6 +184,29 @@ class WarpGrid:
         w = np.abs(self.to_input[:3, :3]) @ w
         return w + 2 * _margin(w, w)
 
+    def check_covered(self) -> None:
+        """Refuse, naming the file, a field whose samples do not cover the points it is asked at: the
+        output's corners through the maps applied before it (exactly through affines; a field before it
+        widens their box by its ``bound()``) must lie within half a field voxel of its samples."""
+        from .registration import RegistrationError
+
+        hi = np.array(self.out_shape, dtype=np.float64) - 1
+        pts = affine_points(_box_corners(np.zeros(3), hi), self.out_affine)
+        for m in reversed(self.chain.maps):
+            if m.is_affine:
+                pts = affine_points(pts, m.matrix)
+                continue
+            v = affine_points(pts, np.linalg.inv(m.affine))
+            lo_v, hi_v = v.min(axis=0), v.max(axis=0)
+            if not m.covers(lo_v, hi_v):
+                raise RegistrationError(
+                    f"{m.source}: the displacement field does not cover the output: its samples span voxels "
+                    f"0..{tuple(n - 1 for n in m.shape)}, the output reaches field voxels "
+                    f"{tuple(round(float(a), 2) for a in lo_v)}..{tuple(round(float(b), 2) for b in hi_v)}")
+            b = m.bound()
+            lo_p, hi_p = pts.min(axis=0) - b, pts.max(axis=0) + b
+            pts = _box_corners(lo_p, hi_p)
+
     def inside_mask(self, spatial, ws=None) -> np.ndarray:
         """ITK's rule on the block ``spatial``: True where the voxel's coordinate lies within
         half a voxel of the input on every axis, shape ``(z, y, x)``."""
@@ -191,6 +214,21 @@ class WarpGrid:
         coords = (ws or _Fresh()).array("warp_coords", (prod(shape), 3), np.float64)
         self.coordinates(spatial, coords)
         return _inside(coords, self.in_shape).reshape(shape[::-1])
+
+
+@dataclass(frozen=True, eq=False)
+class RegisteredWarpGrid(WarpGrid):
+    """A ``WarpGrid`` whose output is ``base``'s grid (a ``geometry.Grid`` or ``ReferenceGrid``, in the
+    input's units): the output's header and spacing are ``base``'s (its qform and sform mapped as ``base``
+    maps them), the sampling is the chain's (``in_affine``, ``out_affine`` in mm)."""
+
+    base: object = None
+
+    def output_affine(self, affine=None) -> np.ndarray:
+        return self.base.output_affine(affine) if affine is not None else self.base.output_affine(None)
+
+    def output_spacing(self, spacing=None) -> np.ndarray:
+        return self.base.output_spacing(spacing)
 
 
 def _inside(coords, in_shape) -> np.ndarray:
