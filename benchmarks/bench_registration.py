@@ -108,6 +108,7 @@ def write_inputs(work: Path, shape) -> dict[str, Path]:
     img = sitk.GetImageFromArray(disp.transpose(2, 1, 0, 3).astype(np.float64), isVector=True)
     img.SetSpacing(fspacing)
     img.SetOrigin((-origin_ras[0], -origin_ras[1], origin_ras[2]))
+    img.SetDirection((-1.0, 0.0, 0.0, 0.0, -1.0, 0.0, 0.0, 0.0, 1.0))  # the volume's axes (RAS) in LPS terms
     sitk.WriteImage(img, str(paths["warp"]))
     centre = affine[:3, :3] @ ((np.array(shape) - 1) / 2) + affine[:3, 3]
     t = sitk.AffineTransform(3)
