@@ -2,8 +2,9 @@
 
 ``cli.main`` turns SIGTERM into ``KeyboardInterrupt`` while it runs (exit
 143, finished blocks kept, one line).  Before it runs -- while ``python -m
-bigresample`` or the ``bigresample`` script imports the package (numpy,
-scipy, nibabel: about a second, several under load) -- a signal used to take
+bigresample`` or the ``bigresample`` script imports the package, or
+``cli._main`` the modules a run needs (numpy, nibabel: about half a second,
+several under load) -- a signal used to take
 its default action, or for Ctrl-C print a traceback from inside an import.
 This module is imported first by ``bigresample/__init__.py`` and, only in the
 command-line process (``sys.argv[0]`` is ``-m`` while runpy imports the
