@@ -19,7 +19,7 @@ import time
 import warnings
 from pathlib import Path
 
-from . import _signals
+from . import _signals, timeline
 from ._version import __version__
 from .errors import BigresampleError, UsageError, one_line
 from .names import LABEL_METHODS, MODES
@@ -305,13 +305,17 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
+    t = timeline.now()
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     if is_info(argv):
         return info_main(argv[1:])
     args = build_parser().parse_args(argv)
+    t = timeline.span("parse", t)
     # what a run needs, imported before _signals.running(): a signal while importing still ends at once
     from .pipeline import LabelMapWarning
     from .runner import Interrupted
+
+    timeline.span("imports", t)
 
     args.argv = argv
     args.paths = [*getattr(args, "paths_before", []), *args.paths]

@@ -24,7 +24,7 @@ from math import prod
 
 import numpy as np
 
-from . import bounds, kernel, splines
+from . import bounds, kernel, splines, timeline
 from .geometry import AxisMap, Grid
 
 #: Gaps between needed input runs up to this many voxels are read through
@@ -71,6 +71,19 @@ def _split_runs(values: np.ndarray, gap: int) -> list[tuple[int, int]]:
     return [(int(values[a]), int(values[b - 1]) + 1) for a, b in zip(starts, stops)]
 
 
+def sorted_unique(a: np.ndarray) -> np.ndarray:
+    """``np.unique`` of a 1-D integer array, without it: numpy 2's ``unique`` asks
+    ``np.ma.is_masked``, which imports ``numpy.ma`` on a run's first block (25-50 ms
+    in each worker's first block, benchmarks/README.md, "Start-up")."""
+    a = np.sort(a)
+    if a.size < 2:
+        return a
+    keep = np.empty(a.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return a[keep]
+
+
 @lru_cache(maxsize=4096)
 def plan_axis(
     ax: AxisMap, start: int, stop: int, order: int, mode: str, ndim: int, copy: bool = False
@@ -110,7 +123,7 @@ def plan_axis(
     if not used.any():  # every sample is cval ('constant' mode)
         return AxisPlan(np.zeros(0, np.int64), (), None, None, t.outside.copy(), False)
     idx = t.index[used]
-    needed = np.unique(idx[idx >= 0])
+    needed = sorted_unique(idx[idx >= 0])
 
     filtered = order > 1
     periodic = filtered and mode == "grid-wrap"
@@ -271,7 +284,7 @@ def _read_generic(source, srcs: list[np.ndarray], extra: tuple[slice, ...], cval
     """
     runs, positions = [], []
     for src in srcs:
-        uniq = np.unique(src[src >= 0])
+        uniq = sorted_unique(src[src >= 0])
         r = _split_runs(uniq, READ_GAP)
         runs.append(r)
         if not r:
@@ -673,7 +686,9 @@ class Resampler(Sampling):
             cast_into(np.full(out_shape, self.cval), out)
             return out
 
+        t = timeline.now()
         x = self._read_window(source, plans, extra, ws)
+        timeline.span("read", t)
         if not x.dtype.isnative:  # another byte order (a big-endian file): swapped in place, for the compiled sums
             x = x.byteswap(inplace=True).view(x.dtype.newbyteorder("="))
         todo = [a for a in range(k) if plans[a].index is not None]

@@ -13,6 +13,7 @@ nitransforms (transform files).  The timings are in benchmarks/README.md
 """
 
 import json
+import os
 import subprocess
 import sys
 
@@ -71,9 +72,35 @@ def test_a_nifti_run_loads_no_library_only_other_paths_need(tmp_path):
     assert (tmp_path / "out.nii").exists()
     assert roots(modules) & OPTIONAL == set()
     assert "scipy.ndimage" not in modules  # order 1 on the separable engine: the compiled sum
+    assert "numpy.ma" not in modules  # np.unique imports it (engine.sorted_unique): 25-50 ms in a first block
 
 
 def test_the_count_sees_what_a_module_imports():
     # the dump is not blind: the pipeline needs numpy and nibabel, the lazy array API dask
     assert {"numpy", "nibabel"} <= roots(loaded("import bigresample.pipeline"))
     assert "dask" in roots(loaded("from bigresample import resample_array"))
+
+
+def test_the_timeline_records_each_step_and_block_when_asked(tmp_path):
+    """``BIGRESAMPLE_TIMELINE=FILE`` (bigresample/timeline.py, benchmarks/bench_timeline.py)."""
+    src, out, tl = tmp_path / "in.nii", tmp_path / "out.nii", tmp_path / "timeline.json"
+    make_volume(src, shape=(24, 20, 30))
+    proc = subprocess.run([sys.executable, "-m", "bigresample", str(src), str(out), "--z-spacing", "0.15",
+                           "--chunks", "24", "20", "4", "--workers", "2", "--quiet"],
+                          capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "BIGRESAMPLE_TIMELINE": str(tl)})
+    assert proc.returncode == 0, proc.stderr
+    data = json.loads(tl.read_text())
+    phases = {phase for _, phase, _, _, _ in data["spans"]}
+    assert {"parse", "imports", "plan", "begin", "threads", "read", "compute", "write", "wait", "commit", "end",
+            "finish", "blocks"} <= phases
+    blocks = sorted(b for _, phase, b, _, _ in data["spans"] if phase == "commit")
+    assert blocks == list(range(5))  # 20 output planes, 4 a block, each committed once
+    assert all(start <= end for _, _, _, start, end in data["spans"])
+    assert data["origin"] is None or data["origin"] <= min(s for _, _, _, s, _ in data["spans"])
+
+
+def test_the_timeline_is_off_unless_asked():
+    from bigresample import timeline
+
+    assert "BIGRESAMPLE_TIMELINE" in os.environ or (timeline.now() is None and timeline.span("x", None) is None)
