@@ -20,6 +20,7 @@ import itertools
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+import math
 from math import prod
 
 import numpy as np
@@ -578,7 +579,7 @@ class Resampler(Sampling):
             if ax.is_identity:
                 shape.append(b)
                 continue
-            span = int(np.ceil(b * max(ax.step, 1e-9))) + self.order + 1
+            span = math.ceil(b * max(ax.step, 1e-9)) + self.order + 1  # math: numpy scalars cost the planner
             if self.order > 1:
                 span += 2 * self.halo
             shape.append(min(span, ax.n + (24 if self.order > 1 else 0)))
