@@ -687,12 +687,13 @@ class Resampler(Sampling):
             cast_into(np.full(out_shape, self.cval), out)
             return out
 
+        todo = [a for a in range(k) if plans[a].index is not None]
         t = timeline.now()
-        x = self._read_window(source, plans, extra, ws)
+        # the window is only read when an axis is summed from it (else it is cast or filled in place)
+        x = self._read_window(source, plans, extra, ws, mapped_ok=bool(todo))
         timeline.span("read", t)
         if not x.dtype.isnative:  # another byte order (a big-endian file): swapped in place, for the compiled sums
             x = x.byteswap(inplace=True).view(x.dtype.newbyteorder("="))
-        todo = [a for a in range(k) if plans[a].index is not None]
         # axes that shrink the most first: less work for the axes after them
         todo.sort(key=lambda a: plans[a].size / max(1, len(plans[a].src)))
         names = iter(("s0", "s1") * (2 * k))
@@ -746,8 +747,9 @@ class Resampler(Sampling):
         with np.errstate(invalid="ignore"):
             return float(np.array(self.cval).astype(dtype))
 
-    def _read_window(self, source, plans, extra, ws) -> np.ndarray:
-        """The input window of the block, file order (axes reversed), C-ordered.
+    def _read_window(self, source, plans, extra, ws, mapped_ok: bool = False) -> np.ndarray:
+        """The input window of the block, file order (axes reversed), C-ordered;
+        read-only (a view of the file mapped into memory) if ``mapped_ok``.
 
         The usual window is a plain box of the input (read straight into the
         workspace), possibly with scipy's pre-padding (edge values or cval) at
@@ -762,6 +764,12 @@ class Resampler(Sampling):
             core_sl = tuple(slice(a, b) for _, a, b, _ in pads) + extra
             core_shape = (tuple(b - a for _, a, b, _ in pads) + extra_shape)[::-1]
             padded = any(lo or hi for lo, _, _, hi in pads)
+            if not padded and mapped_ok:
+                # whole planes of a raw file: the page cache's own pages, not a copy (rawio.RawReader.mapped)
+                mapped = getattr(source, "mapped", None)
+                win = mapped(core_sl) if mapped is not None else None
+                if win is not None:
+                    return win
             # a cval pad (src -1: 'grid-constant', orders >= 2) holds cval cast to
             # the input's type (_prepad_value): the window keeps that type
             core = ws.array("core" if padded else "win", core_shape, source.dtype)
