@@ -23,6 +23,11 @@ summed over the threads, the calling thread's wait for the next block in order
 and its commits, the hand-off (a block's write done to its commit: median and
 largest), and the background flushes (``rawio.BackgroundSync``).
 
+``--startup`` measures the start-up alone instead: ``python -P -c "import
+bigresample.cli"``, ``python -P -m bigresample --help`` and a run on a
+32x32x20 float32 ``.nii`` (z -> 0.15 mm), whole-process wall time, median of
+``--repeats``.
+
 With ``--baseline DIR`` (another checkout of bigresample) the two run in turn
 (A B A B ...) and each job's wall-time ratio is printed pair by pair: the way
 each change of the start-up and per-block overheads was measured
@@ -34,6 +39,7 @@ How to run
     python benchmarks/bench_timeline.py                          # 3 repeats
     python benchmarks/bench_timeline.py --baseline /tmp/base --repeats 5
     python benchmarks/bench_timeline.py --shape 128 128 80 --repeats 1   # a quick try
+    python benchmarks/bench_timeline.py --startup --repeats 10 --baseline /tmp/base
 """
 
 from __future__ import annotations
@@ -122,7 +128,42 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--jobs", nargs="+", default=list(JOBS), choices=list(JOBS))
     p.add_argument("--baseline", type=Path, help="another checkout of bigresample, run in turn with this one")
     p.add_argument("--workdir", type=Path, help="default: a fresh folder under /tmp, removed at the end")
+    p.add_argument("--startup", action="store_true", help="time the start-up alone (import, --help, a tiny run)")
     return p.parse_args(argv)
+
+
+def startup(workdir: Path, trees: dict, repeats: int) -> list[str]:
+    """Whole-process wall time of importing the command line, ``--help`` and a tiny run, per tree."""
+    import nibabel as nib
+    import numpy as np
+
+    src = workdir / "tiny.nii"
+    nib.save(nib.Nifti1Image(np.random.default_rng(0).random((32, 32, 20), dtype=np.float32),
+                             np.diag([0.1, 0.1, 0.1, 1.0])), src)
+    cases = {"import bigresample.cli": [sys.executable, "-P", "-c", "import bigresample.cli"],
+             "bigresample --help": [sys.executable, "-P", "-m", "bigresample", "--help"],
+             "a 32x32x20 run": [sys.executable, "-P", "-m", "bigresample", str(src), str(workdir / "out.nii"),
+                                "--z-spacing", "0.15", "--quiet"]}
+    walls = {(c, t): [] for c in cases for t in trees}
+    for rep in range(repeats + 1):  # round 0 warms up, not counted
+        for case, cmd in cases.items():
+            for tree, root in trees.items():
+                run = measure(cmd, workdir, env=dict(os.environ, PYTHONPATH=str(root)))
+                remove(workdir / "out.nii")
+                if not run.ok:
+                    raise RuntimeError(run.stderr)
+                if rep:
+                    walls[case, tree].append(run.seconds)
+    rows = ["| wall s, median (range) | " + " | ".join(trees) + (" | ratio, median (range) |" if len(trees) > 1 else " |"),
+            "|---|" + "---:|" * (len(trees) + (len(trees) > 1))]
+    for case in cases:
+        cells = [f"{statistics.median(walls[case, t]):.3f} ({min(walls[case, t]):.3f}-{max(walls[case, t]):.3f})"
+                 for t in trees]
+        if len(trees) > 1:
+            r = [a / b for a, b in zip(walls[case, "this"], walls[case, "baseline"])]
+            cells.append(f"{statistics.median(r):.3f} ({min(r):.3f}-{max(r):.3f})")
+        rows.append(f"| {case} | " + " | ".join(cells) + " |")
+    return rows
 
 
 def main(argv=None) -> int:
@@ -134,11 +175,14 @@ def main(argv=None) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     print("\n".join(header_lines("bench_timeline")), flush=True)
     try:
-        src = workdir / "in.nii"
-        make_phantom(src, shape=tuple(args.shape), spacing=0.1)
         trees = {"this": HERE.parent}
         if args.baseline:
             trees["baseline"] = args.baseline.resolve()
+        if args.startup:
+            print("\n".join(startup(workdir, trees, args.repeats)))
+            return 0
+        src = workdir / "in.nii"
+        make_phantom(src, shape=tuple(args.shape), spacing=0.1)
         results = {t: {j: [] for j in args.jobs} for t in trees}
         walls = {t: {j: [] for j in args.jobs} for t in trees}
         for rep in range(args.repeats + 1):  # the first round warms the page cache, not counted
