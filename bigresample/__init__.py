@@ -3,38 +3,41 @@
 from . import _signals  # noqa: F401  first: the command line's signals during the imports below (see there)
 from ._version import __version__
 
-from .engine import Resampler
-from .errors import BigresampleError
-from .geometry import Grid, GeometryError, ReferenceGrid, make_grid, reference_grid, voxel_spacing
-from .pipeline import ResampleResult, resample, resample_nifti_spacing
-from .splines import MODES, SplineError, halo
-from .transform import AffineResampler
+#: each public name and the module that defines it, imported when the name is first asked for
+#: (PEP 562): ``import bigresample.cli`` (``bigresample --help``) loads no numpy, nibabel or scipy,
+#: and only the lazy array API loads dask (0.6 s to import); tests/test_startup.py
+_PUBLIC = {
+    "AffineResampler": "transform",
+    "BigresampleError": "errors",
+    "GeometryError": "geometry",
+    "Grid": "geometry",
+    "MODES": "splines",
+    "ReferenceGrid": "geometry",
+    "ResampleResult": "pipeline",
+    "Resampler": "engine",
+    "SplineError": "splines",
+    "halo": "splines",
+    "make_grid": "geometry",
+    "reference_grid": "geometry",
+    "resample": "pipeline",
+    "resample_array": "lazy",
+    "resample_nifti_spacing": "pipeline",
+    "voxel_spacing": "geometry",
+}
 
-__all__ = [
-    "AffineResampler",
-    "BigresampleError",
-    "GeometryError",
-    "Grid",
-    "MODES",
-    "ReferenceGrid",
-    "ResampleResult",
-    "Resampler",
-    "SplineError",
-    "__version__",
-    "halo",
-    "make_grid",
-    "reference_grid",
-    "resample",
-    "resample_array",
-    "resample_nifti_spacing",
-    "voxel_spacing",
-]
+__all__ = sorted([*_PUBLIC, "__version__"])
 
 
 def __getattr__(name):
-    # dask.array costs 0.6 s to import; only the lazy array API needs it
-    if name == "resample_array":
-        from .lazy import resample_array
+    module = _PUBLIC.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bigresample' has no attribute {name!r}")
+    from importlib import import_module
 
-        return resample_array
-    raise AttributeError(f"module 'bigresample' has no attribute {name!r}")
+    value = getattr(import_module(f".{module}", __name__), name)
+    globals()[name] = value  # once: later lookups do not come here
+    return value
+
+
+def __dir__():
+    return __all__

@@ -2,8 +2,9 @@
 
 ``cli.main`` turns SIGTERM into ``KeyboardInterrupt`` while it runs (exit
 143, finished blocks kept, one line).  Before it runs -- while ``python -m
-bigresample`` or the ``bigresample`` script imports the package (numpy,
-scipy, nibabel: about a second, several under load) -- a signal used to take
+bigresample`` or the ``bigresample`` script imports the package, or
+``cli._main`` the modules a run needs (numpy, nibabel: about half a second,
+several under load) -- a signal used to take
 its default action, or for Ctrl-C print a traceback from inside an import.
 This module is imported first by ``bigresample/__init__.py`` and, only in the
 command-line process (``sys.argv[0]`` is ``-m`` while runpy imports the
@@ -13,11 +14,15 @@ in three stages:
 * importing: nothing exists yet: one line, exit 143 or 130 at once;
 * running (``cli.main``, ``running()``): ``KeyboardInterrupt``, as before;
 * done (``leave()``): the exit status is decided; a late signal is ignored
-  (SIG_IGN: during the interpreter's finalisation too, where a handled signal
-  would be put back to its default action and kill the process: -15/-2).
+  (SIG_IGN: a handled signal would be put back to its default action by the
+  interpreter's finalisation and kill the process: -15/-2).
 
-``leave(status)`` also ends an *interrupted* command-line process with
-``os._exit`` once stdout and stderr are flushed: its worker threads are
+``leave(status)`` then ends the command-line process with ``os._exit`` once
+the ``atexit`` functions have run and stdout and stderr are flushed: whatever
+the status, the interpreter's finalisation (tearing down every module numpy,
+nibabel and the package loaded) is work nobody needs, 0.05-0.1 s of CPU at
+the end of every run (benchmarks/README.md, "Start-up and per-block
+overheads").  After an interruption it is also the only safe end: the worker threads are
 daemons (executors.Threads) that may still be inside compiled code (the
 kernel, zlib, numpy) with the GIL released; an interpreter finalising around
 them ends each one that asks for the GIL back with ``pthread_exit``, whose
@@ -74,18 +79,17 @@ def running() -> None:
 
 
 def leave(status: int) -> int:
-    """``cli.main``'s exit status: later signals are ignored; an interrupted
-    command-line process (130/143) ends here (see the module's docstring)."""
+    """``cli.main``'s exit status: later signals are ignored; the command-line
+    process ends here (see the module's docstring)."""
     global _stage
     if not _active:
         return status
     _stage = "done"
-    if status not in _STATUS.values():
-        # ignored, not handled: Python's finalisation puts a handled signal back
-        # to its default action (killed: -15 / -2), but leaves an ignored one
-        for signum in _STATUS:
-            _signal.signal(signum, _signal.SIG_IGN)
-        return status
+    for signum in _STATUS:  # ignored, not handled: the exit status is decided
+        _signal.signal(signum, _signal.SIG_IGN)
+    import atexit
+
+    atexit._run_exitfuncs()  # what libraries registered (and timeline's record), as a normal exit would
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()

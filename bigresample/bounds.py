@@ -34,11 +34,7 @@ import numpy as np
 
 from . import splines
 from .geometry import Grid
-
-#: the name of the rule (``--mode itk``)
-ITK = "itk"
-#: every ``--mode``: scipy.ndimage's boundary modes and ITK's rule
-MODES = splines.MODES + (ITK,)
+from .names import ITK, MODES  # the rule's name (--mode itk) and every --mode: kept in names for the command line
 
 
 def parse_mode(mode: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import signal
 import sys
@@ -18,20 +19,15 @@ import time
 import warnings
 from pathlib import Path
 
-import numpy as np
-
-from . import _signals
+from . import _signals, timeline
 from ._version import __version__
-from .errors import BigresampleError, one_line
-from .fileinfo import describe
-from .pipeline import LabelMapWarning, UsageError, resample
-from .plan import format_bytes
-from .provenance import command_line
-from .report import info_lines, summary_line
-from .labels import LABEL_METHODS
-from .request import parse_storage_options
-from .runner import Interrupted
-from .bounds import MODES
+from .errors import BigresampleError, UsageError, one_line
+from .names import LABEL_METHODS, MODES
+
+# Nothing numeric at the top: ``--help``, ``--version`` and a refused command
+# line answer before numpy, nibabel and the run's modules are imported (each
+# function imports what it uses; tests/test_startup.py counts what ``import
+# bigresample.cli`` loads).
 
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
@@ -276,6 +272,10 @@ def build_info_parser() -> argparse.ArgumentParser:
 def info_main(argv) -> int:
     """``bigresample info FILE [--json]``: describe (``fileinfo.describe``), then print."""
     args = build_info_parser().parse_args(argv)
+    from .fileinfo import describe
+    from .report import info_lines
+    from .request import parse_storage_options
+
     say = _report_printer()
     try:
         described = describe(args.file, parse_storage_options(args.storage_options))
@@ -311,10 +311,18 @@ def main(argv=None) -> int:
 
 
 def _main(argv) -> int:
+    t = timeline.now()
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     if is_info(argv):
         return info_main(argv[1:])
     args = build_parser().parse_args(argv)
+    t = timeline.span("parse", t)
+    # what a run needs, imported before _signals.running(): a signal while importing still ends at once
+    from .pipeline import LabelMapWarning
+    from .runner import Interrupted
+
+    timeline.span("imports", t)
+
     args.argv = argv
     args.paths = [*getattr(args, "paths_before", []), *args.paths]
     log = None if args.quiet else _report_printer()
@@ -361,6 +369,8 @@ def _main(argv) -> int:
 
 
 def _run_one(args, input, output, target, label, log, progress):
+    from .pipeline import resample
+
     return resample(
         input,
         output,
@@ -412,6 +422,8 @@ def _batch(args, target, label, log, progress) -> int:
             failed += 1
             print(f"bigresample: FAILED {input}: {type(exc).__name__}: {one_line(exc)}", flush=True)
             continue
+        from .report import summary_line
+
         print(summary_line(input, output, r), flush=True)
     print(f"bigresample: {len(args.paths) - failed} of {len(args.paths)} done"
           + (f", {failed} failed" if failed else ""), flush=True)
@@ -430,6 +442,10 @@ def _paths_problem(n: int) -> str:
 
 def _options(args) -> dict:
     """The keyword arguments of ``resample`` that options set directly."""
+    import numpy as np
+
+    from .provenance import command_line
+
     return dict(
         order=args.order,
         grid=args.grid,
@@ -458,6 +474,8 @@ def _options(args) -> dict:
 
 def _demo(args, log, progress) -> int:
     from .demo import DEMO_SHAPE, make_phantom
+    from .pipeline import resample
+    from .plan import format_bytes
 
     folder = Path("bigresample-demo")
     folder.mkdir(exist_ok=True)
@@ -491,7 +509,7 @@ def _demo(args, log, progress) -> int:
 
 
 def _nifti_bytes(shape, itemsize=4) -> int:
-    return 352 + int(np.prod(shape)) * itemsize
+    return 352 + math.prod(shape) * itemsize
 
 
 if __name__ == "__main__":  # pragma: no cover

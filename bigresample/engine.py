@@ -20,11 +20,12 @@ import itertools
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
+import math
 from math import prod
 
 import numpy as np
 
-from . import bounds, kernel, splines
+from . import bounds, kernel, splines, timeline
 from .geometry import AxisMap, Grid
 
 #: Gaps between needed input runs up to this many voxels are read through
@@ -71,6 +72,19 @@ def _split_runs(values: np.ndarray, gap: int) -> list[tuple[int, int]]:
     return [(int(values[a]), int(values[b - 1]) + 1) for a, b in zip(starts, stops)]
 
 
+def sorted_unique(a: np.ndarray) -> np.ndarray:
+    """``np.unique`` of a 1-D integer array, without it: numpy 2's ``unique`` asks
+    ``np.ma.is_masked``, which imports ``numpy.ma`` on a run's first block (25-50 ms
+    in each worker's first block, benchmarks/README.md, "Start-up")."""
+    a = np.sort(a)
+    if a.size < 2:
+        return a
+    keep = np.empty(a.size, dtype=bool)
+    keep[0] = True
+    np.not_equal(a[1:], a[:-1], out=keep[1:])
+    return a[keep]
+
+
 @lru_cache(maxsize=4096)
 def plan_axis(
     ax: AxisMap, start: int, stop: int, order: int, mode: str, ndim: int, copy: bool = False
@@ -110,7 +124,7 @@ def plan_axis(
     if not used.any():  # every sample is cval ('constant' mode)
         return AxisPlan(np.zeros(0, np.int64), (), None, None, t.outside.copy(), False)
     idx = t.index[used]
-    needed = np.unique(idx[idx >= 0])
+    needed = sorted_unique(idx[idx >= 0])
 
     filtered = order > 1
     periodic = filtered and mode == "grid-wrap"
@@ -271,7 +285,7 @@ def _read_generic(source, srcs: list[np.ndarray], extra: tuple[slice, ...], cval
     """
     runs, positions = [], []
     for src in srcs:
-        uniq = np.unique(src[src >= 0])
+        uniq = sorted_unique(src[src >= 0])
         r = _split_runs(uniq, READ_GAP)
         runs.append(r)
         if not r:
@@ -565,7 +579,7 @@ class Resampler(Sampling):
             if ax.is_identity:
                 shape.append(b)
                 continue
-            span = int(np.ceil(b * max(ax.step, 1e-9))) + self.order + 1
+            span = math.ceil(b * max(ax.step, 1e-9)) + self.order + 1  # math: numpy scalars cost the planner
             if self.order > 1:
                 span += 2 * self.halo
             shape.append(min(span, ax.n + (24 if self.order > 1 else 0)))
@@ -673,10 +687,13 @@ class Resampler(Sampling):
             cast_into(np.full(out_shape, self.cval), out)
             return out
 
-        x = self._read_window(source, plans, extra, ws)
+        todo = [a for a in range(k) if plans[a].index is not None]
+        t = timeline.now()
+        # the window is only read when an axis is summed from it (else it is cast or filled in place)
+        x = self._read_window(source, plans, extra, ws, mapped_ok=bool(todo))
+        timeline.span("read", t)
         if not x.dtype.isnative:  # another byte order (a big-endian file): swapped in place, for the compiled sums
             x = x.byteswap(inplace=True).view(x.dtype.newbyteorder("="))
-        todo = [a for a in range(k) if plans[a].index is not None]
         # axes that shrink the most first: less work for the axes after them
         todo.sort(key=lambda a: plans[a].size / max(1, len(plans[a].src)))
         names = iter(("s0", "s1") * (2 * k))
@@ -730,8 +747,9 @@ class Resampler(Sampling):
         with np.errstate(invalid="ignore"):
             return float(np.array(self.cval).astype(dtype))
 
-    def _read_window(self, source, plans, extra, ws) -> np.ndarray:
-        """The input window of the block, file order (axes reversed), C-ordered.
+    def _read_window(self, source, plans, extra, ws, mapped_ok: bool = False) -> np.ndarray:
+        """The input window of the block, file order (axes reversed), C-ordered;
+        read-only (a view of the file mapped into memory) if ``mapped_ok``.
 
         The usual window is a plain box of the input (read straight into the
         workspace), possibly with scipy's pre-padding (edge values or cval) at
@@ -746,6 +764,12 @@ class Resampler(Sampling):
             core_sl = tuple(slice(a, b) for _, a, b, _ in pads) + extra
             core_shape = (tuple(b - a for _, a, b, _ in pads) + extra_shape)[::-1]
             padded = any(lo or hi for lo, _, _, hi in pads)
+            if not padded and mapped_ok:
+                # whole planes of a raw file: the page cache's own pages, not a copy (rawio.RawReader.mapped)
+                mapped = getattr(source, "mapped", None)
+                win = mapped(core_sl) if mapped is not None else None
+                if win is not None:
+                    return win
             # a cval pad (src -1: 'grid-constant', orders >= 2) holds cval cast to
             # the input's type (_prepad_value): the window keeps that type
             core = ws.array("core" if padded else "win", core_shape, source.dtype)

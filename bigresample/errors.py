@@ -15,6 +15,11 @@ class InputError(BigresampleError):
     """An input file that cannot be resampled; the message names the file and the problem."""
 
 
+class UsageError(BigresampleError):
+    """Arguments that cannot describe a resampling (named with the value); defined here, not in ``request``,
+    so that the command line parses its arguments before anything numeric is imported."""
+
+
 class DiskSpaceError(InputError):
     """Not enough free space for what the run must write."""
 

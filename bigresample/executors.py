@@ -30,7 +30,7 @@ from typing import Callable, Iterable, Protocol, runtime_checkable
 
 import numpy as np
 
-from . import cluster
+from . import cluster, timeline
 from .blocks import BlockSet
 from .engine import thread_workspace
 
@@ -47,10 +47,14 @@ class BlockTask:
     write: Callable
 
     def __call__(self, i: int):
+        t = timeline.now()
         region = self.blocks.region(i)
         # the worker thread's own buffers, reused from block to block
         block = self.resampler.compute_into(self.source, region, self.dtype, thread_workspace())
-        return self.write(region, block)
+        t = timeline.span("compute", t, i)
+        payload = self.write(region, block)
+        timeline.span("write", t, i)
+        return payload
 
 
 @runtime_checkable
@@ -112,7 +116,9 @@ class Threads:
         pass
 
     def run(self, task: BlockTask, todo: Iterable[int], commit: Callable[[int, object], None]) -> None:
+        t = timeline.now()
         pool = _DaemonPool(self.workers)
+        timeline.span("threads", t)
         pending = []
         it = iter(todo)
         try:
@@ -120,7 +126,11 @@ class Threads:
                 pending.append((i, pool.submit(task, i)))
             while pending:
                 i, fut = pending.pop(0)
-                commit(i, fut.result())
+                t = timeline.now()
+                payload = fut.result()
+                t = timeline.span("wait", t, i)
+                commit(i, payload)
+                timeline.span("commit", t, i)
                 nxt = next(it, None)
                 if nxt is not None:
                     pending.append((nxt, pool.submit(task, nxt)))

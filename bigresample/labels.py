@@ -42,12 +42,12 @@ from .bounds import ITK, uses_cval
 from .engine import Workspace, _Fresh, ndimage, read_file_order, slice_lengths, cast_into
 from .errors import BigresampleError
 from .geometry import Grid
+from .names import LABEL_METHODS
 from .resampling import BlockResampler, interpolating
 from .transform import FOLDING_MODES
 
-#: ``--labels METHOD``: nearest neighbour (``--labels`` alone, ``labels=True``; the engines at order 0), and
-#: the methods of this module
-LABEL_METHODS = ("nearest", "linear", "cubic", "mode")
+#: the methods of this module; ``--labels METHOD`` takes these and nearest neighbour (``names.LABEL_METHODS``:
+#: ``--labels`` alone, ``labels=True``; the engines at order 0)
 METHODS = LABEL_METHODS[1:]
 #: the order each method runs at (mode interpolates nothing)
 LABEL_ORDERS = {"nearest": 0, "linear": 1, "cubic": 3, "mode": 0}

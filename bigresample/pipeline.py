@@ -28,7 +28,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from . import provenance
+from . import provenance, timeline
 from . import location
 from .job import Job, dry_run, plan_job, preflight
 from .volume import InputVolume
@@ -192,14 +192,18 @@ def resample(
 def run_request(request: Request, report: Report, t_start: float | None = None) -> ResampleResult:
     """Plan ``request``, then describe it (a dry run) or check and run it."""
     t_start = time.perf_counter() if t_start is None else t_start
+    t = timeline.now()
     job = plan_job(request, report)
+    timeline.span("plan", t)
     try:
         if request.dry_run:
             report(dry_run(job))
             preflight(job)  # the real run's checks: a refusal is the same error (exit status 2)
             report(Verdict())
             return _result(job, verified_mm=())
+        t = timeline.now()
         preflight(job)
+        timeline.span("preflight", t)
         return run_job(job, report, t_start)
     finally:
         job.volume.close()
@@ -210,7 +214,9 @@ def run_job(job: Job, report: Report, t_start: float) -> ResampleResult:
     moved into place, then read back, compared and drawn as asked."""
     r, vol = job.request, job.volume
     report(Started())
+    t = timeline.now()
     vol.attach_data(r.scratch, report.bar)
+    timeline.span("attach", t)
     timings = dict(vol.timings)
     _warn_if_labels(job)
     with job.executor as executor:
@@ -220,6 +226,7 @@ def run_job(job: Job, report: Report, t_start: float) -> ResampleResult:
             report(OnCluster(executor.describe(), location.display(job.zarr_store) if job.via_store else None,
                              job.sink.where(job.stages[0])))
         t0 = time.perf_counter()
+        t = timeline.now()
         for stage in job.stages:
             journal, done = resume(job, stage, report)
             if stage.level == 0 and len(job.stages) > 1:
@@ -228,12 +235,18 @@ def run_job(job: Job, report: Report, t_start: float) -> ResampleResult:
             if stage.level == 0 and reused:
                 report(Resumed(reused, len(stage.blocks), job.sink.in_store))
         timings["compute"] = time.perf_counter() - t0
+        timeline.span("blocks", t)
         t0 = time.perf_counter()
         job.sink.finish(report.bar)
         for stage in job.stages:
             stage.journal.unlink(missing_ok=True)
         timings["write"] = time.perf_counter() - t0
-    return _finish(job, report, timings, t_start)
+        timeline.span("finish", t0 if timeline.on else None)
+    t = timeline.now()
+    try:
+        return _finish(job, report, timings, t_start)
+    finally:
+        timeline.span("read back", t)
 
 
 def _finish(job: Job, report: Report, timings: dict, t_start: float) -> ResampleResult:

@@ -24,6 +24,7 @@ import threading
 
 import numpy as np
 
+from . import timeline
 
 def _spans(shape, slices):
     """Contiguous file spans of a region of an x-fastest array.
@@ -197,7 +198,9 @@ class BackgroundSync:
     def _run(self) -> None:
         while not self._stopping.wait(self._interval):
             try:
+                t = timeline.now()
                 _datasync(self._fd)
+                timeline.span("flush", t)
             except OSError as exc:
                 self.error = exc
                 return

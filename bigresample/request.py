@@ -23,7 +23,7 @@ from .bounds import ITK, parse_mode
 from .cluster import ClusterError
 from .executors import EXECUTORS
 from .transform_files import TransformError, parse_spec
-from .errors import BigresampleError
+from .errors import UsageError
 from .geometry import parse_grid
 from .labels import LABEL_ORDERS, LabelMapError, parse_labels
 from .outputs import OutputFormat, output_format, suffix_of
@@ -32,10 +32,6 @@ from .qc import require_matplotlib
 from .splines import parse_order
 
 UNITS = ("mm", "um")
-
-
-class UsageError(BigresampleError):
-    """Arguments that cannot describe a resampling (named with the value)."""
 
 
 @dataclass(frozen=True)

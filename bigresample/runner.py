@@ -11,6 +11,7 @@ finished block in it and becomes ``Interrupted``, which says where they are.
 
 from __future__ import annotations
 
+from . import timeline
 from .executors import BlockTask
 from .journal import Journal
 from .report import NotResuming, Report
@@ -38,7 +39,9 @@ def run_stage(job, stage, journal: Journal, done: dict, executor, data, report: 
     """Compute every block of ``stage`` that the partial output does not hold
     yet; returns how many it held."""
     sink = job.sink
+    t = timeline.now()
     write, done = sink.begin(stage, done)
+    timeline.span("begin", t)
     journal.start(keep=bool(done))
     total, journaled = len(stage.blocks), 0
     ok = False
@@ -61,5 +64,11 @@ def run_stage(job, stage, journal: Journal, done: dict, executor, data, report: 
     finally:
         journal.close()
         # after an interruption, blocks still being computed may still write into the sink
-        executor.after_running(lambda: sink.end(ok))
+        executor.after_running(lambda: _end(sink, ok))
     return len(done)
+
+
+def _end(sink, ok: bool) -> None:
+    t = timeline.now()
+    sink.end(ok)  # a local .nii's final fsync
+    timeline.span("end", t)

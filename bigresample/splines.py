@@ -19,19 +19,10 @@ from functools import lru_cache
 
 import numpy as np
 from .errors import BigresampleError
+from .names import SCIPY_MODES
 
-#: Boundary modes, as scipy.ndimage names them.  'grid-mirror' is scipy's alias
-#: of 'reflect'.
-MODES = (
-    "nearest",
-    "constant",
-    "reflect",
-    "grid-mirror",
-    "mirror",
-    "wrap",
-    "grid-wrap",
-    "grid-constant",
-)
+#: Boundary modes, as scipy.ndimage names them (``names``: the command line offers them).
+MODES = SCIPY_MODES
 ORDERS = (0, 1, 2, 3, 4, 5)
 
 #: scipy pre-pads the input by this many voxels before the spline prefilter in

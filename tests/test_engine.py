@@ -8,6 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from bigresample import Resampler, make_grid, resample_array
+from bigresample.engine import sorted_unique
 from bigresample.splines import MODES, ORDERS
 
 from .helpers import assert_matches_reference, scipy_reference
@@ -139,3 +140,11 @@ def test_a_zoom_of_one_returns_the_input_unchanged_like_scipy():
     g = make_grid(data.shape, (0.1, 0.1, 0.1), (0.1, 0.1, 0.1), "zoom")
     got = _blockwise(Resampler(g, 5, "reflect"), data, (2, 2, 2))
     np.testing.assert_array_equal(got, data)
+
+
+@pytest.mark.parametrize("values", [[], [7], [3, 3], [5, -1, 5, 2, 9, 2, 2], list(range(40, 0, -3)) * 2])
+def test_sorted_unique_is_numpys_unique(values):
+    a = np.array(values, dtype=np.int64)
+    got = sorted_unique(a)
+    np.testing.assert_array_equal(got, np.unique(a))
+    assert got.dtype == np.int64

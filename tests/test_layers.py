@@ -19,7 +19,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "bigresample"
 
 #: lowest first: a module may import the modules of its own layer and of the layers listed before it
 LAYERS = [
-    ("base", {"errors", "_version", "_kernel", "_signals"}),
+    ("base", {"errors", "_version", "_kernel", "_signals", "names", "timeline"}),
     # the numbers: grids, splines, the separable engine and the general (rotated) path, their
     # compiled kernel, anti-aliasing, label maps, the blocks an output is cut into, the dask
     # array front (resample_array) that uses only these, and the resamplers' registry (resampling)
