@@ -46,6 +46,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 if str(HERE) not in sys.path:  # the shared measuring helpers live beside this file
     sys.path.insert(0, str(HERE))
+sys.path.insert(1, str(REPO))  # this checkout's bigresample, in this process too (the inflating passes)
 
 from bench_speed import SITK_SCRIPT, _kill_tree, _sample, header_lines, log  # noqa: E402
 
