@@ -122,7 +122,7 @@ def jobs_table(title, cells, tools) -> list[str]:
         if not runs:
             continue
         walls = [r[0] for r in runs]
-        phases = sorted({p for r in runs for p in r[2]})
+        phases = sorted({name for r in runs for name, _ in r[2]})
         phase = "; ".join(f"{name} {', '.join(f'{v:.2f}' for r in runs for n, v in r[2] if n == name)}"
                           for name in phases) or "-"
         ratio = "-"
