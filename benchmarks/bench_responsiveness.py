@@ -94,7 +94,9 @@ def _clean(folder: Path, keep):
 def signal_decompressing(folder: Path) -> float:
     scratch = folder / "scratch"
     scratch.mkdir(exist_ok=True)
-    took = _stop_when([folder / "big.nii.gz", folder / "out.nii", "--z-spacing", "0.2", "--tmp-dir", scratch],
+    # a budget too small to hold the input inflated beside the blocks: it goes to a scratch file
+    took = _stop_when([folder / "big.nii.gz", folder / "out.nii", "--z-spacing", "0.2", "--tmp-dir", scratch,
+                       "--memory-limit", "200MB"],
                       lambda: any(p.stat().st_size > 0 for p in scratch.iterdir()), folder)
     _clean(folder, {"small.nii", "mid.nii", "big.nii.gz"})
     return took

@@ -136,8 +136,8 @@ def _execution_options(g) -> None:
     g.add_argument("--local-cluster", type=int, metavar="N",
                      help="start a dask LocalCluster of N worker processes for the run")
     g.add_argument("--tmp-dir", metavar="DIR",
-                     help="scratch folder for a decompressed .nii.gz input and the zarr store (default: the output's "
-                          "folder), or a URL (s3://...) for the zarr store")
+                     help="scratch folder for a decompressed .nii.gz input (one the memory budget cannot hold) and the "
+                          "zarr store (default: the output's folder), or a URL (s3://...) for the zarr store")
     g.add_argument("--keep-zarr", action="store_true", help="keep the zarr store after success")
     g.add_argument("--storage-option", action="append", metavar="KEY=VALUE", dest="storage_options",
                      help="an fsspec option for the URLs (s3://..., gs://...) of the run, e.g. "

@@ -12,9 +12,12 @@ SimpleITK in benchmarks/bench_speed.py).
 
 from __future__ import annotations
 
+import mmap
 import os
 import zlib
 from pathlib import Path
+
+import numpy as np
 
 from . import location
 from .errors import InputError, one_line
@@ -59,23 +62,30 @@ def is_gzip(path: Path) -> bool:
 TRAILING_SLACK = 2**20
 
 
-def decompress(src, fd: int, limit: int, slack: int = TRAILING_SLACK, chunk: int = 16 * 2**20, name=None,
-               on_bytes=None) -> None:
+def decompress(src, out, limit: int, slack: int = TRAILING_SLACK, chunk: int = 16 * 2**20, name=None,
+               on_bytes=None) -> int:
     """Sequentially decompress ``src`` (a path, or a file object read from the
-    start) into the open file ``fd``: the first ``limit`` bytes (what the
-    header describes), and nothing more.
+    start) into ``out``: the first ``limit`` bytes (what the header
+    describes), and nothing more; returns how many there were (fewer: the
+    stream ends early).  ``out``: an open file descriptor (closed afterwards),
+    or a writable buffer of ``limit`` bytes filled in place (``inflate``).
 
     A stream that holds more than ``limit + slack`` bytes is refused as soon
     as the first byte past that shows (a decompression bomb fills no disk);
     the ``slack`` bytes after the voxels are read but not written.  A stream
     within that bound is read to its end, so that the gzip reader checks each
     member's CRC-32 and length: a corrupted stream raises here, not silently
-    later.  ``on_bytes(n)``: called as bytes are written (a progress bar).
+    later.  The stream is read ``chunk`` bytes at a time, so that Ctrl-C
+    (``KeyboardInterrupt``) is honoured between chunks.  ``on_bytes(n)``:
+    called as bytes are written (a progress bar).
     """
     name = src if name is None else name
     try:
         with open_gzip(src) as fin:
-            written = copy_stream(fin, fd, limit, chunk, on_bytes)
+            if isinstance(out, int):
+                written = copy_stream(fin, out, limit, chunk, on_bytes)
+            else:
+                written = fill_buffer(fin, out, limit, chunk, on_bytes)
             more = len(fin.read(slack + 1)) if written == limit else 0  # to the end, when within bounds
     except Exception as exc:  # zlib.error, isal's error, EOFError, BadGzipFile...
         if from_store(exc):
@@ -84,6 +94,23 @@ def decompress(src, fd: int, limit: int, slack: int = TRAILING_SLACK, chunk: int
     if more > slack:
         raise InputError(f"{name}: the gzip stream holds more than {slack} bytes past the {limit} bytes its "
                          "header describes (header and voxels): refused, as a decompression bomb would be")
+    return written
+
+
+def inflate(src, limit: int, name=None, on_bytes=None) -> tuple[np.ndarray, int]:
+    """``src`` inflated into memory (``decompress``): one buffer of ``limit`` bytes, allocated
+    once, and how many bytes the stream filled.
+
+    The buffer is a private anonymous mapping, not ``np.empty``: numpy asks for transparent huge
+    pages on large arrays, and where the kernel compacts memory to find them on first touch
+    (``defrag`` set to ``madvise``, as here) touching 2.2 GB took 2-3x the wall time and 2x
+    the system time of plain pages (benchmarks/bench_gzip_input.py)."""
+    flags = getattr(mmap, "MAP_PRIVATE", None)
+    if limit == 0:
+        buf = np.empty(0, dtype=np.uint8)
+    else:
+        buf = np.frombuffer(mmap.mmap(-1, limit, **({"flags": flags} if flags is not None else {})), np.uint8)
+    return buf, decompress(src, buf, limit, name=name, on_bytes=on_bytes)
 
 
 def from_store(exc) -> bool:
@@ -108,4 +135,19 @@ def copy_stream(fin, fd: int, limit: int, chunk: int = 16 * 2**20, on_bytes=None
             written += n
             if on_bytes is not None:
                 on_bytes(n)
+    return written
+
+
+def fill_buffer(fin, buf, limit: int, chunk: int = 16 * 2**20, on_bytes=None) -> int:
+    """Fill ``buf`` with the first ``limit`` bytes of the file object ``fin``, at most ``chunk``
+    bytes a call; returns how many there were."""
+    view = memoryview(buf).cast("B")[:limit]
+    written = 0
+    while written < limit:
+        n = fin.readinto(view[written: written + min(chunk, limit - written)])
+        if not n:
+            break
+        written += n
+        if on_bytes is not None:
+            on_bytes(n)
     return written

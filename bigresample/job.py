@@ -55,6 +55,8 @@ MIN_REFUSED_BYTES = 2**30
 #: too small: an axis shrinking by more than MAX_SHRINK times to fewer than MIN_KEPT_VOXELS voxels.
 MAX_SHRINK = 16
 MIN_KEPT_VOXELS = 4
+#: the interpreter with numpy and nibabel, in a run's estimated peak (``Plan.peak_bytes``)
+BASE_BYTES = 100 * 2**20
 
 
 @dataclass(frozen=True)
@@ -230,6 +232,7 @@ def plan_job(request: Request, report: Report = Report()) -> Job:
     fmt.attach_provenance(header, record)
     zarr_store = location.address(request.store_root, f".{location.name(request.output)}.bigresample.zarr")
     sink = fmt.make_sink(request, vol, stages, header, out_dtype, zarr_store, executor, record)
+    vol.in_memory = inflates_in_memory(vol, request, stages, out_dtype, executor)
     return Job(request=request, volume=vol, reference=ref, target_mm=target_mm, target=target, out_dtype=out_dtype,
                header=header, stages=tuple(stages), sink=sink, executor=executor, zarr_store=zarr_store,
                provenance=record, transforms=transforms)
@@ -243,6 +246,18 @@ def transform_descriptions(request: Request) -> tuple:
 
     # a dry run reads headers only: no digest of a (possibly large) field file
     return tuple(transform_files.describe(spec, with_digest=not request.dry_run) for spec in request.transforms)
+
+
+def inflates_in_memory(vol: InputVolume, request: Request, stages, out_dtype, executor: Executor) -> bool:
+    """Whether a gzip-compressed input is inflated into memory when the run starts, not into a
+    scratch file the disk must absorb: when its inflated file and the largest stage's estimated peak
+    (what its blocks need, ``Plan.peak_bytes``) fit the memory budget together, and the blocks are
+    computed by this process's threads (not a remote executor's workers)."""
+    if not vol.inflatable or executor.remote:
+        return False
+    gz = request.output_format.compressed
+    peak = max(s.plan.peak_bytes(s.blocks.shape, out_dtype.itemsize, gz, base=BASE_BYTES) for s in stages)
+    return peak + vol.decompressed_bytes <= request.memory_limit
 
 
 def given_spacing(request: Request, vol: InputVolume) -> InputVolume:
@@ -393,7 +408,7 @@ def preflight(job: Job) -> None:
     if job.via_store and location.is_url(job.zarr_store):
         location.check_reachable(job.zarr_store, r.storage_options)
     out_bytes = job.out_bytes
-    if vol.compressed:  # as attach_data will check it
+    if vol.compressed and not vol.in_memory:  # as attach_data will check it
         check_free_space(r.scratch, vol.decompressed_bytes, "decompressing the input")
     if remote_out:
         return  # an object store has no free space to ask
@@ -475,16 +490,18 @@ def dry_run(job: Job) -> DryRun:
     if vol.copied:
         disk.append(f"input copied{' and decompressed' if vol.compressed else ''} {format_bytes(vol.data_bytes)} "
                     f"in {r.scratch} (removed afterwards)")
-    elif vol.compressed:
+    elif vol.compressed and not vol.in_memory:
         disk.append(f"decompressed input {format_bytes(vol.data_bytes)} in {r.scratch} (removed afterwards)")
     if job.via_store:
         disk.append(f"zarr store {format_bytes(out_bytes)} in {location.display(r.store_root)}")
     return DryRun(out_shape=job.out_shape, dtype=job.out_dtype.name, out_bytes=out_bytes, block=plan.block,
                   n_blocks=len(job.blocks), workers=plan.workers, block_bytes=plan.block_bytes,
                   peak_bytes=_peak_bytes(job, plan, gz), memory_limit=r.memory_limit,
-                  disk=tuple(disk))
+                  disk=tuple(disk), inflated_bytes=vol.decompressed_bytes if vol.in_memory else 0)
 
 
 def _peak_bytes(job: Job, plan, gz: bool) -> int:
-    """The run's estimated peak: the plan's, plus the interpreter and libraries."""
-    return plan.peak_bytes(job.out_shape, job.out_dtype.itemsize, gz, base=100 * 2**20)
+    """The run's estimated peak: the plan's, plus the interpreter and libraries, and an input
+    inflated into memory."""
+    inflated = job.volume.decompressed_bytes if job.volume.in_memory else 0
+    return plan.peak_bytes(job.out_shape, job.out_dtype.itemsize, gz, base=BASE_BYTES) + inflated

@@ -4,10 +4,11 @@ Read lazily, never whole, as *stored* (raw) values where the format has one
 raw offset (an ``ArrayProxy``): scl_slope/scl_inter are carried to the output
 header instead (B-splines sum to one, so resampling raw values then scaling
 equals resampling the scaled values).  A gzip-compressed file is first
-decompressed in one sequential pass into the scratch folder (``attach``),
-because random access into gzip re-decompresses from the start on every
-backward seek (quadratic); the pass also checks the gzip CRC of the whole
-file.  Formats without one raw offset are read through their own slicing
+inflated in one sequential pass (``attach``), into memory when the memory
+budget holds it with what the blocks need (``job.plan_job``), else into
+the scratch folder, because random access into gzip re-decompresses from the
+start on every backward seek (quadratic); the pass also checks the gzip CRC
+of the whole file.  Formats without one raw offset are read through their own slicing
 (``SlicedProxy``).  The raw header fields are checked before nibabel reads
 them (``header_checks``).
 """
@@ -24,10 +25,10 @@ import numpy as np
 from nibabel.arrayproxy import ArrayProxy
 
 from . import header_checks
-from .codec import decompress, is_gzip
+from .codec import decompress, inflate, is_gzip
 from .errors import InputError, one_line
 from .geometry import voxel_spacing
-from .rawio import RawReader
+from .rawio import MemoryReader, RawReader
 from .safefs import check_free_space
 from .volume import InputVolume, refuse_complex
 
@@ -89,10 +90,13 @@ def nibabel_volume(path, img, label=None, role: str = "input", checked=None) -> 
         data_file = proxy.file_like if isinstance(proxy.file_like, str) else None
         if data_file is not None and not os.path.exists(data_file):
             raise InputError(f"{path}: its data file {Path(data_file).name} is missing (looked in {Path(data_file).parent})")
-        if role == "input" and data_file is not None and not is_gzip(Path(data_file)):
+        gzipped = data_file is not None and is_gzip(Path(data_file))
+        if role == "input" and data_file is not None and not gzipped:
             check_size(path, data_file, proxy)
         source, read_dtype, axes = None, None, None
+        inflatable = gzipped and proxy.order == "F"
     else:
+        inflatable = False
         source, note = sliced_source(path, img)
         refuse_complex(path, source.stored)
         notes.append(note)
@@ -114,6 +118,7 @@ def nibabel_volume(path, img, label=None, role: str = "input", checked=None) -> 
         format_name=_format_name(img),
         attacher=attach,
         whole=isinstance(getattr(source, "proxy", None), _Whole),
+        inflatable=inflatable,
     )
 
 
@@ -261,12 +266,18 @@ def check_size(path: Path, data_file: str | None, proxy: ArrayProxy) -> None:
 
 def attach(vol: InputVolume, scratch_dir=None, progress=None) -> None:
     """The ``attacher`` of a file nibabel opened with one raw offset (``InputVolume.attach_data``):
-    a gzip-compressed file is first decompressed, in one sequential pass, into ``scratch_dir``
-    (default: beside the input), after checking that the folder has room for it; then the
-    voxels are read positionally (``reader``)."""
+    a gzip-compressed file is first inflated, in one sequential pass: into memory when the
+    planner found that the budget holds it (``InputVolume.in_memory``, ``job.plan_job``),
+    else into ``scratch_dir`` (default: beside the input), after checking that the folder has
+    room for it; then the voxels are read positionally (``reader``)."""
     proxy = vol.image.dataobj
     data_file = proxy.file_like if isinstance(proxy.file_like, str) else None
     if data_file is not None and is_gzip(Path(data_file)):
+        t0 = time.perf_counter()
+        if vol.in_memory and vol.inflatable:
+            vol.source = _inflated(vol, Path(data_file), proxy)
+            vol.timings["inflate"] = time.perf_counter() - t0
+            return
         need = vol.decompressed_bytes
         folder = Path(scratch_dir) if scratch_dir is not None else vol.path.parent
         check_free_space(folder, need, "decompressing the input")
@@ -277,7 +288,6 @@ def attach(vol: InputVolume, scratch_dir=None, progress=None) -> None:
         # a random name, created exclusively (never through a planted link)
         fd, scratch = tempfile.mkstemp(prefix=".bigresample-", suffix=f"-{stem}", dir=folder)
         vol.scratch = Path(scratch)
-        t0 = time.perf_counter()
         try:
             decompress(Path(data_file), fd, need)
             check_size(vol.path, str(vol.scratch), proxy)
@@ -287,6 +297,16 @@ def attach(vol: InputVolume, scratch_dir=None, progress=None) -> None:
         vol.timings["decompress"] = time.perf_counter() - t0
         data_file = str(vol.scratch)
     vol.source = reader(proxy, data_file)
+
+
+def _inflated(vol: InputVolume, data_file: Path, proxy) -> MemoryReader:
+    """The voxels of a gzip-compressed file inflated into one buffer of the size its header
+    gives (a longer stream stops there, ``codec.decompress``), refused in one line if shorter."""
+    need = vol.decompressed_bytes
+    buf, have = inflate(data_file, need, name=vol.path)
+    if have < need:
+        raise InputError(f"{vol.path}: file is truncated: {have} bytes of data file, header needs {need}")
+    return MemoryReader(buf, proxy.offset, proxy.shape, proxy.dtype)
 
 
 def reader(proxy, data_file: str | None):

@@ -210,3 +210,51 @@ class BackgroundSync:
         self._stopping.set()
         self._thread.join()
         return self.error
+
+
+class MemoryReader:
+    """``RawReader``'s reads over an x-fastest image held in memory instead of a file (a
+    gzip-compressed input inflated whole, ``codec.inflate``): ``read_into`` copies the same
+    bytes into a file-order buffer, ``mapped`` gives a window that is one stretch of the data
+    as a read-only view, ``reader[slices]`` a new array.  It is not picklable: the buffer is
+    this process's (a remote executor reads a scratch copy instead, ``nibabel_input.attach``).
+    """
+
+    path = None  # no file
+
+    def __init__(self, buffer: np.ndarray, offset: int, shape, dtype):
+        self.offset = int(offset)
+        self.shape = tuple(int(n) for n in shape)
+        self.dtype = np.dtype(dtype)
+        self.ndim = len(self.shape)
+        count = int(np.prod(self.shape, dtype=np.int64))
+        if self.offset < 0 or self.offset + count * self.dtype.itemsize > buffer.nbytes:
+            raise ValueError(f"{count} values of {self.dtype} at byte {self.offset} do not fit a buffer of "
+                             f"{buffer.nbytes} bytes")
+        data = np.frombuffer(buffer, dtype=self.dtype, count=count, offset=self.offset)
+        self.data = data.reshape(self.shape[::-1])  # file order
+        self.data.flags.writeable = False
+
+    def __reduce__(self):
+        raise TypeError("an input held in memory is read by this process's threads only")
+
+    def __repr__(self):
+        return f"MemoryReader(offset={self.offset}, shape={self.shape}, dtype={self.dtype.str!r})"
+
+    def _window(self, slices) -> np.ndarray:
+        slices = tuple(slices) + (slice(None),) * (self.ndim - len(slices))
+        return self.data[tuple(slice(*s.indices(n)[:2]) for s, n in zip(slices, self.shape))[::-1]]
+
+    def read_into(self, slices, out: np.ndarray) -> np.ndarray:
+        np.copyto(out, self._window(slices), casting="no")
+        return out
+
+    def mapped(self, slices) -> np.ndarray | None:
+        """As ``RawReader.mapped``: the window as a read-only view when it is one stretch of the
+        data in the machine's byte order, else None (``read_into`` it)."""
+        win = self._window(slices)
+        return win if win.size and win.flags.c_contiguous and self.dtype.isnative else None
+
+    def __getitem__(self, slices):
+        slices = tuple(slices) + (slice(None),) * (self.ndim - len(slices))
+        return self.data[tuple(slices)[::-1]].copy().T

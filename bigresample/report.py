@@ -116,6 +116,7 @@ class DryRun:
     peak_bytes: int
     memory_limit: int
     disk: tuple[str, ...]  # one entry per folder written
+    inflated_bytes: int = 0  # a gzip-compressed input inflated into memory (counted in peak_bytes)
 
 
 @dataclass(frozen=True)
@@ -329,8 +330,9 @@ class TextReport(Report):
         yield (f"  Output shape: {e.out_shape} ({e.dtype}), {format_bytes(e.out_bytes)} uncompressed"
                + (" (NIfTI-2)" if max(e.out_shape) > NIFTI1_MAX_DIM else ""))
         yield f"  Blocks: {e.n_blocks} of {'x'.join(map(str, e.block))} voxels, {e.workers} at a time"
+        inflated = f"; the input inflated into memory: {format_bytes(e.inflated_bytes)}" if e.inflated_bytes else ""
         yield (f"  Memory: ~{format_bytes(e.block_bytes)} per block, ~{format_bytes(e.peak_bytes)} peak "
-               f"(budget {format_bytes(e.memory_limit)})")
+               f"(budget {format_bytes(e.memory_limit)}){inflated}")
         yield f"  Disk: {'; '.join(e.disk)}"
 
     @lines.register
@@ -416,8 +418,10 @@ def timing_text(t: dict) -> str:
     parts = []
     if "copy" in t:
         parts.append(f"copying input {t['copy']:.2f} s")
+    if "inflate" in t:
+        parts.append(f"inflating input into memory {t['inflate']:.2f} s")
     if "decompress" in t:
-        parts.append(f"decompressing input {t['decompress']:.2f} s")
+        parts.append(f"decompressing input to a scratch file {t['decompress']:.2f} s")
     parts.append(f"resampling {t['compute']:.2f} s")
     if t.get("write", 0) >= 0.005:
         parts.append(f"writing {t['write']:.2f} s")

@@ -43,6 +43,11 @@ class InputVolume:
     slope: float
     inter: float
     scratch: Path | None = None  # decompressed copy, removed by close()
+    #: a gzip-compressed local file whose voxels, x fastest, its attacher can inflate into memory
+    inflatable: bool = False
+    #: ... and will, not into a scratch file: the planner found that the memory budget holds it
+    #: with what the blocks need (``job.plan_job``)
+    in_memory: bool = False
     timings: dict = field(default_factory=dict)
     extra_axes: list | None = None  # an OME-Zarr's leading axes (NGFF order), see ome.OmeImage
     notes: tuple[str, ...] = ()  # what the report says about reading this input (fallbacks taken...)
@@ -134,7 +139,7 @@ class InputVolume:
 
     def attach_data(self, scratch_dir=None, progress=None) -> None:
         """Open the voxels for reading (``source``), once: what the format's
-        ``attacher`` does (a gzip-compressed file decompressed into ``scratch_dir``,
+        ``attacher`` does (a gzip-compressed file inflated into memory or decompressed into ``scratch_dir``,
         a NIfTI at a URL copied there...); ``progress(total, desc, unit)``: a
         progress bar for a long pass (``Report.bar``)."""
         if self.source is None:

@@ -64,7 +64,8 @@ def test_an_mgz_input(tmp_path):
 
 
 def test_tmp_dir_holds_the_decompressed_input_during_the_run_and_nothing_after(tmp_path):
-    """docs/usage.md: --tmp-dir is where a .nii.gz input is decompressed; the copy is removed afterwards."""
+    """docs/usage.md: --tmp-dir is where a .nii.gz input the memory budget cannot hold is decompressed (a
+    budget of 100 MiB holds the interpreter's share alone); the copy is removed afterwards."""
     src = tmp_path / "in.nii.gz"
     data, _ = make_volume(src, shape=(20, 18, 16))
     size = len(gzip.decompress(src.read_bytes()))
@@ -76,7 +77,8 @@ def test_tmp_dir_holds_the_decompressed_input_during_the_run_and_nothing_after(t
     def log(line):  # the report's lines, written while the run goes on
         seen.append(({p.name: p.stat().st_size for p in scratch.iterdir()}, {p.name for p in out_dir.iterdir()}))
 
-    resample(src, out_dir / "out.nii", spacing=(None, None, 0.2), tmp_dir=scratch, log=log, chunks=(20, 18, 2))
+    resample(src, out_dir / "out.nii", spacing=(None, None, 0.2), tmp_dir=scratch, log=log, chunks=(20, 18, 2),
+             memory_limit="100MiB")
     copies = {name for files, _ in seen for name, n in files.items() if n == size}
     assert copies, f"no decompressed copy ({size} bytes) was ever in --tmp-dir: {seen}"
     beside = {name for _, names in seen for name in names}

@@ -274,7 +274,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path, capsys):
     assert main([str(src), str(tmp_path / "out.nii"), "--z-spacing", "0.05", "--dry-run"]) == 0
     report = capsys.readouterr().out
     assert "Dry run" in report and "Output shape: (24, 20, 28)" in report
-    assert "Blocks:" in report and "Memory:" in report and "decompressed input" in report
+    assert "Blocks:" in report and "Memory:" in report and "the input inflated into memory" in report
     assert sorted(p.name for p in tmp_path.iterdir()) == before
 
 

@@ -53,7 +53,7 @@ Comparison (scaled values, computed block by block):
   input          0.108007        999.997        497.007        289.307
   output          5.71787        995.452        497.045        173.676
 
-Elapsed: T s (decompressing input T s, resampling T s, comparing T s); throughput R Mvoxel/s
+Elapsed: T s (inflating input into memory T s, resampling T s, comparing T s); throughput R Mvoxel/s
 
 Done!
 """
@@ -86,8 +86,8 @@ Kernel: KERNEL
 Dry run: nothing is read or written.
   Output shape: (48, 40, 28) (float32), 210.0 KiB uncompressed
   Blocks: 14 of 48x40x2 voxels, 2 at a time
-  Memory: ~155.6 KiB per block, ~100.3 MiB peak (budget 953.7 MiB)
-  Disk: output 210.0 KiB in .; decompressed input 26.2 KiB in . (removed afterwards)
+  Memory: ~155.6 KiB per block, ~100.3 MiB peak (budget 953.7 MiB); the input inflated into memory: 26.6 KiB
+  Disk: output 210.0 KiB in .
 Verdict: every check passed (size rules, free disk space, files beside the output); the run would go ahead.
 """
 

@@ -55,12 +55,28 @@ def scratch_files(folder):
     return [p for p in folder.iterdir() if p.name.startswith(".bigresample-")]
 
 
+def rss(proc) -> int:
+    """The process's resident memory (bytes), 0 once it is gone."""
+    try:
+        with open(f"/proc/{proc.pid}/status") as f:
+            return next(int(ln.split()[1]) * 1024 for ln in f if ln.startswith("VmRSS:"))
+    except (OSError, StopIteration):
+        return 0
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig, status", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
-def test_a_signal_while_decompressing_ends_the_run_at_once_and_leaves_nothing(tmp_path, big_gz, sig, status):
+@pytest.mark.parametrize("route", ["scratch", "memory"])
+def test_a_signal_while_decompressing_ends_the_run_at_once_and_leaves_nothing(tmp_path, big_gz, sig, status, route):
+    """Into a scratch file (a budget too small to hold the ~100 MB inflated beside the blocks), or
+    into memory (the default budget; caught while the resident memory grows past the interpreter's)."""
     out = tmp_path / "out.nii"
-    proc = start(big_gz, out, "--z-spacing", "0.2", "--tmp-dir", tmp_path)
-    wait_for(lambda: any(p.stat().st_size > 0 for p in scratch_files(tmp_path)), proc)
+    if route == "scratch":
+        proc = start(big_gz, out, "--z-spacing", "0.2", "--tmp-dir", tmp_path, "--memory-limit", "200MB")
+        wait_for(lambda: any(p.stat().st_size > 0 for p in scratch_files(tmp_path)), proc)
+    else:
+        proc = start(big_gz, out, "--z-spacing", "0.2", "--tmp-dir", tmp_path)
+        wait_for(lambda: rss(proc) > 150 * 2**20, proc)
     _, rc, err = stop(proc, sig)
     assert rc == status, err
     assert err.count("\n") == 1 and "interrupted" in err
