@@ -73,12 +73,13 @@ def _split_runs(values: np.ndarray, gap: int) -> list[tuple[int, int]]:
 
 @lru_cache(maxsize=4096)
 def plan_axis(
-    ax: AxisMap, start: int, stop: int, order: int, mode: str, ndim: int, copy: bool = False
+    ax: AxisMap, start: int, stop: int, order: int, mode: str, ndim: int, copy: bool = False, halo: int | None = None
 ) -> AxisPlan:
     """Plan output samples ``start:stop`` of one axis (see ``AxisPlan``).
 
     ``copy``: the whole resampling is a copy (scipy.ndimage.zoom returns its
-    input unchanged when every zoom factor is 1).
+    input unchanged when every zoom factor is 1).  ``halo``: the prefilter
+    halo the windows are widened by (None: ``splines.halo(order, ndim)``).
     """
     coords = ax.coordinates(start, stop)
     n = ax.n
@@ -114,7 +115,7 @@ def plan_axis(
 
     filtered = order > 1
     periodic = filtered and mode == "grid-wrap"
-    clusters, windows = _windows(needed, length, order, ndim, mode)
+    clusters, windows = _windows(needed, length, order, ndim, mode, halo)
     if not windows:  # every tap reads cval ('grid-constant' far outside)
         local = np.zeros_like(t.index)
         return AxisPlan(np.zeros(0, np.int64), (), local, t.weights, t.outside.copy(), True)
@@ -146,16 +147,20 @@ def plan_axis(
     return AxisPlan(src, segments, local, t.weights, t.outside.copy(), cval_slot)
 
 
-def _windows(needed: np.ndarray, length: int, order: int, ndim: int, mode: str):
+def _windows(needed: np.ndarray, length: int, order: int, ndim: int, mode: str, halo: int | None = None):
     """``(clusters, windows)`` of one axis: the runs of ``needed`` tap indices
     (split where far apart) and the local line's windows around them, in
     padded-line coordinates (below 0 for 'grid-wrap'), widened by the
     prefilter halo for orders >= 2 (the whole line if a periodic window
     would cover it)."""
-    h = splines.halo(order, ndim)
+    h = splines.halo(order, ndim) if halo is None else halo
     filtered = order > 1
     windows: list[tuple[int, int]] = []
-    clusters = _split_runs(needed, 2 * h + 1 if filtered else READ_GAP)
+    if not filtered:
+        gap = READ_GAP
+    else:  # a halo set lower (a label's indicator) is sized for the window's outer cuts only: one window
+        gap = 2 * h + 1 if halo is None else length
+    clusters = _split_runs(needed, gap)
     for k0, k1 in clusters:
         if not filtered:
             windows.append((k0, k1))
@@ -510,6 +515,11 @@ class Sampling:
     mode: str = "nearest"
     cval: float = 0.0
     itk: bool = False
+    #: the prefilter halo the windows are cut with (orders >= 2); None: ``splines.halo``, sized for
+    #: any data.  Set lower only by a label method, for an indicator whose label lies far enough
+    #: inside the window that the cut changes nothing it needs (``labels``, "Label maps" in
+    #: docs/grids-and-exactness.md)
+    prefilter_halo: int | None = None
 
     def __post_init__(self):
         object.__setattr__(self, "order", splines.parse_order(self.order))
@@ -534,7 +544,7 @@ class Sampling:
     @property
     def halo(self) -> int:
         """Prefilter halo in voxels (0 for orders 0 and 1)."""
-        return splines.halo(self.order, self.ndim)
+        return splines.halo(self.order, self.ndim) if self.prefilter_halo is None else self.prefilter_halo
 
 
 @dataclass(frozen=True)
@@ -618,7 +628,7 @@ class Resampler(Sampling):
     def plans(self, region: tuple[slice, ...]) -> list[AxisPlan]:
         """Per-axis plans of the output block ``region`` (spatial slices first)."""
         return [
-            plan_axis(ax, sl.start, sl.stop, self.order, self.mode, self.ndim, self.grid.is_copy)
+            plan_axis(ax, sl.start, sl.stop, self.order, self.mode, self.ndim, self.grid.is_copy, self.prefilter_halo)
             for ax, sl in zip(self.grid.axes, region)
         ]
 
