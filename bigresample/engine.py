@@ -147,6 +147,22 @@ def plan_axis(
     return AxisPlan(src, segments, local, t.weights, t.outside.copy(), cval_slot)
 
 
+def _prefilter_planes(x: np.ndarray, coef: np.ndarray, order: int, mode: str, axis: int, ws) -> None:
+    """``splines.prefilter_planes(x, coef, order, mode, axis)`` by ``kernel.prefilter_lines``
+    (compiled: the same operations, so the same values bit for bit; the lines of a plane
+    advance together, the GIL released): ``x`` copied into ``coef`` (C-ordered but along
+    ``axis``), then filtered there in place."""
+    np.copyto(coef, x, casting="unsafe")
+    n = coef.shape[axis]
+    view = coef.view()
+    view.shape = (prod(coef.shape[:axis]), n, prod(coef.shape[axis + 1:]))  # a view, never a copy
+    zs = splines.poles(order)
+    horizons = np.array([splines.start_horizon(z, n) for z in zs], dtype=np.int64)
+    acc = ws.array("prefilter", (view.shape[2],), np.float64)
+    kernel.prefilter_lines(view, splines.prefilter_gain(zs), np.array(zs), horizons,
+                           kernel.PREFILTER_KINDS[splines.start_kind(mode)], acc)
+
+
 def _windows(needed: np.ndarray, length: int, order: int, ndim: int, mode: str, halo: int | None = None):
     """``(clusters, windows)`` of one axis: the runs of ``needed`` tap indices
     (split where far apart) and the local line's windows around them, in
@@ -698,7 +714,7 @@ class Resampler(Sampling):
                 for s0, s1 in p.segments:
                     sl = (slice(None),) * iax + (slice(s0, s1),)
                     if iax < x.ndim - 1 and s1 - s0 >= splines.PLANEWISE_MIN_LEN:
-                        splines.prefilter_planes(x[sl], coef[sl], self.order, self.mode, iax)
+                        _prefilter_planes(x[sl], coef[sl], self.order, self.mode, iax, ws)
                     else:
                         ndimage().spline_filter1d(x[sl], self.order, axis=iax, output=coef[sl], mode=self.mode)
                 x = coef
