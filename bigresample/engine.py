@@ -73,13 +73,14 @@ def _split_runs(values: np.ndarray, gap: int) -> list[tuple[int, int]]:
 
 @lru_cache(maxsize=4096)
 def plan_axis(
-    ax: AxisMap, start: int, stop: int, order: int, mode: str, ndim: int, copy: bool = False, halo: int | None = None
+    ax: AxisMap, start: int, stop: int, order: int, mode: str, ndim: int, copy: bool = False, halo=None
 ) -> AxisPlan:
     """Plan output samples ``start:stop`` of one axis (see ``AxisPlan``).
 
     ``copy``: the whole resampling is a copy (scipy.ndimage.zoom returns its
     input unchanged when every zoom factor is 1).  ``halo``: the prefilter
-    halo the windows are widened by (None: ``splines.halo(order, ndim)``).
+    halo the windows are widened by, one number or a ``(before, after)`` pair
+    (None: ``splines.halo(order, ndim)``).
     """
     coords = ax.coordinates(start, stop)
     n = ax.n
@@ -163,13 +164,16 @@ def _prefilter_planes(x: np.ndarray, coef: np.ndarray, order: int, mode: str, ax
                            kernel.PREFILTER_KINDS[splines.start_kind(mode)], acc)
 
 
-def _windows(needed: np.ndarray, length: int, order: int, ndim: int, mode: str, halo: int | None = None):
+def _windows(needed: np.ndarray, length: int, order: int, ndim: int, mode: str, halo=None):
     """``(clusters, windows)`` of one axis: the runs of ``needed`` tap indices
     (split where far apart) and the local line's windows around them, in
     padded-line coordinates (below 0 for 'grid-wrap'), widened by the
     prefilter halo for orders >= 2 (the whole line if a periodic window
     would cover it)."""
-    h = splines.halo(order, ndim) if halo is None else halo
+    h = h_lo = h_hi = splines.halo(order, ndim)
+    if halo is not None:
+        h_lo, h_hi = (halo, halo) if np.ndim(halo) == 0 else halo
+        h = max(h_lo, h_hi)
     filtered = order > 1
     windows: list[tuple[int, int]] = []
     if not filtered:
@@ -186,7 +190,7 @@ def _windows(needed: np.ndarray, length: int, order: int, ndim: int, mode: str, 
                 return clusters, [(0, length)]  # the whole (periodic) line: exact
             windows.append((a, b))
         else:
-            windows.append((max(0, k0 - h), min(length, k1 + h)))
+            windows.append((max(0, k0 - h_lo), min(length, k1 + h_hi)))
     return clusters, windows
 
 
@@ -531,11 +535,12 @@ class Sampling:
     mode: str = "nearest"
     cval: float = 0.0
     itk: bool = False
-    #: the prefilter halo the windows are cut with (orders >= 2); None: ``splines.halo``, sized for
-    #: any data.  Set lower only by a label method, for an indicator whose label lies far enough
-    #: inside the window that the cut changes nothing it needs (``labels``, "Label maps" in
-    #: docs/grids-and-exactness.md)
-    prefilter_halo: int | None = None
+    #: the prefilter halo the windows are cut with (orders >= 2): None (``splines.halo``, sized for
+    #: any data), one number, or per spatial axis a ``(before, after)`` pair (the separable engine;
+    #: the general path takes the largest).  Set lower only by a label method, for an indicator
+    #: whose label lies far enough inside the window that the cut changes nothing it needs
+    #: (``labels``, "Label maps" in docs/grids-and-exactness.md)
+    prefilter_halo: object = None
 
     def __post_init__(self):
         object.__setattr__(self, "order", splines.parse_order(self.order))
@@ -560,7 +565,9 @@ class Sampling:
     @property
     def halo(self) -> int:
         """Prefilter halo in voxels (0 for orders 0 and 1)."""
-        return splines.halo(self.order, self.ndim) if self.prefilter_halo is None else self.prefilter_halo
+        if self.prefilter_halo is None:
+            return splines.halo(self.order, self.ndim)
+        return int(np.max(self.prefilter_halo))
 
 
 @dataclass(frozen=True)
@@ -644,9 +651,14 @@ class Resampler(Sampling):
     def plans(self, region: tuple[slice, ...]) -> list[AxisPlan]:
         """Per-axis plans of the output block ``region`` (spatial slices first)."""
         return [
-            plan_axis(ax, sl.start, sl.stop, self.order, self.mode, self.ndim, self.grid.is_copy, self.prefilter_halo)
-            for ax, sl in zip(self.grid.axes, region)
+            plan_axis(ax, sl.start, sl.stop, self.order, self.mode, self.ndim, self.grid.is_copy, h)
+            for ax, sl, h in zip(self.grid.axes, region, self._axis_halos())
         ]
+
+    def _axis_halos(self) -> tuple:
+        """``prefilter_halo`` per spatial axis (None, a number or a ``(before, after)`` pair)."""
+        h = self.prefilter_halo
+        return (h,) * self.ndim if h is None or np.ndim(h) == 0 else tuple(tuple(int(v) for v in p) for p in h)
 
     def input_region(self, region: tuple[slice, ...]) -> tuple[slice, ...]:
         """Bounding box of the input the block ``region`` reads (spatial axes)."""

@@ -15,11 +15,13 @@ Per block only the labels present in the block's input window are candidates
 the part of the block its bounding box can reach, so a 700-label atlas costs
 about one pass per label *overlapping* a region of the block, not 700 passes.
 Why leaving the other labels out does not change the arg-max: the indicators
-of all candidates sum to one everywhere (they partition the volume and its
+of all K candidates sum to one everywhere (they partition the volume and its
 outside, and every order's weights sum to one), so the largest value is at
-least ``1 / (number of labels)``, while a label whose voxels are farther than
-the interpolation's reach (plus the prefilter's halo for cubic) has a value of
-exactly 0 (linear) or below the halo's bound, 1e-7 (cubic): it never wins.
+least ``1 / K``, while a label whose voxels are farther than the interpolation's
+support (linear) has a value of exactly 0, and one farther than the winning
+reach (cubic: ``splines.winning_reach``, derived from the prefilter's tail) at
+most ``1 / (4K)``: it never wins.  A cubic label's indicator is prefiltered
+with the halo its surrounding zeros leave needed (``InterpolatedLabels.label_halo``).
 The most frequent label of the window (the background) is computed last and
 only where another label reaches; elsewhere it is the only candidate.
 
@@ -376,26 +378,27 @@ class InterpolatedLabels(_LabelSampling):
         bg_box = _intersect(boxes[bg], reach)
         return [(values[i], boxes[i], inboxes[i]) for i in others] + [(values[bg], bg_box, inboxes[bg])]
 
-    def label_halo(self, box, sub) -> int | None:
+    def label_halo(self, box, sub):
         """The prefilter halo enough for the indicator of a label whose voxels in the block's
         window lie in the input box ``box`` (``(lo, hi)``, inclusive), computed on the output
-        box ``sub``: None (the full ``splines.halo``) unless every side of ``sub``'s window
-        lies a full halo inside the volume (and the mode is not 'grid-wrap', whose cut windows
-        are periodic); then, per side, enough that the cut's zeros and the halo add up to the
-        full halo (docs/grids-and-exactness.md, "Label maps")."""
+        box ``sub``: per input axis a ``(before, after)`` pair, or None for the full
+        ``splines.halo`` everywhere.  A side keeps the full halo when its window would reach
+        within a halo of a volume edge (padded or folded lines); else it needs only enough
+        that the zeros before the label and the halo add up to the full halo (the mode not
+        'grid-wrap', whose cut windows are periodic; docs/grids-and-exactness.md, "Label maps")."""
         full = self.zero.halo
         if self.order < 2 or self.mode == "grid-wrap" or box is None:
             return None
         first, last = self._coordinate_range(sub)
         w = (self.order + 1) / 2
-        need = 0
+        pairs = []
         for lo, hi, x0, x1, n in zip(*box, first, last, self.grid.in_shape):
-            if x0 - w - full - 1 <= 0 or x1 + w + full + 1 >= n - 1:  # near an edge: padded, folded
-                return None
             # the first tap is at most floor(x0) and the last at least ceil(x1) (+-1 for rounding)
             gap_lo, gap_hi = lo - (math.floor(x0) + 1), (math.ceil(x1) - 1) - hi
-            need = max(need, -((gap_lo - full) // 2), -((gap_hi - full) // 2))
-        return None if need >= full else int(need)
+            need_lo = full if x0 - w - full - 1 <= 0 else min(full, max(0, -int((gap_lo - full) // 2)))
+            need_hi = full if x1 + w + full + 1 >= n - 1 else min(full, max(0, -int((gap_hi - full) // 2)))
+            pairs.append((need_lo, need_hi))
+        return None if all(p == (full, full) for p in pairs) else tuple(pairs)
 
     def _coordinate_range(self, sub) -> tuple[np.ndarray, np.ndarray]:
         """The lowest and the highest input coordinate per input axis of the output box ``sub``'s samples."""
