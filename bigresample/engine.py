@@ -152,11 +152,31 @@ def _prefilter_planes(x: np.ndarray, coef: np.ndarray, order: int, mode: str, ax
     """``splines.prefilter_planes(x, coef, order, mode, axis)`` by ``kernel.prefilter_lines``
     (compiled: the same operations, so the same values bit for bit; the lines of a plane
     advance together, the GIL released): ``x`` copied into ``coef`` (C-ordered but along
-    ``axis``), then filtered there in place."""
-    np.copyto(coef, x, casting="unsafe")
+    ``axis``; nothing to copy when they are one), then filtered there in place."""
+    if coef is not x:
+        np.copyto(coef, x, casting="unsafe")
     n = coef.shape[axis]
     view = coef.view()
     view.shape = (prod(coef.shape[:axis]), n, prod(coef.shape[axis + 1:]))  # a view, never a copy
+    zs = splines.poles(order)
+    horizons = np.array([splines.start_horizon(z, n) for z in zs], dtype=np.int64)
+    acc = ws.array("prefilter", (view.shape[2],), np.float64)
+    kernel.prefilter_lines(view, splines.prefilter_gain(zs), np.array(zs), horizons,
+                           kernel.PREFILTER_KINDS[splines.start_kind(mode)], acc)
+
+
+def _prefilter_rows(x: np.ndarray, coef: np.ndarray, order: int, mode: str, ws) -> None:
+    """The prefilter along the last axis by ``kernel.prefilter_lines``, the rows of a plane
+    advancing together: ``splines.prefilter_planes``' operations, whose truncated boundary
+    starts equal scipy's ``spline_filter1d`` (the route otherwise) to rounding, not bit for bit.
+    Taken for a label's indicator only (``Sampling.prefilter_halo`` set): the label methods
+    promise the reference's arg-max beyond rounding, the intensity path scipy's values."""
+    if coef is not x:
+        np.copyto(coef, x, casting="unsafe")
+    rows = coef.view()
+    rows.shape = (prod(coef.shape[:-2]), coef.shape[-2], coef.shape[-1])  # a view, never a copy
+    view = rows.transpose(0, 2, 1)
+    n = view.shape[1]
     zs = splines.poles(order)
     horizons = np.array([splines.start_horizon(z, n) for z in zs], dtype=np.int64)
     acc = ws.array("prefilter", (view.shape[2],), np.float64)
@@ -722,11 +742,16 @@ class Resampler(Sampling):
             p = plans[a]
             iax = nd - 1 - a
             if p.segments:
-                coef = ws.array("coef", x.shape, np.float64)
+                # a label's float64 indicator window (a workspace buffer, read for this block only):
+                # filtered in place; anything else into "coef"
+                inplace = self.prefilter_halo is not None and x.dtype == np.float64
+                coef = x if inplace else ws.array("coef", x.shape, np.float64)
                 for s0, s1 in p.segments:
                     sl = (slice(None),) * iax + (slice(s0, s1),)
                     if iax < x.ndim - 1 and s1 - s0 >= splines.PLANEWISE_MIN_LEN:
                         _prefilter_planes(x[sl], coef[sl], self.order, self.mode, iax, ws)
+                    elif self.prefilter_halo is not None and x.ndim > 1 and s1 - s0 >= splines.PLANEWISE_MIN_LEN:
+                        _prefilter_rows(x[sl], coef[sl], self.order, self.mode, ws)
                     else:
                         ndimage().spline_filter1d(x[sl], self.order, axis=iax, output=coef[sl], mode=self.mode)
                 x = coef
