@@ -87,12 +87,14 @@ def sorted_unique(a: np.ndarray) -> np.ndarray:
 
 @lru_cache(maxsize=4096)
 def plan_axis(
-    ax: AxisMap, start: int, stop: int, order: int, mode: str, ndim: int, copy: bool = False
+    ax: AxisMap, start: int, stop: int, order: int, mode: str, ndim: int, copy: bool = False, halo=None
 ) -> AxisPlan:
     """Plan output samples ``start:stop`` of one axis (see ``AxisPlan``).
 
     ``copy``: the whole resampling is a copy (scipy.ndimage.zoom returns its
-    input unchanged when every zoom factor is 1).
+    input unchanged when every zoom factor is 1).  ``halo``: the prefilter
+    halo the windows are widened by, one number or a ``(before, after)`` pair
+    (None: ``splines.halo(order, ndim)``).
     """
     coords = ax.coordinates(start, stop)
     n = ax.n
@@ -128,7 +130,7 @@ def plan_axis(
 
     filtered = order > 1
     periodic = filtered and mode == "grid-wrap"
-    clusters, windows = _windows(needed, length, order, ndim, mode)
+    clusters, windows = _windows(needed, length, order, ndim, mode, halo)
     if not windows:  # every tap reads cval ('grid-constant' far outside)
         local = np.zeros_like(t.index)
         return AxisPlan(np.zeros(0, np.int64), (), local, t.weights, t.outside.copy(), True)
@@ -160,16 +162,59 @@ def plan_axis(
     return AxisPlan(src, segments, local, t.weights, t.outside.copy(), cval_slot)
 
 
-def _windows(needed: np.ndarray, length: int, order: int, ndim: int, mode: str):
+def _prefilter_planes(x: np.ndarray, coef: np.ndarray, order: int, mode: str, axis: int, ws) -> None:
+    """``splines.prefilter_planes(x, coef, order, mode, axis)`` by ``kernel.prefilter_lines``
+    (compiled: the same operations, so the same values bit for bit; the lines of a plane
+    advance together, the GIL released): ``x`` copied into ``coef`` (C-ordered but along
+    ``axis``; nothing to copy when they are one), then filtered there in place."""
+    if coef is not x:
+        np.copyto(coef, x, casting="unsafe")
+    n = coef.shape[axis]
+    view = coef.view()
+    view.shape = (prod(coef.shape[:axis]), n, prod(coef.shape[axis + 1:]))  # a view, never a copy
+    zs = splines.poles(order)
+    horizons = np.array([splines.start_horizon(z, n) for z in zs], dtype=np.int64)
+    acc = ws.array("prefilter", (view.shape[2],), np.float64)
+    kernel.prefilter_lines(view, splines.prefilter_gain(zs), np.array(zs), horizons,
+                           kernel.PREFILTER_KINDS[splines.start_kind(mode)], acc)
+
+
+def _prefilter_rows(x: np.ndarray, coef: np.ndarray, order: int, mode: str, ws) -> None:
+    """The prefilter along the last axis by ``kernel.prefilter_lines``, the rows of a plane
+    advancing together: ``splines.prefilter_planes``' operations, whose truncated boundary
+    starts equal scipy's ``spline_filter1d`` (the route otherwise) to rounding, not bit for bit.
+    Taken for a label's indicator only (``Sampling.prefilter_halo`` set): the label methods
+    promise the reference's arg-max beyond rounding, the intensity path scipy's values."""
+    if coef is not x:
+        np.copyto(coef, x, casting="unsafe")
+    rows = coef.view()
+    rows.shape = (prod(coef.shape[:-2]), coef.shape[-2], coef.shape[-1])  # a view, never a copy
+    view = rows.transpose(0, 2, 1)
+    n = view.shape[1]
+    zs = splines.poles(order)
+    horizons = np.array([splines.start_horizon(z, n) for z in zs], dtype=np.int64)
+    acc = ws.array("prefilter", (view.shape[2],), np.float64)
+    kernel.prefilter_lines(view, splines.prefilter_gain(zs), np.array(zs), horizons,
+                           kernel.PREFILTER_KINDS[splines.start_kind(mode)], acc)
+
+
+def _windows(needed: np.ndarray, length: int, order: int, ndim: int, mode: str, halo=None):
     """``(clusters, windows)`` of one axis: the runs of ``needed`` tap indices
     (split where far apart) and the local line's windows around them, in
     padded-line coordinates (below 0 for 'grid-wrap'), widened by the
     prefilter halo for orders >= 2 (the whole line if a periodic window
     would cover it)."""
-    h = splines.halo(order, ndim)
+    h = h_lo = h_hi = splines.halo(order, ndim)
+    if halo is not None:
+        h_lo, h_hi = (halo, halo) if np.ndim(halo) == 0 else halo
+        h = max(h_lo, h_hi)
     filtered = order > 1
     windows: list[tuple[int, int]] = []
-    clusters = _split_runs(needed, 2 * h + 1 if filtered else READ_GAP)
+    if not filtered:
+        gap = READ_GAP
+    else:  # a halo set lower (a label's indicator) is sized for the window's outer cuts only: one window
+        gap = 2 * h + 1 if halo is None else length
+    clusters = _split_runs(needed, gap)
     for k0, k1 in clusters:
         if not filtered:
             windows.append((k0, k1))
@@ -179,7 +224,7 @@ def _windows(needed: np.ndarray, length: int, order: int, ndim: int, mode: str):
                 return clusters, [(0, length)]  # the whole (periodic) line: exact
             windows.append((a, b))
         else:
-            windows.append((max(0, k0 - h), min(length, k1 + h)))
+            windows.append((max(0, k0 - h_lo), min(length, k1 + h_hi)))
     return clusters, windows
 
 
@@ -524,6 +569,12 @@ class Sampling:
     mode: str = "nearest"
     cval: float = 0.0
     itk: bool = False
+    #: the prefilter halo the windows are cut with (orders >= 2): None (``splines.halo``, sized for
+    #: any data), one number, or per spatial axis a ``(before, after)`` pair (the separable engine;
+    #: the general path takes the largest).  Set lower only by a label method, for an indicator
+    #: whose label lies far enough inside the window that the cut changes nothing it needs
+    #: (``labels``, "Label maps" in docs/grids-and-exactness.md)
+    prefilter_halo: object = None
 
     def __post_init__(self):
         object.__setattr__(self, "order", splines.parse_order(self.order))
@@ -548,7 +599,9 @@ class Sampling:
     @property
     def halo(self) -> int:
         """Prefilter halo in voxels (0 for orders 0 and 1)."""
-        return splines.halo(self.order, self.ndim)
+        if self.prefilter_halo is None:
+            return splines.halo(self.order, self.ndim)
+        return int(np.max(self.prefilter_halo))
 
 
 @dataclass(frozen=True)
@@ -632,9 +685,14 @@ class Resampler(Sampling):
     def plans(self, region: tuple[slice, ...]) -> list[AxisPlan]:
         """Per-axis plans of the output block ``region`` (spatial slices first)."""
         return [
-            plan_axis(ax, sl.start, sl.stop, self.order, self.mode, self.ndim, self.grid.is_copy)
-            for ax, sl in zip(self.grid.axes, region)
+            plan_axis(ax, sl.start, sl.stop, self.order, self.mode, self.ndim, self.grid.is_copy, h)
+            for ax, sl, h in zip(self.grid.axes, region, self._axis_halos())
         ]
+
+    def _axis_halos(self) -> tuple:
+        """``prefilter_halo`` per spatial axis (None, a number or a ``(before, after)`` pair)."""
+        h = self.prefilter_halo
+        return (h,) * self.ndim if h is None or np.ndim(h) == 0 else tuple(tuple(int(v) for v in p) for p in h)
 
     def input_region(self, region: tuple[slice, ...]) -> tuple[slice, ...]:
         """Bounding box of the input the block ``region`` reads (spatial axes)."""
@@ -701,11 +759,16 @@ class Resampler(Sampling):
             p = plans[a]
             iax = nd - 1 - a
             if p.segments:
-                coef = ws.array("coef", x.shape, np.float64)
+                # a label's float64 indicator window (a workspace buffer, read for this block only):
+                # filtered in place; anything else into "coef"
+                inplace = self.prefilter_halo is not None and x.dtype == np.float64
+                coef = x if inplace else ws.array("coef", x.shape, np.float64)
                 for s0, s1 in p.segments:
                     sl = (slice(None),) * iax + (slice(s0, s1),)
                     if iax < x.ndim - 1 and s1 - s0 >= splines.PLANEWISE_MIN_LEN:
-                        splines.prefilter_planes(x[sl], coef[sl], self.order, self.mode, iax)
+                        _prefilter_planes(x[sl], coef[sl], self.order, self.mode, iax, ws)
+                    elif self.prefilter_halo is not None and x.ndim > 1 and s1 - s0 >= splines.PLANEWISE_MIN_LEN:
+                        _prefilter_rows(x[sl], coef[sl], self.order, self.mode, ws)
                     else:
                         ndimage().spline_filter1d(x[sl], self.order, axis=iax, output=coef[sl], mode=self.mode)
                 x = coef

@@ -15,11 +15,13 @@ Per block only the labels present in the block's input window are candidates
 the part of the block its bounding box can reach, so a 700-label atlas costs
 about one pass per label *overlapping* a region of the block, not 700 passes.
 Why leaving the other labels out does not change the arg-max: the indicators
-of all candidates sum to one everywhere (they partition the volume and its
+of all K candidates sum to one everywhere (they partition the volume and its
 outside, and every order's weights sum to one), so the largest value is at
-least ``1 / (number of labels)``, while a label whose voxels are farther than
-the interpolation's reach (plus the prefilter's halo for cubic) has a value of
-exactly 0 (linear) or below the halo's bound, 1e-7 (cubic): it never wins.
+least ``1 / K``, while a label whose voxels are farther than the interpolation's
+support (linear) has a value of exactly 0, and one farther than the winning
+reach (cubic: ``splines.winning_reach``, derived from the prefilter's tail) at
+most ``1 / (4K)``: it never wins.  A cubic label's indicator is prefiltered
+with the halo its surrounding zeros leave needed (``InterpolatedLabels.label_halo``).
 The most frequent label of the window (the background) is computed last and
 only where another label reaches; elsewhere it is the only candidate.
 
@@ -32,7 +34,8 @@ each axis).  Both give the block in file order, like the resamplers.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from math import prod
 
 import numpy as np
@@ -44,6 +47,7 @@ from .errors import BigresampleError
 from .geometry import Grid
 from .names import LABEL_METHODS
 from .resampling import BlockResampler, interpolating
+from .splines import winning_reach
 from .transform import FOLDING_MODES
 
 #: the methods of this module; ``--labels METHOD`` takes these and nearest neighbour (``names.LABEL_METHODS``:
@@ -325,15 +329,19 @@ class InterpolatedLabels(_LabelSampling):
         lab[...] = todo[-1][0]
         # order 1 on an axis-aligned grid: straight from the block's plans (a few numpy calls a label)
         plans = self.zero.plans(spatial) if self.order == 1 and self.zero.separable else None
-        for i, (value, sub) in enumerate(todo):
+        for i, (value, sub, box) in enumerate(todo):
             if sub is None:
                 continue
             outside = 1.0 if constant and value == cval else 0.0
             if plans is not None:
                 vals = _linear(plans, win, window, value, sub, spatial, outside)
             else:
-                vals = (self.one if outside else self.zero).compute_into(
-                    _Indicator(win, origin, source.shape, value), sub + extra, np.float64, ws)
+                resampler = self.one if outside else self.zero
+                halo = None if outside else self.label_halo(box, sub)
+                if halo is not None:
+                    resampler = replace(resampler, prefilter_halo=halo)
+                vals = resampler.compute_into(_Indicator(win, origin, source.shape, value), sub + extra, np.float64,
+                                              ws)
             loc = (slice(None),) * len(extra) + tuple(slice(s.start - b.start, s.stop - b.start)
                                                        for s, b in zip(sub, spatial))[::-1]
             b_view, l_view = best[loc], lab[loc]
@@ -346,41 +354,90 @@ class InterpolatedLabels(_LabelSampling):
         return self._itk_finish(lab, spatial, source, dtype, ws)
 
     def _candidates(self, found: WindowLabels, cval, spatial, window) -> list:
-        """``(label, output sub-box or None)`` of every candidate: ascending, then the
-        background (the window's most frequent label) last, on the box where others reach."""
+        """``(label, output sub-box or None, its input box (lo, hi))`` of every candidate: ascending,
+        then the background (the window's most frequent label) last, on the box where others reach."""
         values = list(found.values)
-        boxes = [self._sub_box(b, spatial, window) for b in found.boxes]
+        reach = self.reach(len(values) + (cval is not None and cval not in values))
+        inboxes = [_input_box(b, window) for b in found.boxes]
+        boxes = [self._sub_box(lo, hi, spatial, reach) for lo, hi in inboxes]
         if cval is not None and cval not in values:  # the label outside the volume
             values.append(cval)
             boxes.append(tuple(spatial))
+            inboxes.append(None)
         elif cval is not None:
             boxes[values.index(cval)] = tuple(spatial)
         order = sorted(range(len(values)), key=lambda i: values[i])
         if len(order) == 1:
-            return [(values[0], boxes[0])]
+            return [(values[0], boxes[0], inboxes[0])]
         bg = int(np.argmax(found.counts)) if len(found.counts) else order[0]
         others = [i for i in order if i != bg and boxes[i] is not None]
         if not others:
-            return [(values[bg], boxes[bg])]
+            return [(values[bg], boxes[bg], inboxes[bg])]
         reach = tuple(slice(min(boxes[i][a].start for i in others), max(boxes[i][a].stop for i in others))
                       for a in range(len(spatial)))
         bg_box = _intersect(boxes[bg], reach)
-        return [(values[i], boxes[i]) for i in others] + [(values[bg], bg_box)]
+        return [(values[i], boxes[i], inboxes[i]) for i in others] + [(values[bg], bg_box, inboxes[bg])]
 
-    def _sub_box(self, box, spatial, window):
+    def label_halo(self, box, sub):
+        """The prefilter halo enough for the indicator of a label whose voxels in the block's
+        window lie in the input box ``box`` (``(lo, hi)``, inclusive), computed on the output
+        box ``sub``: per input axis a ``(before, after)`` pair, or None for the full
+        ``splines.halo`` everywhere.  A side keeps the full halo when its window would reach
+        within a halo of a volume edge (padded or folded lines); else it needs only enough
+        that the zeros before the label and the halo add up to the full halo (the mode not
+        'grid-wrap', whose cut windows are periodic; docs/grids-and-exactness.md, "Label maps")."""
+        full = self.zero.halo
+        if self.order < 2 or self.mode == "grid-wrap" or box is None:
+            return None
+        first, last = self._coordinate_range(sub)
+        w = (self.order + 1) / 2
+        pairs = []
+        for lo, hi, x0, x1, n in zip(*box, first, last, self.grid.in_shape):
+            # the first tap is at most floor(x0) and the last at least ceil(x1) (+-1 for rounding)
+            gap_lo, gap_hi = lo - (math.floor(x0) + 1), (math.ceil(x1) - 1) - hi
+            need_lo = full if x0 - w - full - 1 <= 0 else min(full, max(0, -int((gap_lo - full) // 2)))
+            need_hi = full if x1 + w + full + 1 >= n - 1 else min(full, max(0, -int((gap_hi - full) // 2)))
+            pairs.append((need_lo, need_hi))
+        return None if all(p == (full, full) for p in pairs) else tuple(pairs)
+
+    def _coordinate_range(self, sub) -> tuple[np.ndarray, np.ndarray]:
+        """The lowest and the highest input coordinate per input axis of the output box ``sub``'s samples."""
+        if isinstance(self.grid, Grid):
+            xs = [ax.coordinates(s.start, s.stop) for ax, s in zip(self.grid.axes, sub)]
+            return np.array([x.min() for x in xs]), np.array([x.max() for x in xs])
+        k = len(sub)
+        corners = np.array([[s.stop - 1 if (c >> a) & 1 else s.start for a, s in enumerate(sub)]
+                            for c in range(1 << k)], dtype=np.float64)
+        coords = corners @ np.asarray(self.grid.matrix, dtype=np.float64).T + self.grid.offset
+        return coords.min(axis=0), coords.max(axis=0)
+
+    def reach(self, candidates: int) -> int:
+        """Input voxels beyond a label's bounding box within which it can win among
+        ``candidates`` labels: the taps' support at order 1 (exactly 0 beyond), the
+        derived bound at orders >= 2 (``splines.winning_reach``)."""
+        if self.order < 2:
+            return self.order + 1
+        return winning_reach(self.order, self.ndim, candidates)
+
+    def _sub_box(self, lo, hi, spatial, reach: int):
         """The part of the output block ``spatial`` that the label whose voxels lie
-        in ``box`` (slices of the file-ordered window) can reach, or None."""
-        k = len(spatial)
-        lo = np.array([window[a][0] + box[len(box) - 1 - a].start for a in range(k)], dtype=np.float64)
-        hi = np.array([window[a][0] + box[len(box) - 1 - a].stop - 1 for a in range(k)], dtype=np.float64)
+        in the input box ``[lo, hi]`` (``_input_box``) can reach, or None."""
         n = np.array(self.grid.in_shape, dtype=np.float64)
-        reach = self.order + 1 + (self.zero.halo if self.order > 1 else 0)
         lo, hi = lo - reach, hi + reach
         folding = self.mode in FOLDING_MODES
-        if not folding:  # beyond an edge the edge voxels (or cval) are read: a label near it reaches on
-            lo[lo <= 0], hi[hi >= n - 1] = -np.inf, np.inf
+        if not folding:  # beyond an edge the edge voxels (or cval), and the label's images, are read:
+            lo[lo <= 0], hi[hi >= n - 1] = -np.inf, np.inf  # a label within reach of an edge reaches on
         # a sample within reach of an edge reads the volume folded: any label
         return self.zero.reaching(spatial, lo, hi, reach if folding else None)
+
+
+def _input_box(box, window) -> tuple[np.ndarray, np.ndarray]:
+    """The input box ``(lo, hi)`` (per spatial axis, inclusive) of ``box``, slices of the
+    file-ordered window that starts at ``window``'s ``(start, stop)`` pairs."""
+    k = len(window)
+    lo = np.array([window[a][0] + box[len(box) - 1 - a].start for a in range(k)], dtype=np.float64)
+    hi = np.array([window[a][0] + box[len(box) - 1 - a].stop - 1 for a in range(k)], dtype=np.float64)
+    return lo, hi
 
 
 def _linear(plans, win, window, value, sub, spatial, outside: float) -> np.ndarray:

@@ -284,6 +284,51 @@ def halo(order: int, ndim: int = 3, tol: float = PREFILTER_TOL) -> int:
     raise SplineError(f"tolerance {tol!r} too small for order {order}")
 
 
+# --------------------------------------------------------------------------
+# Where a label can win (docs/grids-and-exactness.md, "Label maps").
+#
+# A label's interpolated indicator at a sample x is sum_k c[k] * w_k(x), with
+# non-negative weights summing to 1 over the taps k (|x_a - k_a| <= (order+1)/2
+# on every axis, folded taps included) and coefficients c = h (x) ... (x) h
+# applied to the indicator (its line extended by the boundary rules: mirrored,
+# reflected, wrapped images).  If every voxel of the label, images included,
+# lies at least D voxels beyond every tap along one axis a, then
+#     |c[k]| <= sum_{i >= D} |h[i]| * G**(ndim - 1),   G = sum |h|,
+# (a one-sided tail along a, whole lines along the others), and so is the
+# value.  With K candidate labels, whose values sum to 1, the winner has at
+# least (1 - K * bound) / K; a bound <= 1/(4K) leaves it 1/(2K) ahead of a
+# label that far away.
+# --------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=None)
+def _tails(order: int, ndim: int) -> np.ndarray:
+    """``G**(ndim - 1) * sum_{i >= D} |h[i]|`` for D = 0, 1, 2, ... (the bound above)."""
+    h = np.abs(prefilter_response(order))
+    c = len(h) // 2
+    return h.sum() ** max(ndim - 1, 0) * np.cumsum(h[c:][::-1])[::-1]
+
+
+def winning_reach(order: int, ndim: int, candidates: int) -> int:
+    """Input voxels beyond a label's bounding box (order >= 2) within which its
+    interpolated indicator can win the arg-max of ``candidates`` labels' (see
+    above): a sample farther than ``r`` from the box along some axis has taps
+    ``D = floor(r - (order + 1) / 2) + 1`` or more voxels from every voxel of
+    it, so the label's value is at most ``1 / (4 * candidates)``.  At most
+    ``order + 1 + halo(order, ndim)`` (``D`` stays within the halo, so the
+    images of a label across a window's cut are farther still)."""
+    h = halo(order, ndim)
+    cap = order + 1 + h
+    if order < 2:
+        return order + 1
+    tails, budget = _tails(order, ndim), 1.0 / (4.0 * max(int(candidates), 1))
+    for r in range(1, cap):
+        d = math.floor(r - (order + 1) / 2) + 1
+        if 1 <= d <= h and tails[d] <= budget:
+            return r
+    return cap
+
+
 #: Lines at least this long are prefiltered plane by plane in numpy (below).
 #: Then every pole's horizon (|p|**k < 1e-16: 44 samples for order 5) fits
 #: inside the line, the far-end terms of the boundary starts vanish, and the

@@ -303,3 +303,105 @@ def test_refusals_are_one_line_and_leave_nothing(tmp_path, capsys, case, argv, m
     err = capsys.readouterr().err
     assert err.startswith(f"bigresample: error: {message}") and err.count("\n") == 1, err
     assert set(os.listdir(tmp_path)) == before
+
+
+# --------------------------------------------------------------------------
+# where a label can win (splines.winning_reach) and the halo its indicator needs
+# (InterpolatedLabels.label_halo): docs/grids-and-exactness.md, "Label maps"
+# --------------------------------------------------------------------------
+
+
+def _interior_atlas(shape=(84, 80, 76), seed=3, margin=27):
+    """Blobs of a few labels (Voronoi cells of random seeds, some touching) on a background of 0,
+    all at least ``margin`` voxels from every edge: windows cut inside the volume on every side."""
+    rng = np.random.default_rng(seed)
+    inner = tuple(s - 2 * margin for s in shape)
+    seeds = rng.uniform(0, 1, (14, 3)) * np.array(inner)
+    grid = np.stack(np.meshgrid(*[np.arange(n) for n in inner], indexing="ij"), axis=-1)
+    d = np.linalg.norm(grid[..., None, :] - seeds, axis=-1)
+    cell = np.argmin(d, axis=-1)
+    ids = np.array([0, 3, 41, 7, 1002, 5, 600, 9, 12, 77, 0, 250, 31, 18], np.uint16)[cell]
+    ids[d.min(axis=-1) > 7] = 0
+    labels = np.zeros(shape, np.uint16)
+    labels[tuple(slice(margin, margin + n) for n in inner)] = ids
+    return labels
+
+
+def _interpolated(order, grid, mode="nearest", cval=0):
+    """``--labels cubic``'s machinery at any spline order (cubic is order 3)."""
+    from bigresample.resampling import interpolating
+    return label_methods.InterpolatedLabels(interpolating(grid, order, mode, 0.0), interpolating(grid, order, mode, 1.0),
+                                            "cubic", float(cval))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("order, kind, block", [
+    (3, "spacing", (13, 11, 7)), (3, "rotated", (20, 17, 12)), (2, "spacing", (20, 24, 15)),
+    (4, "rotated", (20, 17, 12)), (5, "spacing", (20, 24, 15))])
+def test_interior_labels_with_the_derived_reach_and_halo_equal_the_reference(order, kind, block):
+    """An atlas whose labels lie inside the volume, where the reach and the halo are cut down: the
+    whole-array reference at every voxel (but near-ties), at orders 2 to 5, straight and rotated."""
+    labels = _interior_atlas()
+    if kind == "spacing":
+        grid = make_grid(labels.shape, (1, 1, 1), (1.7, 1.3, 2.1), "center")
+    else:
+        a_ref = np.array([[1.2, -0.5, 0, 2], [0.5, 1.2, 0, -3], [0, 0, 1.6, 1], [0, 0, 0, 1]])
+        grid = reference_grid(labels.shape, np.eye(4), (48, 46, 34), a_ref)
+    got = blockwise(_interpolated(order, grid), labels, block, ws=Workspace())
+    expected, gap = interpolated_reference(labels, grid, order, "nearest", 0)
+    differ = got != expected
+    assert not differ.any() or gap[differ].max() <= GAP, (int(differ.sum()), float(gap[differ].min()))
+    assert len(np.unique(got)) >= 8  # the labels survive: the comparison is not of background only
+
+
+def test_the_derived_reach_and_halo_shrink_the_work(monkeypatch):
+    """Input voxels of the labels' indicators read (and prefiltered) for the interior atlas: under
+    half of what the support plus the full halo around every label costs, for the same output."""
+    labels = _interior_atlas()
+    grid = make_grid(labels.shape, (1, 1, 1), (1.7, 1.3, 2.1), "center")
+    read = []
+
+    def counting(self, slices, out):
+        read.append(out.size)
+        np.equal(self.window[self._local(slices)[::-1]], self.label, out=out, casting="unsafe")
+
+    monkeypatch.setattr(label_methods._Indicator, "read_into", counting)
+    resampler = label_methods.make("cubic", grid, "nearest", 0)
+    halos = []
+    real_halo = label_methods.InterpolatedLabels.label_halo
+    monkeypatch.setattr(label_methods.InterpolatedLabels, "label_halo",
+                        lambda self, box, sub: halos.append(real_halo(self, box, sub)) or halos[-1])
+    derived = blockwise(resampler, labels, (25, 31, 20), ws=Workspace())
+    work = sum(read)
+    assert any(h is not None and min(min(p) for p in h) < resampler.zero.halo for h in halos)
+    read.clear()
+    full = resampler.zero.halo
+    monkeypatch.setattr(label_methods.InterpolatedLabels, "reach", lambda self, k: self.order + 1 + full)
+    monkeypatch.setattr(label_methods.InterpolatedLabels, "label_halo", lambda self, box, sub: None)
+    before = blockwise(resampler, labels, (25, 31, 20), ws=Workspace())
+    np.testing.assert_array_equal(derived, before)
+    assert 0 < work < sum(read) / 2, (work, sum(read))
+
+
+@settings(max_examples=25, deadline=None)
+@given(order=st.integers(2, 5), candidates=st.integers(1, 10**6), seed=st.integers(0, 2**32 - 1),
+       side=st.sampled_from([-1, 1]))
+def test_a_label_beyond_the_winning_reach_has_a_value_below_the_bound(order, candidates, seed, side):
+    """splines.winning_reach: a label's indicator (random voxels in a box) interpolated by scipy at
+    samples farther than the reach from its box along x has |value| <= 1/(4 * candidates); and one
+    voxel less of reach would not have been proved enough (the reach is the least the bound allows)."""
+    from bigresample import splines
+    r = splines.winning_reach(order, 3, candidates)
+    rng = np.random.default_rng(seed)
+    n = 2 * r + 30
+    ind = np.zeros((n, 9, 9))
+    ind[n // 2 - 3:n // 2 + 3] = rng.integers(0, 2, (6, 9, 9))
+    lo, hi = n // 2 - 3, n // 2 + 2
+    x = np.linspace(lo - r - 0.999, hi - r - 8, 23) if side < 0 else np.linspace(hi + r + 0.001, hi + r + 8, 23)
+    coords = np.stack(np.broadcast_arrays(x[:, None, None], rng.uniform(0, 8, (1, 5, 1)),
+                                          rng.uniform(0, 8, (1, 1, 5))), axis=0).reshape(3, -1)
+    far = np.abs(ndimage.map_coordinates(ind, coords, order=order, mode="mirror"))
+    assert far.max() <= 1 / (4 * candidates)
+    if r > 1 and r < order + 1 + splines.halo(order, 3):
+        d = int(np.floor(r - 1 - (order + 1) / 2)) + 1
+        assert d < 1 or splines._tails(order, 3)[d] > 1 / (4 * candidates)
