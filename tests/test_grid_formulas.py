@@ -4,7 +4,7 @@ derived by hand, the docs' formulas written here, nibabel's affine arithmetic an
 import nibabel as nib
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 from nibabel.affines import apply_affine, rescale_affine
 
@@ -153,6 +153,9 @@ def test_simpleitk_puts_the_samples_where_the_index_maps_say(n, s, t, grid, angl
     image_in.SetOrigin([float(v) for v in origin])
     image_in.SetDirection(rot.flatten().tolist())
     spacing_out = np.linalg.norm(a_out[:3, :3], axis=0)
+    # the zoom grid of a 1-voxel axis samples x = 0 at every output voxel: a zero step, which neither a
+    # header nor an ITK image can hold (this test skipped in CI until SimpleITK joined the test extra)
+    assume(not (grid == "zoom" and any(k == 1 and mk > 1 for k, mk in zip(n, g.out_shape))))
     image_out = sitk.Image([1, 1, 1], sitk.sitkUInt8)
     image_out.SetSpacing(spacing_out.tolist())
     image_out.SetOrigin(a_out[:3, 3].tolist())
