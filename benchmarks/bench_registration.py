@@ -4,8 +4,8 @@ What it measures
 ----------------
 A smooth float32 volume (``--shape``, default 512x512x300, 0.1 mm, written slab by slab as
 ``moving.nii``) is resampled onto its own grid (``fixed.nii``: zeros, only the header matters)
-through the chain ANTs writes for a registration: ``-t warp.nii.gz -t affine.txt`` (the affine
-applied first to each output point, then the field).  The field is a smooth vector image at a
+through the chain ANTs writes for a registration: ``-t warp.nii.gz -t affine.txt`` (the field
+applied first to each output point, then the affine: antsApplyTransforms' order).  The field is a smooth vector image at a
 quarter of the volume's resolution on the same field of view (displacements up to ~0.8 mm, LPS,
 written by ``SimpleITK.WriteImage`` as ITK writes them: a 5-D NIfTI, intent vector); the affine a
 rotation of 3 degrees about z and a shift, written by ``SimpleITK.WriteTransform`` (ITK text).
@@ -15,8 +15,8 @@ time around the whole process; peak RSS of the process tree), median of ``--repe
 
 * ``bigresample`` -- ``python -m bigresample moving.nii OUT --reference fixed.nii --transform
                      warp.nii.gz --transform affine.txt --order K --quiet`` (its default threads)
-* ``simpleitk``   -- ``sitk.ReadImage`` + ``sitk.Resample(moving, fixed, CompositeTransform([field,
-                     affine]), interpolator, 0.0)`` + ``sitk.WriteImage``, 2 threads
+* ``simpleitk``   -- ``sitk.ReadImage`` + ``sitk.Resample(moving, fixed, CompositeTransform([affine,
+                     field]), interpolator, 0.0)`` (ITK's order: the last applied first) + ``sitk.WriteImage``, 2 threads
 * ``antspyx``     -- ``ants.image_read`` + ``ants.apply_transforms(fixed, moving, [warp, affine],
                      interpolator)`` + ``ants.image_write`` (ITK underneath; 2 threads through
                      ``ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS``)
@@ -59,7 +59,7 @@ sitk.ProcessObject_SetGlobalDefaultNumberOfThreads(2)
 m = sitk.ReadImage(moving)
 f = sitk.ReadImage(fixed)
 field = sitk.DisplacementFieldTransform(sitk.Cast(sitk.ReadImage(warp), sitk.sitkVectorFloat64))
-chain = sitk.CompositeTransform([field, sitk.ReadTransform(affine)])
+chain = sitk.CompositeTransform([sitk.ReadTransform(affine), field])  # ITK's order: the field applied first
 sitk.WriteImage(sitk.Resample(m, f, chain, getattr(sitk, interp), 0.0, sitk.sitkFloat32), out)
 '''
 

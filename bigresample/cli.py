@@ -98,8 +98,9 @@ def _target_options(g) -> None:
                     help="instead of a spacing: resample onto this image's grid (its shape and affine, "
                          "rotated or not); NIfTI or OME-Zarr")
     g.add_argument("--transform", action="append", metavar="FILE", dest="transforms",
-                    help="a registration to apply, repeatable: each output point p samples the input at "
-                         "T1(T2(p)) for --transform T1 --transform T2 (antsApplyTransforms' order); ITK/ANTs "
+                    help="a registration to apply, repeatable, in antsApplyTransforms' order: each output "
+                         "point p samples the input at T2(T1(p)) for --transform T1 --transform T2 (ANTs: "
+                         "--transform 1Warp.nii.gz --transform 0GenericAffine.mat); ITK/ANTs "
                          ".txt/.tfm/.mat, FSL .mat, FreeSurfer .lta, a 4x4 matrix, a displacement field; "
                          "'[FILE,1]' for an affine file's inverse (docs/registration.md)")
     g.add_argument("--units", choices=("mm", "um"), default="mm", help="units of the spacing values (default mm)")

@@ -311,7 +311,7 @@ def registered(g, vol: InputVolume, request: Request, report: Report | None = No
         request.transforms, moving=transform_files.Space(tuple(vol.shape[:3]), to_mm @ vol.affine),
         reference=transform_files.Space(tuple(g.out_shape), to_mm @ g.output_affine(vol.affine)))
     if report is not None:
-        report(Registered(tuple(m.source for m in chain.maps), chain.affine is not None))
+        report(Registered(tuple(m.source for m in chain.maps[::-1]), chain.affine is not None))  # as listed
     if chain.affine is None:
         raise InputError("a displacement field in --transform is not applied by this build yet")
     return registration.registered_grid(g, vol.shape[:3], vol.affine, chain.affine, vol.unit_to_mm)

@@ -167,8 +167,9 @@ def resample(
         An OME-Zarr output in zarr v3 shards of this many chunks (x, y, z); 'auto': enough chunks per
         shard that each level holds at most ``sinks.MAX_SHARD_FILES`` shard files.  Blocks are whole shards.
     transforms : list of paths, optional
-        Registrations to apply (docs/registration.md): each output point ``p`` samples the input at
-        ``T1(T2(...(p)))`` for ``[T1, T2, ...]``, as ``antsApplyTransforms -t T1 -t T2``; each file means what it
+        Registrations to apply (docs/registration.md), in antsApplyTransforms' order: each output point ``p``
+        samples the input at ``T2(T1(p))`` for ``[T1, T2]``, as ``antsApplyTransforms -t T1 -t T2`` (and
+        SimpleITK's ``CompositeTransform([T2, T1])``); each file means what it
         means to the tool that wrote it (ITK/ANTs, FSL, FreeSurfer LTA, a 4x4 matrix, a displacement field).
         ``'[PATH,1]'`` or ``(path, True)``: the inverse of an affine file.  ``mode`` then defaults to ``'itk'``.
     """

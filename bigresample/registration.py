@@ -9,12 +9,12 @@ image's affine maps its voxel indices to them); the readers of transform files
 scaled voxels, FreeSurfer's LTA types) so that nothing downstream knows which
 tool wrote a file.
 
-A ``Chain`` is the transforms as listed (``--transform T1 --transform T2``):
-the last listed is applied first to the output point, so an output point ``p``
-samples the input at ``T1(T2(p))``: ITK's ``CompositeTransform([T1, T2])``.
-antsApplyTransforms reads its ``-t`` list the other way round (``-t T1 -t T2``
-samples at ``T2(T1(p))``: measured against antspyx in
-tests/test_transform_files.py), so ANTs' list is this chain reversed.  A chain of affines only is one affine (``Chain.affine``): the run then
+A ``Chain`` holds its maps in ITK's ``CompositeTransform`` order: the last is
+applied first to the output point (``Chain((T1, T2))`` samples at
+``T1(T2(p))``, as ``CompositeTransform([T1, T2])``).  The command line follows
+antsApplyTransforms instead, whose ``-t`` list is applied first to last to the
+output point (``-t W -t A``, ANTs' warp then affine, samples at ``A(W(p))``):
+``transform_files.read_chain`` reverses it.  A chain of affines only is one affine (``Chain.affine``): the run then
 takes the existing grids (a ``geometry.ReferenceGrid``, separable when
 axis-aligned); a chain with a field needs the point-by-point resampler.
 

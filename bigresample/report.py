@@ -281,8 +281,8 @@ class TextReport(Report):
     @lines.register
     def _registered(self, e: Registered):
         n = len(e.transforms)
-        yield (f"Registration: {n} transform{'s' if n != 1 else ''}, the last listed applied first to each output "
-               "point (as antsApplyTransforms -t)" + (", composed into one affine" if e.affine and n > 1 else ""))
+        yield (f"Registration: {n} transform{'s' if n != 1 else ''}, applied to each output point in the order "
+               "listed (as antsApplyTransforms -t)" + (", composed into one affine" if e.affine and n > 1 else ""))
         for k, t in enumerate(e.transforms, 1):
             yield f"  {k}. {t}"
         yield ""

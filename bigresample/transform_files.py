@@ -677,8 +677,11 @@ def read_map(spec: TransformSpec, *, moving: Space, reference: Space):
 
 
 def read_chain(specs, *, moving: Space, reference: Space) -> Chain:
-    """The ``--transform`` arguments as a ``Chain`` (the first listed applied last)."""
-    return Chain(tuple(read_map(parse_spec(s), moving=moving, reference=reference) for s in specs))
+    """The ``--transform`` arguments as a ``Chain``: in antsApplyTransforms' order, the first listed is
+    applied first to each output point (``-t T1 -t T2`` samples at ``T2(T1(p))``: measured with antspyx,
+    ``ants.apply_transforms``), so the chain, in ITK's composite order, is the list reversed."""
+    maps = [read_map(parse_spec(s), moving=moving, reference=reference) for s in specs]
+    return Chain(tuple(maps[::-1]))
 
 
 def describe(spec, with_digest: bool = True) -> dict:

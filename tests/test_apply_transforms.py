@@ -56,7 +56,9 @@ def test_a_matrix_onto_a_reference_equals_map_coordinates_at_the_chain(scene, or
     assert np.allclose(nib.load(out).affine, ref_affine)
 
 
-def test_a_chain_applies_the_last_listed_first_and_brackets_invert(scene):
+def test_a_chain_applies_the_first_listed_first_as_ants_and_brackets_invert(scene):
+    """``--transform A --transform B`` samples at ``B(A(p))``: antsApplyTransforms' order (the transform
+    files' tests measure it with antspyx)."""
     tmp, data, src, ref, ref_affine = scene
     a, b = _matrix(), _matrix((0, 10, -4), (1.5, 0.2, -0.8), 0.95)
     ta, tb = _save(tmp / "a.txt", a), _save(tmp / "b.txt", np.linalg.inv(b))
@@ -64,10 +66,10 @@ def test_a_chain_applies_the_last_listed_first_and_brackets_invert(scene):
     bigresample.resample(src, out, reference=ref, transforms=[ta, f"[{tb},1]"], order=1)
     got = np.asarray(nib.load(out).dataobj)
     expected = registered_reference(data, IN_AFFINE, (18, 16, 12), ref_affine,
-                                    lambda p: (p @ b[:3, :3].T + b[:3, 3]) @ a[:3, :3].T + a[:3, 3], 1)
+                                    lambda p: (p @ a[:3, :3].T + a[:3, 3]) @ b[:3, :3].T + b[:3, 3], 1)
     assert_matches_reference(got, expected, data, 1, cval=0.0)
     swapped = registered_reference(data, IN_AFFINE, (18, 16, 12), ref_affine,
-                                   lambda p: (p @ a[:3, :3].T + a[:3, 3]) @ b[:3, :3].T + b[:3, 3], 1)
+                                   lambda p: (p @ b[:3, :3].T + b[:3, 3]) @ a[:3, :3].T + a[:3, 3], 1)
     assert np.abs(swapped - expected).max() > 1.0  # the order matters on this chain
 
 
