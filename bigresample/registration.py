@@ -15,8 +15,8 @@ applied first to the output point (``Chain((T1, T2))`` samples at
 antsApplyTransforms instead, whose ``-t`` list is applied first to last to the
 output point (``-t W -t A``, ANTs' warp then affine, samples at ``A(W(p))``):
 ``transform_files.read_chain`` reverses it (measured against antspyx in
-tests/test_transform_files.py).  A chain of affines only is one affine (``Chain.affine``): the run then
-takes the existing grids (a ``geometry.ReferenceGrid``, separable when
+tests/test_transform_files.py).  A chain of affines only is one affine
+(``Chain.affine``): the run then takes the existing grids (a ``geometry.ReferenceGrid``, separable when
 axis-aligned); a chain with a field needs the point-by-point resampler.
 
 numpy only: the numeric core, no file is opened here (a field's samples come

@@ -285,8 +285,8 @@ def test_lazy_api_accepts_the_methods():
      "--labels mode: --cval is the label outside the volume and must be a whole number in uint8's range "
      "(and within +-2**53); got -1"),
     ("labels", ["--labels", "linear", "--antialias"], "--labels cannot be combined with --antialias"),
-    ("rotated", ["--labels", "mode"], "--labels mode needs a grid aligned with the input's axes; this reference is "
-                                      "rotated"),
+    ("rotated", ["--labels", "mode"], "--labels mode needs a grid aligned with the input's axes; this reference (or "
+                                      "registration) is rotated"),
 ])
 def test_refusals_are_one_line_and_leave_nothing(tmp_path, capsys, case, argv, message):
     data = _atlas(dtype=np.uint8)

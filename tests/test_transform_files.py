@@ -88,7 +88,9 @@ def test_an_ants_float_mat_is_read_as_its_double_twin(tmp_path, order, mopt):
     assert "AffineTransform_float_3_3" in _chain(tmp_path / "0GenericAffine.mat").maps[0].source
 
 
-def test_a_composite_file_and_a_list_apply_the_last_first_as_simpleitk_does(tmp_path):
+def test_a_composite_file_applies_its_last_first_and_a_list_its_first_first(tmp_path):
+    """An ITK composite file, as SimpleITK's CompositeTransform, applies its last transform first; a
+    --transform list, as antsApplyTransforms' -t list, its first listed first."""
     sitk = pytest.importorskip("SimpleITK")
     ts = _sitk_transforms(sitk)
     composite = sitk.CompositeTransform([ts["affine"], ts["euler"], ts["similarity"]])
@@ -98,7 +100,7 @@ def test_a_composite_file_and_a_list_apply_the_last_first_as_simpleitk_does(tmp_
     p = _points(1)
     expected = _sitk_map(composite, p)
     np.testing.assert_allclose(_chain(tmp_path / "composite.txt").apply(p), expected, atol=1e-9)
-    listed = _chain(*(tmp_path / f"{k}.mat" for k in ("affine", "euler", "similarity")))
+    listed = _chain(*(tmp_path / f"{k}.mat" for k in ("similarity", "euler", "affine")))
     np.testing.assert_allclose(listed.apply(p), expected, atol=1e-9)
 
 
@@ -153,9 +155,9 @@ def test_a_field_then_an_affine_maps_points_as_simpleitk_does(tmp_path):
     affine.SetMatrix([1.0, 0.02, 0.0, -0.01, 1.0, 0.03, 0.0, 0.0, 1.0])
     affine.SetTranslation([0.3, -0.2, 0.1])
     sitk.WriteTransform(affine, str(tmp_path / "affine.mat"))
-    p = _inside_field(img)  # field first, as antsApplyTransforms -t affine.mat -t warp.nii
+    p = _inside_field(img)  # the field first, as antsApplyTransforms -t warp.nii -t affine.mat
     expected = _sitk_map(sitk.CompositeTransform([affine, field]), p)
-    np.testing.assert_allclose(_chain(tmp_path / "affine.mat", tmp_path / "warp.nii").apply(p), expected, atol=1e-9)
+    np.testing.assert_allclose(_chain(tmp_path / "warp.nii", tmp_path / "affine.mat").apply(p), expected, atol=1e-9)
 
 
 def test_a_field_is_read_region_by_region_and_its_reader_pickles_without_data(tmp_path):
@@ -430,11 +432,11 @@ def test_the_built_in_formats_are_asked_in_order_and_describe_names_them(tmp_pat
 
 
 @pytest.mark.slow  # a registration: about 7 s on the loaded 2-core machine; skipped without antspyx
-def test_antspyx_files_map_points_as_ants_apply_transforms_does_with_its_list_reversed(tmp_path):
+def test_antspyx_files_in_ants_order_map_points_as_ants_apply_transforms_does(tmp_path):
     """A registration antspyx computes (an affine .mat in float, a warp .nii.gz): the input point each output
     voxel samples, read off ``ants.apply_transforms`` of images holding their own LPS coordinates (linear
     interpolation of a linear function is exact).  antsApplyTransforms' ``-t W -t A`` samples at ``A(W(p))``:
-    its first listed is applied first to the output point, the reverse of a ``Chain`` (ITK's composite order)."""
+    its first listed is applied first to the output point, and so is --transform's (read_chain)."""
     ants = pytest.importorskip("ants")
     from scipy import ndimage
 
@@ -451,6 +453,6 @@ def test_antspyx_files_map_points_as_ants_apply_transforms_does_with_its_list_re
     sampled = np.stack([ants.apply_transforms(fixed, ants.from_numpy(grid[c] + origin[c], origin=tuple(origin)),
                                               forward, interpolator="linear").numpy() for c in range(3)], axis=-1)
     p = (np.indices(x.shape).reshape(3, -1).T + (2.0, -3.0, 1.0)) * LPS
-    ours = _chain(*forward[::-1]).apply(p) * LPS
+    ours = _chain(*forward).apply(p) * LPS
     np.testing.assert_allclose(ours, sampled.reshape(-1, 3), atol=1e-5)  # ANTs resamples in float32 here
-    assert np.abs(_chain(*forward).apply(p) * LPS - sampled.reshape(-1, 3)).max() > 1e-3
+    assert np.abs(_chain(*forward[::-1]).apply(p) * LPS - sampled.reshape(-1, 3)).max() > 1e-3
