@@ -326,7 +326,10 @@ def registered(g, vol: InputVolume, request: Request, report: Report | None = No
     to_mm = np.diag([vol.unit_to_mm] * 3 + [1.0])
     chain = transform_files.read_chain(
         request.transforms, moving=transform_files.Space(tuple(vol.shape[:3]), to_mm @ vol.affine),
-        reference=transform_files.Space(tuple(g.out_shape), to_mm @ g.output_affine(vol.affine)))
+        # the reference image's grid, for the files written against it (FSL's): a --spacing or --shape
+        # target is not the grid such a file was computed on
+        reference=transform_files.Space(tuple(g.out_shape), to_mm @ g.output_affine(vol.affine))
+        if request.reference is not None else None)
     if report is not None:
         report(Registered(tuple(m.source for m in chain.maps[::-1]), chain.affine is not None))  # as listed
     if chain.affine is None:  # a field: each output voxel mapped on its own (warp), in mm

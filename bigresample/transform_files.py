@@ -375,7 +375,8 @@ class FslMatrix(TransformFormat):
     def read(self, path, *, moving, reference):
         m = PlainMatrix().matrix(path)
         if moving is None or reference is None:
-            raise TransformError(f"{path}: an FSL matrix needs the input's and the reference's grids")
+            raise TransformError(f"{path}: an FSL matrix needs --reference, the image FLIRT's -ref was (the "
+                                 "matrix is in the scaled voxels of both images)")
         _finite(m, path, "the matrix")
         s_in, s_ref = _fsl_scaled(moving), _fsl_scaled(reference)
         try:

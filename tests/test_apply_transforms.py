@@ -175,3 +175,17 @@ def test_everything_else_composes_4d_labels_and_pyramids(scene):
                                         mode="nearest")
         got = np.asarray(ome_array(zarr_out, level)[0])
         assert_matches_reference(got, expected, data, 1)
+
+
+def test_an_fsl_matrix_needs_the_reference_it_was_computed_against(scene, capsys):
+    """FLIRT's matrix is in the scaled voxels of its -in and -ref images: with a --spacing target there is
+    no -ref image to read it against, so it is refused rather than read against the wrong grid."""
+    tmp, data, src, ref, _ = scene
+    flirt = tmp / "flirt.mat"
+    np.savetxt(flirt, np.eye(4), fmt="%.6f")
+    out = tmp / "o.nii"
+    assert cli.main([str(src), str(out), "--spacing", "0.6", "0.6", "0.8", "--transform", str(flirt)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "flirt.mat: an FSL matrix needs --reference" in err[0], err
+    assert not out.exists()
+    assert cli.main([str(src), str(out), "--reference", str(ref), "--transform", str(flirt)]) == 0
