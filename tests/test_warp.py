@@ -117,7 +117,8 @@ def test_itks_rule_writes_cval_beyond_half_a_voxel_and_the_edge_within():
     assert edge.any()
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@pytest.mark.slow
+@settings(max_examples=15, deadline=None, suppress_health_check=list(HealthCheck))
 @given(st.integers(0, 2**32 - 1), st.lists(st.floats(-25, 25), min_size=3, max_size=3),
        st.lists(st.floats(0.7, 1.4), min_size=3, max_size=3), st.floats(0.0, 4.0), st.floats(1.0, 6.0),
        st.integers(0, 3), st.sampled_from(MODES), st.lists(st.integers(1, 9), min_size=3, max_size=3))
