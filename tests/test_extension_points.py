@@ -13,7 +13,7 @@ from numpy.testing import assert_array_equal
 from scipy import ndimage
 
 from bigresample import resample
-from bigresample import executors, inputs, outputs, resampling, safefs
+from bigresample import executors, inputs, outputs, resampling, safefs, transform_files
 from bigresample.volume import array_volume
 from bigresample.engine import Resampler
 from bigresample.sinks import Sink
@@ -220,3 +220,36 @@ def test_a_toy_executor_runs_every_output_format(tmp_path, suffix):
     else:
         got = nib.load(tmp_path / f"out{suffix}").get_fdata(dtype=np.float32)
     assert_array_equal(got, want)
+
+
+# --- a toy transform-file format: a JSON shift in mm ------------------------------------------------------------
+class ShiftFile(transform_files.TransformFormat):
+    """``{"shift_mm": [x, y, z]}`` in a ``.shift`` file: each output point samples the input that far away."""
+
+    name = "JSON shift"
+
+    def recognises(self, path, head):
+        return path.suffix == ".shift"
+
+    def read(self, path, *, moving, reference):
+        from bigresample.registration import AffineMap
+
+        m = np.eye(4)
+        m[:3, 3] = json.loads(path.read_text())["shift_mm"]
+        return AffineMap(m, f"{path.name} ({self.name})")
+
+
+def test_a_toy_transform_format_is_applied_as_scipy_shifts_the_whole_array(tmp_path):
+    fmt = ShiftFile()
+    transform_files.register(fmt)
+    try:
+        data = np.random.default_rng(2).random((20, 16, 12)).astype(np.float32)
+        img = nib.Nifti1Image(data, np.diag([0.5, 0.5, 0.5, 1.0]))
+        nib.save(img, tmp_path / "in.nii")
+        (tmp_path / "t.shift").write_text(json.dumps({"shift_mm": [0.75, -0.25, 1.0]}))
+        resample(tmp_path / "in.nii", tmp_path / "out.nii", reference=tmp_path / "in.nii",
+                 transforms=[tmp_path / "t.shift"], order=1, mode="nearest", chunks=(7, 9, 5))
+    finally:
+        transform_files._REGISTERED.remove(fmt)
+    expected = ndimage.affine_transform(data, np.eye(3), offset=(1.5, -0.5, 2.0), order=1, mode="nearest")
+    np.testing.assert_allclose(nib.load(tmp_path / "out.nii").get_fdata(dtype=np.float32), expected, atol=1e-6, rtol=0)
