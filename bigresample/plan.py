@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import rawio
 from .errors import BigresampleError
 from .blocks import is_file_stretch
 
@@ -171,8 +172,7 @@ def plan_blocks(
         ):
             return None
         n_blocks = prod(-(-n // bi) for n, bi in zip(out, b))
-        spans = _stretches(resampler, b)
-        total = n_blocks * (resampler.planning_work(b) + BLOCK_OVERHEAD_VOXELS + spans * SPAN_VOXELS)
+        total = n_blocks * (resampler.planning_work(b) + BLOCK_OVERHEAD_VOXELS + _io_cost(resampler, b, in_itemsize))
         if not contiguous:
             total *= SPLIT_PENALTY_GZIP if gzip else SPLIT_PENALTY
         return total
@@ -202,12 +202,14 @@ def plan_blocks(
     return Plan(best, workers, memory_limit, cost(best))
 
 
-def _stretches(resampler, block) -> int:
-    """Contiguous file stretches a block of shape ``block`` reads and writes:
-    one for whole planes, window depth + block depth for whole rows, that times
-    the block's rows otherwise; and at least one per row of its input window
-    when a block of whole rows reads a window that cuts the input's rows
-    (``_narrow``: a permuted or rotated grid; each row is a read of its own)."""
+def _io_cost(resampler, block, in_itemsize: int) -> int:
+    """What the file reads and writes of a block of shape ``block`` cost, in
+    input voxels: ``SPAN_VOXELS`` a contiguous stretch (one for whole planes,
+    window depth + block depth for whole rows, that times the block's rows
+    otherwise).  Where a block of whole rows reads a window that cuts the
+    input's rows (``_narrow``: a permuted or rotated grid), the reader reads
+    rows at most ``rawio.ROW_GAP`` bytes apart as whole rows (the voxels beyond
+    the window count), others one read a row."""
     out, wshape = resampler.grid.out_shape, resampler.window_shape(block)
     if block[0] == out[0] and block[1] == out[1]:
         spans = 1
@@ -215,9 +217,14 @@ def _stretches(resampler, block) -> int:
         spans = wshape[2] + block[2]
     else:
         spans = (wshape[2] + block[2]) * block[1]
+    extra = 0
     if _narrow(resampler, block, wshape):
-        spans = max(spans, wshape[1] * wshape[2])
-    return spans
+        gap = resampler.grid.in_shape[0] - wshape[0]
+        if gap * in_itemsize > rawio.ROW_GAP:
+            spans = max(spans, wshape[1] * wshape[2])
+        else:
+            extra = gap * wshape[1] * wshape[2]
+    return spans * SPAN_VOXELS + extra
 
 
 def _narrow(resampler, block, wshape=None) -> bool:

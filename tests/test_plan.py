@@ -349,27 +349,30 @@ def _signed_permutation(in_shape, axes, flips, spacing, out_shape):
     return reference_grid(in_shape, np.eye(4), out_shape, a_ref)
 
 
-def _reads(resampler, plan) -> int:
-    """The positional reads of the input file the plan's blocks make in all (``rawio.RawReader``
-    reads each contiguous stretch of a window with one call)."""
-    from bigresample import rawio
+def _voxels_read(resampler, plan) -> int:
+    """The input voxels the plan's blocks read in all: each block's window (``input_region``), whole
+    rows where it cuts the input's rows (``rawio.RawReader`` reads rows close together so)."""
     from bigresample.blocks import BlockSet
     blocks = BlockSet(tuple(resampler.grid.out_shape), plan.block)
-    return sum(sum(1 for _ in rawio._spans(resampler.grid.in_shape, resampler.input_region(blocks.region(i))))
-               for i in range(len(blocks)))
+    total = 0
+    for i in range(len(blocks)):
+        x, y, z = resampler.input_region(blocks.region(i))[:3]
+        total += resampler.grid.in_shape[0] * (y.stop - y.start) * (z.stop - z.start)
+    return total
 
 
-@pytest.mark.parametrize("order", [1, 3])
+@pytest.mark.parametrize("order", [0, 1])
 def test_more_workers_on_a_grid_whose_x_runs_along_the_input_y_read_no_more_rows(order):
     """Issue 34: onto a P-I-L grid the general path sliced the output into ever thinner z slabs for
     more workers, each reading every input row for a narrow cut of it (512x512x300 at 0.2 mm: 30 blocks
     of 153,600 row reads on 2 workers, 34 s against 10 s on 1).  The planner counts those reads and
-    cuts another axis: 2 workers read about as many rows as 1, and about once each."""
+    cuts another axis: 2 workers read about as much as 1, and the input a few times at most (halo, whole rows)."""
     from bigresample.transform import AffineResampler
     in_shape = (160, 144, 100)
     r = AffineResampler(_signed_permutation(in_shape, (1, 2, 0), (True, True, True), 2.0, (72, 50, 80)), order)
     one, two = (plan_blocks(r, 4, 4, 2**30, w) for w in (1, 2))
     blocks_two = np.prod([-(-n // b) for n, b in zip(r.grid.out_shape, two.block)])
     assert blocks_two >= r.min_blocks_per_worker * 2
-    rows = in_shape[1] * in_shape[2]
-    assert _reads(r, one) <= rows and _reads(r, two) <= rows
+    read_one, read_two = _voxels_read(r, one), _voxels_read(r, two)
+    assert read_two <= 1.25 * read_one
+    assert read_one <= 3 * np.prod(in_shape) and read_two <= 3 * np.prod(in_shape)  # main: 8x and 4x
