@@ -565,7 +565,7 @@ class Resampler(Sampling):
             if ax.is_identity:
                 shape.append(b)
                 continue
-            span = int(np.ceil(b * max(ax.step, 1e-9))) + self.order + 1
+            span = int(np.ceil(b * max(abs(ax.step), 1e-9))) + self.order + 1  # a flip: a negative step
             if self.order > 1:
                 span += 2 * self.halo
             shape.append(min(span, ax.n + (24 if self.order > 1 else 0)))
