@@ -22,7 +22,9 @@ block needs:
   variants) a block that reaches outside the volume reads the whole axis.
 
 An axis-aligned reference (flips allowed) never comes here: its grid is
-separable (``ReferenceGrid.separable``) and goes to the per-axis engine.
+separable (``ReferenceGrid.separable``) and goes to the per-axis engine; nor
+does one that permutes the input's axes (``ReferenceGrid.permutation``: the
+same engine on the input's axis order, ``bigresample.permuted``).
 
 Everything works in file order (axes reversed: ``(..., z, y, x)``), like
 ``Resampler.compute_into``, so a NIfTI window is read and the block written
