@@ -14,6 +14,13 @@ is chosen by ``--case``:
                     the shape that spans the input's field of view (320x320x171);
 * ``rotated``    -- 512x512x300 onto a reference of the SAME shape and spacing
                     rotated the same way (issue 16's case);
+* ``pil``        -- 512x512x300 onto a P-I-L reference at 0.2 mm (x, y, z flipped,
+                    axes permuted (y, z, x): reference axis j along input axis
+                    (1, 2, 0)[j], reversed), 256x256x150 (the aligned grid's
+                    voxel count), centred on the input (issue 34's case);
+* ``pil-extent`` -- the same reference with the input's extent, 256x150x256;
+* ``aligned-0.2``-- the aligned 0.2 mm reference, 256x256x150, they are
+                    measured against;
 * ``every-axis`` -- 512x512x300 to 0.13 x 0.07 x 0.15 mm (every axis changes;
                     bigresample's ``--spacing``, default ``center`` grid:
                     output size ``round(n * s / t)``, voxel ``o`` samples input
@@ -79,7 +86,9 @@ are not repeated: their warm-up run, made after the earlier tools' warm-ups
 says so (``--once scipy ngff-zarr`` saves most of the time at full size and
 keeps the exactness check).  ``--baseline DIR`` adds ``bigresample-base``: the
 same command run from another source tree (``PYTHONPATH=DIR``), so that two
-versions are timed side by side in one run.  Speed is reported as ratios to
+versions are timed side by side in one run.  ``--workers 1 2`` runs each
+bigresample tool once per value (``bigresample@1``, ``bigresample@2``, with
+``--workers N``; the ratio to the base is to the base on as many workers).  Speed is reported as ratios to
 SimpleITK and to scipy measured in the same run; absolute times are for
 orientation only.
 
@@ -94,6 +103,7 @@ From the repository root, with the ``bench`` extra installed::
         python benchmarks/bench_reference.py --case rotated --baseline /tmp/base --tools bigresample simpleitk scipy
     python benchmarks/bench_reference.py --case rotated --shape 96 96 64 --repeats 1   # a quick try
     python benchmarks/bench_reference.py --case rotated --fallback --tools bigresample scipy   # the fallback beside
+    python benchmarks/bench_reference.py --case pil --workers 1 2 --baseline /tmp/base --tools bigresample --orders 1
 
 The report (markdown) goes to stdout, progress to stderr.
 """
@@ -134,17 +144,28 @@ SLAB = 16  # z planes per slab when writing the input and comparing outputs
 
 @dataclass(frozen=True)
 class Case:
-    """One job: input shape and either a rotated reference (``ref_spacing``) or a spacing change (``spacing``)."""
+    """One job: input shape and either a rotated reference (``ref_spacing``) or a spacing change (``spacing``);
+    with ``axes``, the reference is not rotated but the input's axes permuted and flipped: reference axis ``j``
+    along input axis ``axes[j]``, the other way where ``flips[j]``, ``ref_shape`` voxels, centred on the input."""
 
     shape: tuple[int, int, int]
     ref_spacing: tuple[float, float, float] | None = None  # mm: onto a rotated reference grid
     spacing: tuple[float, float, float] | None = None  # mm: bigresample --spacing, center grid
+    axes: tuple[int, int, int] | None = None
+    flips: tuple[bool, bool, bool] = (False, False, False)
+    ref_shape: tuple[int, int, int] | None = None
 
 
 CASES = {
     "default": Case((384, 384, 256), ref_spacing=(0.12, 0.12, 0.15)),
     "rotated": Case((512, 512, 300), ref_spacing=(SPACING,) * 3),
     "every-axis": Case((512, 512, 300), spacing=(0.13, 0.07, 0.15)),
+    # issue 34: a P-I-L reference (x, y, z flipped, axes permuted (y, z, x)) at 0.2 mm, the aligned
+    # grid's voxel count; the same with the input's extent; the aligned 0.2 mm grid they are measured against
+    "pil": Case((512, 512, 300), ref_spacing=(0.2,) * 3, axes=(1, 2, 0), flips=(True,) * 3, ref_shape=(256, 256, 150)),
+    "pil-extent": Case((512, 512, 300), ref_spacing=(0.2,) * 3, axes=(1, 2, 0), flips=(True,) * 3,
+                       ref_shape=(256, 150, 256)),
+    "aligned-0.2": Case((512, 512, 300), ref_spacing=(0.2,) * 3, axes=(0, 1, 2), ref_shape=(256, 256, 150)),
 }
 
 # --------------------------------------------------------------------------- #
@@ -282,6 +303,20 @@ def reference_geometry(shape, a_in, ref_spacing) -> tuple[tuple[int, ...], np.nd
     return ref_shape, a_ref
 
 
+def permuted_geometry(shape, a_in, case: Case) -> tuple[tuple[int, ...], np.ndarray]:
+    """(shape, affine) of a reference whose axes permute and flip the input's (``Case.axes``, ``flips``),
+    ``ref_spacing``, ``ref_shape`` voxels (or the input's extent), centred on the input's centre."""
+    centre = a_in[:3, :3] @ ((np.array(shape) - 1) / 2) + a_in[:3, 3]
+    ref_shape = case.ref_shape or tuple(max(1, int(round(shape[i] * SPACING / s)))
+                                        for i, s in zip(case.axes, case.ref_spacing))
+    a_ref = np.zeros((4, 4))
+    a_ref[3, 3] = 1.0
+    for j, (i, flip, s) in enumerate(zip(case.axes, case.flips, case.ref_spacing)):
+        a_ref[i, j] = -s if flip else s
+    a_ref[:3, 3] = centre - a_ref[:3, :3] @ ((np.array(ref_shape) - 1) / 2)
+    return tuple(ref_shape), a_ref
+
+
 def center_grid(in_shape, a_in, spacing) -> dict:
     """bigresample's ``center`` grid for ``--spacing`` (docs/grids-and-exactness.md), from the stored affine."""
     n = np.array(in_shape, dtype=float)
@@ -336,7 +371,8 @@ def make_inputs(workdir: Path, case: Case, shape) -> tuple[Path, Path, float]:
             w.write(slab)
     a_stored = nib.load(src).affine
     if case.ref_spacing is not None:
-        ref_shape, a_ref = reference_geometry(shape, a_in, case.ref_spacing)
+        ref_shape, a_ref = (permuted_geometry(shape, a_in, case) if case.axes is not None
+                            else reference_geometry(shape, a_in, case.ref_spacing))
         ref = workdir / "ref.nii"
         nib.save(nib.Nifti1Image(np.zeros(ref_shape, np.uint8), None, nifti_header(ref_shape, a_ref, np.uint8)), ref)
         m = np.linalg.solve(a_stored, nib.load(ref).affine)  # output index -> input index, as every tool reads it
@@ -360,13 +396,14 @@ def write_scripts(workdir: Path) -> dict[str, Path]:
 
 def tool_command(tool: str, src: Path, grid_path: Path, dst: Path, order: int, scripts: dict[str, Path],
                  case: Case, ngff_chunks: int) -> list[str]:
+    tool, _, workers = tool.partition("@")
     if tool in ("bigresample", BASE, FALLBACK):
         grid = json.loads(grid_path.read_text())
         target = (["--reference", grid["reference"]] if grid["reference"]
                   else ["--spacing", *map(str, case.spacing), "--grid", "center"])
         # -P: no current folder first on sys.path, so that PYTHONPATH chooses the version (a checkout runs from it)
         return [sys.executable, "-P", "-m", "bigresample", str(src), str(dst), *target, "--order", str(order),
-                "--quiet"]
+                "--quiet", *(["--workers", workers] if workers else [])]
     extra = [str(ngff_chunks)] if tool == "ngff-zarr" else []
     return [sys.executable, str(scripts[tool]), str(src), str(grid_path), str(dst), str(order), *extra]
 
@@ -446,8 +483,9 @@ def _diff_text(d, which: int) -> str:
 
 
 def results_table(cells: dict, diffs: dict, orders, tools, skipped: dict) -> list[str]:
-    peers = ([("simpleitk", "SimpleITK"), ("scipy", "scipy")] + ([(BASE, "base")] if BASE in tools else [])
-             + ([("bigresample", "bigresample")] if FALLBACK in tools else []))
+    kinds = {t.partition("@")[0] for t in tools}
+    peers = ([("simpleitk", "SimpleITK"), ("scipy", "scipy")] + ([(BASE, "base")] if BASE in kinds else [])
+             + ([("bigresample", "bigresample")] if FALLBACK in kinds else []))
     rows = [
         "| order | tool | runs | median wall (s) | min wall (s) | median peak RSS (MiB) | "
         + "".join(f"time / {name} | " for _, name in peers)
@@ -457,6 +495,8 @@ def results_table(cells: dict, diffs: dict, orders, tools, skipped: dict) -> lis
     dashes = " - |" * (len(peers) + 2)
 
     def ratio(t, peer):
+        if "@" in tool and peer in ("bigresample", BASE):  # the same number of workers
+            peer += tool[tool.index("@"):]
         ref = cells[order].get(peer)
         ref_t = ref.median_time() if ref else None
         return f"{t / ref_t:.2f}" if ref_t else "-"
@@ -504,6 +544,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--baseline", type=Path, metavar="DIR",
                    help="a source tree of another bigresample version (e.g. git archive COMMIT | tar -x -C DIR): "
                         "adds the tool bigresample-base, the same command with PYTHONPATH=DIR")
+    p.add_argument("--workers", type=int, nargs="+", default=None,
+                   help="run bigresample (and the baseline) once per value, with --workers N (tools NAME@N)")
     p.add_argument("--repeats", type=int, default=3, help="timed rounds (default 3)")
     p.add_argument("--ngff-chunks", type=int, default=128, help="ngff-zarr's dask chunk edge (default 128)")
     p.add_argument("--timeout", type=float, default=3600.0, help="seconds before a run is killed (default 3600)")
@@ -581,7 +623,10 @@ def warm_up(cells, orders, tools, once, run_tool, workdir, points, value_range) 
 def describe(case_name: str, case: Case, shape, grid: dict, points, args, tools) -> str:
     out_shape = grid["shape"]
     once = [t for t in args.once if t in tools]
-    if case.ref_spacing is not None:
+    if case.axes is not None:
+        target = (f"reference {'x'.join(map(str, out_shape))} at {' x '.join(map(str, case.ref_spacing))} mm, "
+                  f"its axis j along input axis {case.axes}[j], flipped {case.flips}")
+    elif case.ref_spacing is not None:
         rotation_text = ", then ".join(f"{deg:g} deg about {'xyz'[axis]}" for axis, deg in ROTATION)
         target = (f"reference {'x'.join(map(str, out_shape))} at {' x '.join(map(str, case.ref_spacing))} mm, "
                   f"rotated {rotation_text} around the input's centre")
@@ -620,6 +665,9 @@ def main(argv=None) -> int:
         tools.insert(1, BASE)
     if args.fallback:
         tools.insert(1, FALLBACK)
+    if args.workers:  # each bigresample tool once per --workers value, side by side
+        tools = [f"{t}@{w}" if t in ("bigresample", BASE, FALLBACK) else t
+                 for t in tools for w in (args.workers if t in ("bigresample", BASE, FALLBACK) else [None])]
     created = args.workdir is None
     workdir = Path(tempfile.mkdtemp(prefix="bench_reference_", dir="/tmp")) if created else args.workdir
     workdir.mkdir(parents=True, exist_ok=True)
@@ -635,7 +683,7 @@ def main(argv=None) -> int:
         points = sample_points(src, grid_path)
         print(describe(args.case, case, shape, json.loads(grid_path.read_text()), points, args, tools), flush=True)
 
-        for tool in (t for t in tools if t in ("bigresample", BASE)):
+        for tool in dict.fromkeys(t.partition("@")[0] for t in tools if t.partition("@")[0] in ("bigresample", BASE)):
             env = base_env(args) if tool == BASE else None
             byte_compile(env)
             print(f"- {tool} runs {imported_from(env)}, byte-compiled", flush=True)
@@ -643,6 +691,7 @@ def main(argv=None) -> int:
 
         def run_tool(tool: str, dst: Path, order: int) -> Run:
             cmd = tool_command(tool, src, grid_path, dst, order, scripts, case, args.ngff_chunks)
+            tool = tool.partition("@")[0]
             env = base_env(args) if tool == BASE else dict(subprocess_env(), BIGRESAMPLE_KERNEL="python") \
                 if tool == FALLBACK else None
             return measure(cmd, workdir, args.timeout, env)

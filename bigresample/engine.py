@@ -632,7 +632,8 @@ class Resampler(Sampling):
             if ax.is_identity:
                 shape.append(b)
                 continue
-            span = math.ceil(b * max(ax.step, 1e-9)) + self.order + 1  # math: numpy scalars cost the planner
+            # math: numpy scalars cost the planner; abs: a flip has a negative step
+            span = math.ceil(b * max(abs(ax.step), 1e-9)) + self.order + 1
             if self.order > 1:
                 span += 2 * self.halo
             shape.append(min(span, ax.n + (24 if self.order > 1 else 0)))

@@ -270,12 +270,39 @@ class ReferenceGrid:
     def separable(self) -> Grid | None:
         """The same sampling as a per-axis ``Grid`` when the reference is
         axis-aligned with the input (a diagonal matrix, flips allowed), for the
-        fast separable engine; None when it is rotated or permutes axes."""
+        fast separable engine; None when it is rotated or permutes axes (a
+        permutation goes to the same engine through ``permuted``: ``permutation``)."""
         if not self.is_axis_aligned or np.any(np.diag(self.matrix) == 0):
             return None
         axes = tuple(AxisMap(n, m, abs(float(step)), float(step), float(off), "matrix")
                      for n, m, step, off in zip(self.in_shape, self.out_shape, np.diag(self.matrix), self.offset))
         return Grid(axes, "reference")
+
+    def permutation(self) -> tuple[int, ...] | None:
+        """``axes`` when the reference permutes the input's axes (flips allowed): one
+        non-zero a row and a column of the matrix, not all on the diagonal; output
+        axis ``j`` then samples input axis ``axes[j]`` alone.  None otherwise (the
+        diagonal is ``separable``; a rotation is neither)."""
+        nonzero = self.matrix != 0
+        if not (np.all(nonzero.sum(axis=0) == 1) and np.all(nonzero.sum(axis=1) == 1)):
+            return None
+        axes = tuple(int(np.flatnonzero(nonzero[:, j])[0]) for j in range(len(self.out_shape)))
+        return None if axes == tuple(range(len(axes))) else axes
+
+    def on_input_axes(self) -> Grid:
+        """A permuting grid (``permutation``) as a per-axis ``Grid`` in the input's axis
+        order: input axis ``i`` is sampled by the output axis ``j`` with ``axes[j] == i``,
+        ``m`` samples of it at ``matrix[i, j] * o + offset[i]``."""
+        axes = self.permutation()
+        if axes is None:
+            raise GeometryError("on_input_axes: the reference grid does not permute the input's axes")
+        by_input = {i: j for j, i in enumerate(axes)}
+        maps = []
+        for i, n in enumerate(self.in_shape):
+            j = by_input[i]
+            step = float(self.matrix[i, j])
+            maps.append(AxisMap(n, self.out_shape[j], abs(step), step, float(self.offset[i]), "matrix"))
+        return Grid(tuple(maps), "reference")
 
     def output_affine(self, affine=None) -> np.ndarray:
         return self.out_affine.copy()

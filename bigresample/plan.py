@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import rawio
 from .errors import BigresampleError
 from .blocks import is_file_stretch
 
@@ -153,51 +154,84 @@ def plan_blocks(
     def cost(b):
         return block_bytes(resampler, b, in_itemsize, out_itemsize)
 
+    budget = max(1, memory_limit - reserve)
+
+    def score(b):
+        """What the block shape ``b`` costs in all (None: not allowed)."""
+        c = cost(b)
+        if c > per_block:
+            return None
+        contiguous = is_file_stretch(b, out)
+        if stretches and not contiguous:
+            return None
+        # a .nii.gz is compressed a slab of whole planes at a time: blocks that
+        # are not stretches of the file are assembled into (at most two) slabs
+        if gzip and not contiguous and (
+            3 * out[0] * out[1] * b[2] * out_itemsize + workers * c > budget
+            or out[0] * out[1] * b[2] * out_itemsize > per_block
+        ):
+            return None
+        n_blocks = prod(-(-n // bi) for n, bi in zip(out, b))
+        total = n_blocks * (resampler.planning_work(b) + BLOCK_OVERHEAD_VOXELS + _io_cost(resampler, b, in_itemsize))
+        if not contiguous:
+            total *= SPLIT_PENALTY_GZIP if gzip else SPLIT_PENALTY
+        return total
+
     # Every shape from halving each axis; keep those that fit the budget and
     # pick the one reading the fewest input voxels in all (halo overlap counts
     # twice), plus a fixed cost per block.  Whole x-y planes win whenever they
     # fit; under a tight budget and a spline halo, splitting y keeps the slabs
     # thick instead of reading each plane 30 times over.
     best, best_score = None, None
-    x, y = out[0], out[1]
-    budget = max(1, memory_limit - reserve)
     for b in itertools.product(*[_halvings(n) for n in out]):
-        c = cost(b)
-        if c > per_block:
-            continue
-        contiguous = is_file_stretch(b, out)
-        if stretches and not contiguous:
-            continue
-        # a .nii.gz is compressed a slab of whole planes at a time: blocks that
-        # are not stretches of the file are assembled into (at most two) slabs
-        if gzip and not contiguous and (
-            3 * x * y * b[2] * out_itemsize + workers * c > budget or x * y * b[2] * out_itemsize > per_block
-        ):
-            continue
-        n_blocks = prod(-(-n // bi) for n, bi in zip(out, b))
-        wshape = resampler.window_shape(b)
-        work = resampler.planning_work(b)
-        # contiguous file stretches a block reads and writes: one, or one per
-        # plane, or one per row
-        if b[0] == x and b[1] == y:
-            spans = 1
-        elif b[0] == x:
-            spans = wshape[2] + b[2]
-        else:
-            spans = (wshape[2] + b[2]) * b[1]
-        score = n_blocks * (work + BLOCK_OVERHEAD_VOXELS + spans * SPAN_VOXELS)
-        if not contiguous:
-            score *= SPLIT_PENALTY_GZIP if gzip else SPLIT_PENALTY
-        if best_score is None or score < best_score:
-            best, best_score = b, score
+        s = score(b)
+        if s is not None and (best_score is None or s < best_score):
+            best, best_score = b, s
     if best is None:
         raise PlanError(f"memory limit {format_bytes(memory_limit)} is too small for even a single row of voxels")
-    # enough blocks to keep every worker busy, and a progress bar that moves
-    bx, by, bz = best
-    while bz > 1 and prod(-(-n // bi) for n, bi in zip(out, (bx, by, bz))) < resampler.min_blocks_per_worker * workers:
-        bz = -(-bz // 2)
-    best = (bx, by, bz)
+    # enough blocks to keep every worker busy, and a progress bar that moves:
+    # halve z, or y or x where that costs less (where thinner slabs would cut
+    # an ever narrower window out of every input row: a permuted or rotated
+    # grid whose output z runs along the input's x)
+    while best[2] > 1 and prod(-(-n // bi) for n, bi in zip(out, best)) < resampler.min_blocks_per_worker * workers:
+        halved = [best[:a] + (-(-best[a] // 2),) + best[a + 1:] for a in (2, 1, 0) if best[a] > 1]
+        if not _narrow(resampler, halved[0]):
+            halved = halved[:1]
+        scored = [(s, i, b) for i, b in enumerate(halved) if (s := score(b)) is not None]
+        best = min(scored)[2] if scored else halved[0]
     return Plan(best, workers, memory_limit, cost(best))
+
+
+def _io_cost(resampler, block, in_itemsize: int) -> int:
+    """What the file reads and writes of a block of shape ``block`` cost, in
+    input voxels: ``SPAN_VOXELS`` a contiguous stretch (one for whole planes,
+    window depth + block depth for whole rows, that times the block's rows
+    otherwise).  Where a block of whole rows reads a window that cuts the
+    input's rows (``_narrow``: a permuted or rotated grid), the reader reads
+    rows at most ``rawio.ROW_GAP`` bytes apart as whole rows (the voxels beyond
+    the window count), others one read a row."""
+    out, wshape = resampler.grid.out_shape, resampler.window_shape(block)
+    if block[0] == out[0] and block[1] == out[1]:
+        spans = 1
+    elif block[0] == out[0]:
+        spans = wshape[2] + block[2]
+    else:
+        spans = (wshape[2] + block[2]) * block[1]
+    extra = 0
+    if _narrow(resampler, block, wshape):
+        gap = resampler.grid.in_shape[0] - wshape[0]
+        if gap * in_itemsize > rawio.ROW_GAP:
+            spans = max(spans, wshape[1] * wshape[2])
+        else:
+            extra = gap * wshape[1] * wshape[2]
+    return spans * SPAN_VOXELS + extra
+
+
+def _narrow(resampler, block, wshape=None) -> bool:
+    """True when a block of whole output rows reads a window that cuts the
+    input's rows (the output's x runs along another input axis)."""
+    wshape = resampler.window_shape(block) if wshape is None else wshape
+    return block[0] == resampler.grid.out_shape[0] and wshape[0] < resampler.grid.in_shape[0]
 
 
 #: Fixed cost of a block in the planner, in input voxels (Python overhead):

@@ -7,8 +7,10 @@ its class, so a new resampler is one class that answers them, registered once
 with ``register`` (then ``resample(..., resampler=NAME)`` uses it).
 
 The built-in ones: ``engine.Resampler`` (separable grids: spacing changes and
-axis-aligned references), ``transform.AffineResampler`` (rotated references),
-``warp.WarpResampler`` (a chain of transforms with a displacement field),
+axis-aligned references), ``permuted.PermutedResampler`` (references that
+permute the input's axes, on the same engine), ``transform.AffineResampler``
+(rotated references), ``warp.WarpResampler`` (a chain of transforms with a
+displacement field),
 and the label methods of ``labels`` built on either.
 """
 
@@ -20,6 +22,7 @@ import numpy as np
 
 from .engine import Resampler, Workspace
 from .errors import BigresampleError
+from .permuted import PermutedResampler
 from .transform import AffineResampler
 from .warp import WarpGrid, WarpResampler
 
@@ -64,14 +67,16 @@ class ResamplerError(BigresampleError):
 
 def interpolating(grid, order: int, mode: str, cval: float) -> BlockResampler:
     """scipy.ndimage's interpolation on ``grid``: the separable engine wherever the
-    grid is axis-aligned (flips allowed: ``ReferenceGrid.separable``), the
-    point-by-point path for a chain of transforms with a displacement field
-    (``warp.WarpGrid``), else the general path."""
+    grid is axis-aligned (flips allowed: ``ReferenceGrid.separable``; axes permuted too:
+    ``ReferenceGrid.permutation``, through ``permuted``), the point-by-point path for a
+    chain of transforms with a displacement field (``warp.WarpGrid``), else the general path."""
     if isinstance(grid, WarpGrid):
         return WarpResampler(grid, order, mode, cval)
     separable = grid.separable()
     if separable is not None:
         return Resampler(separable, order, mode, cval)
+    if grid.permutation() is not None:
+        return PermutedResampler(grid, order, mode, cval)
     return AffineResampler(grid, order, mode, cval)
 
 

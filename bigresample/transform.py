@@ -22,7 +22,9 @@ block needs:
   variants) a block that reaches outside the volume reads the whole axis.
 
 An axis-aligned reference (flips allowed) never comes here: its grid is
-separable (``ReferenceGrid.separable``) and goes to the per-axis engine.
+separable (``ReferenceGrid.separable``) and goes to the per-axis engine; nor
+does one that permutes the input's axes (``ReferenceGrid.permutation``: the
+same engine on the input's axis order, ``bigresample.permuted``).
 
 Everything works in file order (axes reversed: ``(..., z, y, x)``), like
 ``Resampler.compute_into``, so a NIfTI window is read and the block written
@@ -139,8 +141,10 @@ class AffineResampler(Sampling):
     def window(self, region) -> list[tuple[int, int]]:
         """``(start, stop)`` of the input window read per input axis for the
         output block ``region``: the samples its taps reach (``_support``),
-        widened to whole rows (``_whole_rows``)."""
-        return _whole_rows(self._support(region), self.grid.in_shape)
+        widened to whole rows (``_whole_rows``) as the block would be away from
+        the volume's edges (as ``window_shape`` counts it): a window cut short
+        by an edge reads whole rows too, not one short read per row."""
+        return _whole_rows(self._support(region), self.grid.in_shape, self._support(region, clip=False))
 
     def coefficient_window(self, region) -> list[tuple[int, int]]:
         """The part of ``window`` the kernel works on: at orders >= 2 only the
@@ -149,17 +153,22 @@ class AffineResampler(Sampling):
         read window (the kernel reads it as one C-ordered array)."""
         return self._support(region) if self.order > 1 else self.window(region)
 
-    def _support(self, region) -> list[tuple[int, int]]:
-        """Per input axis, the samples the block's taps (and prefilter halo) reach."""
-        return self._support_of(*self._corners(region))
+    def _support(self, region, clip: bool = True) -> list[tuple[int, int]]:
+        """Per input axis, the samples the block's taps (and prefilter halo) reach
+        (``clip=False``: as many from 0 as they would be away from the edges)."""
+        return self._support_of(*self._corners(region), clip=clip)
 
-    def _support_of(self, cmin, cmax) -> list[tuple[int, int]]:
+    def _support_of(self, cmin, cmax, clip: bool = True) -> list[tuple[int, int]]:
         """Per input axis, the samples the taps (and prefilter halo) of coordinates
-        in ``[cmin, cmax]`` reach, the window's edge at the volume's where it reaches it."""
+        in ``[cmin, cmax]`` reach, the window's edge at the volume's where it reaches it
+        (``clip=False``: as many from 0 as they would be away from the edges)."""
         reach = self.reach
         out = []
         for n, c0, c1 in zip(self.grid.in_shape, cmin, cmax):
             a, b = int(np.floor(c0)) - reach, int(np.floor(c1)) + reach + 1
+            if not clip:  # as _support_ranges counts a block's width
+                out.append((0, min(int(np.ceil(c1 - c0)) + 2 * reach + 2, n)))
+                continue
             if n <= SHORT_AXIS or (self.mode in FOLDING_MODES and (a < 0 or b > n)):
                 out.append((0, n))
                 continue
@@ -332,16 +341,18 @@ def _native(win, ws) -> np.ndarray:
     return native
 
 
-def _whole_rows(ranges, shape) -> list[tuple[int, int]]:
+def _whole_rows(ranges, shape, widest=None) -> list[tuple[int, int]]:
     """Widen a window covering half of x or more to whole rows (and then half of
     y or more to whole planes): one read per plane (or one read) instead of one
     per row, at most twice the bytes (bench_reference.py: 308k row reads, 1.3 s
-    of a 2.4 s order-1 run)."""
-    out = list(ranges)
+    of a 2.4 s order-1 run).  ``widest``: decide on these ranges instead (the
+    widest window of the block's shape, so that its blocks at the edges read as
+    the planner counted)."""
+    out, widths = list(ranges), list(ranges if widest is None else widest)
     for ax in range(2):
-        a, b = out[ax]
         if ax > 0 and out[ax - 1] != (0, shape[ax - 1]):
             break
+        a, b = widths[ax]
         if 2 * (b - a) >= shape[ax]:
             out[ax] = (0, shape[ax])
     return out

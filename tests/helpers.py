@@ -554,6 +554,20 @@ def rotated_grid(shape, out_shape, angles, scale=(1.0, 1.0, 1.0), shift=(0.0, 0.
     return reference_grid(shape, A_IN, out_shape, a_ref)
 
 
+def permuted_grid(in_shape, axes, flips, spacing, out_shape, shift=(0.0, 0.0, 0.0)):
+    """A reference grid whose axis ``j`` runs along input axis ``axes[j]`` (the other way where
+    ``flips[j]``), ``spacing[j]`` input voxels a step (one number: every axis), centred on the
+    input then moved by ``shift`` input voxels (the input's affine: the identity)."""
+    a_ref = np.zeros((4, 4))
+    a_ref[3, 3] = 1.0
+    steps = np.broadcast_to(np.asarray(spacing, dtype=np.float64), (3,))
+    for j, (i, f, t) in enumerate(zip(axes, flips, steps)):
+        a_ref[i, j] = -t if f else t
+    centre = (np.array(in_shape) - 1) / 2 + np.asarray(shift, dtype=np.float64)
+    a_ref[:3, 3] = centre - a_ref[:3, :3] @ ((np.array(out_shape) - 1) / 2)
+    return reference_grid(in_shape, np.eye(4), out_shape, a_ref)
+
+
 def near_tie(g) -> np.ndarray:
     """Output voxels whose sample coordinate lies within 1e-6 voxel of a half-way tie on some axis."""
     o = np.stack(np.meshgrid(*[np.arange(m, dtype=np.float64) for m in g.out_shape], indexing="ij"), -1)

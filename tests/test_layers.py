@@ -24,7 +24,7 @@ LAYERS = [
     # compiled kernel, anti-aliasing, label maps, the blocks an output is cut into, the dask
     # array front (resample_array) that uses only these, and the resamplers' registry (resampling)
     ("core", {"geometry", "splines", "kernel", "_pykernel", "engine", "transform", "antialias", "labels", "blocks",
-              "lazy", "bounds", "resampling", "registration", "warp"}),
+              "lazy", "bounds", "resampling", "registration", "warp", "permuted"}),
     # files and where they live: NIfTI and its codecs and header checks, OME-Zarr, URLs and
     # shared folders, the provenance record, ``bigresample info``, the input formats' registry (inputs)
     ("formats", {"safefs", "location", "codec", "rawio", "header_checks", "ome", "nifti", "provenance", "fileinfo",

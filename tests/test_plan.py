@@ -11,6 +11,8 @@ from bigresample.geometry import make_grid
 from bigresample.plan import (Plan, PlanError, block_bytes, default_memory_limit, format_bytes, parse_memory,
                               plan_blocks, window_shape)
 
+from .helpers import permuted_grid
+
 MiB = 2**20
 
 
@@ -334,3 +336,44 @@ def test_the_general_path_reserves_what_the_separable_one_does():
     aff = AffineResampler(reference_grid((512, 512, 300), np.eye(4), (512, 512, 300), ref), 1, "nearest")
     p = plan_blocks(aff, 4, 4, 160 * 2**20 + 40 * 2**20, 1)
     assert 10 * 2**20 < p.block_bytes <= 40 * 2**20
+
+
+def _voxels_read(resampler, plan) -> int:
+    """The input voxels the plan's blocks read in all: each block's window (``input_region``), whole
+    rows where it cuts the input's rows (``rawio.RawReader`` reads rows close together so)."""
+    from bigresample.blocks import BlockSet
+    blocks = BlockSet(tuple(resampler.grid.out_shape), plan.block)
+    total = 0
+    for i in range(len(blocks)):
+        x, y, z = resampler.input_region(blocks.region(i))[:3]
+        total += resampler.grid.in_shape[0] * (y.stop - y.start) * (z.stop - z.start)
+    return total
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_more_workers_on_a_grid_whose_x_runs_along_the_input_y_read_no_more_rows(order):
+    """Issue 34: onto a P-I-L grid the general path sliced the output into ever thinner z slabs for
+    more workers, each reading every input row for a narrow cut of it (512x512x300 at 0.2 mm: 30 blocks
+    of 153,600 row reads on 2 workers, 34 s against 10 s on 1).  The planner counts those reads and
+    cuts another axis: 2 workers read about as much as 1, and the input a few times at most (halo, whole rows)."""
+    from bigresample.transform import AffineResampler
+    in_shape = (160, 144, 100)
+    r = AffineResampler(permuted_grid(in_shape, (1, 2, 0), (True, True, True), 2.0, (72, 50, 80)), order)
+    one, two = (plan_blocks(r, 4, 4, 2**30, w) for w in (1, 2))
+    blocks_two = np.prod([-(-n // b) for n, b in zip(r.grid.out_shape, two.block)])
+    assert blocks_two >= r.min_blocks_per_worker * 2
+    read_one, read_two = _voxels_read(r, one), _voxels_read(r, two)
+    assert read_two <= 1.25 * read_one
+    assert read_one <= 3 * np.prod(in_shape) and read_two <= 3 * np.prod(in_shape)  # main: 8x and 4x
+
+
+def test_a_flipped_axis_reads_the_window_of_the_same_axis_unflipped():
+    """Issue 34: the engine's window estimate took a flipped axis' negative step as 1e-9 input
+    voxels a sample (3 voxels a window at order 1): the planner under-counted memory and work."""
+    straight = Resampler(permuted_grid((200, 150, 90), (0, 1, 2), (False,) * 3, 1.5, (100, 80, 50)).separable(), 1)
+    flipped = Resampler(permuted_grid((200, 150, 90), (0, 1, 2), (True, False, True), 1.5, (100, 80, 50)).separable(), 1)
+    assert flipped.grid.axes[0].step == -1.5
+    for block in [(100, 80, 50), (10, 20, 3), (1, 1, 1)]:
+        assert flipped.window_shape(block) == straight.window_shape(block)
+        assert flipped.block_bytes(block, 4, 4) == straight.block_bytes(block, 4, 4)
+    assert flipped.window_shape((10, 20, 3)) == (17, 32, 7)  # ceil(b * 1.5) + 2
