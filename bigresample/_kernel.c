@@ -1026,9 +1026,222 @@ static PyObject *py_has_avx2(PyObject *self, PyObject *unused)
 #endif
 }
 
+/* kernel.chain_points: the input coordinates of every output voxel of a block
+ * through a chain (warp.WarpGrid.steps) in one pass.  The steps: matrix 0,
+ * field 0, matrix 1, field 1, ..., matrix k (k fields, at most CHAIN_FIELDS).
+ * A matrix is 3x4 (row-major, its rows' products summed as
+ * registration.affine_points sums them: ((p0 m0 + p1 m1) + p2 m2) + m3); a
+ * field step maps p (world) to its voxel index v by the field's inverse affine
+ * (the same sums), clamps v onto [0, n - 1] (scipy's `nearest` at order 1),
+ * weighs its 8 taps trilinearly (the 3 components share taps and weights)
+ * and adds the displacement to p.  The field's samples are a window
+ * (wx, wy, wz, 3) float64 at `first` on the field of shape `shape`. */
+#define CHAIN_FIELDS 16
+
+typedef struct {
+    const double *win;
+    double inv[12];
+    int64_t first[3], width[3], shape[3];
+} ChainField;
+
+static inline void chain_affine(const double *m, const double p[3], double q[3])
+{
+    for (int i = 0; i < 3; i++)
+        q[i] = ((p[0] * m[4 * i] + p[1] * m[4 * i + 1]) + p[2] * m[4 * i + 2]) + m[4 * i + 3];
+}
+
+/* One field step on p, in place; 0, 1 if its voxel index is not finite (or
+ * reaches 2^62), 2 if a tap lies outside the window. */
+static inline int chain_field(const ChainField *f, double p[3])
+{
+    double v[3], w0[3], w1[3];
+    int64_t i0[3], i1[3];
+    chain_affine(f->inv, p, v);
+    for (int a = 0; a < 3; a++) {
+        if (!(fabs(v[a]) < COORD_MAX)) /* also NaN */
+            return 1;
+        const double hi = (double)(f->shape[a] - 1);
+        const double x = v[a] < 0.0 ? 0.0 : v[a] > hi ? hi : v[a];
+        const int64_t s = (int64_t)floor(x); /* finite, in [0, n - 1] */
+        const double t = x - (double)s;
+        w0[a] = 1.0 - t;
+        w1[a] = t;
+        i0[a] = s - f->first[a];
+        i1[a] = (s + 1 < f->shape[a] ? s + 1 : s) - f->first[a];
+        if (i0[a] < 0 || i1[a] >= f->width[a])
+            return 2;
+    }
+    const int64_t sy = f->width[2], sx = f->width[1] * f->width[2];
+    double d[3] = {0.0, 0.0, 0.0};
+    for (int c = 0; c < 8; c++) {
+        const int64_t ix = c & 1 ? i1[0] : i0[0], iy = c & 2 ? i1[1] : i0[1], iz = c & 4 ? i1[2] : i0[2];
+        const double w = ((c & 1 ? w1[0] : w0[0]) * (c & 2 ? w1[1] : w0[1])) * (c & 4 ? w1[2] : w0[2]);
+        const double *s = f->win + 3 * (ix * sx + iy * sy + iz);
+        d[0] += w * s[0];
+        d[1] += w * s[1];
+        d[2] += w * s[2];
+    }
+    p[0] += d[0];
+    p[1] += d[1];
+    p[2] += d[2];
+    return 0;
+}
+
+/* The block's points, x fastest, into out (n, 3); 0, or (the failing field's
+ * index + 1) * 2 + (its code - 1) at the first point that fails. */
+static int64_t chain_run(const double *mats, const ChainField *fields, int nf, const int64_t origin[3],
+                         const int64_t count[3], double *out)
+{
+    double *o = out;
+    for (int64_t z = 0; z < count[2]; z++)
+        for (int64_t y = 0; y < count[1]; y++)
+            for (int64_t x = 0; x < count[0]; x++, o += 3) {
+                double p[3] = {(double)(origin[0] + x), (double)(origin[1] + y), (double)(origin[2] + z)}, q[3];
+                chain_affine(mats, p, q);
+                for (int k = 0; k < nf; k++) {
+                    const int bad = chain_field(&fields[k], q);
+                    if (bad)
+                        return (int64_t)(k + 1) * 2 + (bad - 1);
+                    chain_affine(mats + 12 * (k + 1), q, p);
+                    q[0] = p[0];
+                    q[1] = p[1];
+                    q[2] = p[2];
+                }
+                o[0] = q[0];
+                o[1] = q[1];
+                o[2] = q[2];
+            }
+    return 0;
+}
+
+/* Reads field k's (win, inv, first, shape) into f, its buffer into view;
+ * 0, or -1 with an error set (the view then released). */
+static int chain_read_field(PyObject *item, ChainField *f, Py_buffer *view, int k)
+{
+    PyObject *win, *inv, *first, *shape;
+    if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "OOOO", &win, &inv, &first, &shape)) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "chain_points: field %d is not a (window, inverse, first, shape) tuple", k);
+        return -1;
+    }
+    if (read_doubles(inv, f->inv, 12, "chain_points: a field's inverse") || read_ints(first, f->first, 3, "first")
+        || read_ints(shape, f->shape, 3, "shape"))
+        return -1;
+    if (PyObject_GetBuffer(win, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    int ok = view->ndim == 4 && view->shape[3] == 3 && type_index(view) == 9;
+    if (!ok)
+        PyErr_Format(PyExc_TypeError, "chain_points: field %d's window must be (wx, wy, wz, 3) float64", k);
+    for (int a = 0; a < 12 && ok; a++)
+        if (!isfinite(f->inv[a])) {
+            PyErr_Format(PyExc_ValueError, "chain_points: field %d's inverse affine is not finite", k);
+            ok = 0;
+        }
+    for (int a = 0; a < 3 && ok; a++) {
+        f->width[a] = view->shape[a];
+        if (f->shape[a] < 1 || f->shape[a] > LENGTH_MAX || f->width[a] < 1 || f->first[a] < 0
+            || f->first[a] > f->shape[a] - f->width[a]) {
+            PyErr_Format(PyExc_ValueError, "chain_points: field %d's window first %lld, width %lld on axis %d "
+                         "leaves the field [0, %lld)", k, (long long)f->first[a], (long long)f->width[a], a,
+                         (long long)f->shape[a]);
+            ok = 0;
+        }
+    }
+    if (!ok) {
+        PyBuffer_Release(view);
+        return -1;
+    }
+    f->win = (const double *)view->buf;
+    return 0;
+}
+
+static PyObject *py_chain_points(PyObject *self, PyObject *args)
+{
+    PyObject *out_obj, *origin_obj, *count_obj, *mats_obj, *fields_obj;
+    if (!PyArg_ParseTuple(args, "OOOOO", &out_obj, &origin_obj, &count_obj, &mats_obj, &fields_obj))
+        return NULL;
+    int64_t origin[3], count[3];
+    if (read_ints(origin_obj, origin, 3, "chain_points: origin") || read_ints(count_obj, count, 3, "chain_points: count"))
+        return NULL;
+    for (int a = 0; a < 3; a++)
+        if (count[a] < 1 || count[a] > LENGTH_MAX || origin[a] < -LENGTH_MAX || origin[a] > LENGTH_MAX - count[a]) {
+            PyErr_Format(PyExc_ValueError, "chain_points: block origin %lld, count %lld on axis %d outside "
+                         "[-2**52, 2**52)", (long long)origin[a], (long long)count[a], a);
+            return NULL;
+        }
+    PyObject *fields = PySequence_Fast(fields_obj, "chain_points: fields must be a sequence");
+    if (!fields)
+        return NULL;
+    const Py_ssize_t nf = PySequence_Fast_GET_SIZE(fields);
+    PyObject *mats = PySequence_Fast(mats_obj, "chain_points: matrices must be a sequence");
+    if (!mats) {
+        Py_DECREF(fields);
+        return NULL;
+    }
+    ChainField f[CHAIN_FIELDS];
+    Py_buffer views[CHAIN_FIELDS], dout;
+    double m[12 * (CHAIN_FIELDS + 1)];
+    PyObject *result = NULL;
+    Py_ssize_t got = 0;
+    int have_out = 0;
+    if (nf > CHAIN_FIELDS || PySequence_Fast_GET_SIZE(mats) != nf + 1) {
+        PyErr_Format(PyExc_ValueError, "chain_points: %zd matrices for %zd fields (one more matrix than fields, "
+                     "at most %d fields)", PySequence_Fast_GET_SIZE(mats), nf, CHAIN_FIELDS);
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k <= nf; k++) {
+        if (read_doubles(PySequence_Fast_GET_ITEM(mats, k), m + 12 * k, 12, "chain_points: a 3x4 matrix"))
+            goto done;
+        for (int a = 0; a < 12; a++)
+            if (!isfinite(m[12 * k + a])) {
+                PyErr_Format(PyExc_ValueError, "chain_points: matrix %zd is not finite", k);
+                goto done;
+            }
+    }
+    for (; got < nf; got++)
+        if (chain_read_field(PySequence_Fast_GET_ITEM(fields, got), &f[got], &views[got], (int)got) < 0)
+            goto done;
+    if (PyObject_GetBuffer(out_obj, &dout, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0)
+        goto done;
+    have_out = 1;
+    const int64_t rows = dout.ndim == 2 ? dout.shape[0] : -1; /* n = the block's voxels, no product overflowing */
+    int fits = rows >= 1 && count[0] <= rows && count[1] <= rows / count[0];
+    const int64_t plane = fits ? count[0] * count[1] : 1;
+    fits = fits && count[2] <= rows / plane && plane * count[2] == rows;
+    if (!fits || dout.shape[1] != 3 || type_index(&dout) != 9) {
+        PyErr_Format(PyExc_ValueError, "chain_points: the output must be (n, 3) float64 with n = %lld x %lld x %lld, "
+                     "the block's voxels", (long long)count[0], (long long)count[1], (long long)count[2]);
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k < nf; k++)
+        if (overlaps(views[k].buf, views[k].len, dout.buf, dout.len)) {
+            PyErr_SetString(PyExc_ValueError, "chain_points: the output overlaps a field's window");
+            goto done;
+        }
+    int64_t bad;
+    Py_BEGIN_ALLOW_THREADS
+    bad = chain_run(m, f, (int)nf, origin, count, (double *)dout.buf);
+    Py_END_ALLOW_THREADS
+    if (bad & 1) {
+        PyErr_Format(PyExc_IndexError, "chain_points: field %lld's taps leave its window (planned wrong)",
+                     (long long)(bad / 2 - 1));
+        goto done;
+    }
+    result = PyLong_FromLongLong(bad / 2); /* 0, or 1 + the field whose coordinates were not finite */
+done:
+    if (have_out)
+        PyBuffer_Release(&dout);
+    for (Py_ssize_t k = 0; k < got; k++)
+        PyBuffer_Release(&views[k]);
+    Py_DECREF(fields);
+    Py_DECREF(mats);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"resample_block", py_resample_block, METH_VARARGS, "kernel.resample_block, compiled"},
     {"sample_points", py_sample_points, METH_VARARGS, "kernel.sample_points, compiled"},
+    {"chain_points", py_chain_points, METH_VARARGS, "kernel.chain_points, compiled"},
     {"span", py_span, METH_VARARGS, "kernel._span, compiled"},
     {"prefilter_lines", py_prefilter_lines, METH_VARARGS, "kernel.prefilter_lines, compiled"},
     {"axis_sum", py_axis_sum, METH_VARARGS, "kernel.axis_sum, compiled"},

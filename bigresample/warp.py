@@ -123,23 +123,50 @@ class WarpGrid:
     def coordinates(self, spatial, out: np.ndarray) -> None:
         """The input's continuous index of every output voxel of the block ``spatial``
         into ``out`` ((n, 3) float64, x y z per point, the points in file order:
-        x fastest), ``PIECE_POINTS`` at a time."""
-        (x0, x1), (y0, y1), (z0, z1) = ((s.start, s.stop) for s in spatial[:3])
-        nx = x1 - x0
-        rows = max(1, PIECE_POINTS // nx)
-        yz = np.stack(np.meshgrid(np.arange(y0, y1, dtype=np.float64), np.arange(z0, z1, dtype=np.float64),
-                                  indexing="xy"), axis=-1).reshape(-1, 2)  # (z, y) rows in file order: y fastest
-        ox = np.arange(x0, x1, dtype=np.float64)
+        x fastest), in one pass (``kernel.chain_points``), each field's samples read
+        once for the block (``field_windows``)."""
+        from . import kernel
+        from .registration import RegistrationError
+
+        origin = [s.start for s in spatial[:3]]
+        count = [s.stop - s.start for s in spatial[:3]]
         steps = self.steps
-        for r0 in range(0, len(yz), rows):
-            part = yz[r0:r0 + rows]
-            idx = np.empty((len(part), nx, 3))
-            idx[..., 0] = ox
-            idx[..., 1:] = part[:, None, :]
-            p = idx.reshape(-1, 3)
-            for step in steps:
-                p = affine_points(p, step) if isinstance(step, np.ndarray) else step.apply(p)
-            out[r0 * nx:(r0 + len(part)) * nx] = p
+        fields = self.field_windows(spatial)
+        bad = kernel.chain_points(out, origin, count, steps[::2], fields)
+        if bad:
+            raise RegistrationError(f"{steps[2 * bad - 1].source}: a point whose field coordinates are not finite")
+
+    def field_windows(self, spatial) -> list:
+        """Per field of ``steps``, ``(window, inverse, first, shape)`` for ``kernel.chain_points``:
+        the samples of the box of field voxels the block's points can reach (the block's corners
+        through the affines before it, exact for the first field; a field before it widens the box
+        by its ``bound()``), one sample more on each side, clipped to the field."""
+        from .registration import RegistrationError
+
+        lo = np.array([s.start for s in spatial[:3]], dtype=np.float64)
+        hi = np.array([s.stop - 1 for s in spatial[:3]], dtype=np.float64)
+        out = []
+        for step in self.steps:
+            if isinstance(step, np.ndarray):
+                c = _box_corners(lo, hi) @ step[:3, :3].T + step[:3, 3]
+                lo, hi = c.min(axis=0), c.max(axis=0)
+                lo, hi = lo - _margin(lo, hi), hi + _margin(lo, hi)
+                continue
+            inv = np.linalg.inv(step.affine)
+            v = _box_corners(lo, hi) @ inv[:3, :3].T + inv[:3, 3]
+            vlo, vhi = v.min(axis=0), v.max(axis=0)
+            if not (np.all(np.isfinite(vlo)) and np.all(np.isfinite(vhi))
+                    and np.all(np.abs(vlo) < 2.0**52) and np.all(np.abs(vhi) < 2.0**52)):
+                raise RegistrationError(f"{step.source}: a point whose field coordinates are not finite")
+            n = np.array(step.shape)
+            first = np.clip(np.floor(vlo).astype(np.int64) - 1, 0, n - 1)
+            stop = np.clip(np.floor(vhi).astype(np.int64) + 3, first + 1, n)
+            region = tuple(slice(int(a), int(b)) for a, b in zip(first, stop))
+            out.append((np.ascontiguousarray(step.read(region), dtype=np.float64), inv, first, n))
+            b = step.bound() if len(out) < len(self.steps) // 2 else np.zeros(3)  # the last field: no box after it
+            lo, hi = lo - b, hi + b
+            lo, hi = lo - _margin(lo, hi), hi + _margin(lo, hi)
+        return out
 
     @cached_property
     def steps(self) -> tuple:
