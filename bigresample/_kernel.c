@@ -1044,72 +1044,117 @@ typedef struct {
     int64_t first[3], width[3], shape[3];
 } ChainField;
 
-static inline void chain_affine(const double *m, const double p[3], double q[3])
+/* q = m @ (x, y, z, 1), m 3x4 row-major, each row summed as registration.affine_points sums it. */
+#define CHAIN_AFFINE(m, x, y, z, qx, qy, qz)                                                                     \
+    do {                                                                                                         \
+        const double ax_ = (x), ay_ = (y), az_ = (z);                                                            \
+        qx = ((ax_ * (m)[0] + ay_ * (m)[1]) + az_ * (m)[2]) + (m)[3];                                            \
+        qy = ((ax_ * (m)[4] + ay_ * (m)[5]) + az_ * (m)[6]) + (m)[7];                                            \
+        qz = ((ax_ * (m)[8] + ay_ * (m)[9]) + az_ * (m)[10]) + (m)[11];                                          \
+    } while (0)
+
+/* One axis of a field step: the voxel index v clamped onto [0, n - 1]
+ * (scipy's `nearest`), its first tap's place in the window (*i0), the step to
+ * the second (0 at the field's last sample) and the weight of the second (*t);
+ * 0, 1 if v is not finite (or reaches 2^62), 2 if a tap leaves the window. */
+static inline int chain_axis(double v, int64_t first, int64_t width, int64_t n, int64_t *i0, int64_t *step,
+                             double *t)
 {
-    for (int i = 0; i < 3; i++)
-        q[i] = ((p[0] * m[4 * i] + p[1] * m[4 * i + 1]) + p[2] * m[4 * i + 2]) + m[4 * i + 3];
+    if (!(fabs(v) < COORD_MAX)) /* also NaN */
+        return 1;
+    const double hi = (double)(n - 1);
+    const double x = v < 0.0 ? 0.0 : v > hi ? hi : v;
+    const int64_t s = (int64_t)x; /* x is finite and in [0, n - 1]: truncation is floor */
+    *t = x - (double)s;
+    *i0 = s - first;
+    *step = s + 1 < n ? 1 : 0;
+    return *i0 < 0 || *i0 + *step >= width ? 2 : 0;
 }
 
-/* One field step on p, in place; 0, 1 if its voxel index is not finite (or
- * reaches 2^62), 2 if a tap lies outside the window. */
-static inline int chain_field(const ChainField *f, double p[3])
+/* One field step on p, in place; 0, or chain_axis's code. */
+static inline int chain_field(const ChainField *f, double *px, double *py, double *pz)
 {
-    double v[3], w0[3], w1[3];
-    int64_t i0[3], i1[3];
-    chain_affine(f->inv, p, v);
-    for (int a = 0; a < 3; a++) {
-        if (!(fabs(v[a]) < COORD_MAX)) /* also NaN */
-            return 1;
-        const double hi = (double)(f->shape[a] - 1);
-        const double x = v[a] < 0.0 ? 0.0 : v[a] > hi ? hi : v[a];
-        const int64_t s = (int64_t)floor(x); /* finite, in [0, n - 1] */
-        const double t = x - (double)s;
-        w0[a] = 1.0 - t;
-        w1[a] = t;
-        i0[a] = s - f->first[a];
-        i1[a] = (s + 1 < f->shape[a] ? s + 1 : s) - f->first[a];
-        if (i0[a] < 0 || i1[a] >= f->width[a])
-            return 2;
-    }
-    const int64_t sy = f->width[2], sx = f->width[1] * f->width[2];
-    double d[3] = {0.0, 0.0, 0.0};
-    for (int c = 0; c < 8; c++) {
-        const int64_t ix = c & 1 ? i1[0] : i0[0], iy = c & 2 ? i1[1] : i0[1], iz = c & 4 ? i1[2] : i0[2];
-        const double w = ((c & 1 ? w1[0] : w0[0]) * (c & 2 ? w1[1] : w0[1])) * (c & 4 ? w1[2] : w0[2]);
-        const double *s = f->win + 3 * (ix * sx + iy * sy + iz);
-        d[0] += w * s[0];
-        d[1] += w * s[1];
-        d[2] += w * s[2];
-    }
-    p[0] += d[0];
-    p[1] += d[1];
-    p[2] += d[2];
+    double vx, vy, vz, tx, ty, tz;
+    int64_t ix, iy, iz, dx, dy, dz;
+    CHAIN_AFFINE(f->inv, *px, *py, *pz, vx, vy, vz);
+    int bad = chain_axis(vx, f->first[0], f->width[0], f->shape[0], &ix, &dx, &tx);
+    if (!bad)
+        bad = chain_axis(vy, f->first[1], f->width[1], f->shape[1], &iy, &dy, &ty);
+    if (!bad)
+        bad = chain_axis(vz, f->first[2], f->width[2], f->shape[2], &iz, &dz, &tz);
+    if (bad)
+        return bad;
+    const int64_t sy = 3 * f->width[2], sx = sy * f->width[1]; /* the window is (wx, wy, wz, 3) */
+    const double *b = f->win + ix * sx + iy * sy + 3 * iz;
+    dx *= sx;
+    dy *= sy;
+    dz *= 3;
+    const double ux = 1.0 - tx, uy = 1.0 - ty, uz = 1.0 - tz;
+    const double w00 = ux * uy, w10 = tx * uy, w01 = ux * ty, w11 = tx * ty;
+    const double *b00 = b, *b10 = b + dx, *b01 = b + dy, *b11 = b + dx + dy;
+#define CHAIN_TAPS(c) (uz * (((w00 * b00[c] + w10 * b10[c]) + w01 * b01[c]) + w11 * b11[c])                    \
+                       + tz * (((w00 * b00[dz + c] + w10 * b10[dz + c]) + w01 * b01[dz + c]) + w11 * b11[dz + c]))
+    *px += CHAIN_TAPS(0);
+    *py += CHAIN_TAPS(1);
+    *pz += CHAIN_TAPS(2);
+#undef CHAIN_TAPS
     return 0;
 }
 
-/* The block's points, x fastest, into out (n, 3); 0, or (the failing field's
+/* What chain_run finds besides the points: per axis the smallest and largest
+ * coordinate of the points counted (every point, or with `inside` only those
+ * within half a voxel of the input of shape `in_shape`: ITK's rule, as
+ * bounds.inside), how many were counted, and whether one was not finite. */
+typedef struct {
+    double lo[3], hi[3];
+    int64_t counted;
+    int nonfinite;
+} ChainStats;
+
+/* The block's points, x fastest, into out (n, 3), their stats into st (and
+ * ITK's rule per point into `inside`, if given); 0, or (the failing field's
  * index + 1) * 2 + (its code - 1) at the first point that fails. */
 static int64_t chain_run(const double *mats, const ChainField *fields, int nf, const int64_t origin[3],
-                         const int64_t count[3], double *out)
+                         const int64_t count[3], double *out, uint8_t *inside, const double edge[3], ChainStats *st)
 {
     double *o = out;
+    for (int a = 0; a < 3; a++) {
+        st->lo[a] = INFINITY;
+        st->hi[a] = -INFINITY;
+    }
+    st->counted = 0;
+    st->nonfinite = 0;
     for (int64_t z = 0; z < count[2]; z++)
         for (int64_t y = 0; y < count[1]; y++)
             for (int64_t x = 0; x < count[0]; x++, o += 3) {
-                double p[3] = {(double)(origin[0] + x), (double)(origin[1] + y), (double)(origin[2] + z)}, q[3];
-                chain_affine(mats, p, q);
+                double qx, qy, qz;
+                CHAIN_AFFINE(mats, (double)(origin[0] + x), (double)(origin[1] + y), (double)(origin[2] + z), qx, qy,
+                             qz);
                 for (int k = 0; k < nf; k++) {
-                    const int bad = chain_field(&fields[k], q);
+                    const int bad = chain_field(&fields[k], &qx, &qy, &qz);
                     if (bad)
                         return (int64_t)(k + 1) * 2 + (bad - 1);
-                    chain_affine(mats + 12 * (k + 1), q, p);
-                    q[0] = p[0];
-                    q[1] = p[1];
-                    q[2] = p[2];
+                    CHAIN_AFFINE(mats + 12 * (k + 1), qx, qy, qz, qx, qy, qz);
                 }
-                o[0] = q[0];
-                o[1] = q[1];
-                o[2] = q[2];
+                o[0] = qx;
+                o[1] = qy;
+                o[2] = qz;
+                if (inside) {
+                    const int in = qx >= -0.5 && qx < edge[0] && qy >= -0.5 && qy < edge[1] && qz >= -0.5
+                                   && qz < edge[2];
+                    *inside++ = (uint8_t)in;
+                    if (!in)
+                        continue;
+                } else if (!(isfinite(qx) && isfinite(qy) && isfinite(qz))) {
+                    st->nonfinite = 1;
+                }
+                st->counted++;
+                st->lo[0] = qx < st->lo[0] ? qx : st->lo[0];
+                st->hi[0] = qx > st->hi[0] ? qx : st->hi[0];
+                st->lo[1] = qy < st->lo[1] ? qy : st->lo[1];
+                st->hi[1] = qy > st->hi[1] ? qy : st->hi[1];
+                st->lo[2] = qz < st->lo[2] ? qz : st->lo[2];
+                st->hi[2] = qz > st->hi[2] ? qz : st->hi[2];
             }
     return 0;
 }
@@ -1157,9 +1202,22 @@ static int chain_read_field(PyObject *item, ChainField *f, Py_buffer *view, int 
 
 static PyObject *py_chain_points(PyObject *self, PyObject *args)
 {
-    PyObject *out_obj, *origin_obj, *count_obj, *mats_obj, *fields_obj;
-    if (!PyArg_ParseTuple(args, "OOOOO", &out_obj, &origin_obj, &count_obj, &mats_obj, &fields_obj))
+    PyObject *out_obj, *origin_obj, *count_obj, *mats_obj, *fields_obj, *inside_obj = Py_None, *shape_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "OOOOO|OO", &out_obj, &origin_obj, &count_obj, &mats_obj, &fields_obj, &inside_obj,
+                          &shape_obj))
         return NULL;
+    int64_t in_shape[3] = {1, 1, 1};
+    double edge[3];
+    if (inside_obj != Py_None && read_ints(shape_obj, in_shape, 3, "chain_points: the input's shape"))
+        return NULL;
+    for (int a = 0; a < 3; a++) {
+        if (in_shape[a] < 1 || in_shape[a] > LENGTH_MAX) {
+            PyErr_Format(PyExc_ValueError, "chain_points: the input's length %lld on axis %d outside [1, 2**52]",
+                         (long long)in_shape[a], a);
+            return NULL;
+        }
+        edge[a] = (double)in_shape[a] - 0.5;
+    }
     int64_t origin[3], count[3];
     if (read_ints(origin_obj, origin, 3, "chain_points: origin") || read_ints(count_obj, count, 3, "chain_points: count"))
         return NULL;
@@ -1179,11 +1237,11 @@ static PyObject *py_chain_points(PyObject *self, PyObject *args)
         return NULL;
     }
     ChainField f[CHAIN_FIELDS];
-    Py_buffer views[CHAIN_FIELDS], dout;
+    Py_buffer views[CHAIN_FIELDS], dout, dmask;
     double m[12 * (CHAIN_FIELDS + 1)];
     PyObject *result = NULL;
     Py_ssize_t got = 0;
-    int have_out = 0;
+    int have_out = 0, have_mask = 0;
     if (nf > CHAIN_FIELDS || PySequence_Fast_GET_SIZE(mats) != nf + 1) {
         PyErr_Format(PyExc_ValueError, "chain_points: %zd matrices for %zd fields (one more matrix than fields, "
                      "at most %d fields)", PySequence_Fast_GET_SIZE(mats), nf, CHAIN_FIELDS);
@@ -1213,22 +1271,45 @@ static PyObject *py_chain_points(PyObject *self, PyObject *args)
                      "the block's voxels", (long long)count[0], (long long)count[1], (long long)count[2]);
         goto done;
     }
+    if (inside_obj != Py_None) {
+        if (PyObject_GetBuffer(inside_obj, &dmask, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0)
+            goto done;
+        have_mask = 1;
+        if (dmask.itemsize != 1 || !dmask.format || strcmp(dmask.format, "?") != 0 || dmask.len != rows) {
+            PyErr_Format(PyExc_ValueError, "chain_points: the inside mask must be %lld bools", (long long)rows);
+            goto done;
+        }
+        if (overlaps(dmask.buf, dmask.len, dout.buf, dout.len)) {
+            PyErr_SetString(PyExc_ValueError, "chain_points: the inside mask overlaps the output");
+            goto done;
+        }
+    }
     for (Py_ssize_t k = 0; k < nf; k++)
-        if (overlaps(views[k].buf, views[k].len, dout.buf, dout.len)) {
+        if (overlaps(views[k].buf, views[k].len, dout.buf, dout.len)
+            || (have_mask && overlaps(views[k].buf, views[k].len, dmask.buf, dmask.len))) {
             PyErr_SetString(PyExc_ValueError, "chain_points: the output overlaps a field's window");
             goto done;
         }
     int64_t bad;
+    ChainStats st;
     Py_BEGIN_ALLOW_THREADS
-    bad = chain_run(m, f, (int)nf, origin, count, (double *)dout.buf);
+    bad = chain_run(m, f, (int)nf, origin, count, (double *)dout.buf, have_mask ? (uint8_t *)dmask.buf : NULL, edge,
+                    &st);
     Py_END_ALLOW_THREADS
     if (bad & 1) {
         PyErr_Format(PyExc_IndexError, "chain_points: field %lld's taps leave its window (planned wrong)",
                      (long long)(bad / 2 - 1));
         goto done;
     }
-    result = PyLong_FromLongLong(bad / 2); /* 0, or 1 + the field whose coordinates were not finite */
+    if (st.nonfinite)
+        for (int a = 0; a < 3; a++)
+            st.lo[a] = st.hi[a] = NAN;
+    /* bad / 2: 0, or 1 + the field whose coordinates were not finite */
+    result = Py_BuildValue("L(ddd)(ddd)L", (long long)(bad / 2), st.lo[0], st.lo[1], st.lo[2], st.hi[0], st.hi[1],
+                           st.hi[2], (long long)st.counted);
 done:
+    if (have_mask)
+        PyBuffer_Release(&dmask);
     if (have_out)
         PyBuffer_Release(&dout);
     for (Py_ssize_t k = 0; k < got; k++)

@@ -87,7 +87,7 @@ def sample_points(data, coords, out, first, length, pad, order, mode, cval) -> i
     return 0
 
 
-def chain_points(out, origin, count, matrices, fields) -> int:
+def chain_points(out, origin, count, matrices, fields, inside=None, in_shape=None) -> tuple:
     """``kernel.chain_points`` in numpy: the block's points, each matrix by
     ``registration.affine_points``, each field by ``map_coordinates`` (order 1,
     ``nearest``) on its window, a piece of rows at a time."""
@@ -118,7 +118,7 @@ def chain_points(out, origin, count, matrices, fields) -> int:
             v = affine_points(p, invs[k])
             with np.errstate(invalid="ignore"):
                 if not np.all(np.abs(v) < 2.0**62):
-                    return k + 1
+                    return k + 1, (np.nan,) * 3, (np.nan,) * 3, 0
             local = (np.clip(v, 0, np.asarray(shape, dtype=np.float64) - 1) - np.asarray(first)).T
             d = np.empty_like(p)
             for c in range(3):
@@ -126,7 +126,23 @@ def chain_points(out, origin, count, matrices, fields) -> int:
                                         mode="nearest")
             p = affine_points(p + d, mats[k + 1])
         out[r0 * nx:(r0 + len(part)) * nx] = p
-    return 0
+    return (0,) + _stats(out, inside, in_shape)
+
+
+def _stats(points, inside, in_shape) -> tuple:
+    """``chain_points``' bounds of the points counted and their number (ITK's rule into ``inside``)."""
+    from . import bounds
+    from .registration import column_bounds
+
+    if inside is not None:
+        inside[...] = bounds.inside(points[:, 0], in_shape[0])
+        for a in (1, 2):
+            inside &= bounds.inside(points[:, a], in_shape[a])
+        points = points[inside]
+    if not len(points):
+        return (np.inf,) * 3, (-np.inf,) * 3, 0
+    lo, hi = column_bounds(points)
+    return tuple(lo), tuple(hi), len(points)
 
 
 def prefilter_lines(a, gain, zs, horizons, kind, acc) -> None:

@@ -43,10 +43,10 @@ from math import prod
 
 import numpy as np
 
-from . import bounds, transform
+from . import transform
 from .engine import Sampling, Workspace, _Fresh, cast_into, slice_lengths
 from .geometry import COORDINATE_LIMIT, GeometryError, orientation, voxel_spacing
-from .registration import Chain, affine_points, column_bounds
+from .registration import Chain, affine_points
 from .transform import PREPAD, PREPAD_MODES, AffineResampler, read_window
 
 #: Output voxels whose coordinates one pass of the chain computes (the
@@ -120,11 +120,13 @@ class WarpGrid:
         in_dirs = np.linalg.inv(self.linear()[:3, :3]) @ self.in_affine[:3, :3]
         return orientation(in_dirs, self.out_affine[:3, :3])
 
-    def coordinates(self, spatial, out: np.ndarray) -> None:
+    def coordinates(self, spatial, out: np.ndarray, inside=None) -> tuple:
         """The input's continuous index of every output voxel of the block ``spatial``
         into ``out`` ((n, 3) float64, x y z per point, the points in file order:
         x fastest), in one pass (``kernel.chain_points``), each field's samples read
-        once for the block (``field_windows``)."""
+        once for the block (``field_windows``); with ``inside`` (n bools), ITK's rule
+        per point into it.  Returns per axis the smallest and largest coordinate of the
+        points (those inside, with ``inside``; NaN if one is not finite) and their number."""
         from . import kernel
         from .registration import RegistrationError
 
@@ -132,9 +134,11 @@ class WarpGrid:
         count = [s.stop - s.start for s in spatial[:3]]
         steps = self.steps
         fields = self.field_windows(spatial)
-        bad = kernel.chain_points(out, origin, count, steps[::2], fields)
+        bad, lo, hi, counted = kernel.chain_points(out, origin, count, steps[::2], fields, inside,
+                                                   None if inside is None else self.in_shape)
         if bad:
             raise RegistrationError(f"{steps[2 * bad - 1].source}: a point whose field coordinates are not finite")
+        return np.array(lo), np.array(hi), counted
 
     def field_windows(self, spatial) -> list:
         """Per field of ``steps``, ``(window, inverse, first, shape)`` for ``kernel.chain_points``:
@@ -238,9 +242,11 @@ class WarpGrid:
         """ITK's rule on the block ``spatial``: True where the voxel's coordinate lies within
         half a voxel of the input on every axis, shape ``(z, y, x)``."""
         shape = tuple(s.stop - s.start for s in spatial[:3])
-        coords = (ws or _Fresh()).array("warp_coords", (prod(shape), 3), np.float64)
-        self.coordinates(spatial, coords)
-        return _inside(coords, self.in_shape).reshape(shape[::-1])
+        ws = ws or _Fresh()
+        coords = ws.array("warp_coords", (prod(shape), 3), np.float64)
+        ok = ws.array("itk_ok", (len(coords),), bool)
+        self.coordinates(spatial, coords, ok)
+        return ok.reshape(shape[::-1])
 
 
 @dataclass(frozen=True, eq=False)
@@ -256,14 +262,6 @@ class RegisteredWarpGrid(WarpGrid):
 
     def output_spacing(self, spacing=None) -> np.ndarray:
         return self.base.output_spacing(spacing)
-
-
-def _inside(coords, in_shape) -> np.ndarray:
-    """``bounds.inside`` on every axis of (n, 3) coordinates."""
-    ok = bounds.inside(coords[:, 0], in_shape[0])
-    for a in (1, 2):
-        ok &= bounds.inside(coords[:, a], in_shape[a])
-    return ok
 
 
 @dataclass(frozen=True)
@@ -319,19 +317,18 @@ class WarpResampler(AffineResampler):
         extra_shape = slice_lengths(extra, source.shape[3:])
         out = ws.array("out", (bshape + extra_shape)[::-1], dtype)
         coords = ws.array("warp_coords", (prod(bshape), 3), np.float64)
-        self.grid.coordinates(spatial, coords)
-        ok = fill = None
-        if self.itk:  # ITK's rule: cval beyond half a voxel of the input; the window spans the points inside
+        # ITK's rule: cval beyond half a voxel of the input; the window spans the points inside
+        ok = ws.array("itk_ok", (len(coords),), bool) if self.itk else None
+        cmin, cmax, counted = self.grid.coordinates(spatial, coords, ok)
+        fill = None
+        if ok is not None:
             fill = np.empty((), dtype=dtype)
             cast_into(np.array(self.cval), fill)
-            ok = ws.array("itk_ok", (len(coords),), bool)
-            ok[...] = _inside(coords, self.grid.in_shape)
-            if not ok.any():
+            if not counted:
                 out[...] = fill
                 return out
-            if not ok.all():
+            if counted < len(coords):
                 coords[~ok] = coords[np.argmax(ok)]  # sampled, then overwritten: inside the window
-        cmin, cmax = column_bounds(coords)
         win_range = self._support_of(cmin, cmax)
         read_range = transform._whole_rows(win_range, self.grid.in_shape)
         if self.order < 2:  # the kernel reads the whole read window (as AffineResampler.coefficient_window)
@@ -351,6 +348,6 @@ class WarpResampler(AffineResampler):
                 raise RuntimeError(f"{bad} samples of block {region} read outside its window {win_range}")
             if not direct:
                 cast_into(values, out[idx])
-        if ok is not None and not ok.all():
+        if ok is not None and counted < len(coords):
             np.copyto(out, fill, where=~ok.reshape(bshape[::-1]))
         return out
