@@ -8,9 +8,12 @@ each output block is computed from explicit coordinates:
 * output voxel ``o`` -> world ``A_out @ o`` -> each map of the chain, the
   last listed first -> the input's continuous index ``A_in^-1 @ p``, in
   float64 (adjacent affines multiplied into one matrix: ``WarpGrid.steps``),
-  a piece of whole rows at a time (``PIECE_POINTS``: the chain's temporaries
-  stay small), into the block's coordinate buffer (24 bytes an output
-  voxel, counted by the planner);
+  every point of the block in one compiled pass (``kernel.chain_points``:
+  each field trilinear on its window, read once per block by
+  ``WarpGrid.field_windows``; ITK's rule and the coordinates' bounds in the
+  same pass), into the block's coordinate buffer (24 bytes an output voxel,
+  counted by the planner; the pure-Python fallback computes the same chain
+  in numpy, ``PIECE_POINTS`` at a time);
 * the input window is the bounding box of those coordinates plus the
   order's reach (and for orders >= 2 the prefilter halo, ``splines.halo``),
   clipped as ``transform.AffineResampler._support_of`` clips a rotated
@@ -49,8 +52,10 @@ from .geometry import COORDINATE_LIMIT, GeometryError, orientation, voxel_spacin
 from .registration import Chain, affine_points
 from .transform import PREPAD, PREPAD_MODES, AffineResampler, read_window
 
-#: Output voxels whose coordinates one pass of the chain computes (the
-#: chain's temporaries: a few (n, 3) float64 arrays, ~1.5 MiB each).
+#: Output voxels whose coordinates one pass of the fallback's numpy chain computes
+#: (``_pykernel.chain_points``' temporaries: a few (n, 3) float64 arrays, ~1.5 MiB
+#: each); the compiled pass has none, and the planner's count of them covers a
+#: field's window per block instead (a few KiB for a field coarser than the output).
 PIECE_POINTS = 2**16
 #: Bytes of the chain's temporaries per point of a piece (the planner counts them).
 PIECE_BYTES_PER_POINT = 8 * 24
@@ -92,10 +97,13 @@ class WarpGrid:
         object.__setattr__(self, "in_shape", in_shape)
         object.__setattr__(self, "out_shape", out_shape)
 
-    @property
+    @cached_property
     def to_input(self) -> np.ndarray:
-        """Input world (RAS mm) -> the input's continuous voxel index (4, 4)."""
-        return np.linalg.inv(self.in_affine)
+        """Input world (RAS mm) -> the input's continuous voxel index (4, 4) (cached: the planner
+        asks ``spans`` thousands of times)."""
+        out = np.linalg.inv(self.in_affine)
+        out.setflags(write=False)
+        return out
 
     def separable(self):
         """Never: a field maps every voxel on its own."""
@@ -208,12 +216,20 @@ class WarpGrid:
 
     def spans(self, block) -> np.ndarray:
         """Per input axis, the largest extent of the coordinates of a block of shape ``block``."""
-        w = np.abs(self.out_affine[:3, :3]) @ (np.asarray(block[:3], dtype=np.float64) - 1)
-        for m in reversed(self.chain.maps):
-            w = np.abs(m.matrix[:3, :3]) @ w if m.is_affine else w + 2 * m.bound()
+        w = self._span_steps[0] @ (np.asarray(block[:3], dtype=np.float64) - 1)
+        for step in self._span_steps[1:]:
+            w = step @ w if step.ndim == 2 else w + step
             w = w + 2 * _margin(w, w)
-        w = np.abs(self.to_input[:3, :3]) @ w
-        return w + 2 * _margin(w, w)
+        return w
+
+    @cached_property
+    def _span_steps(self) -> tuple:
+        """``spans``' steps: the output's |linear part|, then per map its |linear part| or twice its
+        field's bound, then the input's |inverse linear part| (each followed by the rounding margin)."""
+        out = [np.abs(self.out_affine[:3, :3])]
+        for m in reversed(self.chain.maps):
+            out.append(np.abs(m.matrix[:3, :3]) if m.is_affine else 2 * m.bound())
+        return tuple(out + [np.abs(self.to_input[:3, :3])])
 
     def check_covered(self) -> None:
         """Refuse, naming the file, a field whose samples do not cover the points it is asked at: the
