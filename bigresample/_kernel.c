@@ -1026,9 +1026,303 @@ static PyObject *py_has_avx2(PyObject *self, PyObject *unused)
 #endif
 }
 
+/* kernel.chain_points: the input coordinates of every output voxel of a block
+ * through a chain (warp.WarpGrid.steps) in one pass.  The steps: matrix 0,
+ * field 0, matrix 1, field 1, ..., matrix k (k fields, at most CHAIN_FIELDS).
+ * A matrix is 3x4 (row-major, its rows' products summed as
+ * registration.affine_points sums them: ((p0 m0 + p1 m1) + p2 m2) + m3); a
+ * field step maps p (world) to its voxel index v by the field's inverse affine
+ * (the same sums), clamps v onto [0, n - 1] (scipy's `nearest` at order 1),
+ * weighs its 8 taps trilinearly (the 3 components share taps and weights)
+ * and adds the displacement to p.  The field's samples are a window
+ * (wx, wy, wz, 3) float64 at `first` on the field of shape `shape`. */
+#define CHAIN_FIELDS 16
+
+typedef struct {
+    const double *win;
+    double inv[12];
+    int64_t first[3], width[3], shape[3];
+} ChainField;
+
+/* q = m @ (x, y, z, 1), m 3x4 row-major, each row summed as registration.affine_points sums it. */
+#define CHAIN_AFFINE(m, x, y, z, qx, qy, qz)                                                                     \
+    do {                                                                                                         \
+        const double ax_ = (x), ay_ = (y), az_ = (z);                                                            \
+        qx = ((ax_ * (m)[0] + ay_ * (m)[1]) + az_ * (m)[2]) + (m)[3];                                            \
+        qy = ((ax_ * (m)[4] + ay_ * (m)[5]) + az_ * (m)[6]) + (m)[7];                                            \
+        qz = ((ax_ * (m)[8] + ay_ * (m)[9]) + az_ * (m)[10]) + (m)[11];                                          \
+    } while (0)
+
+/* One axis of a field step: the voxel index v clamped onto [0, n - 1]
+ * (scipy's `nearest`), its first tap's place in the window (*i0), the step to
+ * the second (0 at the field's last sample) and the weight of the second (*t);
+ * 0, 1 if v is not finite (or reaches 2^62), 2 if a tap leaves the window. */
+static inline int chain_axis(double v, int64_t first, int64_t width, int64_t n, int64_t *i0, int64_t *step,
+                             double *t)
+{
+    if (!(fabs(v) < COORD_MAX)) /* also NaN */
+        return 1;
+    const double hi = (double)(n - 1);
+    const double x = v < 0.0 ? 0.0 : v > hi ? hi : v;
+    const int64_t s = (int64_t)x; /* x is finite and in [0, n - 1]: truncation is floor */
+    *t = x - (double)s;
+    *i0 = s - first;
+    *step = s + 1 < n ? 1 : 0;
+    return *i0 < 0 || *i0 + *step >= width ? 2 : 0;
+}
+
+/* One field step on p, in place; 0, or chain_axis's code. */
+static inline int chain_field(const ChainField *f, double *px, double *py, double *pz)
+{
+    double vx, vy, vz, tx, ty, tz;
+    int64_t ix, iy, iz, dx, dy, dz;
+    CHAIN_AFFINE(f->inv, *px, *py, *pz, vx, vy, vz);
+    int bad = chain_axis(vx, f->first[0], f->width[0], f->shape[0], &ix, &dx, &tx);
+    if (!bad)
+        bad = chain_axis(vy, f->first[1], f->width[1], f->shape[1], &iy, &dy, &ty);
+    if (!bad)
+        bad = chain_axis(vz, f->first[2], f->width[2], f->shape[2], &iz, &dz, &tz);
+    if (bad)
+        return bad;
+    const int64_t sy = 3 * f->width[2], sx = sy * f->width[1]; /* the window is (wx, wy, wz, 3) */
+    const double *b = f->win + ix * sx + iy * sy + 3 * iz;
+    dx *= sx;
+    dy *= sy;
+    dz *= 3;
+    const double ux = 1.0 - tx, uy = 1.0 - ty, uz = 1.0 - tz;
+    const double w00 = ux * uy, w10 = tx * uy, w01 = ux * ty, w11 = tx * ty;
+    const double *b00 = b, *b10 = b + dx, *b01 = b + dy, *b11 = b + dx + dy;
+#define CHAIN_TAPS(c) (uz * (((w00 * b00[c] + w10 * b10[c]) + w01 * b01[c]) + w11 * b11[c])                    \
+                       + tz * (((w00 * b00[dz + c] + w10 * b10[dz + c]) + w01 * b01[dz + c]) + w11 * b11[dz + c]))
+    *px += CHAIN_TAPS(0);
+    *py += CHAIN_TAPS(1);
+    *pz += CHAIN_TAPS(2);
+#undef CHAIN_TAPS
+    return 0;
+}
+
+/* What chain_run finds besides the points: per axis the smallest and largest
+ * coordinate of the points counted (every point, or with `inside` only those
+ * within half a voxel of the input of shape `in_shape`: ITK's rule, as
+ * bounds.inside), how many were counted, and whether one was not finite. */
+typedef struct {
+    double lo[3], hi[3];
+    int64_t counted;
+    int nonfinite;
+} ChainStats;
+
+/* The block's points, x fastest, into out (n, 3), their stats into st (and
+ * ITK's rule per point into `inside`, if given); 0, or (the failing field's
+ * index + 1) * 2 + (its code - 1) at the first point that fails. */
+static int64_t chain_run(const double *mats, const ChainField *fields, int nf, const int64_t origin[3],
+                         const int64_t count[3], double *out, uint8_t *inside, const double edge[3], ChainStats *st)
+{
+    double *o = out;
+    for (int a = 0; a < 3; a++) {
+        st->lo[a] = INFINITY;
+        st->hi[a] = -INFINITY;
+    }
+    st->counted = 0;
+    st->nonfinite = 0;
+    for (int64_t z = 0; z < count[2]; z++)
+        for (int64_t y = 0; y < count[1]; y++)
+            for (int64_t x = 0; x < count[0]; x++, o += 3) {
+                double qx, qy, qz;
+                CHAIN_AFFINE(mats, (double)(origin[0] + x), (double)(origin[1] + y), (double)(origin[2] + z), qx, qy,
+                             qz);
+                for (int k = 0; k < nf; k++) {
+                    const int bad = chain_field(&fields[k], &qx, &qy, &qz);
+                    if (bad)
+                        return (int64_t)(k + 1) * 2 + (bad - 1);
+                    CHAIN_AFFINE(mats + 12 * (k + 1), qx, qy, qz, qx, qy, qz);
+                }
+                o[0] = qx;
+                o[1] = qy;
+                o[2] = qz;
+                if (inside) {
+                    const int in = qx >= -0.5 && qx < edge[0] && qy >= -0.5 && qy < edge[1] && qz >= -0.5
+                                   && qz < edge[2];
+                    *inside++ = (uint8_t)in;
+                    if (!in)
+                        continue;
+                } else if (!(isfinite(qx) && isfinite(qy) && isfinite(qz))) {
+                    st->nonfinite = 1;
+                }
+                st->counted++;
+                st->lo[0] = qx < st->lo[0] ? qx : st->lo[0];
+                st->hi[0] = qx > st->hi[0] ? qx : st->hi[0];
+                st->lo[1] = qy < st->lo[1] ? qy : st->lo[1];
+                st->hi[1] = qy > st->hi[1] ? qy : st->hi[1];
+                st->lo[2] = qz < st->lo[2] ? qz : st->lo[2];
+                st->hi[2] = qz > st->hi[2] ? qz : st->hi[2];
+            }
+    return 0;
+}
+
+/* Reads field k's (win, inv, first, shape) into f, its buffer into view;
+ * 0, or -1 with an error set (the view then released). */
+static int chain_read_field(PyObject *item, ChainField *f, Py_buffer *view, int k)
+{
+    PyObject *win, *inv, *first, *shape;
+    if (!PyTuple_Check(item) || !PyArg_ParseTuple(item, "OOOO", &win, &inv, &first, &shape)) {
+        if (!PyErr_Occurred())
+            PyErr_Format(PyExc_TypeError, "chain_points: field %d is not a (window, inverse, first, shape) tuple", k);
+        return -1;
+    }
+    if (read_doubles(inv, f->inv, 12, "chain_points: a field's inverse") || read_ints(first, f->first, 3, "first")
+        || read_ints(shape, f->shape, 3, "shape"))
+        return -1;
+    if (PyObject_GetBuffer(win, view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    int ok = view->ndim == 4 && view->shape[3] == 3 && type_index(view) == 9;
+    if (!ok)
+        PyErr_Format(PyExc_TypeError, "chain_points: field %d's window must be (wx, wy, wz, 3) float64", k);
+    for (int a = 0; a < 12 && ok; a++)
+        if (!isfinite(f->inv[a])) {
+            PyErr_Format(PyExc_ValueError, "chain_points: field %d's inverse affine is not finite", k);
+            ok = 0;
+        }
+    for (int a = 0; a < 3 && ok; a++) {
+        f->width[a] = view->shape[a];
+        if (f->shape[a] < 1 || f->shape[a] > LENGTH_MAX || f->width[a] < 1 || f->first[a] < 0
+            || f->first[a] > f->shape[a] - f->width[a]) {
+            PyErr_Format(PyExc_ValueError, "chain_points: field %d's window first %lld, width %lld on axis %d "
+                         "leaves the field [0, %lld)", k, (long long)f->first[a], (long long)f->width[a], a,
+                         (long long)f->shape[a]);
+            ok = 0;
+        }
+    }
+    if (!ok) {
+        PyBuffer_Release(view);
+        return -1;
+    }
+    f->win = (const double *)view->buf;
+    return 0;
+}
+
+static PyObject *py_chain_points(PyObject *self, PyObject *args)
+{
+    PyObject *out_obj, *origin_obj, *count_obj, *mats_obj, *fields_obj, *inside_obj = Py_None, *shape_obj = Py_None;
+    if (!PyArg_ParseTuple(args, "OOOOO|OO", &out_obj, &origin_obj, &count_obj, &mats_obj, &fields_obj, &inside_obj,
+                          &shape_obj))
+        return NULL;
+    int64_t in_shape[3] = {1, 1, 1};
+    double edge[3];
+    if (inside_obj != Py_None && read_ints(shape_obj, in_shape, 3, "chain_points: the input's shape"))
+        return NULL;
+    for (int a = 0; a < 3; a++) {
+        if (in_shape[a] < 1 || in_shape[a] > LENGTH_MAX) {
+            PyErr_Format(PyExc_ValueError, "chain_points: the input's length %lld on axis %d outside [1, 2**52]",
+                         (long long)in_shape[a], a);
+            return NULL;
+        }
+        edge[a] = (double)in_shape[a] - 0.5;
+    }
+    int64_t origin[3], count[3];
+    if (read_ints(origin_obj, origin, 3, "chain_points: origin") || read_ints(count_obj, count, 3, "chain_points: count"))
+        return NULL;
+    for (int a = 0; a < 3; a++)
+        if (count[a] < 1 || count[a] > LENGTH_MAX || origin[a] < -LENGTH_MAX || origin[a] > LENGTH_MAX - count[a]) {
+            PyErr_Format(PyExc_ValueError, "chain_points: block origin %lld, count %lld on axis %d outside "
+                         "[-2**52, 2**52)", (long long)origin[a], (long long)count[a], a);
+            return NULL;
+        }
+    PyObject *fields = PySequence_Fast(fields_obj, "chain_points: fields must be a sequence");
+    if (!fields)
+        return NULL;
+    const Py_ssize_t nf = PySequence_Fast_GET_SIZE(fields);
+    PyObject *mats = PySequence_Fast(mats_obj, "chain_points: matrices must be a sequence");
+    if (!mats) {
+        Py_DECREF(fields);
+        return NULL;
+    }
+    ChainField f[CHAIN_FIELDS];
+    Py_buffer views[CHAIN_FIELDS], dout, dmask;
+    double m[12 * (CHAIN_FIELDS + 1)];
+    PyObject *result = NULL;
+    Py_ssize_t got = 0;
+    int have_out = 0, have_mask = 0;
+    if (nf > CHAIN_FIELDS || PySequence_Fast_GET_SIZE(mats) != nf + 1) {
+        PyErr_Format(PyExc_ValueError, "chain_points: %zd matrices for %zd fields (one more matrix than fields, "
+                     "at most %d fields)", PySequence_Fast_GET_SIZE(mats), nf, CHAIN_FIELDS);
+        goto done;
+    }
+    for (Py_ssize_t k = 0; k <= nf; k++) {
+        if (read_doubles(PySequence_Fast_GET_ITEM(mats, k), m + 12 * k, 12, "chain_points: a 3x4 matrix"))
+            goto done;
+        for (int a = 0; a < 12; a++)
+            if (!isfinite(m[12 * k + a])) {
+                PyErr_Format(PyExc_ValueError, "chain_points: matrix %zd is not finite", k);
+                goto done;
+            }
+    }
+    for (; got < nf; got++)
+        if (chain_read_field(PySequence_Fast_GET_ITEM(fields, got), &f[got], &views[got], (int)got) < 0)
+            goto done;
+    if (PyObject_GetBuffer(out_obj, &dout, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0)
+        goto done;
+    have_out = 1;
+    const int64_t rows = dout.ndim == 2 ? dout.shape[0] : -1; /* n = the block's voxels, no product overflowing */
+    int fits = rows >= 1 && count[0] <= rows && count[1] <= rows / count[0];
+    const int64_t plane = fits ? count[0] * count[1] : 1;
+    fits = fits && count[2] <= rows / plane && plane * count[2] == rows;
+    if (!fits || dout.shape[1] != 3 || type_index(&dout) != 9) {
+        PyErr_Format(PyExc_ValueError, "chain_points: the output must be (n, 3) float64 with n = %lld x %lld x %lld, "
+                     "the block's voxels", (long long)count[0], (long long)count[1], (long long)count[2]);
+        goto done;
+    }
+    if (inside_obj != Py_None) {
+        if (PyObject_GetBuffer(inside_obj, &dmask, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0)
+            goto done;
+        have_mask = 1;
+        if (dmask.itemsize != 1 || !dmask.format || strcmp(dmask.format, "?") != 0 || dmask.len != rows) {
+            PyErr_Format(PyExc_ValueError, "chain_points: the inside mask must be %lld bools", (long long)rows);
+            goto done;
+        }
+        if (overlaps(dmask.buf, dmask.len, dout.buf, dout.len)) {
+            PyErr_SetString(PyExc_ValueError, "chain_points: the inside mask overlaps the output");
+            goto done;
+        }
+    }
+    for (Py_ssize_t k = 0; k < nf; k++)
+        if (overlaps(views[k].buf, views[k].len, dout.buf, dout.len)
+            || (have_mask && overlaps(views[k].buf, views[k].len, dmask.buf, dmask.len))) {
+            PyErr_SetString(PyExc_ValueError, "chain_points: the output overlaps a field's window");
+            goto done;
+        }
+    int64_t bad;
+    ChainStats st;
+    Py_BEGIN_ALLOW_THREADS
+    bad = chain_run(m, f, (int)nf, origin, count, (double *)dout.buf, have_mask ? (uint8_t *)dmask.buf : NULL, edge,
+                    &st);
+    Py_END_ALLOW_THREADS
+    if (bad & 1) {
+        PyErr_Format(PyExc_IndexError, "chain_points: field %lld's taps leave its window (planned wrong)",
+                     (long long)(bad / 2 - 1));
+        goto done;
+    }
+    if (st.nonfinite)
+        for (int a = 0; a < 3; a++)
+            st.lo[a] = st.hi[a] = NAN;
+    /* bad / 2: 0, or 1 + the field whose coordinates were not finite */
+    result = Py_BuildValue("L(ddd)(ddd)L", (long long)(bad / 2), st.lo[0], st.lo[1], st.lo[2], st.hi[0], st.hi[1],
+                           st.hi[2], (long long)st.counted);
+done:
+    if (have_mask)
+        PyBuffer_Release(&dmask);
+    if (have_out)
+        PyBuffer_Release(&dout);
+    for (Py_ssize_t k = 0; k < got; k++)
+        PyBuffer_Release(&views[k]);
+    Py_DECREF(fields);
+    Py_DECREF(mats);
+    return result;
+}
+
 static PyMethodDef methods[] = {
     {"resample_block", py_resample_block, METH_VARARGS, "kernel.resample_block, compiled"},
     {"sample_points", py_sample_points, METH_VARARGS, "kernel.sample_points, compiled"},
+    {"chain_points", py_chain_points, METH_VARARGS, "kernel.chain_points, compiled"},
     {"span", py_span, METH_VARARGS, "kernel._span, compiled"},
     {"prefilter_lines", py_prefilter_lines, METH_VARARGS, "kernel.prefilter_lines, compiled"},
     {"axis_sum", py_axis_sum, METH_VARARGS, "kernel.axis_sum, compiled"},

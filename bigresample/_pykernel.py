@@ -16,6 +16,8 @@ rest of bigresample does not know which one runs.
   one plane's, not the block's.
 * ``sample_points``: ``map_coordinates`` on the window at the coordinates
   given, moved onto it as ``resample_block``'s.
+* ``chain_points``: the chain's numpy steps (``registration.affine_points``,
+  ``map_coordinates`` on each field's window), a piece of rows at a time.
 * ``prefilter_lines``: ``splines.prefilter_recursions``, the numpy
   recursions the C code was written from (the same values bit for bit).
 * ``axis_sum`` / ``axis_take``: numpy gathers and sums in the C code's order
@@ -34,6 +36,8 @@ from . import splines
 
 #: ``kernel.MODE_CODES`` the other way round.
 _MODES = ("nearest", "wrap", "reflect", "mirror", "constant", "grid-wrap", "grid-constant")
+#: Output voxels of one pass of ``chain_points`` (its temporaries: a few (n, 3) float64 arrays).
+_PIECE_POINTS = 2**16
 #: ``kernel.PREFILTER_KINDS`` the other way round.
 _KINDS = ("mirror", "reflect", "wrap")
 
@@ -81,6 +85,64 @@ def sample_points(data, coords, out, first, length, pad, order, mode, cval) -> i
     ndimage.map_coordinates(np.asarray(data).T, local, output=flat, order=order, mode=_MODES[mode], cval=cval,
                             prefilter=False)
     return 0
+
+
+def chain_points(out, origin, count, matrices, fields, inside=None, in_shape=None) -> tuple:
+    """``kernel.chain_points`` in numpy: the block's points, each matrix by
+    ``registration.affine_points``, each field by ``map_coordinates`` (order 1,
+    ``nearest``) on its window, a piece of rows at a time."""
+    from scipy import ndimage
+
+    from .registration import affine_points
+
+    nx, ny, nz = (int(v) for v in count)
+    if np.shape(out) != (nx * ny * nz, 3) or len(matrices) != len(fields) + 1:
+        raise ValueError(f"chain_points: (n, 3) output for the block and one matrix more than fields; got "
+                         f"{np.shape(out)}, {len(matrices)} matrices, {len(fields)} fields")
+    mats = [np.vstack([np.asarray(m, dtype=np.float64).reshape(-1)[:12].reshape(3, 4), (0, 0, 0, 1)])
+            for m in matrices]
+    invs = [np.vstack([np.asarray(inv, dtype=np.float64).reshape(-1)[:12].reshape(3, 4), (0, 0, 0, 1)])
+            for _, inv, _, _ in fields]
+    rows = max(1, _PIECE_POINTS // nx)
+    yz = np.stack(np.meshgrid(np.arange(origin[1], origin[1] + ny, dtype=np.float64),
+                              np.arange(origin[2], origin[2] + nz, dtype=np.float64), indexing="xy"),
+                  axis=-1).reshape(-1, 2)
+    ox = np.arange(origin[0], origin[0] + nx, dtype=np.float64)
+    for r0 in range(0, len(yz), rows):
+        part = yz[r0:r0 + rows]
+        idx = np.empty((len(part), nx, 3))
+        idx[..., 0] = ox
+        idx[..., 1:] = part[:, None, :]
+        p = affine_points(idx.reshape(-1, 3), mats[0])
+        for k, (win, _, first, shape) in enumerate(fields):
+            v = affine_points(p, invs[k])
+            with np.errstate(invalid="ignore"):
+                if not np.all(np.abs(v) < 2.0**62):
+                    return k + 1, (np.nan,) * 3, (np.nan,) * 3, 0
+            local = (np.clip(v, 0, np.asarray(shape, dtype=np.float64) - 1) - np.asarray(first)).T
+            d = np.empty_like(p)
+            for c in range(3):
+                ndimage.map_coordinates(np.asarray(win, dtype=np.float64)[..., c], local, output=d[:, c], order=1,
+                                        mode="nearest")
+            p = affine_points(p + d, mats[k + 1])
+        out[r0 * nx:(r0 + len(part)) * nx] = p
+    return (0,) + _stats(out, inside, in_shape)
+
+
+def _stats(points, inside, in_shape) -> tuple:
+    """``chain_points``' bounds of the points counted and their number (ITK's rule into ``inside``)."""
+    from . import bounds
+    from .registration import column_bounds
+
+    if inside is not None:
+        inside[...] = bounds.inside(points[:, 0], in_shape[0])
+        for a in (1, 2):
+            inside &= bounds.inside(points[:, a], in_shape[a])
+        points = points[inside]
+    if not len(points):
+        return (np.inf,) * 3, (-np.inf,) * 3, 0
+    lo, hi = column_bounds(points)
+    return tuple(lo), tuple(hi), len(points)
 
 
 def prefilter_lines(a, gain, zs, horizons, kind, acc) -> None:

@@ -174,6 +174,30 @@ def sample_points(data, coords, out, first, length, pad: float, order: int, mode
                                  int(mode), float(cval))
 
 
+def chain_points(out, origin, count, matrices, fields, inside=None, in_shape=None) -> tuple:
+    """The input coordinates of every output voxel of a block through a chain, in one pass
+    (``warp.WarpGrid.coordinates``): into ``out`` (``(n, 3)`` float64, x y z per point, x
+    fastest) for the output indices ``origin + (x, y, z)``, ``0 <= x, y, z < count``; each
+    point through ``matrices[0]``, then field 0, ``matrices[1]``, ..., ``matrices[-1]``
+    (``3x4``, spatial first: ``registration.affine_points``' sums).  A field is ``(window,
+    inverse, first, shape)``: its displacements ``(wx, wy, wz, 3)`` float64 read at ``first``
+    of the field's ``shape``, and ``inverse`` (``3x4``) its world -> voxel index map; a point
+    ``p`` becomes ``p + d(p)``, ``d`` trilinear with scipy's ``nearest`` (as
+    ``registration.DisplacementField.displacements``, to a few 1e-16 of the displacements).
+    ``inside`` (``n`` bools), with the input's ``in_shape``: ITK's rule per point
+    (``bounds.inside`` on every axis) written there.  Returns ``(bad, lo, hi, counted)``:
+    ``bad`` 0, or ``k + 1`` if a point's index on field ``k`` is not finite or reaches 2**62
+    (the points after it unwritten); per axis the smallest and largest coordinate of the points
+    counted (every point, NaN if one is not finite; with ``inside``, those inside) and how many.
+    A tap outside a field's window is refused (``IndexError``)."""
+    return _kernel.chain_points(out, np.ravel(origin).tolist(), np.ravel(count).tolist(),
+                                [np.ravel(np.asarray(m, dtype=np.float64)[:3, :4]).tolist() for m in matrices],
+                                [(np.ascontiguousarray(w, dtype=np.float64),
+                                  np.ravel(np.asarray(inv, dtype=np.float64)[:3, :4]).tolist(),
+                                  np.ravel(first).tolist(), np.ravel(shape).tolist()) for w, inv, first, shape in fields],
+                                inside, None if in_shape is None else np.ravel(in_shape).tolist())
+
+
 def prefilter_lines(a, gain, zs, horizons, kind, acc) -> None:
     """``splines.prefilter_planes`` compiled: the B-spline prefilter along
     axis 1 of the 3-d float64 view ``a`` (``(lead, n, rest)``, any strides),

@@ -8,9 +8,12 @@ each output block is computed from explicit coordinates:
 * output voxel ``o`` -> world ``A_out @ o`` -> each map of the chain, the
   last listed first -> the input's continuous index ``A_in^-1 @ p``, in
   float64 (adjacent affines multiplied into one matrix: ``WarpGrid.steps``),
-  a piece of whole rows at a time (``PIECE_POINTS``: the chain's temporaries
-  stay small), into the block's coordinate buffer (24 bytes an output
-  voxel, counted by the planner);
+  every point of the block in one compiled pass (``kernel.chain_points``:
+  each field trilinear on its window, read once per block by
+  ``WarpGrid.field_windows``; ITK's rule and the coordinates' bounds in the
+  same pass), into the block's coordinate buffer (24 bytes an output voxel,
+  counted by the planner; the pure-Python fallback computes the same chain
+  in numpy, ``PIECE_POINTS`` at a time);
 * the input window is the bounding box of those coordinates plus the
   order's reach (and for orders >= 2 the prefilter halo, ``splines.halo``),
   clipped as ``transform.AffineResampler._support_of`` clips a rotated
@@ -43,14 +46,16 @@ from math import prod
 
 import numpy as np
 
-from . import bounds, transform
+from . import transform
 from .engine import Sampling, Workspace, _Fresh, cast_into, slice_lengths
 from .geometry import COORDINATE_LIMIT, GeometryError, orientation, voxel_spacing
-from .registration import Chain, affine_points, column_bounds
+from .registration import Chain, affine_points
 from .transform import PREPAD, PREPAD_MODES, AffineResampler, read_window
 
-#: Output voxels whose coordinates one pass of the chain computes (the
-#: chain's temporaries: a few (n, 3) float64 arrays, ~1.5 MiB each).
+#: Output voxels whose coordinates one pass of the fallback's numpy chain computes
+#: (``_pykernel.chain_points``' temporaries: a few (n, 3) float64 arrays, ~1.5 MiB
+#: each); the compiled pass has none, and the planner's count of them covers a
+#: field's window per block instead (a few KiB for a field coarser than the output).
 PIECE_POINTS = 2**16
 #: Bytes of the chain's temporaries per point of a piece (the planner counts them).
 PIECE_BYTES_PER_POINT = 8 * 24
@@ -92,10 +97,13 @@ class WarpGrid:
         object.__setattr__(self, "in_shape", in_shape)
         object.__setattr__(self, "out_shape", out_shape)
 
-    @property
+    @cached_property
     def to_input(self) -> np.ndarray:
-        """Input world (RAS mm) -> the input's continuous voxel index (4, 4)."""
-        return np.linalg.inv(self.in_affine)
+        """Input world (RAS mm) -> the input's continuous voxel index (4, 4) (cached: the planner
+        asks ``spans`` thousands of times)."""
+        out = np.linalg.inv(self.in_affine)
+        out.setflags(write=False)
+        return out
 
     def separable(self):
         """Never: a field maps every voxel on its own."""
@@ -120,26 +128,57 @@ class WarpGrid:
         in_dirs = np.linalg.inv(self.linear()[:3, :3]) @ self.in_affine[:3, :3]
         return orientation(in_dirs, self.out_affine[:3, :3])
 
-    def coordinates(self, spatial, out: np.ndarray) -> None:
+    def coordinates(self, spatial, out: np.ndarray, inside=None) -> tuple:
         """The input's continuous index of every output voxel of the block ``spatial``
         into ``out`` ((n, 3) float64, x y z per point, the points in file order:
-        x fastest), ``PIECE_POINTS`` at a time."""
-        (x0, x1), (y0, y1), (z0, z1) = ((s.start, s.stop) for s in spatial[:3])
-        nx = x1 - x0
-        rows = max(1, PIECE_POINTS // nx)
-        yz = np.stack(np.meshgrid(np.arange(y0, y1, dtype=np.float64), np.arange(z0, z1, dtype=np.float64),
-                                  indexing="xy"), axis=-1).reshape(-1, 2)  # (z, y) rows in file order: y fastest
-        ox = np.arange(x0, x1, dtype=np.float64)
+        x fastest), in one pass (``kernel.chain_points``), each field's samples read
+        once for the block (``field_windows``); with ``inside`` (n bools), ITK's rule
+        per point into it.  Returns per axis the smallest and largest coordinate of the
+        points (those inside, with ``inside``; NaN if one is not finite) and their number."""
+        from . import kernel
+        from .registration import RegistrationError
+
+        origin = [s.start for s in spatial[:3]]
+        count = [s.stop - s.start for s in spatial[:3]]
         steps = self.steps
-        for r0 in range(0, len(yz), rows):
-            part = yz[r0:r0 + rows]
-            idx = np.empty((len(part), nx, 3))
-            idx[..., 0] = ox
-            idx[..., 1:] = part[:, None, :]
-            p = idx.reshape(-1, 3)
-            for step in steps:
-                p = affine_points(p, step) if isinstance(step, np.ndarray) else step.apply(p)
-            out[r0 * nx:(r0 + len(part)) * nx] = p
+        fields = self.field_windows(spatial)
+        bad, lo, hi, counted = kernel.chain_points(out, origin, count, steps[::2], fields, inside,
+                                                   None if inside is None else self.in_shape)
+        if bad:
+            raise RegistrationError(f"{steps[2 * bad - 1].source}: a point whose field coordinates are not finite")
+        return np.array(lo), np.array(hi), counted
+
+    def field_windows(self, spatial) -> list:
+        """Per field of ``steps``, ``(window, inverse, first, shape)`` for ``kernel.chain_points``:
+        the samples of the box of field voxels the block's points can reach (the block's corners
+        through the affines before it, exact for the first field; a field before it widens the box
+        by its ``bound()``), one sample more on each side, clipped to the field."""
+        from .registration import RegistrationError
+
+        lo = np.array([s.start for s in spatial[:3]], dtype=np.float64)
+        hi = np.array([s.stop - 1 for s in spatial[:3]], dtype=np.float64)
+        out = []
+        for step in self.steps:
+            if isinstance(step, np.ndarray):
+                c = _box_corners(lo, hi) @ step[:3, :3].T + step[:3, 3]
+                lo, hi = c.min(axis=0), c.max(axis=0)
+                lo, hi = lo - _margin(lo, hi), hi + _margin(lo, hi)
+                continue
+            inv = np.linalg.inv(step.affine)
+            v = _box_corners(lo, hi) @ inv[:3, :3].T + inv[:3, 3]
+            vlo, vhi = v.min(axis=0), v.max(axis=0)
+            if not (np.all(np.isfinite(vlo)) and np.all(np.isfinite(vhi))
+                    and np.all(np.abs(vlo) < 2.0**52) and np.all(np.abs(vhi) < 2.0**52)):
+                raise RegistrationError(f"{step.source}: a point whose field coordinates are not finite")
+            n = np.array(step.shape)
+            first = np.clip(np.floor(vlo).astype(np.int64) - 1, 0, n - 1)
+            stop = np.clip(np.floor(vhi).astype(np.int64) + 3, first + 1, n)
+            region = tuple(slice(int(a), int(b)) for a, b in zip(first, stop))
+            out.append((np.ascontiguousarray(step.read(region), dtype=np.float64), inv, first, n))
+            b = step.bound() if len(out) < len(self.steps) // 2 else np.zeros(3)  # the last field: no box after it
+            lo, hi = lo - b, hi + b
+            lo, hi = lo - _margin(lo, hi), hi + _margin(lo, hi)
+        return out
 
     @cached_property
     def steps(self) -> tuple:
@@ -177,12 +216,20 @@ class WarpGrid:
 
     def spans(self, block) -> np.ndarray:
         """Per input axis, the largest extent of the coordinates of a block of shape ``block``."""
-        w = np.abs(self.out_affine[:3, :3]) @ (np.asarray(block[:3], dtype=np.float64) - 1)
-        for m in reversed(self.chain.maps):
-            w = np.abs(m.matrix[:3, :3]) @ w if m.is_affine else w + 2 * m.bound()
+        w = self._span_steps[0] @ (np.asarray(block[:3], dtype=np.float64) - 1)
+        for step in self._span_steps[1:]:
+            w = step @ w if step.ndim == 2 else w + step
             w = w + 2 * _margin(w, w)
-        w = np.abs(self.to_input[:3, :3]) @ w
-        return w + 2 * _margin(w, w)
+        return w
+
+    @cached_property
+    def _span_steps(self) -> tuple:
+        """``spans``' steps: the output's |linear part|, then per map its |linear part| or twice its
+        field's bound, then the input's |inverse linear part| (each followed by the rounding margin)."""
+        out = [np.abs(self.out_affine[:3, :3])]
+        for m in reversed(self.chain.maps):
+            out.append(np.abs(m.matrix[:3, :3]) if m.is_affine else 2 * m.bound())
+        return tuple(out + [np.abs(self.to_input[:3, :3])])
 
     def check_covered(self) -> None:
         """Refuse, naming the file, a field whose samples do not cover the points it is asked at: the
@@ -211,9 +258,11 @@ class WarpGrid:
         """ITK's rule on the block ``spatial``: True where the voxel's coordinate lies within
         half a voxel of the input on every axis, shape ``(z, y, x)``."""
         shape = tuple(s.stop - s.start for s in spatial[:3])
-        coords = (ws or _Fresh()).array("warp_coords", (prod(shape), 3), np.float64)
-        self.coordinates(spatial, coords)
-        return _inside(coords, self.in_shape).reshape(shape[::-1])
+        ws = ws or _Fresh()
+        coords = ws.array("warp_coords", (prod(shape), 3), np.float64)
+        ok = ws.array("itk_ok", (len(coords),), bool)
+        self.coordinates(spatial, coords, ok)
+        return ok.reshape(shape[::-1])
 
 
 @dataclass(frozen=True, eq=False)
@@ -229,14 +278,6 @@ class RegisteredWarpGrid(WarpGrid):
 
     def output_spacing(self, spacing=None) -> np.ndarray:
         return self.base.output_spacing(spacing)
-
-
-def _inside(coords, in_shape) -> np.ndarray:
-    """``bounds.inside`` on every axis of (n, 3) coordinates."""
-    ok = bounds.inside(coords[:, 0], in_shape[0])
-    for a in (1, 2):
-        ok &= bounds.inside(coords[:, a], in_shape[a])
-    return ok
 
 
 @dataclass(frozen=True)
@@ -292,19 +333,18 @@ class WarpResampler(AffineResampler):
         extra_shape = slice_lengths(extra, source.shape[3:])
         out = ws.array("out", (bshape + extra_shape)[::-1], dtype)
         coords = ws.array("warp_coords", (prod(bshape), 3), np.float64)
-        self.grid.coordinates(spatial, coords)
-        ok = fill = None
-        if self.itk:  # ITK's rule: cval beyond half a voxel of the input; the window spans the points inside
+        # ITK's rule: cval beyond half a voxel of the input; the window spans the points inside
+        ok = ws.array("itk_ok", (len(coords),), bool) if self.itk else None
+        cmin, cmax, counted = self.grid.coordinates(spatial, coords, ok)
+        fill = None
+        if ok is not None:
             fill = np.empty((), dtype=dtype)
             cast_into(np.array(self.cval), fill)
-            ok = ws.array("itk_ok", (len(coords),), bool)
-            ok[...] = _inside(coords, self.grid.in_shape)
-            if not ok.any():
+            if not counted:
                 out[...] = fill
                 return out
-            if not ok.all():
+            if counted < len(coords):
                 coords[~ok] = coords[np.argmax(ok)]  # sampled, then overwritten: inside the window
-        cmin, cmax = column_bounds(coords)
         win_range = self._support_of(cmin, cmax)
         read_range = transform._whole_rows(win_range, self.grid.in_shape)
         if self.order < 2:  # the kernel reads the whole read window (as AffineResampler.coefficient_window)
@@ -324,6 +364,6 @@ class WarpResampler(AffineResampler):
                 raise RuntimeError(f"{bad} samples of block {region} read outside its window {win_range}")
             if not direct:
                 cast_into(values, out[idx])
-        if ok is not None and not ok.all():
+        if ok is not None and counted < len(coords):
             np.copyto(out, fill, where=~ok.reshape(bshape[::-1]))
         return out

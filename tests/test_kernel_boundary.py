@@ -349,3 +349,120 @@ def test_sample_points_counts_taps_outside_a_window_planned_wrong_without_readin
     bad = kernel.sample_points(data, np.array([[5.0, 5.0, 5.0], [1.0, 1.0, 1.0]]), out, (0, 0, 0), (9, 9, 9), 0.0,
                                1, kernel.MODE_CODES["nearest"], 0.0)
     assert bad > 0 and out[1] == 1.0
+
+
+# -- kernel.chain_points (issue 31): a block's coordinates through a chain; every shape, window and value checked
+
+
+EYE = np.eye(4)[:3]
+
+
+def chain_field(win=None, first=(0, 0, 0), shape=(4, 4, 4), inv=EYE):
+    return (np.zeros((4, 4, 4, 3)) if win is None else win, inv, first, shape)
+
+
+def call_chain(count=(2, 2, 2), origin=(0, 0, 0), mats=None, fields=None, out=None, inside=None, in_shape=None):
+    fields = [chain_field()] if fields is None else fields
+    mats = [EYE] * (len(fields) + 1) if mats is None else mats
+    out = np.zeros((int(np.prod(count)), 3)) if out is None else out
+    return kernel.chain_points(out, origin, count, mats, fields, inside, in_shape)
+
+
+@pytest.mark.parametrize("first, shape", [((-1, 0, 0), (4, 4, 4)), ((0, 1, 0), (4, 4, 4)), ((0, 0, 0), (4, 4, 3)),
+                                          ((0, 0, 0), (4, 4, 2**62)), ((0, 2**62, 0), (4, 2**62, 4))])
+def test_chain_points_refuses_a_field_window_that_leaves_the_field(first, shape):
+    with pytest.raises(ValueError, match="leaves the field"):
+        call_chain(fields=[chain_field(first=first, shape=shape)])
+
+
+@pytest.mark.parametrize("count, origin", [((0, 2, 2), (0, 0, 0)), ((2, 2, -1), (0, 0, 0)), ((2, 2, 2), (2**52, 0, 0)),
+                                           ((2, 2, 2), (0, -(2**53), 0))])
+def test_chain_points_refuses_a_block_out_of_range(count, origin):
+    with pytest.raises(ValueError, match="block origin"):
+        call_chain(count=count, origin=origin, out=np.zeros((8, 3)))
+
+
+@pytest.mark.parametrize("out", [np.zeros((7, 3)), np.zeros((8, 2)), np.zeros(24), np.zeros((8, 3), np.float32), np.zeros((0, 3))])
+def test_chain_points_refuses_an_output_that_is_not_the_blocks(out):
+    with pytest.raises(ValueError, match="the block's voxels"):
+        call_chain(out=out)
+
+
+def test_chain_points_refuses_a_block_whose_voxels_overflow_64_bits():
+    with pytest.raises(ValueError, match="the block's voxels"):
+        call_chain(count=(2**21, 2**21, 2**22), out=np.zeros((8, 3)))
+
+
+@pytest.mark.parametrize("nmats", [0, 1, 3])
+def test_chain_points_refuses_matrices_that_do_not_match_the_fields(nmats):
+    with pytest.raises(ValueError, match="matrices for 1 fields"):
+        call_chain(mats=[EYE] * nmats)
+
+
+@pytest.mark.parametrize("where", ["matrix", "inverse"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+def test_chain_points_refuses_a_matrix_not_finite(where, bad):
+    m = EYE.copy()
+    m[1, 3] = bad
+    with pytest.raises(ValueError, match="not finite"):
+        if where == "matrix":
+            call_chain(mats=[EYE, m])
+        else:
+            call_chain(fields=[chain_field(inv=m)])
+
+
+@pytest.mark.parametrize("win", [np.zeros((4, 4, 4)), np.zeros((4, 4, 4, 2)), np.zeros((4, 4, 4, 3), np.float32)])
+def test_chain_points_refuses_a_field_window_not_wx_wy_wz_3_float64(win):
+    with pytest.raises(TypeError, match="float64"):
+        kernel._kernel.chain_points(np.zeros((8, 3)), [0, 0, 0], [2, 2, 2], [[1.0] * 12] * 2,
+                                    [(win, [0.0] * 12, [0, 0, 0], [4, 4, 4])])
+
+
+def test_chain_points_refuses_an_output_that_overlaps_a_field_window():
+    win = np.zeros((2, 2, 2, 3))
+    with pytest.raises(ValueError, match="overlaps"):
+        call_chain(fields=[chain_field(win=win, shape=(2, 2, 2))], out=win.reshape(8, 3))
+
+
+@pytest.mark.parametrize("inside", [np.zeros(7, bool), np.zeros(8, np.uint8), np.zeros(8, np.float64)])
+def test_chain_points_refuses_an_inside_mask_that_is_not_n_bools(inside):
+    with pytest.raises(ValueError, match="8 bools"):
+        call_chain(inside=inside, in_shape=(4, 4, 4))
+
+
+@pytest.mark.parametrize("in_shape", [(0, 4, 4), (4, 4, 2**53)])
+def test_chain_points_refuses_an_input_shape_out_of_range(in_shape):
+    with pytest.raises(ValueError, match="input's length"):
+        call_chain(inside=np.zeros(8, bool), in_shape=in_shape)
+
+
+@pytest.mark.parametrize("scale", [1e300, np.float64(2.0**62)])
+def test_chain_points_names_the_field_whose_coordinates_are_not_finite_or_beyond_2_62(scale):
+    inv = EYE * scale  # the field's voxel index of point (1, 1, 1): inf, or 2**62
+    bad, lo, hi, counted = call_chain(fields=[chain_field(), chain_field(inv=inv)])
+    assert bad == 2
+    assert call_chain(fields=[chain_field(inv=inv), chain_field()])[0] == 1
+
+
+def test_chain_points_refuses_taps_outside_a_field_window_without_reading_there():
+    win, _mem = guarded((2, 2, 2, 3), np.float64)
+    win[...] = 0.0
+    shift = EYE.copy()
+    shift[0, 3] = 1.0  # the block's x = 1 reaches field voxel 2, beyond the window [0, 2)
+    with pytest.raises(IndexError, match="field 0's taps leave its window"):
+        call_chain(mats=[shift, EYE], fields=[chain_field(win=win, shape=(8, 8, 8))])
+
+
+def test_chain_points_clamps_onto_the_fields_edge_samples_as_scipys_nearest():
+    win = np.zeros((3, 1, 1, 3))
+    win[:, 0, 0, 0] = (10.0, 20.0, 40.0)
+    far = EYE.copy()
+    far[0, 3] = -5.0  # x = -5, -4: clamped onto the field's first sample
+    out = np.zeros((2, 3))
+    call_chain(count=(2, 1, 1), mats=[far, EYE], fields=[chain_field(win=win, shape=(3, 1, 1))], out=out)
+    np.testing.assert_array_equal(out[:, 0], [5.0, 6.0])
+    half = EYE.copy()
+    half[0, 3] = 1.5  # x = 1.5, 2.5 (beyond the last sample: 40)
+    call_chain(count=(2, 1, 1), mats=[half, EYE], fields=[chain_field(win=win[1:], first=(1, 0, 0), shape=(3, 1, 1))],
+               out=out)
+    np.testing.assert_array_equal(out[:, 0], [1.5 + 30.0, 2.5 + 40.0])

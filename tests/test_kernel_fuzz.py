@@ -1,7 +1,8 @@
 """The compiled kernel's fuzz driver (issue 28): hypothesis over shapes,
 strides, dtypes, byte orders, orders 0-5, modes, extreme matrices and
 offsets, empty and 1-voxel axes, calling the kernel's entry points directly
-(``kernel.resample_block``, ``sample_points``, ``axis_sum``/``axis_take``, ``prefilter_lines``)
+(``kernel.resample_block``, ``sample_points``, ``chain_points``, ``axis_sum``/``axis_take``,
+``prefilter_lines``)
 and through the resamplers.  Each case ends in a clean exception or in
 scipy's values.  tools/sanitize.sh runs it under AddressSanitizer and
 UndefinedBehaviorSanitizer; windows sit at the end of a guarded allocation
@@ -26,7 +27,7 @@ from bigresample.errors import BigresampleError
 from bigresample.geometry import ReferenceGrid, make_grid
 from bigresample.transform import AffineResampler
 
-from .helpers import assert_matches_reference, guarded, with_exact
+from .helpers import assert_matches_reference, compiled_only, guarded, with_exact
 
 EXAMPLES = int(os.environ.get("FUZZ_EXAMPLES", "0")) or settings().max_examples
 #: the entry points, called directly (small arrays: fast even under ASan)
@@ -186,6 +187,60 @@ def test_sample_points_gives_scipys_values_or_refuses(seed, shape, n, order, mod
         expected = expected.astype(np.float32)
         tol = 0.0 if order == 0 else 2e-6 * scale
     np.testing.assert_allclose(out, expected, rtol=0, atol=tol)
+
+
+@compiled_only
+@FUZZ
+@given(st.integers(0, 2**32 - 1), st.lists(st.integers(1, 6), min_size=3, max_size=3),
+       st.lists(st.integers(1, 5), min_size=3, max_size=3), st.integers(0, 2), st.booleans(),
+       st.sampled_from((0.5, 3.0, 1e3)), st.booleans())
+def test_chain_points_gives_the_numpy_chains_coordinates_or_refuses(seed, count, fshape, nfields, sub, reach, itk):
+    """``kernel.chain_points`` against the numpy chain (``_pykernel.chain_points``: the affine
+    sums of ``registration.affine_points``, ``map_coordinates`` on each field's window) on random
+    affines and fields, each field's window at the end of a guarded allocation (the box its
+    points reach, or the whole field): the same coordinates to 1e-12 of their size, the same
+    bounds, ITK's rule per point the same (but within 1e-9 voxel of its edges), or the same
+    refusal (a non-finite field index names the same field; a tap beyond the window is an
+    IndexError)."""
+    from bigresample import _pykernel
+
+    rng = np.random.default_rng(seed)
+    mats = [np.hstack([rng.uniform(-2, 2, (3, 3)), rng.uniform(-reach, reach, (3, 1))]) for _ in range(nfields + 1)]
+    fields, guards = [], []
+    for _ in range(nfields):
+        vals = rng.uniform(-reach, reach, tuple(fshape) + (3,))
+        lo = [int(rng.integers(0, m)) for m in fshape] if sub else [0, 0, 0]
+        hi = [int(rng.integers(a + 1, m + 1)) for a, m in zip(lo, fshape)] if sub else list(fshape)
+        win, mem = guarded(tuple(b - a for a, b in zip(lo, hi)) + (3,), np.float64)
+        win[...] = vals[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        guards.append(mem)
+        inv = np.hstack([rng.uniform(-1, 1, (3, 3)), rng.uniform(-2, 2, (3, 1))])
+        fields.append((win, inv, lo, fshape))
+    origin = [int(v) for v in rng.integers(-3, 3, 3)]
+    n = int(np.prod(count))
+    in_shape = [int(v) for v in rng.integers(1, 8, 3)]
+    got, want = np.full((n, 3), -1.0), np.full((n, 3), -1.0)
+    ok_got, ok_want = (np.zeros(n, bool), np.zeros(n, bool)) if itk else (None, None)
+    try:
+        res = kernel.chain_points(got, origin, count, mats, fields, ok_got, in_shape if itk else None)
+    except IndexError:
+        assert sub  # only a window smaller than its field can miss a tap
+        return
+    ref = _pykernel.chain_points(want, origin, count, mats, fields, ok_want, in_shape if itk else None)
+    assert res[0] == ref[0]
+    if res[0]:
+        return
+    tol = 1e-12 * max(1.0, float(np.abs(want).max()))
+    np.testing.assert_allclose(got, want, rtol=0, atol=tol)
+    if itk:
+        edge = np.any(np.abs(np.concatenate([want + 0.5, want - (np.array(in_shape) - 0.5)], axis=1)) < 1e-9, axis=1)
+        assert np.array_equal(ok_got[~edge], ok_want[~edge])
+        if edge.any():
+            return
+    assert res[3] == ref[3]
+    if res[3]:
+        np.testing.assert_allclose(res[1], ref[1], rtol=0, atol=tol)
+        np.testing.assert_allclose(res[2], ref[2], rtol=0, atol=tol)
 
 
 @FUZZ
