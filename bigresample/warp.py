@@ -215,12 +215,22 @@ class WarpGrid:
         return lo - _margin(lo, hi), hi + _margin(lo, hi)
 
     def spans(self, block) -> np.ndarray:
-        """Per input axis, the largest extent of the coordinates of a block of shape ``block``."""
-        w = self._span_steps[0] @ (np.asarray(block[:3], dtype=np.float64) - 1)
-        for step in self._span_steps[1:]:
-            w = step @ w if step.ndim == 2 else w + step
-            w = w + 2 * _margin(w, w)
-        return w
+        """Per input axis, the largest extent of the coordinates of a block of shape ``block``
+        (remembered per shape: the planner asks ~3000 times for a few hundred shapes)."""
+        key = tuple(int(b) for b in block[:3])
+        memo = self._spans_memo
+        if key not in memo:
+            w = self._span_steps[0] @ (np.asarray(key, dtype=np.float64) - 1)
+            for step in self._span_steps[1:]:
+                w = step @ w if step.ndim == 2 else w + step
+                w = w + 2 * _margin(w, w)
+            w.setflags(write=False)
+            memo[key] = w
+        return memo[key]
+
+    @cached_property
+    def _spans_memo(self) -> dict:
+        return {}
 
     @cached_property
     def _span_steps(self) -> tuple:
