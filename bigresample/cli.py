@@ -310,7 +310,23 @@ def main(argv=None) -> int:
     return _signals.leave(status)
 
 
+#: The BLAS libraries' thread counts, set in the command-line process unless the user set them.
+#: A run's parallelism is its worker threads (``--workers``); numpy's BLAS is only asked about
+#: 3x3 and 4x4 matrices, yet OpenBLAS starts a thread per core when numpy loads, which spins
+#: on the cores the workers need (onto a rotated reference, 512x512x300, order 1, 2 workers:
+#: 1.25-1.50 s -> 1.03-1.10 s wall, system time 0.5-0.7 -> 0.2 s; benchmarks/README.md).
+BLAS_THREADS = {"OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "BLIS_NUM_THREADS": "1"}
+
+
+def one_blas_thread() -> None:
+    """Set ``BLAS_THREADS`` in the environment where the user has not: it takes effect if
+    numpy is not imported yet, as in the command-line process (and the processes it starts)."""
+    for name, value in BLAS_THREADS.items():
+        os.environ.setdefault(name, value)
+
+
 def _main(argv) -> int:
+    one_blas_thread()
     t = timeline.now()
     argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
     if is_info(argv):

@@ -299,8 +299,8 @@ class InterpolatedLabels(_LabelSampling):
     def extra_bytes(self, wshape, block, in_itemsize: int, out_itemsize: int) -> int:
         """Beyond the resampler's own buffers (counted for float64 indicators): the
         label window and its dense ids, the running maximum, the labels kept,
-        a mask (two with ITK's rule on a rotated grid: ``bounds.fill_rows``) and the output."""
-        masks = 2 if self.itk else 1
+        a mask (three with ITK's rule on a rotated grid: ``bounds.fill_rows``' two) and the output."""
+        masks = 3 if self.itk else 1
         return int(prod(wshape) * (in_itemsize + 4) + prod(block) * (8 + in_itemsize + masks + out_itemsize))
 
     def compute_into(self, source, region, dtype, ws: Workspace) -> np.ndarray:

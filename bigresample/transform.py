@@ -363,9 +363,9 @@ def block_bytes(resampler: AffineResampler, block, in_itemsize: int, out_itemsiz
     the window in the stored type (twice: a native copy for float16 or another
     byte order), its float64 B-spline coefficients with scipy's pre-pad (orders
     >= 2), the output block and its float64 values (integer outputs), and with
-    ITK's rule the mask of the voxels outside (``bounds.fill_rows``, a byte each)."""
+    ITK's rule the masks of the voxels outside (``bounds.fill_rows``, two bytes each)."""
     window, out = prod(resampler.window_shape(block)), prod(block)  # Python ints: no int64 wrap on absurd grids
-    total = 2 * window * in_itemsize + 8 * out + 2 * out * out_itemsize + (out if resampler.itk else 0)
+    total = 2 * window * in_itemsize + 8 * out + 2 * out * out_itemsize + (2 * out if resampler.itk else 0)
     if resampler.order > 1:
         pad = 2 * PREPAD if resampler.mode in PREPAD_MODES else 0
         total += prod(w + pad for w in resampler.coefficient_shape(block)) * 8

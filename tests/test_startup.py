@@ -75,6 +75,35 @@ def test_a_nifti_run_loads_no_library_only_other_paths_need(tmp_path):
     assert "numpy.ma" not in modules  # np.unique imports it (engine.sorted_unique): 25-50 ms in a first block
 
 
+THREADS = """\
+import os, sys
+from bigresample.cli import main
+assert main([sys.argv[1], sys.argv[2], "--reference", sys.argv[1], "--order", "1", "--workers", "2", "--quiet"]) == 0
+print(len(os.listdir("/proc/self/task")), os.environ.get("OPENBLAS_NUM_THREADS"))
+"""
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts the threads in /proc")
+@pytest.mark.parametrize("asked", [None, "2"])
+def test_a_run_leaves_blas_to_one_thread_unless_the_user_asked(tmp_path, asked):
+    # the workers are the parallelism: OpenBLAS's own threads (one per core, started when numpy
+    # loads) would only spin on their cores; after the run only the main thread is left
+    src = tmp_path / "in.nii"
+    make_volume(src)
+    env = {k: v for k, v in os.environ.items() if k not in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "OMP_NUM_THREADS")}
+    if asked:
+        env["OPENBLAS_NUM_THREADS"] = asked
+    proc = subprocess.run([sys.executable, "-c", THREADS, str(src), str(tmp_path / "out.nii")], capture_output=True,
+                          text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr
+    threads, setting = proc.stdout.split()
+    assert setting == (asked or "1")
+    if asked is None:
+        assert int(threads) == 1
+    elif (os.cpu_count() or 1) >= 2:  # the count is not blind: OpenBLAS's second thread when it may have one
+        assert int(threads) == 2
+
+
 def test_the_count_sees_what_a_module_imports():
     # the dump is not blind: the pipeline needs numpy and nibabel, the lazy array API dask
     assert {"numpy", "nibabel"} <= roots(loaded("import bigresample.pipeline"))
