@@ -50,7 +50,7 @@ enum { NEAREST, WRAP, REFLECT, MIRROR, CONSTANT, GRID_WRAP, GRID_CONSTANT };
 #define VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
 /* Order 1's reads from a float32 window, four voxels at a time, where the
  * processor has AVX2 (have_avx2, set when the module loads): each voxel's
- * two taps along x read as one 64-bit gather, the sums the scalar loop's,
+ * two taps along x read as one 64-bit load, the sums the scalar loop's,
  * operation for operation (no fused multiply-adds), so its values bit for
  * bit (linear_reads in _kernel_impl.h). */
 #define AVX2_READS 1

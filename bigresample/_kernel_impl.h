@@ -204,7 +204,9 @@ VECTOR_CLONES static void FN(interior_nearest)(const IN_T *restrict d, OUT_T *re
 #if defined(AVX2_READS) && defined(IN_FLOAT)
 /* linear_inside's reads from a float32 window, four voxels at a time (AVX2,
  * see _kernel.c): the two taps along x of each of the four rows as one
- * 64-bit gather, split into first and second taps; then linear_inside's
+ * 64-bit load (plain loads, not AVX2's gather: on this project's AMD EPYC
+ * the gather was slower than the scalar loop, the loads 0.75x the gather's
+ * time, benchmarks/README.md), split into first and second taps; then linear_inside's
  * arithmetic on four doubles at a time, the same operations in the same
  * order (no fused multiply-adds), so the same values bit for bit.  Returns
  * how many voxels it did (a multiple of four): linear_inside does the rest. */
@@ -214,17 +216,20 @@ __attribute__((target("avx2"))) static int FN(linear_reads)(const float *restric
 {
     const __m256i pick = _mm256_setr_epi32(0, 2, 4, 6, 1, 3, 5, 7); /* first taps low, second taps high */
     const __m256d one = _mm256_set1_pd(1.0);
-    const long long *r0 = (const long long *)d, *r1 = (const long long *)(d + dy);
-    const long long *r2 = (const long long *)(d + dz), *r3 = (const long long *)(d + dz + dy);
+    const float *r0 = d, *r1 = d + dy, *r2 = d + dz, *r3 = d + dz + dy;
     int i = 0;
 #define PAIR(r, lo, hi)                                                                                     \
     do {                                                                                                    \
-        const __m256 t = _mm256_permutevar8x32_ps(_mm256_castsi256_ps(_mm256_i32gather_epi64(r, off, 4)), pick); \
+        const __m128i l01 = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)((r) + o0)),                 \
+                                               _mm_loadl_epi64((const __m128i *)((r) + o1)));                \
+        const __m128i l23 = _mm_unpacklo_epi64(_mm_loadl_epi64((const __m128i *)((r) + o2)),                 \
+                                               _mm_loadl_epi64((const __m128i *)((r) + o3)));                \
+        const __m256 t = _mm256_permutevar8x32_ps(_mm256_castsi256_ps(_mm256_set_m128i(l23, l01)), pick);    \
         lo = _mm256_cvtps_pd(_mm256_castps256_ps128(t));                                                    \
         hi = _mm256_cvtps_pd(_mm256_extractf128_ps(t, 1));                                                  \
     } while (0)
     for (; i + 4 <= n; i += 4) {
-        const __m128i off = _mm_loadu_si128((const __m128i *)(at + i));
+        const int64_t o0 = at[i], o1 = at[i + 1], o2 = at[i + 2], o3 = at[i + 3];
         __m256d p0, p1, q0, q1, u0, u1, v0, v1;
         PAIR(r0, p0, p1);
         PAIR(r1, q0, q1);

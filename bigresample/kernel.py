@@ -231,8 +231,8 @@ def axis_take(x, out, index) -> None:
 
 
 def use_avx2(on: bool) -> bool:
-    """Turn ``linear_reads`` (AVX2's gathers, which AddressSanitizer cannot
-    see into) on or off; returns whether they are now used (never where the
+    """Turn ``linear_reads`` (order 1's reads four voxels at a time, with AVX2)
+    on or off; returns whether they are now used (never where the
     processor or the build lacks AVX2).  For the tests: the results are the
     same bits either way (tests/test_kernel_fuzz.py compares them)."""
     return bool(_kernel.set_avx2(bool(on)))
