@@ -222,11 +222,7 @@ class AffineResampler(Sampling):
         """The block in file order, C-ordered, in ``ws``'s buffers (as ``Resampler.compute_into``)."""
         from . import kernel
 
-        spatial, extra = tuple(region[:3]), tuple(region[3:])
-        dtype = np.dtype(source.dtype if dtype is None else dtype)
-        bshape = tuple(s.stop - s.start for s in spatial)
-        extra_shape = slice_lengths(extra, source.shape[3:])
-        out = ws.array("out", (bshape + extra_shape)[::-1], dtype)
+        spatial, extra, bshape, extra_shape, dtype, out = block_output(source, region, dtype, ws)
         spans = None
         if self.itk:  # ITK's rule: cval beyond half a voxel of the input (bounds.row_spans, per output row)
             fill = np.empty((), dtype=dtype)
@@ -287,6 +283,17 @@ class AffineResampler(Sampling):
             else:
                 ndimage().spline_filter1d(coef, self.order, axis=ax, output=coef, mode=self.mode)
         return coef
+
+
+def block_output(source, region, dtype, ws):
+    """What a point-by-point resampler's ``compute_into`` starts from: the block's spatial
+    slices and further ones, its spatial shape and the further axes' lengths, the output
+    type (the stored one when ``dtype`` is None) and the output buffer in file order."""
+    spatial, extra = tuple(region[:3]), tuple(region[3:])
+    dtype = np.dtype(source.dtype if dtype is None else dtype)
+    bshape = tuple(s.stop - s.start for s in spatial)
+    extra_shape = slice_lengths(extra, source.shape[3:])
+    return spatial, extra, bshape, extra_shape, dtype, ws.array("out", (bshape + extra_shape)[::-1], dtype)
 
 
 def read_window(source, read_range, win_range, extra, extra_shape, ws) -> np.ndarray:

@@ -47,10 +47,10 @@ from math import prod
 import numpy as np
 
 from . import transform
-from .engine import Sampling, Workspace, _Fresh, cast_into, slice_lengths
+from .engine import Sampling, Workspace, _Fresh, cast_into
 from .geometry import COORDINATE_LIMIT, GeometryError, orientation, voxel_spacing
 from .registration import Chain, affine_points
-from .transform import PREPAD, PREPAD_MODES, AffineResampler, read_window
+from .transform import PREPAD, PREPAD_MODES, AffineResampler, block_output, read_window
 
 #: Output voxels whose coordinates one pass of the fallback's numpy chain computes
 #: (``_pykernel.chain_points``' temporaries: a few (n, 3) float64 arrays, ~1.5 MiB
@@ -337,11 +337,7 @@ class WarpResampler(AffineResampler):
         """The block in file order, C-ordered, in ``ws``'s buffers (as ``Resampler.compute_into``)."""
         from . import kernel
 
-        spatial, extra = tuple(region[:3]), tuple(region[3:])
-        dtype = np.dtype(source.dtype if dtype is None else dtype)
-        bshape = tuple(s.stop - s.start for s in spatial)
-        extra_shape = slice_lengths(extra, source.shape[3:])
-        out = ws.array("out", (bshape + extra_shape)[::-1], dtype)
+        spatial, extra, bshape, extra_shape, dtype, out = block_output(source, region, dtype, ws)
         coords = ws.array("warp_coords", (prod(bshape), 3), np.float64)
         # ITK's rule: cval beyond half a voxel of the input; the window spans the points inside
         ok = ws.array("itk_ok", (len(coords),), bool) if self.itk else None
