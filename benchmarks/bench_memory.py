@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import sys
 import tempfile
 import time
@@ -67,13 +68,16 @@ def make_gradient(path, shape, dtype, slab=32):
             w.write(((base + z * 0.5) % 1000).astype(dtype))
 
 
-def run_measured(cmd, log_dir: Path, env: dict | None = None) -> tuple[float, int]:
-    """Wall time and peak RSS of the process tree (bench_speed.measure: polled
-    sums and each process's VmHWM)."""
+def run_measured(cmd, log_dir: Path, env: dict | None = None) -> tuple[float, int, float]:
+    """Wall time, peak RSS of the process tree (bench_speed.measure: polled
+    sums and each process's VmHWM) and CPU seconds (user + system, of the children waited for)."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     run = measure(cmd, log_dir, env=env)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
     if run.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed:\n{run.stderr}")
-    return run.seconds, run.peak_rss
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    return run.seconds, run.peak_rss, cpu
 
 
 def drop_pages(path: Path) -> None:
@@ -192,10 +196,10 @@ def run_shape(args, trees, shape, text, src, out, made, limit, work) -> None:
                                                                 env.get("PYTHONPATH")) if p)
             drop_pages(src)
             when = stamp()
-            wall, peak = run_measured(cmd, work, env)
+            wall, peak, cpu = run_measured(cmd, work, env)
             out.unlink(missing_ok=True)
             ratio = f"{wall / floor:.2f}" if floor else ""
-            print(f"{head} bigresample ({tree}) | {wall:.1f} | {wall / m * 1e9:.2f} | {ratio} | "
+            print(f"{head} bigresample ({tree}), CPU {cpu:.1f} s | {wall:.1f} | {wall / m * 1e9:.2f} | {ratio} | "
                   f"{peak / 2**20:.0f} | {'yes' if peak <= limit else 'NO'} | {when} |", flush=True)
 
 
