@@ -20,7 +20,6 @@ so a dry run or a refused run never starts a process.
 
 from __future__ import annotations
 
-import collections
 import itertools
 import queue
 import threading
@@ -56,18 +55,6 @@ class BlockTask:
         payload = self.write(region, block)
         timeline.span("write", t, i)
         return payload
-
-    @property
-    def can_prefetch(self) -> bool:
-        """The source can be asked to read ahead (``prefetch``): a raw file (``rawio.RawReader``)."""
-        return hasattr(self.source, "will_need")
-
-    def prefetch(self, i: int) -> int:
-        """Ask the source to start reading block ``i``'s input window (the resampler's
-        ``input_region``, and the block's extra axes) in the background; the bytes asked for."""
-        region = self.blocks.region(i)
-        k = len(self.blocks.block)
-        return self.source.will_need(tuple(self.resampler.input_region(region[:k])) + tuple(region[k:]))
 
 
 @runtime_checkable
@@ -112,10 +99,6 @@ class Threads:
     remote = False  # blocks are written in this process
     ordered_commits = True
 
-    #: how far ahead of the blocks handed to the workers their input is asked for (``_Ahead``),
-    #: in bytes of input windows: the page cache holds this much more, never the process
-    prefetch_bytes = 64 * 2**20
-
     def __init__(self, workers: int):
         self.workers = max(1, int(workers))
         self._running: list[Future] = []
@@ -137,7 +120,7 @@ class Threads:
         pool = _DaemonPool(self.workers)
         timeline.span("threads", t)
         pending = []
-        it = _Ahead(todo, task.prefetch if getattr(task, "can_prefetch", False) else None, self.prefetch_bytes)
+        it = iter(todo)
         try:
             for i in itertools.islice(it, self.workers + 2):
                 pending.append((i, pool.submit(task, i)))
@@ -152,13 +135,11 @@ class Threads:
                 if nxt is not None:
                     pending.append((nxt, pool.submit(task, nxt)))
         except BaseException:
-            it.close()
             for _, fut in pending:
                 fut.cancel()
             self._running = [fut for _, fut in pending if not fut.cancelled()]
             pool.shutdown(wait=False)
             raise
-        it.close()
         pool.shutdown(wait=True)
 
     def after_running(self, fn: Callable[[], None]) -> None:
@@ -179,71 +160,6 @@ class Threads:
 
         for fut in running:
             fut.add_done_callback(one_done)
-
-
-class _Ahead:
-    """The block numbers of ``todo`` in order, each block's input asked for (``prefetch(i)``,
-    which returns the bytes it asked for) by a daemon thread before the block is handed out,
-    and kept up to ``limit`` bytes (at most ``MAX_AHEAD`` blocks) ahead of the blocks handed
-    out: the disk reads the next blocks' windows while the workers compute, instead of each
-    worker waiting for its own reads, and the calling thread never waits on the asking (a
-    system call that queues the reads can block).  Without ``prefetch``: ``todo``, in order."""
-
-    MAX_AHEAD = 256
-
-    def __init__(self, todo: Iterable[int], prefetch: Callable[[int], int] | None, limit: int):
-        self._todo, self._prefetch, self._limit = iter(todo), prefetch, limit
-        self._ahead: collections.deque = collections.deque()  # (block, bytes asked), not handed out yet
-        self._bytes = 0
-        self._done = self._stop = False
-        self._cond = threading.Condition()
-        if prefetch is not None:
-            threading.Thread(target=self._ask, name="bigresample-ahead", daemon=True).start()
-
-    def __iter__(self):
-        return self
-
-    def __next__(self) -> int:
-        if self._prefetch is None:
-            return next(self._todo)
-        with self._cond:
-            while not self._ahead and not self._done:
-                self._cond.wait(0.1)  # a timeout, so that Ctrl-C is seen at once
-            if not self._ahead:
-                raise StopIteration
-            i, n = self._ahead.popleft()
-            self._bytes -= n
-            self._cond.notify_all()
-        return i
-
-    def close(self) -> None:
-        """Stop asking (the run ended, or was stopped)."""
-        with self._cond:
-            self._stop = True
-            self._cond.notify_all()
-
-    def _ask(self) -> None:
-        try:
-            for i in self._todo:
-                with self._cond:
-                    while not self._stop and (self._bytes >= self._limit or len(self._ahead) >= self.MAX_AHEAD):
-                        self._cond.wait()
-                    if self._stop:
-                        return
-                t = timeline.now()
-                try:
-                    n = self._prefetch(i)
-                except Exception:  # advice only: the block's own read will meet the problem, and say it
-                    n, self._prefetch = 0, lambda _: 0
-                timeline.span("ahead", t, i)
-                with self._cond:
-                    self._ahead.append((i, n))
-                    self._bytes += n
-                    self._cond.notify_all()
-        finally:
-            with self._cond:
-                self._done = True
-                self._cond.notify_all()
 
 
 class _DaemonPool:

@@ -53,9 +53,6 @@ def _spans(shape, slices):
 ROW_GAP = 64 * 2**10
 #: ... of at most this many bytes
 ROW_STRETCH = 4 * 2**20
-#: Stretches of a region closer than this in the file are asked of the kernel as one (``RawReader.will_need``):
-#: the rows of a window cut short in x, not the planes of a slab of rows
-HINT_GAP = 2**20
 
 
 class RawReader:
@@ -101,40 +98,6 @@ class RawReader:
         for off, count, local in _spans(self.shape, slices):
             self._pread(fd, memoryview(out[local].reshape(-1)).cast("B"), self.offset + off * item)
         return out
-
-    def will_need(self, slices) -> int:
-        """Ask the kernel to start reading ``self[slices]`` into the page cache and return at
-        once (``posix_fadvise(POSIX_FADV_WILLNEED)`` on each stretch of the file the region
-        covers, stretches closer than ``HINT_GAP`` bytes asked for together); the bytes asked
-        for (0 where the system has no such call).  Nothing is read into this process: the
-        pages are the kernel's, reclaimable, and a later ``read_into`` or ``mapped`` finds
-        them there instead of waiting for the disk.  Slices are clipped to the image."""
-        advise = getattr(os, "posix_fadvise", None)
-        if advise is None:
-            return 0
-        slices = tuple(slices) + (slice(None),) * (self.ndim - len(slices))
-        clipped = []
-        for s, n in zip(slices, self.shape):
-            a, b = s.start or 0, n if s.stop is None else s.stop
-            a, b = max(0, min(int(a), n)), max(0, min(int(b), n))
-            if b <= a:
-                return 0
-            clipped.append(slice(a, b))
-        item, fd, asked = self.dtype.itemsize, self._fd(), 0
-        start = end = None
-        for off, count, _ in itertools.chain(_spans(self.shape, clipped), [(None, 0, None)]):
-            if off is not None and start is not None and self.offset + off * item - end <= HINT_GAP:
-                end = self.offset + (off + count) * item
-                continue
-            if start is not None:
-                try:
-                    advise(fd, start, end - start, os.POSIX_FADV_WILLNEED)
-                except OSError:  # advice only: the reads themselves say what is wrong
-                    return asked
-                asked += end - start
-            if off is not None:
-                start, end = self.offset + off * item, self.offset + (off + count) * item
-        return asked
 
     def _pread(self, fd: int, view: memoryview, pos: int) -> None:
         got, want = 0, len(view)

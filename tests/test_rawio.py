@@ -1,11 +1,8 @@
 """rawio.RawReader on its own: positional reads into buffers, and windows mapped without a copy."""
 
-import os
-
 import numpy as np
 import pytest
 
-from bigresample import rawio
 from bigresample.rawio import RawReader
 
 
@@ -98,54 +95,3 @@ def test_rows_cut_short_are_read_a_stretch_of_whole_rows_at_a_time_equal_to_a_ro
     reader.read_into((slice(3, 9), slice(0, 11), slice(0, 9), slice(0, 2)), out)
     np.testing.assert_array_equal(out, data[:, :, :, 3:9])
     assert len(calls) == 2 * 9 * 11
-
-
-def _asked(reader, monkeypatch, slices):
-    """The (start, length) ranges ``reader.will_need(slices)`` asks the kernel for, and what it returns."""
-    calls = []
-    monkeypatch.setattr("os.posix_fadvise", lambda fd, start, length, advice: calls.append((start, length, advice)),
-                        raising=False)
-    n = reader.will_need(slices)
-    assert all(advice == os.POSIX_FADV_WILLNEED for *_, advice in calls)
-    return [(a, b) for a, b, _ in calls], n
-
-
-@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise on this system")
-def test_the_input_asked_ahead_is_each_plane_stretch_of_a_slab_of_whole_rows(tmp_path, monkeypatch):
-    reader, _ = _raw(tmp_path, (1024, 400, 6), np.float32, offset=352)
-    plane, row = 1024 * 400 * 4, 1024 * 4
-    asked, n = _asked(reader, monkeypatch, (slice(None), slice(100, 164), slice(2, 5)))
-    # one stretch per plane: 64 whole rows; the planes are farther apart than HINT_GAP
-    assert plane - 64 * row > rawio.HINT_GAP
-    assert asked == [(352 + z * plane + 100 * row, 64 * row) for z in (2, 3, 4)]
-    assert n == 3 * 64 * row
-    # nearer than HINT_GAP (300 of 400 rows): the slab is asked as one stretch
-    asked, n = _asked(reader, monkeypatch, (slice(None), slice(50, 350), slice(2, 5)))
-    assert asked == [(352 + 2 * plane + 50 * row, 2 * plane + 300 * row)]
-
-
-@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise on this system")
-def test_rows_cut_short_and_close_together_are_asked_as_one_stretch_and_slices_are_clipped(tmp_path, monkeypatch):
-    reader, _ = _raw(tmp_path, (512, 300, 6), np.int16, offset=352)
-    row = 512 * 2
-    asked, n = _asked(reader, monkeypatch, (slice(10, 20), slice(-5, 40), slice(3, 99)))
-    plane = 512 * 300 * 2
-    # rows 0..39 of planes 3..5 (clipped), x 10..19: from plane 3's first x=10 to plane 5's row 39's x=19
-    start, end = 352 + 3 * plane + 10 * 2, 352 + 5 * plane + 39 * row + 20 * 2
-    assert asked == [(start, end - start)]
-    assert n == sum(length for _, length in asked)
-    assert _asked(reader, monkeypatch, (slice(10, 10), slice(None), slice(None))) == ([], 0)
-
-
-def test_without_posix_fadvise_nothing_is_asked(tmp_path, monkeypatch):
-    reader, _ = _raw(tmp_path, (16, 8, 4), np.float32)
-    monkeypatch.delattr("os.posix_fadvise", raising=False)
-    assert reader.will_need((slice(None), slice(None), slice(0, 2))) == 0
-
-
-@pytest.mark.skipif(not hasattr(os, "posix_fadvise"), reason="no posix_fadvise on this system")
-def test_a_window_asked_ahead_is_then_read_the_same(tmp_path):
-    reader, data = _raw(tmp_path, (64, 40, 10), np.float32)
-    sl = (slice(3, 60), slice(5, 33), slice(2, 9))
-    assert reader.will_need(sl) > 0  # the real call: advice only
-    np.testing.assert_array_equal(reader[sl], data[2:9, 5:33, 3:60].T)

@@ -10,7 +10,7 @@ import pytest
 
 from bigresample import ome
 from bigresample.blocks import BlockSet
-from bigresample.executors import BlockTask, Dask, Threads, _Ahead
+from bigresample.executors import BlockTask, Dask, Threads
 from bigresample.report import Report
 from bigresample.runner import Interrupted, resume
 
@@ -906,84 +906,3 @@ def test_a_store_is_never_made_through_a_link_planted_at_its_name(tmp_path):
     with pytest.raises(safefs.UnsafePathError):
         _open_store(str(tmp_path / "s.zarr"), store_layout((6, 4, 5), (6, 4, 2), np.float32), {})
     assert os.listdir(tmp_path / "elsewhere") == []
-
-
-class _AskingTask:
-    """A task whose ``prefetch`` records when each block's input is asked for (``bytes`` each)."""
-
-    can_prefetch = True
-
-    def __init__(self, nbytes=10, fail_at=None):
-        self.events, self.lock, self.nbytes, self.fail_at = [], threading.Lock(), nbytes, fail_at
-
-    def prefetch(self, i):
-        if i == self.fail_at:
-            raise ValueError("no window")
-        with self.lock:
-            self.events.append(("ask", i))
-        return self.nbytes
-
-    def __call__(self, i):
-        with self.lock:
-            self.events.append(("run", i))
-        return i
-
-
-@pytest.mark.parametrize("fail_at", [None, 7])
-def test_threads_ask_for_each_blocks_input_in_order_before_the_block_is_computed(fail_at):
-    task, committed = _AskingTask(fail_at=fail_at), []
-    executor = Threads(2)
-    executor.prefetch_bytes = 35
-    todo = [i for i in range(40) if i % 9]
-    executor.run(task, iter(todo), lambda i, p: committed.append(i))
-    assert committed == todo  # every block, in order, the asking failed or not
-    asked = [i for what, i in task.events if what == "ask"]
-    # a prefetch that raises stops the asking (advice only) and the run goes on
-    assert asked == (todo if fail_at is None else todo[: todo.index(fail_at)])
-    for i in asked:
-        assert task.events.index(("ask", i)) < task.events.index(("run", i))
-
-
-def _settled(events, n, timeout=5.0):
-    """Wait until ``events`` has ``n`` entries (the asking thread caught up), then return a copy."""
-    deadline = time.monotonic() + timeout
-    while len(events) < n and time.monotonic() < deadline:
-        time.sleep(0.005)
-    time.sleep(0.05)  # anything asked beyond n would show now
-    return list(events)
-
-
-def test_the_input_is_asked_no_further_ahead_than_the_limit():
-    task = _AskingTask(nbytes=10)
-    ahead = _Ahead(range(100), task.prefetch, 35)
-    try:
-        assert next(ahead) == 0
-        # block 0 handed out; 1, 2, 3 (30 bytes) are under the limit, so 4 is asked, then no more
-        assert _settled(task.events, 5) == [("ask", i) for i in range(5)]
-        assert next(ahead) == 1
-        assert _settled(task.events, 6) == [("ask", i) for i in range(6)]
-    finally:
-        ahead.close()
-    assert list(_Ahead(range(5), None, 35)) == [0, 1, 2, 3, 4]  # nothing to ask: the blocks, in order
-
-
-def test_a_block_task_asks_its_source_for_the_resamplers_input_region_of_the_block():
-    blocks = BlockSet((8, 8, 4, 3), (4, 8, 2))  # an extra axis, one index at a time
-
-    class Resampler:
-        def input_region(self, region):
-            return tuple(slice(s.start, s.stop + 1) for s in region)
-
-    class Source:
-        asked = []
-
-        def will_need(self, slices):
-            self.asked.append(slices)
-            return 7
-
-    task = BlockTask(Resampler(), Source(), np.dtype(np.float32), blocks, write=None)
-    assert task.can_prefetch and not BlockTask(Resampler(), np.zeros(1), np.float32, blocks, None).can_prefetch
-    i = 5
-    region = blocks.region(i)
-    assert task.prefetch(i) == 7
-    assert Source.asked == [tuple(slice(s.start, s.stop + 1) for s in region[:3]) + tuple(region[3:])]
