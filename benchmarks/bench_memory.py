@@ -23,7 +23,11 @@ the whole file), so that each reads it from the disk; a file larger than RAM
 could not be held anyway.  With ``--baseline DIR`` (another checkout of
 bigresample) it runs in turn with this one, and ``--repeats N`` repeats the
 round (floor, this, baseline), so that ratios come from the same minutes of a
-shared machine.  Each row gives the time (UTC) and the load average.
+shared machine.  Each row gives the time (UTC) and the load average.  The
+floor writes the output's raw data size: it is meant for ``--format .nii``
+(for ``.nii.gz`` it is not a floor of anything and is skipped).  ``--keep``
+also reuses an input kept by an earlier run of the same shape and format.
+Linux (``posix_fadvise``).
 
     python benchmarks/bench_memory.py --shapes 2048x2048x1600 --memory-limit 2GB \\
         --content gradient --workdir /work/bench/big --baseline /work/main --repeats 1
@@ -137,6 +141,9 @@ def main(argv=None) -> int:
     p.add_argument("--timeline", type=Path, help="a folder: each run's BIGRESAMPLE_TIMELINE (bigresample/timeline.py) "
                    "saved there as timeline-SHAPE-TREE-ROUND.json")
     args = p.parse_args(argv)
+    if not hasattr(os, "posix_fadvise"):
+        p.error("this system has no posix_fadvise: the input's pages cannot be dropped between runs")
+    args.no_floor = args.no_floor or args.format != ".nii"
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bigresample-mem-"))
     work.mkdir(parents=True, exist_ok=True)
     limit = parse_memory(args.memory_limit)
