@@ -20,6 +20,8 @@ rest of bigresample does not know which one runs.
   ``map_coordinates`` on each field's window), a piece of rows at a time.
 * ``prefilter_lines``: ``splines.prefilter_recursions``, the numpy
   recursions the C code was written from (the same values bit for bit).
+* ``spline_filter_lines``: scipy's ``spline_filter1d`` in a mode of the same
+  start.
 * ``axis_sum`` / ``axis_take``: numpy gathers and sums in the C code's order
   (the separable engine calls its own ``engine._eval_axis_numpy`` instead;
   these serve direct callers).
@@ -40,6 +42,8 @@ _MODES = ("nearest", "wrap", "reflect", "mirror", "constant", "grid-wrap", "grid
 _PIECE_POINTS = 2**16
 #: ``kernel.PREFILTER_KINDS`` the other way round.
 _KINDS = ("mirror", "reflect", "wrap")
+#: a scipy mode whose prefilter starts as each of those (ni_splines.c's ``apply_filter``)
+_SPLINE_MODES = ("mirror", "reflect", "grid-wrap")
 
 
 def resample_block(data, out, matrix, offset, origin, first, length, pad, order, mode, cval, interior) -> int:
@@ -148,6 +152,14 @@ def _stats(points, inside, in_shape) -> tuple:
 def prefilter_lines(a, gain, zs, horizons, kind, acc) -> None:
     """``kernel.prefilter_lines``: along axis 1 of the 3-d float64 view ``a``, in place."""
     splines.prefilter_recursions(a, a, 1, gain, zs, horizons, _KINDS[kind])
+
+
+def spline_filter_lines(a, order, kind, acc) -> None:
+    """``kernel.spline_filter_lines``: scipy's ``spline_filter1d`` itself along axis 1 of the
+    3-d float64 view ``a``, in place, in a mode whose start is ``kind``'s."""
+    from scipy import ndimage
+
+    ndimage.spline_filter1d(a, order, axis=1, output=a, mode=_SPLINE_MODES[kind])
 
 
 def axis_sum(x, out, index, weights) -> None:

@@ -198,6 +198,25 @@ def _prefilter_rows(x: np.ndarray, coef: np.ndarray, order: int, mode: str, ws) 
                            kernel.PREFILTER_KINDS[splines.start_kind(mode)], acc)
 
 
+def _spline_filter(x: np.ndarray, coef: np.ndarray, order: int, mode: str, axis: int, ws) -> None:
+    """``scipy.ndimage.spline_filter1d(x, order, axis, output=coef, mode=mode)`` by
+    ``kernel.spline_filter_lines``: scipy's operations on each line, so its values bit for bit
+    (tests/test_kernel.py pins them), but the lines of a plane advance together (one pass per
+    direction over a strided axis, where scipy walks one line at a time; the last axis' rows
+    side by side, as ``_prefilter_rows``) and the GIL released.  ``x`` copied into ``coef``
+    (nothing to copy when they are one), then filtered there in place."""
+    if coef is not x:
+        np.copyto(coef, x, casting="unsafe")
+    view = coef.view()
+    if axis == coef.ndim - 1 and coef.ndim > 1:
+        view.shape = (prod(coef.shape[:-2]), coef.shape[-2], coef.shape[-1])  # a view, never a copy
+        view = view.transpose(0, 2, 1)
+    else:
+        view.shape = (prod(coef.shape[:axis]), coef.shape[axis], prod(coef.shape[axis + 1:]))
+    acc = ws.array("prefilter", (view.shape[2],), np.float64)
+    kernel.spline_filter_lines(view, order, kernel.PREFILTER_KINDS[splines.start_kind(mode)], acc)
+
+
 def _windows(needed: np.ndarray, length: int, order: int, ndim: int, mode: str, halo=None):
     """``(clusters, windows)`` of one axis: the runs of ``needed`` tap indices
     (split where far apart) and the local line's windows around them, in
@@ -771,7 +790,7 @@ class Resampler(Sampling):
                     elif self.prefilter_halo is not None and x.ndim > 1 and s1 - s0 >= splines.PLANEWISE_MIN_LEN:
                         _prefilter_rows(x[sl], coef[sl], self.order, self.mode, ws)
                     else:
-                        ndimage().spline_filter1d(x[sl], self.order, axis=iax, output=coef[sl], mode=self.mode)
+                        _spline_filter(x[sl], coef[sl], self.order, self.mode, iax, ws)
                 x = coef
             if p.cval_slot:
                 pad = [(0, 0)] * x.ndim
