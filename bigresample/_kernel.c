@@ -1018,6 +1018,144 @@ done:
     return result;
 }
 
+/* label_boxes' scan of one row of `nx` keys (`T`: the window's unsigned type) that begins at
+ * multi-index `at` (its leading `lead` axes): per run of one key, its count, its x range and,
+ * the first time the key is met in this row (`seen`: the row's number + 1), the leading axes'
+ * ranges.  Returns 0, or -1 when a key is not below `nv` (nothing written for it). */
+#define LABEL_ROW(T)                                                                                      \
+    static int label_row_##T(const T *v, int64_t nx, uint64_t lo, int64_t nv, int64_t row,             \
+                             const int64_t *at, int lead, int64_t *counts, int64_t *boxes, int64_t *seen, \
+                             int64_t width)                                                              \
+    {                                                                                                    \
+        int64_t x0 = 0;                                                                                  \
+        while (x0 < nx) {                                                                                \
+            const T key = v[x0];                                                                         \
+            int64_t x1 = x0 + 1;                                                                         \
+            while (x1 < nx && v[x1] == key)                                                              \
+                x1++;                                                                                    \
+            const uint64_t k = (uint64_t)key - lo; /* wraps above nv when key < lo */                   \
+            if (k >= (uint64_t)nv)                                                                       \
+                return -1;                                                                               \
+            int64_t *b = boxes + (int64_t)k * width;                                                     \
+            if (counts[k] == 0)                                                                          \
+                for (int d = 0; d <= lead; d++) {                                                        \
+                    b[2 * d] = INT64_MAX;                                                                \
+                    b[2 * d + 1] = -1;                                                                   \
+                }                                                                                        \
+            counts[k] += x1 - x0;                                                                        \
+            if (seen[k] != row + 1) {                                                                    \
+                seen[k] = row + 1;                                                                       \
+                for (int d = 0; d < lead; d++) {                                                         \
+                    if (at[d] < b[2 * d])                                                                \
+                        b[2 * d] = at[d];                                                                \
+                    if (at[d] > b[2 * d + 1])                                                            \
+                        b[2 * d + 1] = at[d];                                                            \
+                }                                                                                        \
+            }                                                                                            \
+            if (x0 < b[2 * lead])                                                                        \
+                b[2 * lead] = x0;                                                                        \
+            if (x1 - 1 > b[2 * lead + 1])                                                                \
+                b[2 * lead + 1] = x1 - 1;                                                                \
+            x0 = x1;                                                                                     \
+        }                                                                                                \
+        return 0;                                                                                        \
+    }
+LABEL_ROW(uint8_t)
+LABEL_ROW(uint16_t)
+LABEL_ROW(uint32_t)
+LABEL_ROW(uint64_t)
+#undef LABEL_ROW
+
+/* kernel.label_boxes: each key's count and bounding box in one pass over a window of unsigned
+ * keys; its docstring says how. */
+static PyObject *py_label_boxes(PyObject *self, PyObject *args)
+{
+    PyObject *w_obj, *lo_obj, *c_obj, *b_obj;
+    if (!PyArg_ParseTuple(args, "OOOO", &w_obj, &lo_obj, &c_obj, &b_obj))
+        return NULL;
+    const unsigned long long lo = PyLong_AsUnsignedLongLong(lo_obj);
+    if (lo == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    Py_buffer w, cb, bb;
+    if (PyObject_GetBuffer(w_obj, &w, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(c_obj, &cb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&w);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(b_obj, &bb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&w);
+        PyBuffer_Release(&cb);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    int64_t *seen = NULL;
+    const int t = type_index(&w);
+    if (w.ndim < 1 || w.ndim > 8 || t < 0 || t > 7 || t % 2) {
+        PyErr_SetString(PyExc_TypeError, "label_boxes: a window of 1 to 8 axes of unsigned integers");
+        goto done;
+    }
+    const int64_t nv = cb.ndim == 1 ? cb.shape[0] : -1;
+    if (type_index(&cb) != 6 + 1 || type_index(&bb) != 6 + 1 || nv < 1 || bb.ndim != 2 || bb.shape[0] != nv
+        || bb.shape[1] != 2 * w.ndim) {
+        PyErr_Format(PyExc_TypeError, "label_boxes: int64 counts (n,) and boxes (n, %d), n >= 1", 2 * w.ndim);
+        goto done;
+    }
+    if (overlaps(cb.buf, cb.len, bb.buf, bb.len) || overlaps(w.buf, w.len, cb.buf, cb.len)
+        || overlaps(w.buf, w.len, bb.buf, bb.len)) {
+        PyErr_SetString(PyExc_ValueError, "label_boxes: the window, the counts and the boxes overlap");
+        goto done;
+    }
+    const int lead = w.ndim - 1;
+    const int64_t nx = w.shape[lead];
+    int64_t rows = 1;
+    for (int d = 0; d < lead; d++)
+        rows *= w.shape[d]; /* at most the buffer's length: no overflow */
+    int64_t *counts = (int64_t *)cb.buf, *boxes = (int64_t *)bb.buf;
+    memset(counts, 0, (size_t)nv * sizeof(int64_t));
+    if (nx == 0 || rows == 0) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+        goto done;
+    }
+    seen = PyMem_Calloc((size_t)nv, sizeof(int64_t));
+    if (!seen) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    int64_t at[8] = {0};
+    const size_t item = (size_t)w.itemsize;
+    for (int64_t r = 0; r < rows && !bad; r++) {
+        const char *row = (const char *)w.buf + (size_t)r * (size_t)nx * item;
+        switch (t) {
+        case 0: bad = label_row_uint8_t((const uint8_t *)row, nx, lo, nv, r, at, lead, counts, boxes, seen, 2 * w.ndim); break;
+        case 2: bad = label_row_uint16_t((const uint16_t *)row, nx, lo, nv, r, at, lead, counts, boxes, seen, 2 * w.ndim); break;
+        case 4: bad = label_row_uint32_t((const uint32_t *)row, nx, lo, nv, r, at, lead, counts, boxes, seen, 2 * w.ndim); break;
+        default: bad = label_row_uint64_t((const uint64_t *)row, nx, lo, nv, r, at, lead, counts, boxes, seen, 2 * w.ndim); break;
+        }
+        for (int d = lead - 1; d >= 0; d--) { /* the next row's multi-index */
+            if (++at[d] < w.shape[d])
+                break;
+            at[d] = 0;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "label_boxes: a key below lo or not below lo + len(counts)");
+        goto done;
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyMem_Free(seen);
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&bb);
+    return result;
+}
+
 /* The taps of kernel.axis_sum / axis_take: `index` (m, ntaps) int64 (`idx`:
  * its copy) and, if `weights` is given, (m, ntaps) float64, every index inside [0, n). */
 static int axis_taps(const Py_buffer *ib, const int64_t *idx, const Py_buffer *wb, int64_t m, int64_t n,
@@ -1477,6 +1615,7 @@ static PyMethodDef methods[] = {
     {"chain_points", py_chain_points, METH_VARARGS, "kernel.chain_points, compiled"},
     {"span", py_span, METH_VARARGS, "kernel._span, compiled"},
     {"prefilter_lines", py_prefilter_lines, METH_VARARGS, "kernel.prefilter_lines, compiled"},
+    {"label_boxes", py_label_boxes, METH_VARARGS, "kernel.label_boxes, compiled"},
     {"spline_filter_lines", py_spline_filter_lines, METH_VARARGS, "kernel.spline_filter_lines, compiled"},
     {"axis_sum", py_axis_sum, METH_VARARGS, "kernel.axis_sum, compiled"},
     {"axis_take", py_axis_take, METH_VARARGS, "kernel.axis_take, compiled"},

@@ -22,6 +22,7 @@ rest of bigresample does not know which one runs.
   recursions the C code was written from (the same values bit for bit).
 * ``spline_filter_lines``: scipy's ``spline_filter1d`` in a mode of the same
   start.
+* ``label_boxes``: ``np.bincount`` and ``scipy.ndimage.find_objects``.
 * ``axis_sum`` / ``axis_take``: numpy gathers and sums in the C code's order
   (the separable engine calls its own ``engine._eval_axis_numpy`` instead;
   these serve direct callers).
@@ -160,6 +161,22 @@ def spline_filter_lines(a, order, kind, acc) -> None:
     from scipy import ndimage
 
     ndimage.spline_filter1d(a, order, axis=1, output=a, mode=_SPLINE_MODES[kind])
+
+
+def label_boxes(keys, lo, counts, boxes) -> None:
+    """``kernel.label_boxes``: ``np.bincount`` and ``scipy.ndimage.find_objects`` of the keys' ids."""
+    from scipy import ndimage
+
+    shifted = keys - keys.dtype.type(lo)
+    if shifted.dtype.itemsize >= 8:
+        shifted = shifted.astype(np.int64)
+    n = len(counts)
+    if shifted.size and int(shifted.max()) >= n:
+        raise ValueError("label_boxes: a key below lo or not below lo + len(counts)")
+    counts[...] = np.bincount(shifted.reshape(-1), minlength=n)
+    for k, box in enumerate(ndimage.find_objects(shifted.astype(np.int64) + 1, max_label=n)):
+        if box is not None:
+            boxes[k] = [v for s in box for v in (s.start, s.stop - 1)]
 
 
 def axis_sum(x, out, index, weights) -> None:

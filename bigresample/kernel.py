@@ -225,6 +225,19 @@ def spline_filter_lines(a, order: int, kind: int, acc) -> None:
     _kernel.spline_filter_lines(a, int(order), int(kind), acc)
 
 
+def label_boxes(keys, lo: int, counts, boxes) -> None:
+    """Each key's voxel count and bounding box in one pass over ``keys`` (a
+    C-ordered window of unsigned integers, 1 to 8 axes; ``labels.window_labels``):
+    ``counts[k]`` (int64, ``n``) the voxels holding ``lo + k``, and for those
+    counted, ``boxes[k]`` (int64, ``(n, 2 * ndim)``) the first and the last index
+    along each axis (the boxes of keys not present are left undefined).  A key
+    below ``lo`` or not below ``lo + n`` is refused (``ValueError``).  Per row,
+    one compare per voxel and the rest per run of one key: what ``np.bincount``,
+    a lookup table and ``scipy.ndimage.find_objects`` took three passes and two
+    window-sized arrays for."""
+    _kernel.label_boxes(keys, int(lo), counts, boxes)
+
+
 def axis_sum(x, out, index, weights) -> None:
     """The separable engine's per-axis sum, compiled: ``out[o, j, i] =
     sum_t weights[j, t] * x[o, index[j, t], i]`` for ``x`` ``(outer, n,

@@ -234,6 +234,42 @@ def test_spline_filter_lines_stays_inside_a_view_that_ends_at_a_guard_page():
     assert a.tobytes() == want.tobytes()
 
 
+def test_label_boxes_refuses_a_key_outside_its_range():
+    keys = np.array([[3, 4], [5, 9]], np.uint16)
+    for lo, n in ((3, 6), (4, 7)):  # 9 beyond lo + n, then 3 below lo
+        with pytest.raises(ValueError, match="key"):
+            kernel.label_boxes(keys, lo, np.zeros(n, np.int64), np.zeros((n, 4), np.int64))
+
+
+@pytest.mark.parametrize("keys, counts, boxes", [
+    (np.zeros((2, 3), np.int16), np.zeros(1, np.int64), np.zeros((1, 4), np.int64)),  # signed keys
+    (np.zeros((2, 3), np.float64), np.zeros(1, np.int64), np.zeros((1, 4), np.int64)),
+    (np.zeros((2, 3), np.uint8), np.zeros(1, np.int64), np.zeros((1, 6), np.int64)),  # boxes of another width
+    (np.zeros((2, 3), np.uint8), np.zeros(2, np.int64), np.zeros((1, 4), np.int64)),
+    (np.zeros((2, 3), np.uint8), np.zeros(0, np.int64), np.zeros((0, 4), np.int64)),
+    (np.zeros((2, 3), np.uint8), np.zeros(1, np.int32), np.zeros((1, 4), np.int64)),
+    (np.zeros((1,) * 9, np.uint8), np.zeros(1, np.int64), np.zeros((1, 18), np.int64)),  # 9 axes
+])
+def test_label_boxes_refuses_keys_counts_or_boxes_of_another_type_or_shape(keys, counts, boxes):
+    with pytest.raises(TypeError, match="label_boxes"):
+        kernel.label_boxes(keys, 0, counts, boxes)
+
+
+def test_label_boxes_refuses_counts_that_overlap_the_boxes():
+    boxes = np.zeros((2, 4), np.int64)
+    with pytest.raises(ValueError, match="overlap"):
+        kernel.label_boxes(np.zeros((2, 3), np.uint8), 0, boxes[0, :2], boxes)
+
+
+def test_label_boxes_stays_inside_a_window_that_ends_at_a_guard_page():
+    keys, mem = guarded((3, 5), np.uint16)
+    keys[...] = [[1, 1, 2, 2, 2], [2, 2, 2, 1, 1], [1, 2, 1, 2, 2]]
+    counts, boxes = np.zeros(2, np.int64), np.zeros((2, 4), np.int64)
+    kernel.label_boxes(keys, 1, counts, boxes)
+    assert counts.tolist() == [6, 9]
+    assert boxes.tolist() == [[0, 2, 0, 4], [0, 2, 0, 4]]
+
+
 # -- finding 4: undefined behaviour
 
 
