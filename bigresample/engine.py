@@ -899,14 +899,13 @@ def _padded_range(src: np.ndarray):
     valid = np.nonzero(src >= 0)[0]
     if len(valid) == 0:
         return None
-    # the core: the longest stretch where src increases by one
+    # the core: the first stretch where src increases by one (found by numpy: a Python loop
+    # over a window's line cost a label pass 0.2 ms)
     diff = np.diff(src) == 1
-    lo = 0
-    while lo < len(src) - 1 and not diff[lo]:
-        lo += 1
-    hi_i = lo
-    while hi_i < len(src) - 1 and diff[hi_i]:
-        hi_i += 1
+    rise = np.flatnonzero(diff)
+    lo = int(rise[0]) if len(rise) else len(src) - 1
+    stop = np.flatnonzero(~diff[lo:])
+    hi_i = lo + int(stop[0]) if len(stop) else len(src) - 1
     a, b = int(src[lo]), int(src[hi_i]) + 1
     if a < 0:
         return None
