@@ -293,7 +293,8 @@ class Workspace:
 
     def array(self, name: str, shape, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
-        n = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+        # math.prod (np.prod costs ~10 us a call: 20000 calls for the cubic label benchmark)
+        n = prod(int(v) for v in (shape if isinstance(shape, (tuple, list)) else (shape,))) * dtype.itemsize
         buf = self._bufs.get(name)
         if buf is None or buf.nbytes < n:
             buf = np.empty(max(n, 1), dtype=np.uint8)
@@ -476,8 +477,8 @@ def _eval_axis(x, iax, index, weights, out, ws, tag):
         return out
     if (kernel.COMPILED and x.dtype in _COMPILED_TYPES and x.dtype.isnative and x.flags.c_contiguous
             and out.flags.c_contiguous):
-        outer = int(np.prod(x.shape[:iax], dtype=np.int64))
-        inner = int(np.prod(x.shape[iax + 1 :], dtype=np.int64))
+        outer = prod(x.shape[:iax])
+        inner = prod(x.shape[iax + 1 :])
         x3 = x.reshape(outer, x.shape[iax], inner)
         o3 = out.reshape(outer, len(index), inner)
         if weights is None:
