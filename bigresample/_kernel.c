@@ -1007,7 +1007,8 @@ static PyObject *py_spline_filter_lines(PyObject *self, PyObject *args)
     if (n >= 2 && rest > 0) { /* scipy leaves a line of one sample as it is */
         Py_BEGIN_ALLOW_THREADS
         for (Py_ssize_t l = 0; l < lead; l++)
-            scipy_lines((double *)v.buf + l * s0, n, rest, s1, s2, SCIPY_POLES[order - 2], np_, kind, (double *)accb.buf);
+            scipy_lines((double *)v.buf + l * s0, n, rest, s1, s2, SCIPY_POLES[order - 2], np_, kind,
+                        (double *)accb.buf);
         Py_END_ALLOW_THREADS
     }
     Py_INCREF(Py_None);
@@ -1023,10 +1024,11 @@ done:
  * the first time the key is met in this row (`seen`: the row's number + 1), the leading axes'
  * ranges.  Returns 0, or -1 when a key is not below `nv` (nothing written for it). */
 #define LABEL_ROW(T)                                                                                      \
-    static int label_row_##T(const T *v, int64_t nx, uint64_t lo, int64_t nv, int64_t row,             \
+    static int label_row_##T(const void *keys, int64_t nx, uint64_t lo, int64_t nv, int64_t row,       \
                              const int64_t *at, int lead, int64_t *counts, int64_t *boxes, int64_t *seen, \
                              int64_t width)                                                              \
     {                                                                                                    \
+        const T *v = (const T *)keys;                                                                    \
         int64_t x0 = 0;                                                                                  \
         while (x0 < nx) {                                                                                \
             const T key = v[x0];                                                                         \
@@ -1065,6 +1067,12 @@ LABEL_ROW(uint16_t)
 LABEL_ROW(uint32_t)
 LABEL_ROW(uint64_t)
 #undef LABEL_ROW
+
+typedef int (*label_row_fn)(const void *, int64_t, uint64_t, int64_t, int64_t, const int64_t *, int, int64_t *,
+                            int64_t *, int64_t *, int64_t);
+/* by type_index / 2: u1, u2, u4, u8 */
+static const label_row_fn LABEL_ROWS[4] = {label_row_uint8_t, label_row_uint16_t, label_row_uint32_t,
+                                           label_row_uint64_t};
 
 /* kernel.label_boxes: each key's count and bounding box in one pass over a window of unsigned
  * keys; its docstring says how. */
@@ -1127,14 +1135,10 @@ static PyObject *py_label_boxes(PyObject *self, PyObject *args)
     Py_BEGIN_ALLOW_THREADS
     int64_t at[8] = {0};
     const size_t item = (size_t)w.itemsize;
+    const label_row_fn scan = LABEL_ROWS[t / 2];
     for (int64_t r = 0; r < rows && !bad; r++) {
         const char *row = (const char *)w.buf + (size_t)r * (size_t)nx * item;
-        switch (t) {
-        case 0: bad = label_row_uint8_t((const uint8_t *)row, nx, lo, nv, r, at, lead, counts, boxes, seen, 2 * w.ndim); break;
-        case 2: bad = label_row_uint16_t((const uint16_t *)row, nx, lo, nv, r, at, lead, counts, boxes, seen, 2 * w.ndim); break;
-        case 4: bad = label_row_uint32_t((const uint32_t *)row, nx, lo, nv, r, at, lead, counts, boxes, seen, 2 * w.ndim); break;
-        default: bad = label_row_uint64_t((const uint64_t *)row, nx, lo, nv, r, at, lead, counts, boxes, seen, 2 * w.ndim); break;
-        }
+        bad = scan(row, nx, lo, nv, r, at, lead, counts, boxes, seen, 2 * (int64_t)w.ndim);
         for (int d = lead - 1; d >= 0; d--) { /* the next row's multi-index */
             if (++at[d] < w.shape[d])
                 break;
