@@ -723,28 +723,14 @@ static PyObject *py_span(PyObject *self, PyObject *args)
     return Py_BuildValue("LL", (long long)a, (long long)b);
 }
 
-/* prefilter_lines' view and arguments: strides of whole samples, lines of at
- * least 2 samples, horizons inside the line, a known start (`kind`), the
- * scratch row apart from the view; 0, or -1 with an error set. */
-static int check_prefilter(const Py_buffer *v, const Py_buffer *accb, const int64_t *hs, Py_ssize_t np_, int kind)
+/* A 3-d view filtered along axis 1 in place and its scratch row (`who`: the function named in
+ * the message): strides of whole float64 samples, the row apart from the view; 0, or -1 with
+ * an error set. */
+static int check_lines_view(const Py_buffer *v, const Py_buffer *accb, const char *who)
 {
     if (v->strides[0] % 8 || v->strides[1] % 8 || v->strides[2] % 8) {
-        PyErr_Format(PyExc_ValueError, "prefilter_lines: strides (%zd, %zd, %zd) are not whole float64 samples",
+        PyErr_Format(PyExc_ValueError, "%s: strides (%zd, %zd, %zd) are not whole float64 samples", who,
                      v->strides[0], v->strides[1], v->strides[2]);
-        return -1;
-    }
-    const Py_ssize_t n = v->shape[1];
-    if (n < 2) {
-        PyErr_Format(PyExc_ValueError, "prefilter_lines: a line of %zd samples (2 or more are filtered)", n);
-        return -1;
-    }
-    for (Py_ssize_t p = 0; p < np_; p++)
-        if (hs[p] < 0 || hs[p] > n - 1) {
-            PyErr_Format(PyExc_ValueError, "prefilter_lines: horizon %lld outside [0, %zd]", (long long)hs[p], n - 1);
-            return -1;
-        }
-    if (kind < 0 || kind > 2) {
-        PyErr_Format(PyExc_ValueError, "prefilter_lines: kind %d (0 mirror, 1 reflect, 2 wrap)", kind);
         return -1;
     }
     /* the view's bytes lie between its lowest and highest sample */
@@ -759,10 +745,34 @@ static int check_prefilter(const Py_buffer *v, const Py_buffer *accb, const int6
             hi += reach;
     }
     if (overlaps(lo, hi - lo, accb->buf, accb->len)) {
-        PyErr_SetString(PyExc_ValueError, "prefilter_lines: the scratch row overlaps the view");
+        PyErr_Format(PyExc_ValueError, "%s: the scratch row overlaps the view", who);
         return -1;
     }
     return 0;
+}
+
+/* prefilter_lines' view and arguments: check_lines_view's, lines of at least
+ * 2 samples, horizons inside the line, a known start (`kind`); 0, or -1 with
+ * an error set. */
+static int check_prefilter(const Py_buffer *v, const Py_buffer *accb, const int64_t *hs, Py_ssize_t np_, int kind)
+{
+    if (v->strides[0] % 8 || v->strides[1] % 8 || v->strides[2] % 8)
+        return check_lines_view(v, accb, "prefilter_lines");
+    const Py_ssize_t n = v->shape[1];
+    if (n < 2) {
+        PyErr_Format(PyExc_ValueError, "prefilter_lines: a line of %zd samples (2 or more are filtered)", n);
+        return -1;
+    }
+    for (Py_ssize_t p = 0; p < np_; p++)
+        if (hs[p] < 0 || hs[p] > n - 1) {
+            PyErr_Format(PyExc_ValueError, "prefilter_lines: horizon %lld outside [0, %zd]", (long long)hs[p], n - 1);
+            return -1;
+        }
+    if (kind < 0 || kind > 2) {
+        PyErr_Format(PyExc_ValueError, "prefilter_lines: kind %d (0 mirror, 1 reflect, 2 wrap)", kind);
+        return -1;
+    }
+    return check_lines_view(v, accb, "prefilter_lines");
 }
 
 /* kernel.prefilter_lines: the B-spline prefilter along axis 1 of a 3-d
@@ -863,6 +873,290 @@ static PyObject *py_prefilter_lines(PyObject *self, PyObject *args)
 done:
     PyBuffer_Release(&v);
     PyBuffer_Release(&accb);
+    return result;
+}
+
+/* scipy.ndimage's prefilter poles (ni_splines.c's get_filter_poles: these literals, not the
+ * closed forms of splines.poles, which differ in the last bits), orders 2 to 5. */
+static const double SCIPY_POLES[4][2] = {
+    {-0.171572875253809902396622551580603843, 0.0},
+    {-0.267949192431122706472553658494127633, 0.0},
+    {-0.361341225900220177092212841325675255, -0.013725429297339121360331226939128204},
+    {-0.430575347099973791851434783493520110, -0.043096288203264653822712376822550182},
+};
+
+/* scipy's apply_filter (ni_splines.c) on the `rest` lines A[.., r] of n >= 2 samples, which
+ * advance together: the gain, then per pole the full causal start of `kind` (0 mirror, 1
+ * reflect, 2 wrap), the causal recursion, the anti-causal start and recursion, every
+ * operation as scipy writes it, in its order (pow from the same libm), so bit for bit. */
+static void scipy_lines(double *A, Py_ssize_t n, Py_ssize_t rest, Py_ssize_t s1, Py_ssize_t s2, const double *zs,
+                        int np_, int kind, double *acc)
+{
+#define AT(i, r) A[(i) * s1 + (r) * s2]
+    double gain = 1.0;
+    for (int p = 0; p < np_; p++)
+        gain *= (1.0 - zs[p]) * (1.0 - 1.0 / zs[p]);
+    for (Py_ssize_t i = 0; i < n; i++)
+        for (Py_ssize_t r = 0; r < rest; r++)
+            AT(i, r) *= gain;
+    for (int p = 0; p < np_; p++) {
+        const double z = zs[p];
+        double zi = z;
+        if (kind == 0) { /* _init_causal_mirror */
+            const double zn1 = pow(z, (double)(n - 1));
+            for (Py_ssize_t r = 0; r < rest; r++)
+                acc[r] = AT(0, r) + zn1 * AT(n - 1, r);
+            for (Py_ssize_t i = 1; i < n - 1; i++) {
+                for (Py_ssize_t r = 0; r < rest; r++)
+                    acc[r] += zi * (AT(i, r) + zn1 * AT(n - 1 - i, r));
+                zi *= z;
+            }
+            const double d = 1 - zn1 * zn1;
+            for (Py_ssize_t r = 0; r < rest; r++)
+                AT(0, r) = acc[r] / d;
+        } else if (kind == 1) { /* _init_causal_reflect */
+            const double zn = pow(z, (double)n);
+            for (Py_ssize_t r = 0; r < rest; r++)
+                acc[r] = AT(0, r) + zn * AT(n - 1, r);
+            for (Py_ssize_t i = 1; i < n - 1; i++) {
+                for (Py_ssize_t r = 0; r < rest; r++)
+                    acc[r] += zi * (AT(i, r) + zn * AT(n - 1 - i, r));
+                zi *= z;
+            }
+            /* the last term reads c[0], which scipy has been summing into: the sum so far */
+            for (Py_ssize_t r = 0; r < rest; r++)
+                acc[r] += zi * (AT(n - 1, r) + zn * acc[r]);
+            const double f = z / (1 - zn * zn);
+            for (Py_ssize_t r = 0; r < rest; r++)
+                AT(0, r) = acc[r] * f + AT(0, r);
+        } else { /* _init_causal_wrap */
+            for (Py_ssize_t r = 0; r < rest; r++)
+                acc[r] = AT(0, r);
+            for (Py_ssize_t i = 1; i < n; i++) {
+                for (Py_ssize_t r = 0; r < rest; r++)
+                    acc[r] += zi * AT(n - i, r);
+                zi *= z;
+            }
+            const double d = 1 - zi;
+            for (Py_ssize_t r = 0; r < rest; r++)
+                AT(0, r) = acc[r] / d;
+        }
+        for (Py_ssize_t i = 1; i < n; i++)
+            for (Py_ssize_t r = 0; r < rest; r++)
+                AT(i, r) += z * AT(i - 1, r);
+        if (kind == 0) { /* _init_anticausal_mirror */
+            const double d = z * z - 1;
+            for (Py_ssize_t r = 0; r < rest; r++)
+                AT(n - 1, r) = (z * AT(n - 2, r) + AT(n - 1, r)) * z / d;
+        } else if (kind == 1) { /* _init_anticausal_reflect */
+            const double f = z / (z - 1);
+            for (Py_ssize_t r = 0; r < rest; r++)
+                AT(n - 1, r) *= f;
+        } else { /* _init_anticausal_wrap */
+            zi = z;
+            for (Py_ssize_t i = 0; i < n - 1; i++) {
+                for (Py_ssize_t r = 0; r < rest; r++)
+                    AT(n - 1, r) += zi * AT(i, r);
+                zi *= z;
+            }
+            const double f = z / (zi - 1);
+            for (Py_ssize_t r = 0; r < rest; r++)
+                AT(n - 1, r) *= f;
+        }
+        for (Py_ssize_t i = n - 2; i >= 0; i--)
+            for (Py_ssize_t r = 0; r < rest; r++)
+                AT(i, r) = z * (AT(i + 1, r) - AT(i, r));
+    }
+#undef AT
+}
+
+/* kernel.spline_filter_lines: scipy.ndimage.spline_filter1d along axis 1 of a 3-d float64
+ * view (any strides), in place, bit for bit; its docstring says how. */
+static PyObject *py_spline_filter_lines(PyObject *self, PyObject *args)
+{
+    PyObject *a_obj, *acc_obj;
+    int order, kind;
+    if (!PyArg_ParseTuple(args, "OiiO", &a_obj, &order, &kind, &acc_obj))
+        return NULL;
+    if (order < 2 || order > 5) {
+        PyErr_Format(PyExc_ValueError, "spline_filter_lines: order %d (2 to 5 are filtered)", order);
+        return NULL;
+    }
+    if (kind < 0 || kind > 2) {
+        PyErr_Format(PyExc_ValueError, "spline_filter_lines: kind %d (0 mirror, 1 reflect, 2 wrap)", kind);
+        return NULL;
+    }
+    Py_buffer v, accb;
+    if (PyObject_GetBuffer(a_obj, &v, PyBUF_RECORDS) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(acc_obj, &accb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&v);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    if (v.ndim != 3 || type_index(&v) != 9 || type_index(&accb) != 9 || accb.ndim != 1
+        || accb.shape[0] < v.shape[2]) {
+        PyErr_SetString(PyExc_TypeError, "spline_filter_lines: a 3-d float64 view and a float64 row of its last axis");
+        goto done;
+    }
+    if (check_lines_view(&v, &accb, "spline_filter_lines") < 0)
+        goto done;
+    const Py_ssize_t lead = v.shape[0], n = v.shape[1], rest = v.shape[2];
+    const Py_ssize_t s0 = v.strides[0] / 8, s1 = v.strides[1] / 8, s2 = v.strides[2] / 8;
+    const int np_ = order / 2;
+    if (n >= 2 && rest > 0) { /* scipy leaves a line of one sample as it is */
+        Py_BEGIN_ALLOW_THREADS
+        for (Py_ssize_t l = 0; l < lead; l++)
+            scipy_lines((double *)v.buf + l * s0, n, rest, s1, s2, SCIPY_POLES[order - 2], np_, kind,
+                        (double *)accb.buf);
+        Py_END_ALLOW_THREADS
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyBuffer_Release(&v);
+    PyBuffer_Release(&accb);
+    return result;
+}
+
+/* label_boxes' scan of one row of `nx` keys (`T`: the window's unsigned type) that begins at
+ * multi-index `at` (its leading `lead` axes): per run of one key, its count, its x range and,
+ * the first time the key is met in this row (`seen`: the row's number + 1), the leading axes'
+ * ranges.  Returns 0, or -1 when a key is not below `nv` (nothing written for it). */
+#define LABEL_ROW(T)                                                                                      \
+    static int label_row_##T(const void *keys, int64_t nx, uint64_t lo, int64_t nv, int64_t row,       \
+                             const int64_t *at, int lead, int64_t *counts, int64_t *boxes, int64_t *seen, \
+                             int64_t width)                                                              \
+    {                                                                                                    \
+        const T *v = (const T *)keys;                                                                    \
+        int64_t x0 = 0;                                                                                  \
+        while (x0 < nx) {                                                                                \
+            const T key = v[x0];                                                                         \
+            int64_t x1 = x0 + 1;                                                                         \
+            while (x1 < nx && v[x1] == key)                                                              \
+                x1++;                                                                                    \
+            const uint64_t k = (uint64_t)key - lo; /* wraps above nv when key < lo */                   \
+            if (k >= (uint64_t)nv)                                                                       \
+                return -1;                                                                               \
+            int64_t *b = boxes + (int64_t)k * width;                                                     \
+            if (counts[k] == 0)                                                                          \
+                for (int d = 0; d <= lead; d++) {                                                        \
+                    b[2 * d] = INT64_MAX;                                                                \
+                    b[2 * d + 1] = -1;                                                                   \
+                }                                                                                        \
+            counts[k] += x1 - x0;                                                                        \
+            if (seen[k] != row + 1) {                                                                    \
+                seen[k] = row + 1;                                                                       \
+                for (int d = 0; d < lead; d++) {                                                         \
+                    if (at[d] < b[2 * d])                                                                \
+                        b[2 * d] = at[d];                                                                \
+                    if (at[d] > b[2 * d + 1])                                                            \
+                        b[2 * d + 1] = at[d];                                                            \
+                }                                                                                        \
+            }                                                                                            \
+            if (x0 < b[2 * lead])                                                                        \
+                b[2 * lead] = x0;                                                                        \
+            if (x1 - 1 > b[2 * lead + 1])                                                                \
+                b[2 * lead + 1] = x1 - 1;                                                                \
+            x0 = x1;                                                                                     \
+        }                                                                                                \
+        return 0;                                                                                        \
+    }
+LABEL_ROW(uint8_t)
+LABEL_ROW(uint16_t)
+LABEL_ROW(uint32_t)
+LABEL_ROW(uint64_t)
+#undef LABEL_ROW
+
+typedef int (*label_row_fn)(const void *, int64_t, uint64_t, int64_t, int64_t, const int64_t *, int, int64_t *,
+                            int64_t *, int64_t *, int64_t);
+/* by type_index / 2: u1, u2, u4, u8 */
+static const label_row_fn LABEL_ROWS[4] = {label_row_uint8_t, label_row_uint16_t, label_row_uint32_t,
+                                           label_row_uint64_t};
+
+/* kernel.label_boxes: each key's count and bounding box in one pass over a window of unsigned
+ * keys; its docstring says how. */
+static PyObject *py_label_boxes(PyObject *self, PyObject *args)
+{
+    PyObject *w_obj, *lo_obj, *c_obj, *b_obj;
+    if (!PyArg_ParseTuple(args, "OOOO", &w_obj, &lo_obj, &c_obj, &b_obj))
+        return NULL;
+    const unsigned long long lo = PyLong_AsUnsignedLongLong(lo_obj);
+    if (lo == (unsigned long long)-1 && PyErr_Occurred())
+        return NULL;
+    Py_buffer w, cb, bb;
+    if (PyObject_GetBuffer(w_obj, &w, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return NULL;
+    if (PyObject_GetBuffer(c_obj, &cb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&w);
+        return NULL;
+    }
+    if (PyObject_GetBuffer(b_obj, &bb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(&w);
+        PyBuffer_Release(&cb);
+        return NULL;
+    }
+    PyObject *result = NULL;
+    int64_t *seen = NULL;
+    const int t = type_index(&w);
+    if (w.ndim < 1 || w.ndim > 8 || t < 0 || t > 7 || t % 2) {
+        PyErr_SetString(PyExc_TypeError, "label_boxes: a window of 1 to 8 axes of unsigned integers");
+        goto done;
+    }
+    const int64_t nv = cb.ndim == 1 ? cb.shape[0] : -1;
+    if (type_index(&cb) != 6 + 1 || type_index(&bb) != 6 + 1 || nv < 1 || bb.ndim != 2 || bb.shape[0] != nv
+        || bb.shape[1] != 2 * w.ndim) {
+        PyErr_Format(PyExc_TypeError, "label_boxes: int64 counts (n,) and boxes (n, %d), n >= 1", 2 * w.ndim);
+        goto done;
+    }
+    if (overlaps(cb.buf, cb.len, bb.buf, bb.len) || overlaps(w.buf, w.len, cb.buf, cb.len)
+        || overlaps(w.buf, w.len, bb.buf, bb.len)) {
+        PyErr_SetString(PyExc_ValueError, "label_boxes: the window, the counts and the boxes overlap");
+        goto done;
+    }
+    const int lead = w.ndim - 1;
+    const int64_t nx = w.shape[lead];
+    int64_t rows = 1;
+    for (int d = 0; d < lead; d++)
+        rows *= w.shape[d]; /* at most the buffer's length: no overflow */
+    int64_t *counts = (int64_t *)cb.buf, *boxes = (int64_t *)bb.buf;
+    memset(counts, 0, (size_t)nv * sizeof(int64_t));
+    if (nx == 0 || rows == 0) {
+        Py_INCREF(Py_None);
+        result = Py_None;
+        goto done;
+    }
+    seen = PyMem_Calloc((size_t)nv, sizeof(int64_t));
+    if (!seen) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    int bad = 0;
+    Py_BEGIN_ALLOW_THREADS
+    int64_t at[8] = {0};
+    const size_t item = (size_t)w.itemsize;
+    const label_row_fn scan = LABEL_ROWS[t / 2];
+    for (int64_t r = 0; r < rows && !bad; r++) {
+        const char *row = (const char *)w.buf + (size_t)r * (size_t)nx * item;
+        bad = scan(row, nx, lo, nv, r, at, lead, counts, boxes, seen, 2 * (int64_t)w.ndim);
+        for (int d = lead - 1; d >= 0; d--) { /* the next row's multi-index */
+            if (++at[d] < w.shape[d])
+                break;
+            at[d] = 0;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    if (bad) {
+        PyErr_SetString(PyExc_ValueError, "label_boxes: a key below lo or not below lo + len(counts)");
+        goto done;
+    }
+    Py_INCREF(Py_None);
+    result = Py_None;
+done:
+    PyMem_Free(seen);
+    PyBuffer_Release(&w);
+    PyBuffer_Release(&cb);
+    PyBuffer_Release(&bb);
     return result;
 }
 
@@ -1325,6 +1619,8 @@ static PyMethodDef methods[] = {
     {"chain_points", py_chain_points, METH_VARARGS, "kernel.chain_points, compiled"},
     {"span", py_span, METH_VARARGS, "kernel._span, compiled"},
     {"prefilter_lines", py_prefilter_lines, METH_VARARGS, "kernel.prefilter_lines, compiled"},
+    {"label_boxes", py_label_boxes, METH_VARARGS, "kernel.label_boxes, compiled"},
+    {"spline_filter_lines", py_spline_filter_lines, METH_VARARGS, "kernel.spline_filter_lines, compiled"},
     {"axis_sum", py_axis_sum, METH_VARARGS, "kernel.axis_sum, compiled"},
     {"axis_take", py_axis_take, METH_VARARGS, "kernel.axis_take, compiled"},
     {"set_avx2", py_set_avx2, METH_VARARGS, "kernel.use_avx2, compiled"},

@@ -20,6 +20,9 @@ rest of bigresample does not know which one runs.
   ``map_coordinates`` on each field's window), a piece of rows at a time.
 * ``prefilter_lines``: ``splines.prefilter_recursions``, the numpy
   recursions the C code was written from (the same values bit for bit).
+* ``spline_filter_lines``: scipy's ``spline_filter1d`` in a mode of the same
+  start.
+* ``label_boxes``: ``np.bincount`` and ``scipy.ndimage.find_objects``.
 * ``axis_sum`` / ``axis_take``: numpy gathers and sums in the C code's order
   (the separable engine calls its own ``engine._eval_axis_numpy`` instead;
   these serve direct callers).
@@ -40,6 +43,8 @@ _MODES = ("nearest", "wrap", "reflect", "mirror", "constant", "grid-wrap", "grid
 _PIECE_POINTS = 2**16
 #: ``kernel.PREFILTER_KINDS`` the other way round.
 _KINDS = ("mirror", "reflect", "wrap")
+#: a scipy mode whose prefilter starts as each of those (ni_splines.c's ``apply_filter``)
+_SPLINE_MODES = ("mirror", "reflect", "grid-wrap")
 
 
 def resample_block(data, out, matrix, offset, origin, first, length, pad, order, mode, cval, interior) -> int:
@@ -148,6 +153,30 @@ def _stats(points, inside, in_shape) -> tuple:
 def prefilter_lines(a, gain, zs, horizons, kind, acc) -> None:
     """``kernel.prefilter_lines``: along axis 1 of the 3-d float64 view ``a``, in place."""
     splines.prefilter_recursions(a, a, 1, gain, zs, horizons, _KINDS[kind])
+
+
+def spline_filter_lines(a, order, kind, acc) -> None:
+    """``kernel.spline_filter_lines``: scipy's ``spline_filter1d`` itself along axis 1 of the
+    3-d float64 view ``a``, in place, in a mode whose start is ``kind``'s."""
+    from scipy import ndimage
+
+    ndimage.spline_filter1d(a, order, axis=1, output=a, mode=_SPLINE_MODES[kind])
+
+
+def label_boxes(keys, lo, counts, boxes) -> None:
+    """``kernel.label_boxes``: ``np.bincount`` and ``scipy.ndimage.find_objects`` of the keys' ids."""
+    from scipy import ndimage
+
+    shifted = keys - keys.dtype.type(lo)
+    if shifted.dtype.itemsize >= 8:
+        shifted = shifted.astype(np.int64)
+    n = len(counts)
+    if shifted.size and int(shifted.max()) >= n:
+        raise ValueError("label_boxes: a key below lo or not below lo + len(counts)")
+    counts[...] = np.bincount(shifted.reshape(-1), minlength=n)
+    for k, box in enumerate(ndimage.find_objects(shifted.astype(np.int64) + 1, max_label=n)):
+        if box is not None:
+            boxes[k] = [v for s in box for v in (s.start, s.stop - 1)]
 
 
 def axis_sum(x, out, index, weights) -> None:

@@ -38,7 +38,8 @@ exactness:
 * at order 3 the row's interior span (the same ``span``, for four taps)
   runs without tests too (``interior_cubic``): ``row``'s sums in the same
   order, so the same values bit for bit;
-* for orders >= 2 the window's prefilter is compiled too (``prefilter_lines``).
+* for orders >= 2 the window's prefilter is compiled too (``prefilter_lines``;
+  ``spline_filter_lines``: scipy's ``spline_filter1d`` bit for bit, for the separable engine).
 
 The window is in file order (``(z, y, x)``, C-ordered), and so is the output
 block: what a NIfTI holds, no transposing.  For orders >= 2 the window holds
@@ -209,6 +210,32 @@ def prefilter_lines(a, gain, zs, horizons, kind, acc) -> None:
     window per direction instead of numpy's several per plane.  ``acc``: a
     scratch row of ``rest`` samples."""
     _kernel.prefilter_lines(a, float(gain), np.ravel(zs).tolist(), np.ravel(horizons).tolist(), int(kind), acc)
+
+
+def spline_filter_lines(a, order: int, kind: int, acc) -> None:
+    """``scipy.ndimage.spline_filter1d`` along axis 1 of the 3-d float64 view
+    ``a`` (``(lead, n, rest)``, any strides), in place, bit for bit, for lines
+    of any length (``prefilter_lines`` truncates the boundary starts; this
+    takes scipy's whole ones): scipy's poles (ni_splines.c's literals), gain,
+    start ``kind`` (``PREFILTER_KINDS``: the mode's, ``splines.start_kind``),
+    recursions and operations in its order; a line of one sample is left as
+    it is.  The ``rest`` lines advance together (``acc``: a scratch row of
+    ``rest`` samples), one pass per direction instead of scipy's one line at a
+    time along a strided axis."""
+    _kernel.spline_filter_lines(a, int(order), int(kind), acc)
+
+
+def label_boxes(keys, lo: int, counts, boxes) -> None:
+    """Each key's voxel count and bounding box in one pass over ``keys`` (a
+    C-ordered window of unsigned integers, 1 to 8 axes; ``labels.window_labels``):
+    ``counts[k]`` (int64, ``n``) the voxels holding ``lo + k``, and for those
+    counted, ``boxes[k]`` (int64, ``(n, 2 * ndim)``) the first and the last index
+    along each axis (the boxes of keys not present are left undefined).  A key
+    below ``lo`` or not below ``lo + n`` is refused (``ValueError``).  Per row,
+    one compare per voxel and the rest per run of one key: what ``np.bincount``,
+    a lookup table and ``scipy.ndimage.find_objects`` took three passes and two
+    window-sized arrays for."""
+    _kernel.label_boxes(keys, int(lo), counts, boxes)
 
 
 def axis_sum(x, out, index, weights) -> None:

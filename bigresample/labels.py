@@ -40,7 +40,7 @@ from math import prod
 
 import numpy as np
 
-from . import bounds
+from . import bounds, kernel
 from .bounds import ITK, uses_cval
 from .engine import Workspace, _Fresh, ndimage, read_file_order, slice_lengths, cast_into
 from .errors import BigresampleError
@@ -58,6 +58,9 @@ LABEL_ORDERS = {"nearest": 0, "linear": 1, "cubic": 3, "mode": 0}
 ORDERS = {"linear": 1, "cubic": 3}
 #: label values counted through a lookup table (a bincount) rather than sorted, up to this range
 LUT_RANGE = 1 << 22
+#: label values counted and boxed in one compiled pass (``kernel.label_boxes``: 56 bytes per value of the
+#: range), up to this range: any 16-bit label map
+BOX_RANGE = 1 << 16
 #: The per-block working set the planner aims for with a label method (``InterpolatedLabels``).
 TARGET_BLOCK_BYTES_LABELS = 384 * 2**20
 
@@ -131,13 +134,24 @@ class WindowLabels:
 
 
 def window_labels(win: np.ndarray, ws: Workspace) -> WindowLabels:
-    """The labels present in ``win`` (any integer array): through a lookup table
-    when their range allows (one pass), else a sort.  The window's dense ids
-    (1..K in the labels' order) are left in ``ws``'s buffer "lab_dense"."""
+    """The labels present in ``win`` (any integer array): when their range is at most
+    ``BOX_RANGE``, their counts and boxes in one compiled pass (``kernel.label_boxes``);
+    else through a lookup table when their range allows, or a sort, and
+    ``scipy.ndimage.find_objects`` of the window's dense ids (1..K in the labels' order,
+    left in ``ws``'s buffer "lab_dense")."""
     if win.size == 0:
         return WindowLabels(win.reshape(-1)[:0], np.zeros(0, np.int64), [])
     u = _unsigned(win)
     lo, hi = int(u.min()), int(u.max())
+    if hi - lo < BOX_RANGE:
+        if not u.dtype.isnative:
+            u = u.astype(u.dtype.newbyteorder("="))
+        counts, boxes = np.empty(hi - lo + 1, np.int64), np.empty((hi - lo + 1, 2 * win.ndim), np.int64)
+        kernel.label_boxes(np.ascontiguousarray(u), lo, counts, boxes)
+        present = np.flatnonzero(counts)
+        values = _from_unsigned(present.astype(np.uint64) + np.uint64(lo), win.dtype)
+        return WindowLabels(values, counts[present], [tuple(slice(int(b[2 * d]), int(b[2 * d + 1]) + 1)
+                                                            for d in range(win.ndim)) for b in boxes[present]])
     dense = ws.array("lab_dense", win.shape, np.int32)
     if hi - lo < LUT_RANGE:
         shifted = u - u.dtype.type(lo)

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 import bigresample
 from bigresample import _pykernel, engine, kernel
@@ -140,6 +141,31 @@ def test_the_fallbacks_axis_sum_is_the_engines_numpy_sum_bit_for_bit(xtype):
         got = np.empty((3, 5, 7), x.dtype)
         _pykernel.axis_take(x, got, index)
         np.testing.assert_array_equal(got, np.take(x, index[:, 0], axis=1))
+
+
+def test_the_fallbacks_label_boxes_counts_and_boxes_every_key():
+    keys = np.random.default_rng(3).integers(5, 12, (4, 6, 7)).astype(np.uint16)
+    counts, boxes = np.zeros(9, np.int64), np.zeros((9, 6), np.int64)
+    _pykernel.label_boxes(keys, 4, counts, boxes)
+    for k in range(9):
+        where = np.argwhere(keys == 4 + k)
+        assert counts[k] == len(where)
+        if len(where):
+            assert boxes[k].tolist() == [int(v) for a, b in zip(where.min(0), where.max(0)) for v in (a, b)]
+    with pytest.raises(ValueError, match="key"):
+        _pykernel.label_boxes(keys, 4, counts[:7], boxes[:7])
+
+
+@pytest.mark.parametrize("mode", ["nearest", "mirror", "reflect", "grid-wrap", "constant"])
+def test_the_fallbacks_spline_filter_lines_is_scipys_spline_filter1d_bit_for_bit(mode):
+    from bigresample.splines import start_kind
+
+    data = np.random.default_rng(0).standard_normal((5, 23, 6)) * 1000
+    for order in (2, 3, 5):
+        got = data.copy()
+        _pykernel.spline_filter_lines(got[:, ::-1], order, kernel.PREFILTER_KINDS[start_kind(mode)], np.empty(6))
+        want = ndimage.spline_filter1d(data[:, ::-1], order, axis=1, mode=mode)
+        assert got[:, ::-1].tobytes() == want.tobytes()
 
 
 @pytest.mark.parametrize("mode", ["nearest", "mirror", "reflect", "grid-wrap", "constant"])

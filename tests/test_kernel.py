@@ -131,6 +131,51 @@ def _check_prefilter(data, order, mode):
 
 
 @compiled_only
+@pytest.mark.parametrize("mode", ["nearest", "mirror", "reflect", "wrap", "grid-wrap", "constant", "grid-constant"])
+@pytest.mark.parametrize("order", [2, 3, 4, 5])
+def test_spline_filter_lines_is_scipys_spline_filter1d_bit_for_bit(order, mode):
+    """``kernel.spline_filter_lines`` (the separable engine's prefilter where ``prefilter_lines``'
+    truncated starts do not apply) gives scipy's ``spline_filter1d`` bit for bit on lines of
+    every length, short ones above all (scipy's whole boundary start, the sum over the line and
+    its far end), along each axis of a view of any strides, a reversed one included."""
+    from bigresample import kernel
+    from bigresample.splines import start_kind
+
+    rng = np.random.default_rng(order)
+    kind = kernel.PREFILTER_KINDS[start_kind(mode)]
+    for n in (1, 2, 3, 4, 5, 7, 12, 23, 40, 63, 64, 90):
+        data = rng.standard_normal((3, n, 5)) * 10.0 ** rng.integers(-3, 4)
+        for axis in range(3):
+            x = np.moveaxis(data, 1, axis).copy()
+            want = ndimage.spline_filter1d(x, order, axis=axis, mode=mode)
+            got = x.copy()
+            view = np.moveaxis(got, axis, 1)  # the line's axis in the middle, whatever its stride
+            kernel.spline_filter_lines(view, order, kind, np.empty(view.shape[2]))
+            assert got.tobytes() == want.tobytes(), (n, axis)
+            back = x.copy()  # the lines walked backwards (a negative stride) are other lines: scipy's on them
+            kernel.spline_filter_lines(np.moveaxis(back, axis, 1)[:, ::-1], order, kind, np.empty(5))
+            flipped = ndimage.spline_filter1d(np.flip(x, axis), order, axis=axis, mode=mode)
+            assert np.flip(back, axis).tobytes() == flipped.tobytes(), (n, axis)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.int16])
+@pytest.mark.parametrize("mode", ["nearest", "reflect", "grid-wrap"])
+def test_the_separable_engines_prefilter_is_scipys_bit_for_bit_on_every_axis(mode, dtype):
+    """The separable engine's prefilter of a window's segment (``engine._spline_filter``, the
+    route of every line shorter than ``splines.PLANEWISE_MIN_LEN`` and of x) is scipy's
+    ``spline_filter1d`` of it bit for bit, whatever the window's type, with a fourth axis."""
+    from bigresample.engine import Workspace, _spline_filter
+
+    x = (np.random.default_rng(1).standard_normal((2, 9, 33, 20)) * 300).astype(dtype)
+    for axis in (1, 2, 3):
+        sl = (slice(None),) * axis + (slice(2, 2 + min(x.shape[axis] - 2, 40)),)
+        want = ndimage.spline_filter1d(x[sl], 3, axis=axis, mode=mode)
+        coef = np.full(x.shape, np.nan)
+        _spline_filter(x[sl], coef[sl], 3, mode, axis, Workspace())
+        assert coef[sl].tobytes() == want.tobytes(), axis
+
+
+@compiled_only
 @given(
     near=st.floats(-4, 4), m=st.floats(-1.5, 1.5), n=st.integers(2, 60),
     first=st.integers(0, 30), width=st.integers(1, 50), length=st.integers(1, 90), order=st.sampled_from(ORDERS),

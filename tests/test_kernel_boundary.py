@@ -177,6 +177,99 @@ def test_prefilter_lines_refuses_a_scratch_row_inside_the_view():
         prefilter(a, acc=a[0, 0])
 
 
+def spline_filter(a, order=3, kind=1, acc=None):
+    kernel.spline_filter_lines(a, order, kind, np.zeros(a.shape[2]) if acc is None else acc)
+
+
+@pytest.mark.parametrize("order", [0, 1, 6, -3])
+def test_spline_filter_lines_refuses_an_order_without_a_prefilter(order):
+    with pytest.raises(ValueError, match="order"):
+        spline_filter(np.zeros((2, 8, 3)), order=order)
+
+
+@pytest.mark.parametrize("kind", [-1, 3])
+def test_spline_filter_lines_refuses_an_unknown_start(kind):
+    with pytest.raises(ValueError, match="kind"):
+        spline_filter(np.zeros((2, 8, 3)), kind=kind)
+
+
+def test_spline_filter_lines_refuses_strides_that_are_not_whole_samples():
+    raw = np.zeros(2 * 8 * 3 * 8 + 4, np.uint8)
+    a = np.ndarray((2, 8, 3), np.float64, buffer=raw, offset=0, strides=(194, 3 * 8, 8))
+    with pytest.raises(ValueError, match="stride"):
+        spline_filter(a)
+
+
+def test_spline_filter_lines_refuses_a_scratch_row_inside_the_view():
+    a = np.zeros((2, 8, 3))
+    with pytest.raises(ValueError, match="overlap"):
+        spline_filter(a, acc=a[1, 2])
+
+
+@pytest.mark.parametrize("a, acc", [(np.zeros((8, 3)), np.zeros(3)), (np.zeros((2, 8, 3), np.float32), np.zeros(3)),
+                                    (np.zeros((2, 8, 3)), np.zeros(2)), (np.zeros((2, 8, 3)), np.zeros(3, np.float32))])
+def test_spline_filter_lines_refuses_a_view_or_row_of_another_shape_or_type(a, acc):
+    with pytest.raises(TypeError, match="3-d float64"):
+        kernel.spline_filter_lines(a, 3, 1, acc)
+
+
+def test_spline_filter_lines_leaves_lines_of_one_sample_and_empty_views_as_they_are():
+    """scipy leaves a line of one sample unfiltered (no gain); an empty view touches nothing
+    (its scratch row may then be empty too)."""
+    a = np.arange(6.0).reshape(2, 1, 3)
+    spline_filter(a)
+    assert np.array_equal(a, np.arange(6.0).reshape(2, 1, 3))
+    for shape in ((0, 8, 3), (2, 0, 3), (2, 8, 0)):
+        spline_filter(np.zeros(shape), acc=np.zeros(shape[2]))
+
+
+def test_spline_filter_lines_stays_inside_a_view_that_ends_at_a_guard_page():
+    """The lines' last samples (the boundary starts read the far end) and the scratch row are
+    the last bytes before a page that faults: nothing is read or written beyond them."""
+    a, mem = guarded((2, 9, 4), np.float64)
+    acc, mem_acc = guarded((4,), np.float64)
+    a[...] = np.random.default_rng(2).standard_normal(a.shape)
+    want = ndimage.spline_filter1d(a, 3, axis=1, mode="reflect")
+    spline_filter(a, acc=acc)
+    assert a.tobytes() == want.tobytes()
+
+
+def test_label_boxes_refuses_a_key_outside_its_range():
+    keys = np.array([[3, 4], [5, 9]], np.uint16)
+    for lo, n in ((3, 6), (4, 7)):  # 9 beyond lo + n, then 3 below lo
+        with pytest.raises(ValueError, match="key"):
+            kernel.label_boxes(keys, lo, np.zeros(n, np.int64), np.zeros((n, 4), np.int64))
+
+
+@pytest.mark.parametrize("keys, counts, boxes", [
+    (np.zeros((2, 3), np.int16), np.zeros(1, np.int64), np.zeros((1, 4), np.int64)),  # signed keys
+    (np.zeros((2, 3), np.float64), np.zeros(1, np.int64), np.zeros((1, 4), np.int64)),
+    (np.zeros((2, 3), np.uint8), np.zeros(1, np.int64), np.zeros((1, 6), np.int64)),  # boxes of another width
+    (np.zeros((2, 3), np.uint8), np.zeros(2, np.int64), np.zeros((1, 4), np.int64)),
+    (np.zeros((2, 3), np.uint8), np.zeros(0, np.int64), np.zeros((0, 4), np.int64)),
+    (np.zeros((2, 3), np.uint8), np.zeros(1, np.int32), np.zeros((1, 4), np.int64)),
+    (np.zeros((1,) * 9, np.uint8), np.zeros(1, np.int64), np.zeros((1, 18), np.int64)),  # 9 axes
+])
+def test_label_boxes_refuses_keys_counts_or_boxes_of_another_type_or_shape(keys, counts, boxes):
+    with pytest.raises(TypeError, match="label_boxes"):
+        kernel.label_boxes(keys, 0, counts, boxes)
+
+
+def test_label_boxes_refuses_counts_that_overlap_the_boxes():
+    boxes = np.zeros((2, 4), np.int64)
+    with pytest.raises(ValueError, match="overlap"):
+        kernel.label_boxes(np.zeros((2, 3), np.uint8), 0, boxes[0, :2], boxes)
+
+
+def test_label_boxes_stays_inside_a_window_that_ends_at_a_guard_page():
+    keys, mem = guarded((3, 5), np.uint16)
+    keys[...] = [[1, 1, 2, 2, 2], [2, 2, 2, 1, 1], [1, 2, 1, 2, 2]]
+    counts, boxes = np.zeros(2, np.int64), np.zeros((2, 4), np.int64)
+    kernel.label_boxes(keys, 1, counts, boxes)
+    assert counts.tolist() == [6, 9]
+    assert boxes.tolist() == [[0, 2, 0, 4], [0, 2, 0, 4]]
+
+
 # -- finding 4: undefined behaviour
 
 

@@ -2,7 +2,7 @@
 strides, dtypes, byte orders, orders 0-5, modes, extreme matrices and
 offsets, empty and 1-voxel axes, calling the kernel's entry points directly
 (``kernel.resample_block``, ``sample_points``, ``chain_points``, ``axis_sum``/``axis_take``,
-``prefilter_lines``)
+``prefilter_lines``, ``spline_filter_lines``, ``label_boxes``)
 and through the resamplers.  Each case ends in a clean exception or in
 scipy's values.  tools/sanitize.sh runs it under AddressSanitizer and
 UndefinedBehaviorSanitizer; windows sit at the end of a guarded allocation
@@ -307,6 +307,58 @@ def test_prefilter_lines_gives_scipys_coefficients_or_refuses(seed, lead, n, res
         return  # a horizon pushed (other finite starts), or a line scipy starts whole
     expected = ndimage.spline_filter1d(orig, order, axis=1, mode=mode)
     np.testing.assert_allclose(view, expected, rtol=0, atol=1e-9 * max(1.0, float(np.abs(orig).max())))
+
+
+@FUZZ
+@given(st.integers(0, 2**32 - 1), st.integers(0, 5), st.one_of(st.integers(0, 9), st.integers(60, 70)),
+       st.integers(0, 6), st.integers(0, 6), st.sampled_from(splines.MODES), st.sampled_from(("c", "t", "r")))
+def test_spline_filter_lines_gives_scipys_coefficients_bit_for_bit_or_refuses(seed, lead, n, rest, order, mode,
+                                                                             layout):
+    """Any view (C-ordered, transposed, reversed; empty axes too) of a 3-d float64 array:
+    scipy's ``spline_filter1d`` along axis 1 bit for bit, or a ValueError (an order without
+    a prefilter: 0, 1, 6)."""
+    rng = np.random.default_rng(seed)
+    mode = splines.parse_mode(mode)
+    shape = {"c": (lead, n, rest), "t": (rest, n, lead), "r": (lead, n, rest)}[layout]
+    base, acc = guarded(shape, np.float64)
+    base[...] = rng.uniform(-10, 10, shape)
+    view = {"c": base, "t": base.transpose(2, 1, 0), "r": base[::-1, :, ::-1]}[layout]
+    orig = np.array(view)
+    row, mem = guarded((view.shape[2],), np.float64)
+    try:
+        kernel.spline_filter_lines(view, order, kernel.PREFILTER_KINDS[splines.start_kind(mode)], row)
+    except ValueError:
+        assert not 2 <= order <= 5
+        return
+    assert 2 <= order <= 5
+    expected = ndimage.spline_filter1d(orig, order, axis=1, mode=mode) if orig.size else orig
+    assert np.array(view).tobytes() == expected.tobytes()
+
+
+@FUZZ
+@given(st.integers(0, 2**32 - 1), st.lists(st.integers(0, 7), min_size=1, max_size=4),
+       st.sampled_from(("u1", "u2", "u4", "u8")), st.integers(0, 3), st.integers(-2, 2))
+def test_label_boxes_counts_and_boxes_every_key_or_refuses(seed, shape, kind, spread, shift):
+    """Keys of every unsigned type in a window at the end of a guarded page, ``lo`` and the
+    range shifted past them by ``shift``: numpy's counts and ``np.argwhere``'s boxes, or a
+    ValueError exactly when a key falls outside the range."""
+    rng = np.random.default_rng(seed)
+    keys, mem = guarded(tuple(shape), np.dtype(kind))
+    keys[...] = rng.integers(5, 6 + spread, tuple(shape))
+    lo, n = 5 + shift, spread + 1
+    counts, boxes = np.zeros(n, np.int64), np.zeros((n, 2 * len(shape)), np.int64)
+    outside = keys.size and (int(keys.min()) < lo or int(keys.max()) >= lo + n)
+    try:
+        kernel.label_boxes(keys, lo, counts, boxes)
+    except ValueError:
+        assert outside
+        return
+    assert not outside
+    for k in range(n):
+        where = np.argwhere(keys == lo + k)
+        assert counts[k] == len(where)
+        if len(where):
+            assert boxes[k].tolist() == [int(v) for a, b in zip(where.min(0), where.max(0)) for v in (a, b)]
 
 
 @FUZZ_RESAMPLERS

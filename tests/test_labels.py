@@ -173,6 +173,27 @@ def test_window_labels_finds_every_label_its_count_and_box(dtype):
         assert box == tuple(slice(int(a), int(b) + 1) for a, b in zip(where.min(axis=0), where.max(axis=0)))
 
 
+@pytest.mark.parametrize("dtype", [np.uint8, np.int8, np.uint16, ">i2", np.int32, np.uint64, np.int64])
+@pytest.mark.parametrize("shape", [(6, 5, 9), (3, 4, 2, 7), (1, 1, 5), (11,)])
+def test_window_labels_in_one_pass_finds_every_label_its_count_and_box(dtype, shape):
+    """Labels within ``BOX_RANGE`` of each other (``kernel.label_boxes``'s single pass: runs
+    along x, the leading axes once per row), negative ones, another byte order and a fourth
+    axis included: the values, counts and boxes of numpy's own count and ``np.argwhere``."""
+    rng = np.random.default_rng(len(shape))
+    base = -3 if np.dtype(dtype).kind == "i" else 200
+    pool = np.array([base, base + 1, base + 40, base + 41], dtype=dtype)
+    ids = np.repeat(rng.integers(0, len(pool), shape[:-1] + ((shape[-1] + 2) // 3,)), 3, axis=-1)[..., :shape[-1]]
+    win = pool[ids]  # runs of three along x
+    found = label_methods.window_labels(win, Workspace())
+    values, counts = np.unique(win, return_counts=True)
+    assert found.values.dtype == win.dtype
+    np.testing.assert_array_equal(found.values, values)
+    np.testing.assert_array_equal(found.counts, counts)
+    for v, box in zip(values, found.boxes):
+        where = np.argwhere(win == v)
+        assert box == tuple(slice(int(a), int(b) + 1) for a, b in zip(where.min(axis=0), where.max(axis=0)))
+
+
 # --------------------------------------------------------------------------
 # files, the command line and the API
 # --------------------------------------------------------------------------
