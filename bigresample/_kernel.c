@@ -775,6 +775,27 @@ static int check_prefilter(const Py_buffer *v, const Py_buffer *accb, const int6
     return check_lines_view(v, accb, "prefilter_lines");
 }
 
+/* The buffers of prefilter_lines and spline_filter_lines: `a_obj` a 3-d float64 view (any
+ * strides, checked by check_lines_view), `acc_obj` a C-contiguous writable float64 row at least
+ * as long as the view's last axis.  Returns 0 with both held, or -1 with neither and an error set. */
+static int lines_buffers(PyObject *a_obj, PyObject *acc_obj, Py_buffer *v, Py_buffer *accb, const char *name)
+{
+    if (PyObject_GetBuffer(a_obj, v, PyBUF_RECORDS) < 0)
+        return -1;
+    if (PyObject_GetBuffer(acc_obj, accb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
+        PyBuffer_Release(v);
+        return -1;
+    }
+    if (v->ndim != 3 || type_index(v) != 9 || type_index(accb) != 9 || accb->ndim != 1
+        || accb->shape[0] < v->shape[2]) {
+        PyErr_Format(PyExc_TypeError, "%s: a 3-d float64 view and a float64 row of its last axis", name);
+        PyBuffer_Release(v);
+        PyBuffer_Release(accb);
+        return -1;
+    }
+    return 0;
+}
+
 /* kernel.prefilter_lines: the B-spline prefilter along axis 1 of a 3-d
  * float64 view (any strides), in place; its docstring says how. */
 static PyObject *py_prefilter_lines(PyObject *self, PyObject *args)
@@ -795,18 +816,9 @@ static PyObject *py_prefilter_lines(PyObject *self, PyObject *args)
     if (read_doubles(zs_obj, zs, np_, "poles") || read_ints(h_obj, hs, np_, "horizons"))
         return NULL;
     Py_buffer v, accb;
-    if (PyObject_GetBuffer(a_obj, &v, PyBUF_RECORDS) < 0)
+    if (lines_buffers(a_obj, acc_obj, &v, &accb, "prefilter_lines") < 0)
         return NULL;
-    if (PyObject_GetBuffer(acc_obj, &accb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&v);
-        return NULL;
-    }
     PyObject *result = NULL;
-    if (v.ndim != 3 || type_index(&v) != 9 || type_index(&accb) != 9 || accb.ndim != 1
-        || accb.shape[0] < v.shape[2]) {
-        PyErr_SetString(PyExc_TypeError, "prefilter_lines: a 3-d float64 view and a float64 row of its last axis");
-        goto done;
-    }
     if (check_prefilter(&v, &accb, hs, np_, kind) < 0)
         goto done;
     const Py_ssize_t lead = v.shape[0], n = v.shape[1], rest = v.shape[2];
@@ -987,18 +999,9 @@ static PyObject *py_spline_filter_lines(PyObject *self, PyObject *args)
         return NULL;
     }
     Py_buffer v, accb;
-    if (PyObject_GetBuffer(a_obj, &v, PyBUF_RECORDS) < 0)
+    if (lines_buffers(a_obj, acc_obj, &v, &accb, "spline_filter_lines") < 0)
         return NULL;
-    if (PyObject_GetBuffer(acc_obj, &accb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&v);
-        return NULL;
-    }
     PyObject *result = NULL;
-    if (v.ndim != 3 || type_index(&v) != 9 || type_index(&accb) != 9 || accb.ndim != 1
-        || accb.shape[0] < v.shape[2]) {
-        PyErr_SetString(PyExc_TypeError, "spline_filter_lines: a 3-d float64 view and a float64 row of its last axis");
-        goto done;
-    }
     if (check_lines_view(&v, &accb, "spline_filter_lines") < 0)
         goto done;
     const Py_ssize_t lead = v.shape[0], n = v.shape[1], rest = v.shape[2];
