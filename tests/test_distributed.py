@@ -45,9 +45,12 @@ def test_local_cluster_gives_the_threaded_output_byte_for_byte(tmp_path, capsys)
     assert not list(tmp_path.glob(".*zarr"))  # the store is removed on success
 
 
-@pytest.fixture
-def real_cluster(tmp_path):
-    """`dask scheduler` and two `dask worker` processes on loopback."""
+@pytest.fixture(scope="module")
+def real_cluster(tmp_path_factory):
+    """`dask scheduler` and two `dask worker` processes on loopback, started once for the module's
+    two tests that use them (each run writes into its own tmp_path); the worker-killing test
+    comes last in the file, so the first finds both workers."""
+    tmp_path = tmp_path_factory.mktemp("workers")
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     dask_cli = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
