@@ -443,13 +443,21 @@ static int overlaps(const void *a, Py_ssize_t na, const void *b, Py_ssize_t nb)
     return na > 0 && nb > 0 && pa < pb + (uintptr_t)nb && pb < pa + (uintptr_t)na;
 }
 
-/* resample_block's arguments, checked against each other and the buffers
- * (the limits: COORD_MAX, LINEAR_MAX, LENGTH_MAX); 0, or -1 with an error set.
- * Sets g->interior to 0 where the interior routes' assumptions do not hold. */
-/* The pad and, per axis, the line's length and the window's place on it
- * (`who`: the function named in the message); 0, or -1 with an error set. */
-static int check_window(const Geom *g, const char *who)
+/* The window's part of g from the buffer `din` ((z, y, x), C-ordered) and the
+ * sampling arguments (g->first and g->length already read), then checked: the
+ * pad and, per axis, the line's length and the window's place on it (`who`:
+ * the function named in the message); 0, or -1 with an error set. */
+static int set_window(Geom *g, const Py_buffer *din, double pad, double cval, int order, int mode, const char *who)
 {
+    g->width[0] = din->shape[2];
+    g->width[1] = din->shape[1];
+    g->width[2] = din->shape[0];
+    g->sy = din->shape[2];
+    g->sz = (int64_t)din->shape[2] * din->shape[1];
+    g->pad = pad;
+    g->cval = cval;
+    g->order = order;
+    g->mode = mode;
     if (!isfinite(g->pad) || g->pad < 0.0 || g->pad > 1e6) {
         char text[32];
         snprintf(text, sizeof text, "%g", g->pad);
@@ -476,10 +484,12 @@ static int check_window(const Geom *g, const char *who)
     return 0;
 }
 
+/* resample_block's arguments (the window's already checked by set_window),
+ * checked against each other and the buffers (the limits: COORD_MAX,
+ * LINEAR_MAX, LENGTH_MAX); 0, or -1 with an error set.  Sets g->interior to 0
+ * where the interior routes' assumptions do not hold. */
 static int check_block(Geom *g, const double off[3], const Py_buffer *din, const Py_buffer *dout)
 {
-    if (check_window(g, "resample_block") < 0)
-        return -1;
     for (int k = 0; k < 3; k++) {
         const int64_t b = k == 0 ? g->bx : k == 1 ? g->by : g->bz;
         if (g->origin[k] < -LENGTH_MAX || g->origin[k] > LENGTH_MAX - b) {
@@ -551,15 +561,6 @@ static PyObject *py_resample_block(PyObject *self, PyObject *args)
     g.bz = dout.shape[0];
     g.by = dout.shape[1];
     g.bx = dout.shape[2];
-    g.width[0] = din.shape[2];
-    g.width[1] = din.shape[1];
-    g.width[2] = din.shape[0];
-    g.sy = din.shape[2];
-    g.sz = (int64_t)din.shape[2] * din.shape[1];
-    g.pad = pad;
-    g.cval = cval;
-    g.order = order;
-    g.mode = mode;
     g.interior = interior;
     for (int k = 0; k < 3; k++)
         g.m[k] = g.matrix[3 * k];
@@ -567,7 +568,7 @@ static PyObject *py_resample_block(PyObject *self, PyObject *args)
         result = PyLong_FromLong(0);
         goto done;
     }
-    if (check_block(&g, off, &din, &dout) < 0)
+    if (set_window(&g, &din, pad, cval, order, mode, "resample_block") < 0 || check_block(&g, off, &din, &dout) < 0)
         goto done;
     g.colx = (double *)malloc(sizeof(double) * 3 * (size_t)g.bx);
     int64_t *slow = (int64_t *)malloc(sizeof(int64_t) * (size_t)g.bx);
@@ -640,16 +641,7 @@ static PyObject *py_sample_points(PyObject *self, PyObject *args)
                      (long long)(dout.len / dout.itemsize));
         goto done;
     }
-    g.width[0] = din.shape[2];
-    g.width[1] = din.shape[1];
-    g.width[2] = din.shape[0];
-    g.sy = din.shape[2];
-    g.sz = (int64_t)din.shape[2] * din.shape[1];
-    g.pad = pad;
-    g.cval = cval;
-    g.order = order;
-    g.mode = mode;
-    if (check_window(&g, "sample_points") < 0)
+    if (set_window(&g, &din, pad, cval, order, mode, "sample_points") < 0)
         goto done;
     if (overlaps(din.buf, din.len, dout.buf, dout.len) || overlaps(dc.buf, dc.len, dout.buf, dout.len)) {
         PyErr_SetString(PyExc_ValueError, "sample_points: the output overlaps the window or the coordinates");

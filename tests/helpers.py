@@ -631,21 +631,16 @@ def cast_output(values, dtype):
     return out
 
 
-def registered_reference(data, in_affine, out_shape, out_affine, chain, order, mode="itk", cval=0.0):
-    """A registration applied to the whole array: each output voxel ``o`` samples the input at the
-    continuous index ``A_in^-1 chain(A_out o)`` (``chain``: RAS mm points (N, 3) -> points), by
-    ``scipy.ndimage.map_coordinates`` at ``order`` (``mode='itk'``: scipy's ``nearest`` and ``cval``
-    where the index is not within ``-0.5 <= x < n - 0.5`` on every axis, ITK's rule)."""
-    o = np.stack(np.meshgrid(*[np.arange(m, dtype=np.float64) for m in out_shape], indexing="ij"), -1).reshape(-1, 3)
-    world = o @ np.asarray(out_affine)[:3, :3].T + np.asarray(out_affine)[:3, 3]
-    inv = np.linalg.inv(np.asarray(in_affine, dtype=np.float64))
-    x = chain(world) @ inv[:3, :3].T + inv[:3, 3]
-    values = ndimage.map_coordinates(np.asarray(data, dtype=np.float64) if data.dtype.kind not in "f" else data,
-                                     x.T, order=order, mode="nearest" if mode == "itk" else mode, cval=cval)
-    if mode == "itk":
-        inside = np.all((x >= -0.5) & (x < np.array(data.shape[:3]) - 0.5), axis=1)
-        values[~inside] = cval
-    return values.reshape(tuple(out_shape)).astype(data.dtype if data.dtype.kind == "f" else np.float64)
+def registered_reference(data, in_affine, out_shape, out_affine, matrices, order, mode="itk", cval=0.0):
+    """A registration of affine maps applied to the whole array: ``warp_reference`` at the
+    coordinates ``chain_coordinates`` gives (each output voxel ``o`` samples the input at the
+    continuous index ``A_in^-1 M_1 ... M_k A_out o``; ``matrices``: the (4, 4) RAS mm maps
+    ``M_1 ... M_k``, output point to input point, listed as the chain lists them: the last
+    applied first), in ``data``'s float type or float64 (``mode='itk'``: ITK's rule)."""
+    from bigresample.registration import AffineMap
+
+    coords = chain_coordinates(in_affine, out_affine, out_shape, [AffineMap(m) for m in matrices])
+    return warp_reference(data, coords, order, mode, cval, data.dtype if data.dtype.kind == "f" else np.float64)
 
 
 # ---------------------------------------------------------------- displacement fields (issue 31)

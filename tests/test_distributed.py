@@ -45,9 +45,12 @@ def test_local_cluster_gives_the_threaded_output_byte_for_byte(tmp_path, capsys)
     assert not list(tmp_path.glob(".*zarr"))  # the store is removed on success
 
 
-@pytest.fixture
-def real_cluster(tmp_path):
-    """`dask scheduler` and two `dask worker` processes on loopback."""
+@pytest.fixture(scope="module")
+def real_cluster(tmp_path_factory):
+    """`dask scheduler` and two `dask worker` processes on loopback, started once for the module's
+    two tests that use them (each run writes into its own tmp_path); the worker-killing test
+    comes last in the file, so the first finds both workers."""
+    tmp_path = tmp_path_factory.mktemp("workers")
     port = _free_port()
     address = f"tcp://127.0.0.1:{port}"
     dask_cli = [sys.executable, "-m", "distributed.cli.dask_scheduler"]
@@ -114,8 +117,12 @@ def test_a_worker_that_dies_mid_run_does_not_change_the_output(tmp_path, real_cl
 
 
 @pytest.mark.slow
-def test_an_unreachable_scheduler_is_one_clear_line(tmp_path, capsys, good_volume):
+def test_an_unreachable_scheduler_is_one_clear_line(tmp_path, capsys, good_volume, monkeypatch):
     address = f"tcp://127.0.0.1:{_free_port()}"
+    # the client's 10 s connect timeout (bigresample.cluster.connect) cut to 1 s: what is checked is
+    # the message and what is left behind, not how long distributed keeps retrying a refused port
+    client = distributed.Client
+    monkeypatch.setattr(distributed, "Client", lambda *a, **kw: client(*a, **{**kw, "timeout": "1s"}))
     assert main([str(good_volume), str(tmp_path / "o.nii"), "--z-spacing", "0.2", "--scheduler", address]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"cannot reach the dask scheduler at {address}" in err

@@ -76,6 +76,31 @@ def bound(matrix, offset, out_shape, origin=(0, 0, 0)):
         return np.abs(offset) + np.abs(matrix) @ far
 
 
+def guarded_window(rng, vol, sub, dtype=None):
+    """A window of ``vol`` (all of it, or a random box of it when ``sub``; the box on its first three axes)
+    copied to the end of a guarded allocation (as ``dtype``, or ``vol``'s type): the window, the allocation and
+    the box's first index (``vol``'s axes' order)."""
+    lo, hi = [0, 0, 0], list(vol.shape[:3])
+    if sub:
+        lo = [int(rng.integers(0, m)) for m in vol.shape[:3]]
+        hi = [int(rng.integers(a + 1, m + 1)) for a, m in zip(lo, vol.shape[:3])]
+    win = vol[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
+    data, mem = guarded(win.shape, win.dtype if dtype is None else dtype)
+    data[...] = win
+    return data, mem, lo
+
+
+def assert_kernel_values(out, expected, vol, order, out_kind):
+    """``out`` (``out_kind``) against scipy's float64 ``expected`` on samples ``vol`` (cval -7.5): exact at order 0,
+    else to 1e-9 (float64) or 2e-6 (float32) of the largest magnitude."""
+    scale = max(1.0, float(np.abs(vol).max()), 7.5)
+    tol = 0.0 if order == 0 else 1e-9 * scale
+    if out_kind == "f4":
+        expected = expected.astype(np.float32)
+        tol = 0.0 if order == 0 else 2e-6 * scale
+    np.testing.assert_allclose(out, expected, rtol=0, atol=tol)
+
+
 @FUZZ
 @given(st.integers(0, 2**32 - 1), st.lists(st.integers(1, 7), min_size=3, max_size=3),
        st.lists(st.integers(0, 6), min_size=3, max_size=3), matrices(), st.integers(0, 5), st.sampled_from(MODES),
@@ -89,15 +114,8 @@ def test_resample_block_gives_scipys_values_or_refuses(seed, shape, block, geome
     rng = np.random.default_rng(seed)
     matrix, offset = geometry
     vol = values(rng, tuple(shape), kind)
-    first = [0, 0, 0]
-    win = vol
-    if sub:
-        lo = [int(rng.integers(0, n)) for n in shape]
-        hi = [int(rng.integers(a + 1, n + 1)) for a, n in zip(lo, shape)]
-        win = vol[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-        first = lo[::-1]
-    data, _mem = guarded(win.shape, win.dtype.newbyteorder(">") if swapped else win.dtype)
-    data[...] = win
+    data, _mem, lo = guarded_window(rng, vol, sub, vol.dtype.newbyteorder(">") if swapped else None)
+    first = lo[::-1]
     out = np.full(tuple(block), -123.0, out_kind)
     origin = [int(v) for v in rng.integers(-3, 5, 3)]
     call = dict(pad=0.0, order=order, mode=kernel.MODE_CODES[mode], cval=-7.5)
@@ -124,12 +142,7 @@ def test_resample_block_gives_scipys_values_or_refuses(seed, shape, block, geome
     expected = ndimage.affine_transform(vol.T.astype(np.float64), h, output_shape=whole, order=order, mode=mode,
                                         cval=-7.5, prefilter=False)
     expected = expected[tuple(slice(o, None) for o in origin)].T
-    scale = max(1.0, float(np.abs(vol).max()), 7.5)
-    tol = 0.0 if order == 0 else 1e-9 * scale
-    if out_kind == "f4":
-        expected = expected.astype(np.float32)
-        tol = 0.0 if order == 0 else 2e-6 * scale
-    np.testing.assert_allclose(out, expected, rtol=0, atol=tol)
+    assert_kernel_values(out, expected, vol, order, out_kind)
 
 
 @FUZZ
@@ -145,14 +158,8 @@ def test_sample_points_gives_scipys_values_or_refuses(seed, shape, n, order, mod
     for a coordinate not finite or beyond 2**62."""
     rng = np.random.default_rng(seed)
     vol = values(rng, tuple(shape), kind)
-    first, win = [0, 0, 0], vol
-    if sub:
-        lo = [int(rng.integers(0, m)) for m in shape]
-        hi = [int(rng.integers(a + 1, m + 1)) for a, m in zip(lo, shape)]
-        win = vol[lo[0] : hi[0], lo[1] : hi[1], lo[2] : hi[2]]
-        first = lo[::-1]
-    data, _mem = guarded(win.shape, win.dtype)
-    data[...] = win
+    data, _mem, lo = guarded_window(rng, vol, sub)
+    first = lo[::-1]
     coords = rng.uniform(-spread, np.array(shape[::-1]) + spread, (n, 3))
     if wild and n:
         coords[rng.integers(0, n), rng.integers(0, 3)] = rng.choice(EXTREME)
@@ -181,12 +188,7 @@ def test_sample_points_gives_scipys_values_or_refuses(seed, shape, n, order, mod
         if kernel.sample_points(data2, coords, got, (0, 0, 0), length, pad, order, kernel.MODE_CODES[mode], -7.5):
             return
         out = got
-    scale = max(1.0, float(np.abs(vol).max()), 7.5)
-    tol = 0.0 if order == 0 else 1e-9 * scale
-    if out_kind == "f4":
-        expected = expected.astype(np.float32)
-        tol = 0.0 if order == 0 else 2e-6 * scale
-    np.testing.assert_allclose(out, expected, rtol=0, atol=tol)
+    assert_kernel_values(out, expected, vol, order, out_kind)
 
 
 @compiled_only
@@ -209,10 +211,7 @@ def test_chain_points_gives_the_numpy_chains_coordinates_or_refuses(seed, count,
     fields, guards = [], []
     for _ in range(nfields):
         vals = rng.uniform(-reach, reach, tuple(fshape) + (3,))
-        lo = [int(rng.integers(0, m)) for m in fshape] if sub else [0, 0, 0]
-        hi = [int(rng.integers(a + 1, m + 1)) for a, m in zip(lo, fshape)] if sub else list(fshape)
-        win, mem = guarded(tuple(b - a for a, b in zip(lo, hi)) + (3,), np.float64)
-        win[...] = vals[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
+        win, mem, lo = guarded_window(rng, vals, sub)
         guards.append(mem)
         inv = np.hstack([rng.uniform(-1, 1, (3, 3)), rng.uniform(-2, 2, (3, 1))])
         fields.append((win, inv, lo, fshape))
