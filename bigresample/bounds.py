@@ -163,10 +163,12 @@ def fill_rows(block: np.ndarray, spans, value, ws=None) -> None:
     shape = block.shape[block.ndim - 3:]
     mask = ws.array("itk_mask", shape, bool) if ws is not None else np.empty(shape, bool)
     beyond = ws.array("itk_beyond", shape, bool) if ws is not None else np.empty(shape, bool)
-    # in 32 bits (a row is shorter than 2**31) and into reused buffers: the 64-bit
-    # comparisons and the fresh mask took 18 ms of a 512x512x19 block, now 5 ms
-    j = np.arange(nx, dtype=np.int32)
-    np.less(j, lo.astype(np.int32)[..., None], out=mask)
-    np.greater_equal(j, hi.astype(np.int32)[..., None], out=beyond)
+    # in 32 bits where a row is shorter than 2**31 and into reused buffers: the 64-bit
+    # comparisons and the fresh mask took about 18 ms of a 512x512x19 block, now about 6
+    # (benchmarks/README.md, "The rotated order-1 row")
+    kind = np.int32 if nx < 2**31 else np.int64
+    j = np.arange(nx, dtype=kind)
+    np.less(j, lo.astype(kind)[..., None], out=mask)
+    np.greater_equal(j, hi.astype(kind)[..., None], out=beyond)
     np.logical_or(mask, beyond, out=mask)
     np.copyto(block, value, where=mask)
