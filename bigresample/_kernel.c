@@ -74,6 +74,8 @@ typedef struct {
     int order, mode;
     int interior;                  /* 0: no interior spans (every voxel by the per-point route) */
     double *colx;                  /* (3, bx): offset + (origin_x + x) * matrix[a, 0] */
+    const int64_t *rows;           /* NULL, or ITK's rule: (2, bz, by) per row, the part [lo, hi) of x
+                                    * inside the input (cval written elsewhere), checked 0 <= lo <= hi <= bx */
 } Geom;
 
 typedef struct {
@@ -526,13 +528,54 @@ static int check_block(Geom *g, const double off[3], const Py_buffer *din, const
     return 0;
 }
 
+/* resample_block's `rows` (ITK's rule: None, or an int64 (2, bz, by) array of each output
+ * row's part [lo, hi) inside the input) copied into `*copy` (freed by the caller) and checked,
+ * the copy being what the block reads: 0, or -1 with an error set. */
+static int read_rows(PyObject *rows_obj, const Geom *g, int64_t **copy)
+{
+    *copy = NULL;
+    if (rows_obj == Py_None)
+        return 0;
+    Py_buffer rb;
+    if (PyObject_GetBuffer(rows_obj, &rb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+        return -1;
+    int status = -1;
+    if (rb.ndim != 3 || type_index(&rb) != 7 || rb.shape[0] != 2 || rb.shape[1] != g->bz || rb.shape[2] != g->by) {
+        PyErr_Format(PyExc_TypeError, "resample_block: rows must be int64 of shape (2, %lld, %lld)",
+                     (long long)g->bz, (long long)g->by);
+        goto done;
+    }
+    const size_t n = 2 * (size_t)g->bz * (size_t)g->by; /* the block's rows exist in memory: no overflow */
+    *copy = (int64_t *)malloc(sizeof(int64_t) * n);
+    if (!*copy) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    memcpy(*copy, rb.buf, sizeof(int64_t) * n);
+    const int64_t *lo = *copy, *hi = *copy + n / 2;
+    for (size_t i = 0; i < n / 2; i++)
+        if (lo[i] < 0 || lo[i] > hi[i] || hi[i] > g->bx) {
+            PyErr_Format(PyExc_ValueError, "resample_block: row %lld's part [%lld, %lld) is not within [0, %lld]",
+                         (long long)i, (long long)lo[i], (long long)hi[i], (long long)g->bx);
+            goto done;
+        }
+    status = 0;
+done:
+    if (status < 0) {
+        free(*copy);
+        *copy = NULL;
+    }
+    PyBuffer_Release(&rb);
+    return status;
+}
+
 static PyObject *py_resample_block(PyObject *self, PyObject *args)
 {
-    PyObject *data_obj, *out_obj, *matrix, *offset, *origin, *first, *length;
+    PyObject *data_obj, *out_obj, *matrix, *offset, *origin, *first, *length, *rows_obj = Py_None;
     double pad, cval;
     int order, mode, interior;
-    if (!PyArg_ParseTuple(args, "OOOOOOOdiidp", &data_obj, &out_obj, &matrix, &offset, &origin, &first, &length, &pad,
-                          &order, &mode, &cval, &interior))
+    if (!PyArg_ParseTuple(args, "OOOOOOOdiidp|O", &data_obj, &out_obj, &matrix, &offset, &origin, &first, &length,
+                          &pad, &order, &mode, &cval, &interior, &rows_obj))
         return NULL;
     if (order < 0 || order > 5 || mode < 0 || mode > GRID_CONSTANT) {
         PyErr_Format(PyExc_ValueError, "order %d / mode %d out of range", order, mode);
@@ -570,11 +613,16 @@ static PyObject *py_resample_block(PyObject *self, PyObject *args)
     }
     if (set_window(&g, &din, pad, cval, order, mode, "resample_block") < 0 || check_block(&g, off, &din, &dout) < 0)
         goto done;
+    int64_t *rows;
+    if (read_rows(rows_obj, &g, &rows) < 0)
+        goto done;
+    g.rows = rows;
     g.colx = (double *)malloc(sizeof(double) * 3 * (size_t)g.bx);
     int64_t *slow = (int64_t *)malloc(sizeof(int64_t) * (size_t)g.bx);
     if (!g.colx || !slow) {
         free(g.colx);
         free(slow);
+        free(rows);
         PyErr_NoMemory();
         goto done;
     }
@@ -587,6 +635,7 @@ static PyObject *py_resample_block(PyObject *self, PyObject *args)
     Py_END_ALLOW_THREADS
     free(g.colx);
     free(slow);
+    free(rows);
     result = PyLong_FromLongLong(bad);
 done:
     PyBuffer_Release(&din);

@@ -95,16 +95,19 @@ static inline OUT_T FN(point)(const IN_T *d, const Geom *g, const double c[3], i
     return (OUT_T)t;
 }
 
-/* One output row along x but [a, b) (the interior span) and the voxels near
- * or beyond the volume's edges: their positions go to `slow`; returns how many. */
+/* One output row along x within [x0, x1) (the row's part inside the input
+ * under ITK's rule, else the whole row) but [a, b) (the interior span), and the
+ * voxels near or beyond the volume's edges: their positions go to `slow`;
+ * returns how many. */
 static int64_t FN(row)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, int64_t *slow, int64_t a,
-                       int64_t b)
+                       int64_t b, int64_t x0, int64_t x1)
 {
     const int order = g->order;
     const double limx = (double)g->length[0] - 1.0, limy = (double)g->length[1] - 1.0,
                  limz = (double)g->length[2] - 1.0;
     int64_t nslow = 0;
-    for (int64_t x = a == 0 ? b : 0; x < g->bx; x = x + 1 == a ? b : x + 1) { /* [0, a), then [b, bx) */
+    const int64_t la = a < x1 ? a : x1, rb = b > x0 ? b : x0;
+    for (int64_t x = x0 < la ? x0 : rb; x < x1; x = x + 1 == la ? rb : x + 1) { /* [x0, a), then [b, x1) */
         const double cx = ((g->colx[x] + r->ry[0]) + r->rz[0]) + g->pad;
         const double cy = ((g->colx[g->bx + x] + r->ry[1]) + r->rz[1]) + g->pad;
         const double cz = ((g->colx[2 * g->bx + x] + r->ry[2]) + r->rz[2]) + g->pad;
@@ -138,11 +141,12 @@ static int64_t FN(edges)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r,
 
 /* `row` for 'nearest' at orders 0 and 1 (no pre-pad): points beyond the edges too. */
 static int64_t FN(row_nearest)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, int64_t *slow,
-                               int64_t a, int64_t b)
+                               int64_t a, int64_t b, int64_t x0, int64_t x1)
 {
     const int order = g->order;
     int64_t nslow = 0;
-    for (int64_t x = a == 0 ? b : 0; x < g->bx; x = x + 1 == a ? b : x + 1) { /* [0, a), then [b, bx) */
+    const int64_t la = a < x1 ? a : x1, rb = b > x0 ? b : x0;
+    for (int64_t x = x0 < la ? x0 : rb; x < x1; x = x + 1 == la ? rb : x + 1) { /* [x0, a), then [b, x1) */
         const double cx = (g->colx[x] + r->ry[0]) + r->rz[0];
         const double cy = (g->colx[g->bx + x] + r->ry[1]) + r->rz[1];
         const double cz = (g->colx[2 * g->bx + x] + r->ry[2]) + r->rz[2];
@@ -346,9 +350,11 @@ VECTOR_CLONES static void FN(linear_clamped)(const IN_T *restrict d, OUT_T *rest
     }
 }
 
-/* Order 1 over the interior span [a, b): the part whose coordinates lie
- * inside the volume on every axis in one pass with fixed steps, the rest clamped. */
-static void FN(interior_linear)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, int64_t a, int64_t b)
+/* Order 1 over the interior span [a, b), within [x0, x1): the part whose
+ * coordinates lie inside the volume on every axis in one pass with fixed steps
+ * from a (whatever part is computed: the same values), the rest clamped. */
+static void FN(interior_linear)(const IN_T *d, OUT_T *dst, const Geom *g, const Row *r, int64_t a, int64_t b,
+                                int64_t x0, int64_t x1)
 {
     const double s[3] = {((g->colx[a] + r->ry[0]) + r->rz[0]) + g->pad,
                          ((g->colx[g->bx + a] + r->ry[1]) + r->rz[1]) + g->pad,
@@ -360,12 +366,17 @@ static void FN(interior_linear)(const IN_T *d, OUT_T *dst, const Geom *g, const 
         ia = ia > a + ka ? ia : a + ka;
         ib = ib < a + kb ? ib : a + kb;
     }
+    const int64_t lo = a > x0 ? a : x0, hi = b < x1 ? b : x1;
+    if (hi <= lo)
+        return;
     if (ib > ia) {
-        FN(linear_inside)(d, dst, g, s, a, ia, ib);
-        FN(linear_clamped)(d, dst, g, s, a, a, ia);
-        FN(linear_clamped)(d, dst, g, s, a, ib, b);
+        const int64_t ja = ia < lo ? lo : ia > hi ? hi : ia, jb = ib < lo ? lo : ib > hi ? hi : ib;
+        if (jb > ja)
+            FN(linear_inside)(d, dst, g, s, a, ja, jb);
+        FN(linear_clamped)(d, dst, g, s, a, lo, ja);
+        FN(linear_clamped)(d, dst, g, s, a, jb, hi);
     } else {
-        FN(linear_clamped)(d, dst, g, s, a, a, b);
+        FN(linear_clamped)(d, dst, g, s, a, lo, hi);
     }
 }
 
@@ -423,23 +434,33 @@ static int64_t FN(resample_block)(const void *data, void *out, Geom *g, int64_t 
                 r.rz[k] = oz * g->matrix[3 * k + 2];
             }
             OUT_T *dst = (OUT_T *)out + (z * g->by + y) * g->bx;
-            int64_t a = 0, b = 0, nslow;
+            int64_t a = 0, b = 0, nslow, x0 = 0, x1 = g->bx;
+            if (g->rows) { /* ITK's rule: cval outside the row's part [x0, x1) inside the input */
+                x0 = g->rows[z * g->by + y];
+                x1 = g->rows[g->bz * g->by + z * g->by + y];
+                for (int64_t x = 0; x < x0; x++)
+                    dst[x] = (OUT_T)g->cval;
+                for (int64_t x = x1; x < g->bx; x++)
+                    dst[x] = (OUT_T)g->cval;
+                if (x1 <= x0)
+                    continue;
+            }
             if (!g->interior) {
                 /* every voxel by the per-point route */
             } else if (g->order < 2) {
                 span(g, &r, g->mode == NEAREST, &a, &b);
                 if (g->order == 0)
-                    FN(interior_nearest)(d, dst, g, &r, a, b);
+                    FN(interior_nearest)(d, dst, g, &r, a > x0 ? a : x0, b < x1 ? b : x1);
                 else if (b > a)
-                    FN(interior_linear)(d, dst, g, &r, a, b);
+                    FN(interior_linear)(d, dst, g, &r, a, b, x0, x1);
             } else if (g->order == 3) {
                 span(g, &r, 0, &a, &b);
-                FN(interior_cubic)(d, dst, g, &r, a, b);
+                FN(interior_cubic)(d, dst, g, &r, a > x0 ? a : x0, b < x1 ? b : x1);
             }
             if (g->mode == NEAREST && g->order < 2)
-                nslow = FN(row_nearest)(d, dst, g, &r, slow, a, b);
+                nslow = FN(row_nearest)(d, dst, g, &r, slow, a, b, x0, x1);
             else
-                nslow = FN(row)(d, dst, g, &r, slow, a, b);
+                nslow = FN(row)(d, dst, g, &r, slow, a, b, x0, x1);
             if (nslow)
                 bad += FN(edges)(d, dst, g, &r, slow, nslow);
         }

@@ -47,13 +47,17 @@ _KINDS = ("mirror", "reflect", "wrap")
 _SPLINE_MODES = ("mirror", "reflect", "grid-wrap")
 
 
-def resample_block(data, out, matrix, offset, origin, first, length, pad, order, mode, cval, interior) -> int:
+def resample_block(data, out, matrix, offset, origin, first, length, pad, order, mode, cval, interior,
+                   rows=None) -> int:
     """``kernel.resample_block`` (the extension's arguments: lists for the
     matrix, offset, origin, first and length); ``length`` and ``interior``
     are not needed here (the window's edge at the volume's is where scipy's
-    boundary rules apply).  Returns 0: the taps lie in the window as planned."""
+    boundary rules apply); ``rows`` (ITK's rule: each row's part inside the
+    input) as the extension checks it, ``cval`` written around that part.
+    Returns 0: the taps lie in the window as planned."""
     from scipy import ndimage
 
+    outside = None if rows is None else _outside(out, rows)
     m = np.asarray(matrix, dtype=np.float64).reshape(3, 3)
     bz, by, bx = out.shape
     o = [np.arange(origin[a], origin[a] + n, dtype=np.float64) for a, n in enumerate((bx, by, bz))]
@@ -70,7 +74,23 @@ def resample_block(data, out, matrix, offset, origin, first, length, pad, order,
             coords[i] -= first[i]
         ndimage.map_coordinates(src, coords, output=out[k], order=order, mode=_MODES[mode], cval=cval,
                                 prefilter=False)
+    if rows is not None:
+        out[outside] = cval
     return 0
+
+
+def _outside(out, rows) -> np.ndarray:
+    """The voxels of ``out`` (``(bz, by, bx)``) outside each row's part ``rows[0] <= x < rows[1]``,
+    after the checks the extension makes (before anything is written)."""
+    rows = np.asarray(rows)
+    bz, by, bx = out.shape
+    if rows.dtype != np.int64 or rows.shape != (2, bz, by):
+        raise TypeError(f"resample_block: rows must be int64 of shape (2, {bz}, {by})")
+    lo, hi = rows
+    if np.any(lo < 0) or np.any(lo > hi) or np.any(hi > bx):
+        raise ValueError(f"resample_block: a row's part is not within [0, {bx}]")
+    x = np.arange(bx)
+    return (x < lo[..., None]) | (x >= hi[..., None])
 
 
 def sample_points(data, coords, out, first, length, pad, order, mode, cval) -> int:

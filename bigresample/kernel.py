@@ -139,7 +139,7 @@ INTERIOR_MAX_LENGTH = 2**31 - 1
 
 
 def resample_block(data, out, matrix, offset, origin, first, length, *, pad: float, order: int, mode: int,
-                   cval: float, interior: bool | None = None) -> int:
+                   cval: float, interior: bool | None = None, rows=None) -> int:
     """Fill ``out`` (``(bz, by, bx)``, C-ordered float32 or float64) with the
     samples of output voxels ``origin + (x, y, z)``.  ``data``: the window
     (``(z, y, x)``, any integer or float type in the machine's byte order);
@@ -148,14 +148,17 @@ def resample_block(data, out, matrix, offset, origin, first, length, *, pad: flo
     pre-pad (added to every coordinate).  ``interior``: run the rows' interior
     spans without tests (default: if no line is longer than
     ``INTERIOR_MAX_LENGTH``); False sends every voxel by scipy's per-point
-    route.  Returns the number of taps that left the window (0 unless the
+    route.  ``rows``: ITK's rule, an int64 ``(2, bz, by)`` array, each output
+    row's part ``[lo, hi)`` along x inside the input (``bounds.row_spans``):
+    only that part is computed, ``cval`` written around it (None: every voxel
+    computed).  Returns the number of taps that left the window (0 unless the
     window was planned wrong)."""
     length = np.ravel(length).tolist()
     if interior is None:
         interior = max(length) <= INTERIOR_MAX_LENGTH
     return _kernel.resample_block(np.ascontiguousarray(data), out, np.ravel(matrix).tolist(),
                                   np.ravel(offset).tolist(), np.ravel(origin).tolist(), np.ravel(first).tolist(),
-                                  length, float(pad), int(order), int(mode), float(cval), bool(interior))
+                                  length, float(pad), int(order), int(mode), float(cval), bool(interior), rows)
 
 
 def sample_points(data, coords, out, first, length, pad: float, order: int, mode: int, cval: float) -> int:

@@ -223,14 +223,17 @@ class AffineResampler(Sampling):
         from . import kernel
 
         spatial, extra, bshape, extra_shape, dtype, out = block_output(source, region, dtype, ws)
-        spans = None
+        rows = None
         if self.itk:  # ITK's rule: cval beyond half a voxel of the input (bounds.row_spans, per output row)
-            fill = np.empty((), dtype=dtype)
-            cast_into(np.array(self.cval), fill)
             spans = bounds.row_spans(self.grid, spatial)
             if bounds.nothing_in(spans):
+                fill = np.empty((), dtype=dtype)
+                cast_into(np.array(self.cval), fill)
                 out[...] = fill
                 return out
+            # the kernel computes each row's part inside and writes cval around it (cast as scipy's
+            # values are: the voxels bounds.fill_rows would write, without computing them first)
+            rows = np.stack(spans).astype(np.int64, copy=False)
         read_range, win_range = self.window(spatial), self.coefficient_window(spatial)
         win = read_window(source, read_range, win_range, extra, extra_shape, ws)
         pad = PREPAD if self.order > 1 and self.mode in PREPAD_MODES else 0
@@ -244,13 +247,11 @@ class AffineResampler(Sampling):
             dst = out[idx] if direct else values
             bad = kernel.resample_block(data, dst, self.grid.matrix, self.grid.offset, origin, first, length,
                                         pad=float(pad), order=self.order, mode=kernel.MODE_CODES[self.mode],
-                                        cval=self.cval)
+                                        cval=self.cval, rows=rows)
             if bad:  # pragma: no cover - the window is planned to hold every tap
                 raise RuntimeError(f"{bad} samples of block {region} read outside its window {win_range}")
             if not direct:
                 cast_into(values, out[idx])
-        if spans is not None:
-            bounds.fill_rows(out, spans, fill, ws)
         return out
 
     def _coefficients(self, win, pad, ws) -> np.ndarray:
@@ -370,7 +371,8 @@ def block_bytes(resampler: AffineResampler, block, in_itemsize: int, out_itemsiz
     the window in the stored type (twice: a native copy for float16 or another
     byte order), its float64 B-spline coefficients with scipy's pre-pad (orders
     >= 2), the output block and its float64 values (integer outputs), and with
-    ITK's rule the masks of the voxels outside (``bounds.fill_rows``, two bytes each)."""
+    ITK's rule two bytes a voxel (the kernel is given each row's part inside, 16 bytes a row;
+    the two-byte masks ``bounds.fill_rows`` made before are still counted: the plans stay as they were)."""
     window, out = prod(resampler.window_shape(block)), prod(block)  # Python ints: no int64 wrap on absurd grids
     total = 2 * window * in_itemsize + 8 * out + 2 * out * out_itemsize + (2 * out if resampler.itk else 0)
     if resampler.order > 1:

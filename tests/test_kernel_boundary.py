@@ -135,6 +135,48 @@ def test_resample_block_refuses_an_output_that_overlaps_the_window():
         call_block(data, out=data)
 
 
+@pytest.mark.parametrize("rows, error", [
+    (np.zeros((2, 4, 4), np.int32), TypeError),  # not int64
+    (np.zeros((2, 4, 3), np.int64), TypeError),  # not one pair a row
+    (np.zeros((3, 4, 4), np.int64), TypeError),
+    (np.stack([np.full((4, 4), -1), np.full((4, 4), 2)]), ValueError),  # starts before the row
+    (np.stack([np.full((4, 4), 3), np.full((4, 4), 2)]), ValueError),  # ends before it starts
+    (np.stack([np.full((4, 4), 0), np.full((4, 4), 5)]), ValueError),  # ends beyond the row
+])
+def test_resample_block_refuses_rows_that_do_not_fit_the_block(rows, error):
+    out = np.full((4, 4, 4), 7.0)
+    with pytest.raises(error, match="rows|row"):
+        kernel.resample_block(np.zeros((4, 4, 4)), out, np.eye(3), (0.0,) * 3, (0, 0, 0), (0, 0, 0), (4, 4, 4),
+                              pad=0.0, order=1, mode=kernel.MODE_CODES["nearest"], cval=0.0,
+                              rows=np.asarray(rows).astype(rows.dtype))
+    assert (out == 7.0).all()  # refused before anything was written
+
+
+@pytest.mark.parametrize("order", [0, 1, 3])
+@pytest.mark.parametrize("interior", [True, False])
+def test_resample_block_computes_each_rows_part_and_writes_cval_around_it(order, interior):
+    # ITK's rule in the kernel: the voxels in [lo, hi) equal the whole block's, every other is cval,
+    # wherever the part lies against the interior span (before, inside, after, empty, the whole row)
+    rng = np.random.default_rng(order)
+    data = rng.random((12, 13, 14))
+    angle = np.deg2rad(11.0)
+    matrix = np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0], [0.0, 0.0, 1.0]])
+    args = (data, None, matrix, (1.3, -0.7, 0.4), (0, 0, 0), (0, 0, 0), (14, 13, 12))
+    whole = np.zeros((5, 9, 16))
+    kernel.resample_block(data, whole, *args[2:], pad=0.0, order=order, mode=kernel.MODE_CODES["nearest"],
+                          cval=0.0, interior=interior)
+    lo = rng.integers(0, 17, (5, 9))
+    hi = np.minimum(lo + rng.integers(0, 17, (5, 9)), 16)
+    lo[0, :3], hi[0, :3] = (0, 0, 16), (16, 0, 16)  # the whole row, an empty part, an empty part at the end
+    out = np.full_like(whole, np.nan)
+    kernel.resample_block(data, out, *args[2:], pad=0.0, order=order, mode=kernel.MODE_CODES["nearest"],
+                          cval=-2.5, interior=interior, rows=np.stack([lo, hi]))
+    x = np.arange(16)
+    inside = (x >= lo[..., None]) & (x < hi[..., None])
+    assert np.array_equal(out[inside], whole[inside])
+    assert (out[~inside] == -2.5).all()
+
+
 def test_an_affine_resampler_refuses_an_empty_input():
     grid = ReferenceGrid((0, 5, 5), (4, 4, 4), np.eye(3), np.zeros(3), np.eye(4))
     with pytest.raises(BigresampleError, match=r"shape.*\(0, 5, 5\)"):
