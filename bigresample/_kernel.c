@@ -445,6 +445,21 @@ static int overlaps(const void *a, Py_ssize_t na, const void *b, Py_ssize_t nb)
     return na > 0 && nb > 0 && pa < pb + (uintptr_t)nb && pb < pa + (uintptr_t)na;
 }
 
+/* The C-contiguous buffers of `n` objects (`writable[i]`: the i-th must be writable), all or
+ * none: 0 with every view held, or -1 with none held and an error set. */
+static int get_buffers(int n, PyObject *const objs[], const int writable[], Py_buffer *const views[])
+{
+    for (int i = 0; i < n; i++) {
+        const int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable[i] ? PyBUF_WRITABLE : 0);
+        if (PyObject_GetBuffer(objs[i], views[i], flags) < 0) {
+            while (i-- > 0)
+                PyBuffer_Release(views[i]);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /* The window's part of g from the buffer `din` ((z, y, x), C-ordered) and the
  * sampling arguments (g->first and g->length already read), then checked: the
  * pad and, per axis, the line's length and the window's place on it (`who`:
@@ -665,17 +680,9 @@ static PyObject *py_sample_points(PyObject *self, PyObject *args)
     if (read_ints(first, g.first, 3, "first") || read_ints(length, g.length, 3, "length"))
         return NULL;
     Py_buffer din, dc, dout;
-    if (PyObject_GetBuffer(data_obj, &din, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+    if (get_buffers(3, (PyObject *[]){data_obj, coords_obj, out_obj}, (const int[]){0, 0, 1},
+                    (Py_buffer *[]){&din, &dc, &dout}) < 0)
         return NULL;
-    if (PyObject_GetBuffer(coords_obj, &dc, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0) {
-        PyBuffer_Release(&din);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(out_obj, &dout, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&din);
-        PyBuffer_Release(&dc);
-        return NULL;
-    }
     PyObject *result = NULL;
     const int tin = type_index(&din), tout = type_index(&dout);
     if (din.ndim != 3 || tin < 0 || (tout != 8 && tout != 9) || dc.ndim != 2 || dc.shape[1] != 3
@@ -1129,17 +1136,8 @@ static PyObject *py_label_boxes(PyObject *self, PyObject *args)
     if (lo == (unsigned long long)-1 && PyErr_Occurred())
         return NULL;
     Py_buffer w, cb, bb;
-    if (PyObject_GetBuffer(w_obj, &w, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) < 0)
+    if (get_buffers(3, (PyObject *[]){w_obj, c_obj, b_obj}, (const int[]){0, 1, 1}, (Py_buffer *[]){&w, &cb, &bb}) < 0)
         return NULL;
-    if (PyObject_GetBuffer(c_obj, &cb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&w);
-        return NULL;
-    }
-    if (PyObject_GetBuffer(b_obj, &bb, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | PyBUF_WRITABLE) < 0) {
-        PyBuffer_Release(&w);
-        PyBuffer_Release(&cb);
-        return NULL;
-    }
     PyObject *result = NULL;
     int64_t *seen = NULL;
     const int t = type_index(&w);
