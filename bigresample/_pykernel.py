@@ -47,13 +47,11 @@ _KINDS = ("mirror", "reflect", "wrap")
 _SPLINE_MODES = ("mirror", "reflect", "grid-wrap")
 
 
-def resample_block(data, out, matrix, offset, origin, first, length, pad, order, mode, cval, interior,
-                   rows=None) -> int:
-    """``kernel.resample_block`` (the extension's arguments: lists for the
-    matrix, offset, origin, first and length); ``length`` and ``interior``
-    are not needed here (the window's edge at the volume's is where scipy's
-    boundary rules apply); ``rows`` (ITK's rule: each row's part inside the
-    input) as the extension checks it, ``cval`` written around that part.
+def resample_block(data, out, *, matrix, offset, origin, first, pad, order, mode, cval, rows=None) -> int:
+    """``kernel.resample_block`` (lists for the matrix, offset, origin and first); the
+    lines' lengths and the interior spans are not needed here (the window's edge at the
+    volume's is where scipy's boundary rules apply); ``rows`` (ITK's rule: each row's part
+    inside the input) as the extension checks it, ``cval`` written around that part.
     Returns 0: the taps lie in the window as planned."""
     from scipy import ndimage
 

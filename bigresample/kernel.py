@@ -153,12 +153,17 @@ def resample_block(data, out, matrix, offset, origin, first, length, *, pad: flo
     only that part is computed, ``cval`` written around it (None: every voxel
     computed).  Returns the number of taps that left the window (0 unless the
     window was planned wrong)."""
+    data = np.ascontiguousarray(data)
+    matrix, offset, origin, first = (np.ravel(v).tolist() for v in (matrix, offset, origin, first))
+    if not COMPILED:  # the fallback by keyword; the extension's arguments are positional
+        return _kernel.resample_block(data, out, matrix=matrix, offset=offset, origin=origin, first=first,
+                                      pad=float(pad), order=int(order), mode=int(mode), cval=float(cval), rows=rows)
     length = np.ravel(length).tolist()
     if interior is None:
         interior = max(length) <= INTERIOR_MAX_LENGTH
-    return _kernel.resample_block(np.ascontiguousarray(data), out, np.ravel(matrix).tolist(),
-                                  np.ravel(offset).tolist(), np.ravel(origin).tolist(), np.ravel(first).tolist(),
-                                  length, float(pad), int(order), int(mode), float(cval), bool(interior), rows)
+    extra = () if rows is None else (rows,)  # (an extension built before rows= takes none: bench_kernel's baseline)
+    return _kernel.resample_block(data, out, matrix, offset, origin, first, length, float(pad), int(order), int(mode),
+                                  float(cval), bool(interior), *extra)
 
 
 def sample_points(data, coords, out, first, length, pad: float, order: int, mode: int, cval: float) -> int:

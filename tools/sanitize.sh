@@ -29,6 +29,12 @@ CI=0
 if [ "${1:-}" = "--ci" ]; then CI=1; shift; fi
 SCRATCH=${SANITIZE_DIR:-$(mktemp -d /tmp/bigresample-sanitize.XXXXXX)}
 mkdir -p "$SCRATCH"
+# a scratch folder of our own goes on every exit: a failed build, a failed test, Ctrl-C or SIGTERM
+if [ -z "${SANITIZE_DIR:-}" ]; then
+    trap 'rm -rf "$SCRATCH"' EXIT
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+fi
 ASAN_LIB=$(gcc -print-file-name=libasan.so)
 if [ ! -e "$ASAN_LIB" ]; then
     echo "sanitize.sh: gcc has no libasan.so (install libasan8 / gcc's sanitizer libraries)" >&2
@@ -76,5 +82,4 @@ echo "sanitize.sh: extension $(ls bigresample/_kernel*.so) built with $SAN; FUZZ
 LD_PRELOAD="$ASAN_LIB" python -c "import bigresample._kernel as k; assert k.__file__.startswith('$SCRATCH'), k.__file__"
 status=0
 LD_PRELOAD="$ASAN_LIB" python -m pytest -q -p no:cacheprovider $TESTS "$@" || status=$?
-[ -z "${SANITIZE_DIR:-}" ] && rm -rf "$SCRATCH"
 exit $status
